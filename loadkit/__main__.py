@@ -1,0 +1,5 @@
+import sys
+
+from loadkit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,67 @@
+"""The ``loadkit`` command: demo | source | sink | report.
+
+Each subcommand lives in its own module, which provides
+``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
+when their subcommand runs: ``source`` and ``demo`` pull in Locust (which
+monkey-patches the standard library), ``sink`` and ``report`` must not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from loadkit import __version__
+
+COMMANDS = {
+    "demo": ("loadkit.demo", "start a sink, run a short SMTP load against it, write a report"),
+    "source": ("loadkit.source", "send mail like Postfix's smtp-source, on the Locust engine"),
+    "sink": ("loadkit.sink.command", "accept and discard mail fast, like Postfix's smtp-sink"),
+    "report": ("loadkit.report.command", "build the HTML report of a results folder"),
+}
+
+
+class CommandError(Exception):
+    """Bad input or an unusable environment: one line for the user, exit code 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr, not usage plus error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
+    parser = OneLineParser(prog="loadkit", description="Load testing for mail servers, built on Locust.")
+    parser.add_argument("--version", action="version", version=f"loadkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == wanted:  # import only the module that will run
+            importlib.import_module(module_name).add_arguments(command_parser)
+    return parser, wanted
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser, wanted = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return module.run(args)
+    except CommandError as error:
+        print(f"loadkit {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"loadkit {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
