@@ -1,0 +1,445 @@
+"""The sink's sockets: listen, accept, run one greenlet per session.
+
+Everything runs on a gevent hub, but on raw ``_socket`` objects rather than
+gevent's socket class: the read loop waits on its own I/O watcher and then
+calls ``recv`` once, which skips a failed non-blocking ``recv`` (an
+exception) and a timer per read. Idle sessions are found by a sweeper that
+compares read counters every so often, for the same reason.
+
+`SinkServer.start()` picks where the hub runs: when the socket module is
+monkey-patched (inside Locust) the sessions are greenlets of the calling
+thread's hub; otherwise a daemon thread runs a hub of its own, so plain
+blocking code (``smtplib``, a test) can talk to the sink from the caller.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import threading
+import time
+
+import _socket
+import gevent
+import gevent.event
+from gevent import monkey
+
+from loadkit.sink._protocol import (
+    DEFAULT_CAPABILITIES,
+    DEFAULT_MAX_SIZE,
+    S221_BYE,
+    S421_SHUTDOWN,
+    S421_TIMEOUT,
+    LmtpSession,
+    SinkProfile,
+    SmtpSession,
+)
+from loadkit.sink._stats import SinkStats
+from loadkit.targets import Target, TargetError, parse_listen
+
+RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
+DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
+DEFAULT_BACKLOG = 1024
+DRAIN_GRACE = 2.0  # seconds sessions get to say QUIT once max_messages is reached
+_READ, _WRITE = 1, 2  # libev/libuv event masks
+
+
+class SinkError(Exception):
+    """The sink cannot listen or run; the message is one line for people."""
+
+
+class _Connection:
+    """The bookkeeping of one session that the idle sweeper reads."""
+
+    __slots__ = ("sock", "greenlet", "reads", "seen_reads", "seen_at")
+
+    def __init__(self, sock, now: float):
+        self.sock = sock
+        self.greenlet = None
+        self.reads = 0
+        self.seen_reads = 0
+        self.seen_at = now
+
+
+class SinkServer:
+    """A discard SMTP/LMTP server: accepts every message, counts it, drops it.
+
+    ::
+
+        with SinkServer("127.0.0.1:0") as sink:       # or a Target
+            send_mail_to(*sink.address)
+            sink.wait(timeout=10)                        # until max_messages
+        print(sink.stats.as_dict())
+
+    `target` is a `Target` or smtp-sink's ``[inet:][host]:port`` /
+    ``unix:path`` text; port 0 binds a free port (see `address`). `lmtp`
+    defaults to the target's protocol. With `max_messages` the server stops
+    by itself after answering that many messages.
+    """
+
+    def __init__(
+        self,
+        target: Target | str,
+        lmtp: bool | None = None,
+        hostname: str = "loadkit-sink",
+        max_messages: int | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        backlog: int = DEFAULT_BACKLOG,
+        capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES,
+        max_size: int = DEFAULT_MAX_SIZE,
+    ):
+        if isinstance(target, str):
+            try:
+                target = parse_listen(target)
+            except TargetError as error:
+                raise SinkError(str(error)) from None
+        if lmtp is None:
+            lmtp = target.protocol == "lmtp"
+        self.target = Target("lmtp" if lmtp else "smtp", target.host, target.port, target.path)
+        self.profile = SinkProfile(
+            hostname=hostname, lmtp=lmtp, capabilities=tuple(capabilities),
+            max_size=max_size, max_messages=max_messages,
+        )
+        self.timeout = timeout
+        self.backlog = backlog
+        self.stats = SinkStats()
+        self._session_class = LmtpSession if lmtp else SmtpSession
+        self._listener = None
+        self._address = None
+        self._connections: set[_Connection] = set()
+        self._workers: list = []
+        self._thread: threading.Thread | None = None
+        self._wakeup = None  # the thread's async watcher: stop() from other threads
+        self._finished = None  # set when max_messages is reached or the server stops
+        self._stopped = None
+        self._stopping = False
+        self._draining = False  # max_messages reached: no new sessions, no new mail
+
+    # -- public API -------------------------------------------------------
+
+    @property
+    def lmtp(self) -> bool:
+        return self.profile.lmtp
+
+    @property
+    def address(self):
+        """The bound ``(host, port)``, or the socket path; None before start."""
+        return self._address
+
+    @property
+    def url(self) -> str:
+        """``smtp://127.0.0.1:PORT`` (or ``lmtp://``, ``smtp+unix:///path``) of the bound socket."""
+        if self._address is None:
+            raise SinkError("the sink is not listening yet")
+        if self.target.is_unix:
+            return self.target.url()
+        host, port = self._address[:2]
+        return Target(self.target.protocol, host=host, port=port).url()
+
+    def start(self, in_thread: bool | None = None) -> "SinkServer":
+        """Bind and serve in the background; return at once.
+
+        ``in_thread=None`` serves in the calling thread's hub when the socket
+        module is monkey-patched, else in a daemon thread with its own hub.
+        """
+        if self._listener is not None:
+            raise SinkError("the sink is already started")
+        self._listen()
+        if in_thread is None:
+            in_thread = not monkey.is_module_patched("socket")
+        if not in_thread:
+            self._finished = gevent.event.Event()
+            self._start_workers()
+            return self
+        self._finished = threading.Event()
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._thread_main, args=(ready, failure), name="loadkit-sink", daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failure:
+            raise SinkError(f"the sink's thread failed to start: {failure[0]}")
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread until `stop()` or `max_messages`."""
+        if self._listener is None:
+            self._listen()
+            self._finished = gevent.event.Event()
+            self._start_workers()
+        try:
+            self._finished.wait()
+        finally:
+            self.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until `max_messages` were answered or the server stopped; False on timeout."""
+        if self._finished is None:
+            raise SinkError("the sink is not started")
+        return bool(self._finished.wait(timeout))
+
+    def stop(self) -> None:
+        """Close the listener and every session. Safe from any thread, twice, or in a signal handler."""
+        if self._listener is None and self._thread is None:
+            return
+        thread = self._thread
+        if thread is not None:
+            if threading.current_thread() is not thread:
+                if thread.is_alive():
+                    self._wakeup.send()
+                    thread.join(10)
+                return
+        if gevent.getcurrent() is gevent.get_hub():  # a signal or loop callback: cannot block here
+            gevent.spawn(self._shutdown)
+        else:
+            self._shutdown()
+
+    def __enter__(self) -> "SinkServer":
+        if self._listener is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.url if self._address is not None else str(self.target)
+        return f"<SinkServer {where} {self.stats.summary()}>"
+
+    # -- listening ----------------------------------------------------------
+
+    def _listen(self) -> None:
+        target = self.target
+        try:
+            if target.is_unix:
+                _remove_stale_socket(target.path)
+                sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+                try:
+                    sock.bind(target.path)
+                except OSError:
+                    sock.close()
+                    raise
+                address = target.path
+            else:
+                family, address = _resolve(target.host, target.port)
+                sock = _socket.socket(family, _socket.SOCK_STREAM)
+                try:
+                    sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                    sock.bind(address)
+                except OSError:
+                    sock.close()
+                    raise
+                address = sock.getsockname()[:2]
+            sock.listen(self.backlog)
+            sock.setblocking(False)
+        except OSError as error:
+            reason = error.strerror or str(error)
+            raise SinkError(f"cannot listen on {_spell(target)}: {reason}") from None
+        self._listener = sock
+        self._address = address
+        self.stats = SinkStats()
+
+    def _start_workers(self) -> None:
+        self._stopped = gevent.event.Event()
+        self._workers = [gevent.spawn(self._accept_loop)]
+        if self.timeout:
+            self._workers.append(gevent.spawn(self._sweep_loop))
+
+    def _thread_main(self, ready: threading.Event, failure: list) -> None:
+        try:
+            hub = gevent.get_hub()
+            self._wakeup = hub.loop.async_()
+            self._wakeup.start(self._stop_from_outside)
+            self._start_workers()
+        except BaseException as error:  # noqa: BLE001 - reported by start()
+            failure.append(error)
+            ready.set()
+            return
+        ready.set()
+        self._stopped.wait()
+        self._wakeup.close()
+        hub.destroy(destroy_loop=True)
+
+    def _stop_from_outside(self) -> None:
+        gevent.spawn(self._shutdown)
+
+    def _shutdown(self) -> None:
+        """Kill the workers and sessions and wait for them: always runs in a greenlet."""
+        if self._stopping:
+            return
+        self._stopping = True
+        self.stats.stopped = time.monotonic()
+        doomed = self._workers + [c.greenlet for c in self._connections if c.greenlet is not None]
+        gevent.killall(doomed, block=True, timeout=5)
+        if self.target.is_unix and self._address:
+            try:
+                os.unlink(self._address)
+            except OSError:
+                pass
+        self._listener = None
+        self._finished.set()
+        self._stopped.set()
+
+    def _on_limit(self) -> None:
+        # Called inside a session before its reply is sent: act once it yields.
+        gevent.spawn(self._drain)
+
+    def _drain(self) -> None:
+        """Stop accepting, let the clients say QUIT (a short grace), then stop."""
+        self._draining = True
+        if self._workers:
+            self._workers[0].kill(block=True, timeout=5)  # the accept loop: closes the listener
+        deadline = time.monotonic() + DRAIN_GRACE
+        while self._connections and time.monotonic() < deadline:
+            gevent.sleep(0.01)
+        self._shutdown()
+
+    # -- the loops ----------------------------------------------------------
+
+    def _accept_loop(self) -> None:
+        listener = self._listener
+        hub = gevent.get_hub()
+        watcher = hub.loop.io(listener.fileno(), _READ)
+        accept = listener._accept
+        family = listener.family
+        spawn = gevent.spawn
+        serve = self._serve
+        try:
+            while True:
+                hub.wait(watcher)
+                for _ in range(64):
+                    try:
+                        fd, _peer = accept()
+                    except BlockingIOError:
+                        break
+                    except OSError as error:
+                        if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                            gevent.sleep(0.05)  # out of descriptors: let sessions end
+                        break
+                    spawn(serve, _socket.socket(family, _socket.SOCK_STREAM, 0, fd))
+        finally:
+            watcher.close()
+            listener.close()
+
+    def _serve(self, sock) -> None:
+        """One session: the hot loop. Wait for input, read once, answer once."""
+        self.stats.sessions += 1
+        session = self._session_class(self.profile, self.stats, self._on_limit)
+        connection = _Connection(sock, time.monotonic())
+        connection.greenlet = gevent.getcurrent()
+        connections = self._connections
+        connections.add(connection)
+        hub = gevent.get_hub()
+        watcher = hub.loop.io(sock.fileno(), _READ)
+        wait = hub.wait
+        recv = sock.recv
+        send = sock.send
+        feed = session.feed
+        try:
+            sock.setblocking(False)
+            _send_all(sock, self.profile.banner, hub)
+            while True:
+                wait(watcher)
+                try:
+                    data = recv(RECV_SIZE)
+                except BlockingIOError:
+                    continue
+                if not data:
+                    break
+                connection.reads += 1
+                if self._draining:  # max_messages reached: a polite goodbye, whatever was asked
+                    _send_all(sock, S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN, hub)
+                    break
+                reply = feed(data)
+                if reply:
+                    sent = send(reply)
+                    if sent < len(reply):
+                        _send_all(sock, reply[sent:], hub)
+                if session.closing:
+                    break
+        except OSError:
+            pass  # reset by the peer, or closed under us: the session is over either way
+        finally:
+            connections.discard(connection)
+            watcher.close()
+            sock.close()
+
+    def _sweep_loop(self) -> None:
+        timeout = self.timeout
+        period = min(1.0, timeout / 4)
+        while True:
+            gevent.sleep(period)
+            now = time.monotonic()
+            for connection in list(self._connections):
+                if connection.reads != connection.seen_reads:
+                    connection.seen_reads = connection.reads
+                    connection.seen_at = now
+                elif now - connection.seen_at >= timeout:
+                    self._connections.discard(connection)
+                    self.stats.timeouts += 1
+                    try:
+                        connection.sock.send(S421_TIMEOUT)
+                    except OSError:
+                        pass
+                    if connection.greenlet is not None:
+                        connection.greenlet.kill(block=False)
+
+
+def _send_all(sock, data: bytes, hub) -> None:
+    """Send everything, waiting for room in the socket buffer when it is full."""
+    view = memoryview(data)
+    watcher = None
+    try:
+        while view:
+            try:
+                sent = sock.send(view)
+            except BlockingIOError:
+                sent = 0
+            view = view[sent:]
+            if view:
+                if watcher is None:
+                    watcher = hub.loop.io(sock.fileno(), _WRITE)
+                hub.wait(watcher)
+    finally:
+        if watcher is not None:
+            watcher.close()
+
+
+def _resolve(host: str, port: int):
+    try:
+        infos = _socket.getaddrinfo(host, port, 0, _socket.SOCK_STREAM, 0, _socket.AI_PASSIVE)
+    except OSError as error:
+        raise OSError(error.errno, f"cannot resolve {host!r}: {error.strerror or error}") from None
+    family, _type, _proto, _name, address = infos[0]
+    return family, address
+
+
+def _remove_stale_socket(path: str) -> None:
+    """Remove a socket file nobody listens on; refuse to touch anything else."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise OSError(errno.EEXIST, f"{path} exists and is not a socket")
+    probe = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)  # a leftover of a sink that is gone
+        return
+    except OSError:
+        return  # let bind() report what is wrong
+    finally:
+        probe.close()
+    raise OSError(errno.EADDRINUSE, "Address already in use (another server listens there)")
+
+
+def _spell(target: Target) -> str:
+    if target.is_unix:
+        return f"unix:{target.path}"
+    host = f"[{target.host}]" if ":" in target.host else target.host
+    return f"{host}:{target.port}"

@@ -1,0 +1,151 @@
+"""``loadkit sink`` as a command: listening line, stats file, signals, bad input."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+LISTENING = "loadkit sink: listening on "
+
+
+class SinkProcess:
+    """A ``loadkit sink`` child process and what it said it listens on."""
+
+    def __init__(self, process: subprocess.Popen, url: str, stats_path: str | None):
+        self.process = process
+        self.url = url
+        self.stats_path = stats_path
+        self.port = int(url.rsplit(":", 1)[1]) if "+unix" not in url else None
+
+    def terminate(self, signum=signal.SIGTERM) -> dict | None:
+        """Signal the sink, wait for its exit (code 0 expected), return its stats file."""
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        assert self.process.wait(timeout=10) == 0, self.process.stderr.read()
+        if self.stats_path is None:
+            return None
+        with open(self.stats_path) as stream:
+            return json.load(stream)
+
+
+@contextlib.contextmanager
+def sink_process(*arguments: str, stats_path: str | None = None):
+    """Run ``loadkit sink ARGUMENTS`` (port 0 by default), yield once it listens."""
+    command = [sys.executable, "-m", "loadkit", "sink"]
+    if stats_path:
+        command += ["--stats-json", stats_path]
+    command += list(arguments) or ["127.0.0.1:0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert line.startswith(LISTENING), (line, process.stderr.read() if process.poll() is not None else "")
+        yield SinkProcess(process, line[len(LISTENING):].strip(), stats_path)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
+        process.stdout.close()
+        process.stderr.close()
+
+
+def send_one(port: int, recipients=("a@example.com",)) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.sendmail("s@example.com", list(recipients), b"Subject: x\r\n\r\nbody\r\n")
+
+
+def test_port_zero_prints_the_bound_port_and_sigterm_writes_stats(tmp_path):
+    stats_path = str(tmp_path / "stats.json")
+    with sink_process(stats_path=stats_path) as sink:
+        assert sink.url.startswith("smtp://127.0.0.1:") and sink.port > 0
+        send_one(sink.port, recipients=("a@example.com", "b@example.com"))
+        send_one(sink.port)
+        stats = sink.terminate(signal.SIGTERM)
+    assert {k: stats[k] for k in ("sessions", "messages", "recipients", "bytes")} == {
+        "sessions": 2, "messages": 2, "recipients": 3, "bytes": 2 * len(b"Subject: x\r\n\r\nbody\r\n"),
+    }
+    assert stats["address"] == sink.url and stats["duration"] > 0
+
+
+def test_sigint_also_ends_cleanly_with_stats(tmp_path):
+    stats_path = str(tmp_path / "stats.json")
+    with sink_process("-L", "-h", "lmtp.test", "127.0.0.1:0", stats_path=stats_path) as sink:
+        assert sink.url.startswith("lmtp://127.0.0.1:")
+        with socket.create_connection(("127.0.0.1", sink.port), timeout=5) as sock:
+            assert sock.recv(100) == b"220 lmtp.test LMTP loadkit\r\n"
+        stats = sink.terminate(signal.SIGINT)
+    assert stats["protocol"] == "lmtp" and stats["sessions"] == 1 and stats["messages"] == 0
+
+
+def test_max_messages_exits_by_itself_with_stats(tmp_path):
+    stats_path = str(tmp_path / "stats.json")
+    with sink_process("-M", "3", "127.0.0.1:0", stats_path=stats_path) as sink:
+        for _ in range(3):
+            send_one(sink.port)
+        assert sink.process.wait(timeout=10) == 0
+        stats = sink.terminate()
+    assert (stats["messages"], stats["sessions"]) == (3, 3)
+
+
+def test_counters_line_on_stderr(tmp_path):
+    with sink_process("-c", "127.0.0.1:0") as sink:
+        send_one(sink.port)
+        time.sleep(0.3)
+        sink.process.send_signal(signal.SIGTERM)
+        assert sink.process.wait(timeout=10) == 0
+        err = sink.process.stderr.read()
+    assert err.rstrip().endswith("sessions 1 messages 1 recipients 1 bytes 20")
+
+
+def test_unix_socket_listening(tmp_path):
+    path = str(tmp_path / "sink.sock")
+    with sink_process(f"unix:{path}") as sink:
+        assert sink.url == f"smtp+unix://{path}"
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(5)
+            sock.connect(path)
+            assert sock.recv(100).startswith(b"220 ")
+        sink.terminate()
+    assert not os.path.exists(path)
+
+
+def run_bad(*arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "loadkit", "sink", *arguments],
+        capture_output=True, text=True, timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["127.0.0.1:99999"], "out of range"),
+        (["127.0.0.1:port"], "not a number"),
+        (["-M", "0", "127.0.0.1:0"], "invalid positive integer value"),
+        (["--stats-json", "/nonexistent-dir/stats.json", "127.0.0.1:0"], "cannot write --stats-json"),
+        (["192.0.2.1:0"], "cannot listen on 192.0.2.1:0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(arguments, message):
+    result = run_bad(*arguments)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_address_in_use_is_one_line_and_exit_2():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        result = run_bad(f"127.0.0.1:{taken.getsockname()[1]}")
+    assert result.returncode == 2
+    assert "Address already in use" in result.stderr and result.stderr.count("\n") == 1

@@ -1,0 +1,188 @@
+"""The sink's sockets, driven by an in-process client over loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+import threading
+import time
+
+import gevent
+import gevent.socket
+import pytest
+
+from loadkit.sink import SinkError, SinkServer
+from loadkit.targets import Target
+
+
+def connect(server: SinkServer) -> socket.socket:
+    family = socket.AF_UNIX if isinstance(server.address, str) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(server.address)
+    return sock
+
+
+def read_replies(sock: socket.socket, count: int) -> list[bytes]:
+    """Read until `count` final reply lines (``NNN `` lines) arrived."""
+    data = b""
+    while sum(1 for line in data.split(b"\r\n") if line[3:4] == b" ") < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return [line for line in data.split(b"\r\n") if line]
+
+
+def test_pipelined_session_in_one_write_over_loopback():
+    with SinkServer("127.0.0.1:0") as server:
+        assert server.address[0] == "127.0.0.1" and server.address[1] > 0
+        assert server.url == f"smtp://127.0.0.1:{server.address[1]}"
+        with connect(server) as sock:
+            assert read_replies(sock, 1) == [b"220 loadkit-sink ESMTP loadkit"]
+            sock.sendall(
+                b"EHLO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n..dot\r\n.\r\n"
+                b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n.\r\nQUIT\r\n"
+            )
+            replies = read_replies(sock, 10)
+            assert replies[:5] == [b"250-loadkit-sink", b"250-PIPELINING", b"250-SIZE 10240000",
+                                   b"250-8BITMIME", b"250 ENHANCEDSTATUSCODES"]
+            assert replies[-1] == b"221 2.0.0 Bye"
+            assert [r[:3] for r in replies if r[3:4] == b" "] == [
+                b"250", b"250", b"250", b"354", b"250", b"250", b"250", b"354", b"250", b"221"
+            ]
+            assert sock.recv(10) == b""  # closed after QUIT
+    assert server.stats.as_dict()["sessions"] == 1
+    assert (server.stats.messages, server.stats.recipients, server.stats.bytes) == (2, 2, len(b"hello\r\n.dot\r\n"))
+
+
+def test_terminator_split_across_writes_over_loopback():
+    with SinkServer("127.0.0.1:0") as server, connect(server) as sock:
+        read_replies(sock, 1)
+        sock.sendall(b"HELO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        assert read_replies(sock, 4)[-1].startswith(b"354")
+        for piece in (b"body\r", b"\n", b".", b"\r", b"\n"):
+            sock.sendall(piece)
+            time.sleep(0.02)
+        assert read_replies(sock, 1) == [b"250 2.0.0 Ok: queued"]
+        assert (server.stats.messages, server.stats.bytes) == (1, 6)
+
+
+def test_lmtp_replies_once_per_recipient_over_loopback():
+    with SinkServer("127.0.0.1:0", lmtp=True, hostname="lmtp.test") as server, connect(server) as sock:
+        assert server.url.startswith("lmtp://")
+        assert read_replies(sock, 1) == [b"220 lmtp.test LMTP loadkit"]
+        sock.sendall(b"LHLO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<1@d>\r\nRCPT TO:<2@d>\r\nRCPT TO:<3@d>\r\nDATA\r\n")
+        read_replies(sock, 6)
+        sock.sendall(b"x\r\n.\r\n")
+        assert read_replies(sock, 3) == [b"250 2.0.0 Ok: queued"] * 3
+        assert (server.stats.messages, server.stats.recipients) == (1, 3)
+
+
+def test_max_messages_stops_the_server_after_answering():
+    server = SinkServer(Target("smtp", "127.0.0.1", 0), max_messages=2).start()
+    try:
+        assert not server.wait(0.05)
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"HELO me\r\n" + b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n" * 2)
+            replies = read_replies(sock, 9)
+            assert replies[-1] == b"250 2.0.0 Ok: queued" and len(replies) == 9
+        assert server.wait(5)
+        with pytest.raises(OSError):
+            connect(server).close()
+    finally:
+        server.stop()
+    assert server.stats.messages == 2
+
+
+def test_idle_sessions_get_421_and_are_closed():
+    with SinkServer("127.0.0.1:0", timeout=0.3) as server, connect(server) as sock:
+        read_replies(sock, 1)
+        started = time.monotonic()
+        assert read_replies(sock, 1) == [b"421 4.4.2 Error: timeout exceeded"]
+        assert sock.recv(10) == b""
+        assert 0.25 < time.monotonic() - started < 3
+        assert server.stats.timeouts == 1
+
+
+def test_many_concurrent_sessions():
+    with SinkServer("127.0.0.1:0") as server:
+        socks = [connect(server) for _ in range(50)]
+        for sock in socks:
+            read_replies(sock, 1)
+            sock.sendall(b"HELO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+        for sock in socks:
+            read_replies(sock, 4)
+            sock.sendall(b"12345\r\n.\r\nQUIT\r\n")
+        for sock in socks:
+            assert read_replies(sock, 2)[-2:] == [b"250 2.0.0 Ok: queued", b"221 2.0.0 Bye"]
+            sock.close()
+    assert (server.stats.sessions, server.stats.messages, server.stats.bytes) == (50, 50, 350)
+
+
+def test_unix_socket_replaces_a_stale_socket_file_but_not_a_live_one():
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "sink.sock")
+        stale = socket.socket(socket.AF_UNIX)
+        stale.bind(path)
+        stale.close()  # the file stays, nobody listens
+        with SinkServer(f"unix:{path}") as server:
+            assert server.address == path
+            assert server.url == f"smtp+unix://{path}"
+            with connect(server) as sock:
+                assert read_replies(sock, 1)[0].startswith(b"220 ")
+            with pytest.raises(SinkError, match="in use"):
+                SinkServer(f"unix:{path}").start()
+        assert not os.path.exists(path)  # removed on stop
+        with open(path, "w"):
+            pass
+        with pytest.raises(SinkError, match="not a socket"):
+            SinkServer(f"unix:{path}").start()
+
+
+def test_address_in_use_is_a_one_line_error():
+    with SinkServer("127.0.0.1:0") as server:
+        with pytest.raises(SinkError) as caught:
+            SinkServer(f"127.0.0.1:{server.address[1]}").start()
+        assert "in use" in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(SinkError, match="out of range"):
+        SinkServer("127.0.0.1:70000")
+
+
+def test_serves_in_the_callers_hub_without_monkey_patching():
+    """Inside gevent (as next to Locust users), sessions are greenlets of this thread."""
+    server = SinkServer("127.0.0.1:0").start(in_thread=False)
+    try:
+        assert server._thread is None
+
+        def client():
+            sock = gevent.socket.create_connection(server.address, timeout=5)
+            sock.recv(100)
+            sock.sendall(b"HELO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhi\r\n.\r\nQUIT\r\n")
+            data = b""
+            while not data.endswith(b"221 2.0.0 Bye\r\n"):
+                data += sock.recv(1000)
+            sock.close()
+            return data
+
+        replies = gevent.spawn(client).get(timeout=5)
+        assert replies.count(b"\r\n") == 6
+        assert (server.stats.sessions, server.stats.messages, server.stats.bytes) == (1, 1, 4)
+    finally:
+        server.stop()
+
+
+def test_stop_from_another_thread_and_twice():
+    server = SinkServer("127.0.0.1:0").start()
+    sock = connect(server)
+    read_replies(sock, 1)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    stopper.join(10)
+    assert server.wait(1)
+    assert sock.recv(10) == b""  # sessions are closed too
+    sock.close()
+    server.stop()
+    assert server.stats.duration >= 0
