@@ -1,0 +1,73 @@
+"""Locust, headless, inside this process: the engine under `loadkit source` and `loadkit demo`.
+
+Running the Environment in-process (rather than the `locust` command in a
+subprocess) saves the start-up and lets the caller end the run on its own
+terms: after a duration, or when a budget of messages is spent.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+
+import gevent
+from gevent.event import Event
+from locust import events
+from locust.env import Environment
+from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+
+
+class HeadlessRun:
+    """One headless Locust run of `user_classes` against `host`."""
+
+    def __init__(self, user_classes: list, host: str, csv_prefix: str | None = None, finished: Event | None = None):
+        self.environment = Environment(user_classes=user_classes, host=host, events=events)
+        self.runner = self.environment.create_local_runner()
+        self.csv_writer = (
+            StatsCSVFileWriter(self.environment, PERCENTILES_TO_REPORT, csv_prefix, full_history=False)
+            if csv_prefix
+            else None
+        )
+        self.finished = finished or Event()  # set it to end the run early
+        self.started_at = self.stopped_at = None
+
+    @property
+    def stats(self):
+        return self.environment.stats
+
+    def run(self, users: int, spawn_rate: float, duration: float | None = None, on_tick=None, tick: float = 1.0):
+        """Spawn `users`, run until `duration` seconds pass or `finished` is set, then stop them all."""
+        writer = gevent.spawn(self.csv_writer.stats_writer) if self.csv_writer else None
+        self.started_at = time.time()
+        deadline = None if duration is None else time.monotonic() + duration
+        self.runner.start(users, spawn_rate)
+        try:
+            while not self.finished.is_set():
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self.finished.wait(tick if left is None else min(tick, left))
+                if on_tick is not None:
+                    on_tick(self)
+        finally:
+            self.runner.quit()  # stops every user (on_stop runs: sessions end with QUIT)
+            self.stopped_at = time.time()
+            if writer is not None:
+                writer.kill()
+                self._write_final_csv()
+
+    def _write_final_csv(self) -> None:
+        """Locust rewrites its CSV once a second; write the closing state once more, then close."""
+        writer = self.csv_writer
+        for handle, columns, write_rows in (
+            (writer.requests_csv_filehandle, writer.requests_csv_columns, writer._requests_data_rows),
+            (writer.failures_csv_filehandle, writer.failures_columns, writer._failures_data_rows),
+            (writer.exceptions_csv_filehandle, writer.exceptions_columns, writer._exceptions_data_rows),
+        ):
+            handle.seek(0)
+            handle.truncate()
+            out = csv.writer(handle)
+            out.writerow(columns)
+            write_rows(out)
+        writer._stats_history_data_rows(writer.stats_history_csv_writer, time.time())
+        writer.close_files()

@@ -1,0 +1,235 @@
+"""``loadkit source``: Postfix's smtp-source, on the Locust engine.
+
+    loadkit source [options] [inet:]host[:port]
+    loadkit source [options] unix:pathname
+
+Options keep smtp-source's letters and meanings:
+
+    -s sessions     sessions in parallel (default 1)
+    -m count        messages to send in all (default 1)
+    -l length       body length in bytes, headers not included (default 5120 here;
+                    smtp-source's default message is tiny)
+    -L              speak LMTP
+    -d              keep the connection: send the next message over it
+    -r count        recipients per transaction, numbered 1..count (default 1)
+    -f from         sender address (default foo@myhostname)
+    -t to           recipient address (default foo@myhostname)
+    -N              prefix every recipient with a number that never repeats
+    -M myhostname   name for EHLO/LHLO and the default addresses
+    -S subject      Subject of every message
+    -c              running count of completed messages
+    -A              don't abort on a failure; count it and go on
+    -w seconds      wait this long between messages, per session
+    -R seconds      wait a random 0..seconds between messages, per session
+
+It sends exactly ``-m`` messages (failures included), then prints messages,
+msgs/s, exact latency percentiles, and failures by reply code and phase.
+Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input.
+Unlike smtp-source it uses ESMTP and PIPELINING when the server offers them.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import sys
+import time
+from array import array
+from collections import Counter
+
+import gevent
+from gevent.event import Event
+
+from locust import constant, task
+from locust.exception import StopUser
+
+from loadkit.cli import CommandError
+from loadkit.engine import HeadlessRun
+from loadkit.targets import TargetError, parse_endpoint
+from loadkit.users import LmtpUser, SmtpUser
+
+
+def add_arguments(parser):
+    add = parser.add_argument
+    add("-s", dest="sessions", type=int, default=1, metavar="sessions", help="sessions in parallel (default 1)")
+    add("-m", dest="messages", type=int, default=1, metavar="count", help="messages to send in all (default 1)")
+    add("-l", dest="length", type=int, default=5120, metavar="length", help="body bytes, headers not included (default 5120)")
+    add("-L", dest="lmtp", action="store_true", help="speak LMTP rather than SMTP")
+    add("-d", dest="reuse", action="store_true", help="send the next message over the same connection")
+    add("-r", dest="recipients", type=int, default=1, metavar="count", help="recipients per transaction (default 1)")
+    add("-f", dest="sender", metavar="from", help="sender address (default foo@myhostname)")
+    add("-t", dest="recipient", metavar="to", help="recipient address (default foo@myhostname)")
+    add("-N", dest="numbered", action="store_true", help="prefix recipients with a non-repeating number")
+    add("-M", dest="myhostname", metavar="myhostname", help="EHLO/LHLO name and default address domain")
+    add("-S", dest="subject", metavar="subject", help="Subject of every message")
+    add("-c", dest="counter", action="store_true", help="show a running count of completed messages")
+    add("-A", dest="keep_going", action="store_true", help="don't abort on failures")
+    add("-w", dest="wait", type=float, default=0.0, metavar="seconds", help="fixed wait between messages")
+    add("-R", dest="random_wait", type=float, default=0.0, metavar="seconds", help="random wait 0..seconds between messages")
+    add("target", metavar="[inet:]host[:port] | unix:pathname")
+
+
+def check_arguments(args):
+    for value, flag, least in (
+        (args.sessions, "-s", 1), (args.messages, "-m", 1), (args.length, "-l", 0), (args.recipients, "-r", 1),
+        (args.wait, "-w", 0), (args.random_wait, "-R", 0),
+    ):
+        if value < least:
+            raise CommandError(f"{flag} {value}: must be at least {least}")
+    try:
+        target = parse_endpoint(args.target, "lmtp" if args.lmtp else "smtp")
+    except TargetError as error:
+        raise CommandError(str(error)) from None
+    if not target.is_unix:
+        try:
+            socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except socket.gaierror as error:
+            raise CommandError(f"cannot resolve {target.host}: {error.strerror}") from None
+    return target
+
+
+class Budget:
+    """Exactly -m messages across all sessions: claimed before sending, settled after."""
+
+    def __init__(self, total: int, finished):
+        self.left = total
+        self.in_flight = 0
+        self.finished = finished
+
+    def claim(self) -> bool:
+        if self.left <= 0 or self.finished.is_set():
+            return False
+        self.left -= 1
+        self.in_flight += 1
+        return True
+
+    def settle(self) -> None:
+        self.in_flight -= 1
+        if self.left <= 0 and self.in_flight == 0:
+            self.finished.set()
+
+
+class Tally:
+    """The request listener of a source run: exact latencies and the first failure."""
+
+    def __init__(self, keep_going: bool, finished):
+        self.latencies = array("d")
+        self.failures = 0
+        self.delivered_recipients = 0
+        self.first_error = None
+        self.errors = Counter()  # by reply code and phase: "550 5.1.1 at RCPT"
+        self.keep_going = keep_going
+        self.finished = finished
+
+    def on_request(self, response_time, exception, context, **_kwargs):
+        self.latencies.append(response_time)
+        if exception is None:
+            self.delivered_recipients += context["delivered"]
+            return
+        self.failures += 1
+        self.errors[repr(exception)] += 1
+        self.delivered_recipients += context.get("delivered", 0)
+        if self.first_error is None:
+            self.first_error = exception
+        if not self.keep_going:
+            self.finished.set()
+
+
+def source_user_class(args, budget: Budget):
+    base = LmtpUser if args.lmtp else SmtpUser
+    myhostname = args.myhostname or socket.gethostname()
+    default_address = f"foo@{myhostname}"
+    pause = args.wait or args.random_wait
+
+    class SourceUser(base):
+        abstract = False
+        messages_per_connection = 0 if args.reuse else 1
+        recipients_per_message = args.recipients
+        numbered_recipients = args.numbered
+        payload_size = args.length
+        mail_from = args.sender or default_address
+        rcpt_to = args.recipient or default_address
+        helo_name = myhostname
+        subject = args.subject
+        wait_time = constant(0)
+
+        @task
+        def send_one(self):
+            if not budget.claim():
+                raise StopUser()
+            try:
+                self.send("message")
+            finally:
+                budget.settle()
+            if pause:
+                gevent.sleep(args.wait + random.uniform(0, args.random_wait))
+
+    return SourceUser
+
+
+def run(args) -> int:
+    target = check_arguments(args)
+    # Locust's runner warns about a fast spawn rate and about users that stopped
+    # themselves: both are how a source run is meant to work.
+    logging.getLogger("locust.runners").setLevel(logging.ERROR)
+    started = time.perf_counter()
+    finished = Event()
+    budget = Budget(args.messages, finished)
+    tally = Tally(args.keep_going, finished)
+    run_ = HeadlessRun([source_user_class(args, budget)], target.url(), finished=finished)
+    run_.environment.events.request.add_listener(tally.on_request)
+    counter = _Counter(tally) if args.counter else None
+    try:
+        run_.run(args.sessions, spawn_rate=max(args.sessions * 10, 100), on_tick=counter, tick=0.2)
+    finally:
+        run_.environment.events.request.remove_listener(tally.on_request)
+        if counter:
+            counter.done()
+    elapsed = time.perf_counter() - started
+    print_summary(args, tally, elapsed)
+    if tally.first_error is not None and not args.keep_going:
+        print(f"loadkit source: error: {tally.first_error}", file=sys.stderr)
+        return 1
+    return 1 if tally.failures else 0
+
+
+class _Counter:
+    """smtp-source -c: a running count, redrawn a few times a second (never per message)."""
+
+    def __init__(self, tally):
+        self.tally = tally
+
+    def __call__(self, _run):
+        sys.stdout.write(f"\r{len(self.tally.latencies) - self.tally.failures}")
+        sys.stdout.flush()
+
+    def done(self):
+        self(None)
+        sys.stdout.write("\n")
+
+
+def percentile(sorted_values, fraction: float) -> float:
+    """Nearest-rank percentile of sorted values (exact: every sample was kept)."""
+    if not sorted_values:
+        return float("nan")
+    rank = max(1, -(-int(fraction * len(sorted_values) * 1000) // 1000))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def print_summary(args, tally: Tally, elapsed: float) -> None:
+    latencies = sorted(tally.latencies)
+    sent = len(latencies)
+    ok = sent - tally.failures
+    rate = ok / elapsed if elapsed > 0 else 0.0
+    print(
+        f"loadkit source: {sent} messages ({ok} delivered, {tally.failures} failed), "
+        f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s"
+    )
+    if latencies:
+        p50, p95, p99 = (percentile(latencies, f) for f in (0.50, 0.95, 0.99))
+        print(f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1]:.2f}")
+    if tally.errors:
+        print("failures:")
+        for key, occurrences in tally.errors.most_common():
+            print(f"  {occurrences:>8}  {key}")

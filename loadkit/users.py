@@ -1,0 +1,216 @@
+"""Locust users that send mail: `SmtpUser` and `LmtpUser`.
+
+Thin by design: the protocol lives in `loadkit.smtp`, the messages in
+`loadkit.messages`; a user wires them to Locust's request event.
+
+One request event per transaction: request_type ``SMTP``/``LMTP``, name =
+the task's label, response_time = the whole transaction in ms, from the
+first byte of work for this message (the connection, when this message had
+to open one) to the end-of-data reply (and the QUIT reply, when this was the
+connection's last message). The phase times go into the event's
+``context["phases"]``; they never add request entries, so the request count
+is the message count.
+
+A failure's exception reprs as ``550 5.1.1 at RCPT`` / ``timeout at
+BANNER``, so Locust's failure table groups by reply code and phase.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from itertools import count
+from time import perf_counter
+
+import gevent
+from locust import User, events
+from locust.exception import StopUser
+from locust.runners import WorkerRunner
+
+from loadkit.messages import MessageFactory
+from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
+from loadkit.targets import Target, TargetError, parse_url
+
+log = logging.getLogger(__name__)
+
+# Shared by every user of a process: building a Faker pool per user would be slow,
+# and -N numbers must not repeat across users.
+_factories: dict[tuple, MessageFactory] = {}
+_recipient_numbers = count(1)
+
+
+class SmtpUser(User):
+    """A Locust user that sends mail over SMTP. Subclass it and add tasks that call `send()`."""
+
+    abstract = True
+    protocol = "smtp"
+
+    messages_per_connection: int = 1
+    """Messages sent over one connection before QUIT; 0 keeps the connection for the user's life."""
+    recipients_per_message: int = 1
+    """RCPT TO count per transaction (more than 1 numbers them, like smtp-source -r)."""
+    payload_size: int = 5120
+    """Exact body length in bytes, headers not included (smtp-source -l)."""
+    mail_from: str = "loadkit@loadkit.test"
+    """Envelope sender."""
+    rcpt_to: str = "user@loadkit.test"
+    """Envelope recipient (the base address when recipients are numbered)."""
+    numbered_recipients: bool = False
+    """Prefix every recipient with a number that never repeats in this process (smtp-source -N)."""
+    helo_name: str = "loadkit.test"
+    """Name given in EHLO/HELO/LHLO."""
+    subject: str | None = None
+    """Fixed Subject; None makes one per pooled message."""
+    connect_timeout: float = 10.0
+    """Seconds allowed to open a connection."""
+    network_timeout: float = 30.0
+    """Seconds allowed for each reply."""
+    pipelining: bool = True
+    """Use PIPELINING when the server offers it."""
+    message_pool_size: int = 32
+    """Distinct generated messages to rotate through."""
+    seed: int | None = None
+    """Seed of the message pool, for runs that must send the same content."""
+
+    def __init__(self, environment):
+        super().__init__(environment)
+        self.target: Target | None = None
+        try:
+            self.target = target_for(type(self), environment.host or self.host)
+        except TargetError:
+            return  # reported once by check_hosts; on_start stops this user
+        self.client = SmtpClient(
+            self.target,
+            helo_name=self.helo_name,
+            connect_timeout=self.connect_timeout,
+            timeout=self.network_timeout,
+            pipelining=self.pipelining,
+        )
+        self.messages = message_factory_for(self)
+        self._fixed_recipients = _numbered(self.rcpt_to, range(1, self.recipients_per_message + 1)) \
+            if self.recipients_per_message > 1 else [self.rcpt_to]
+        self._sent_on_connection = 0
+
+    def on_start(self):
+        if self.target is None:
+            raise StopUser()
+
+    def on_stop(self):
+        if self.target is not None:
+            self.client.quit()
+
+    def recipients(self) -> list[str]:
+        if self.numbered_recipients:
+            return _numbered(self.rcpt_to, (next(_recipient_numbers) for _ in range(self.recipients_per_message)))
+        return self._fixed_recipients
+
+    def send(self, name: str = "send", recipients: list[str] | None = None, message: bytes | None = None):
+        """Send one message and fire one request event; returns the Delivery, or None on failure."""
+        client = self.client
+        timings: dict[str, float] = {}
+        self._sent_on_connection += 1
+        last = self.messages_per_connection and self._sent_on_connection >= self.messages_per_connection
+        data = self.messages.build() if message is None else message
+        delivery = error = None
+        start = perf_counter()
+        try:
+            delivery = client.send(self.mail_from, recipients or self.recipients(), data, timings, quit=bool(last))
+            if delivery.errors:
+                error = delivery.errors[0]
+        except SMTPError as failure:
+            error = failure
+            if isinstance(failure, SMTPTransportError):
+                client.close()
+        response_time = (perf_counter() - start) * 1000.0
+        if last or not client.connected:
+            self._sent_on_connection = 0
+        self.environment.events.request.fire(
+            request_type=self.request_type,
+            name=name,
+            response_time=response_time,
+            response_length=len(data),
+            exception=error,
+            context={"phases": timings, "delivered": delivery.delivered if delivery else 0},
+        )
+        return delivery
+
+    @property
+    def request_type(self) -> str:
+        return self.protocol.upper()
+
+
+class LmtpUser(SmtpUser):
+    """A Locust user that delivers over LMTP (one reply per recipient after the dot)."""
+
+    abstract = True
+    protocol = "lmtp"
+
+
+def target_for(user_class, host: str | None) -> Target:
+    """The target of a user class from a host URL (Locust's -H); its scheme must match the class."""
+    target = parse_url(host)
+    protocol = user_class.protocol
+    if target.protocol != protocol:
+        raise TargetError(
+            f"{user_class.__name__} speaks {protocol.upper()} but the host is {target}: "
+            f"use {protocol}://host:port" + (" or lmtp+unix:///path" if protocol == "lmtp" else "")
+        )
+    return target
+
+
+def message_factory_for(user) -> MessageFactory:
+    key = (user.payload_size, user.message_pool_size, user.seed, user.subject, user.mail_from, user.rcpt_to)
+    factory = _factories.get(key)
+    if factory is None:
+        factory = _factories[key] = MessageFactory(
+            payload_size=user.payload_size,
+            pool_size=user.message_pool_size,
+            seed=user.seed,
+            subject=user.subject,
+            sender=user.mail_from,
+            recipient=user.rcpt_to,
+        )
+    return factory
+
+
+def _numbered(address: str, numbers) -> list[str]:
+    return [f"{n}{address}" for n in numbers]
+
+
+def _mail_user_classes(environment):
+    return [cls for cls in environment.user_classes if issubclass(cls, SmtpUser)]
+
+
+def _host_problem(environment) -> str | None:
+    for user_class in _mail_user_classes(environment):
+        try:
+            target_for(user_class, environment.host or user_class.host)
+        except TargetError as error:
+            return str(error)
+    return None
+
+
+@events.init.add_listener
+def _check_hosts_at_startup(environment, **_kwargs):
+    """Headless runs know their host now: a bad one ends the run before it starts."""
+    options = environment.parsed_options
+    if options is None or not (options.headless or options.autostart):
+        return
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    problem = _host_problem(environment)
+    if problem:
+        print(f"loadkit: {problem}", file=sys.stderr)
+        sys.exit(2)
+
+
+@events.test_start.add_listener
+def _check_hosts_at_start(environment, **_kwargs):
+    """A host typed into the web UI is checked when the test starts."""
+    if isinstance(environment.runner, WorkerRunner):
+        return
+    problem = _host_problem(environment)
+    if problem:
+        log.error("loadkit: %s", problem)
+        environment.process_exit_code = 2
+        gevent.spawn(environment.runner.stop)
