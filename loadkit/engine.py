@@ -16,12 +16,16 @@ from locust import events
 from locust.env import Environment
 from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
 
+STOP_TIMEOUT = 30.0  # seconds; the users' default network timeout
+
 
 class HeadlessRun:
     """One headless Locust run of `user_classes` against `host`."""
 
     def __init__(self, user_classes: list, host: str, csv_prefix: str | None = None, finished: Event | None = None):
-        self.environment = Environment(user_classes=user_classes, host=host, events=events)
+        # stop_timeout lets a user finish the message in flight when the run ends: a
+        # message the server took but Locust never counted would break the totals.
+        self.environment = Environment(user_classes=user_classes, host=host, events=events, stop_timeout=STOP_TIMEOUT)
         self.runner = self.environment.create_local_runner()
         self.csv_writer = (
             StatsCSVFileWriter(self.environment, PERCENTILES_TO_REPORT, csv_prefix, full_history=False)

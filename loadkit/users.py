@@ -26,6 +26,7 @@ import gevent
 from locust import User, events
 from locust.exception import StopUser
 from locust.runners import WorkerRunner
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from loadkit.messages import MessageFactory
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
@@ -188,6 +189,24 @@ def _host_problem(environment) -> str | None:
         except TargetError as error:
             return str(error)
     return None
+
+
+@events.init.add_listener
+def _let_messages_finish(environment, **_kwargs):
+    """Without a stop timeout Locust kills users mid-message at the end of a run:
+    the server has the message, Locust never counts it. Give them time to finish."""
+    mail_users = _mail_user_classes(environment)
+    if mail_users and not environment.stop_timeout:
+        environment.stop_timeout = max(cls.network_timeout for cls in mail_users)
+
+
+@events.test_stop.add_listener
+def _let_locust_write_final_csv(environment, **_kwargs):
+    """Locust rewrites its --csv files once a second and not again at shutdown, so
+    the last second of a run would be missing from them: wait for one more write."""
+    options = environment.parsed_options
+    if getattr(options, "csv_prefix", None) and not isinstance(environment.runner, WorkerRunner):
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
 
 
 @events.init.add_listener
