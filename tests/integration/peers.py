@@ -1,0 +1,81 @@
+"""Real peers started by the tests: Postfix's smtp-sink, loadkit's own sink CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+from contextlib import contextmanager
+
+from tests.conftest import find_peer, free_port, wait_for_port
+
+_COUNTERS = re.compile(rb"sess=(\d+) quit=(\d+) mesg=(\d+)")
+
+
+class PostfixSink:
+    """Postfix's smtp-sink with running counters (-c); `counts()` after `stop()`."""
+
+    def __init__(self, lmtp: bool = False):
+        self.port = free_port()
+        command = [find_peer("smtp-sink"), "-c"]
+        if os.geteuid() == 0:
+            command += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
+        if lmtp:
+            command.append("-L")
+        command += [f"127.0.0.1:{self.port}", "256"]
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        wait_for_port("127.0.0.1", self.port)
+        self.output = b""
+
+    @property
+    def url(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> dict:
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=10)
+        self.output = out
+        counters = _COUNTERS.findall(out)
+        assert counters, f"smtp-sink printed no counters: {out[-200:]!r} {err[-200:]!r}"
+        sessions, quits, messages = (int(n) for n in counters[-1])
+        # wait_for_port's probe connection is a session too
+        return {"sessions": sessions - 1, "quits": quits, "messages": messages}
+
+
+@contextmanager
+def postfix_sink(lmtp: bool = False):
+    sink = PostfixSink(lmtp)
+    try:
+        yield sink
+    finally:
+        if sink.process.poll() is None:
+            sink.process.kill()
+            sink.process.wait(5)
+
+
+@contextmanager
+def loadkit_sink(tmp_path, *options: str, listen: str = "127.0.0.1:0"):
+    """`loadkit sink` as a user runs it; yields (url, read_stats) with stats read after SIGTERM."""
+    stats_path = tmp_path / "sink-stats.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "sink", "--stats-json", str(stats_path), *options, listen],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        line = process.stdout.readline()
+        assert "listening on" in line, f"loadkit sink did not start: {line!r} {process.stderr.read()}"
+        url = line.rsplit(" ", 1)[-1].strip()
+
+        def read_stats() -> dict:
+            process.send_signal(signal.SIGTERM)
+            process.wait(10)
+            return json.loads(stats_path.read_text())
+
+        yield url, read_stats
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

@@ -1,0 +1,72 @@
+"""`loadkit source` as smtp-source users run it: flags, failures, bad input."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import find_peer, free_port, wait_for_port
+
+
+def source(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "loadkit", "source", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+@pytest.fixture
+def rejecting_smtp_sink():
+    """Postfix's smtp-sink rejecting every RCPT with a hard error (its -f option)."""
+    port = free_port()
+    command = [find_peer("smtp-sink")] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+    process = subprocess.Popen(command + ["-f", "RCPT", f"127.0.0.1:{port}", "64"])
+    wait_for_port("127.0.0.1", port)
+    yield f"127.0.0.1:{port}"
+    process.kill()
+    process.wait(5)
+
+
+def test_aborts_on_the_first_failure(rejecting_smtp_sink):
+    result = source("-s", "2", "-m", "50", rejecting_smtp_sink)
+    assert result.returncode == 1
+    assert "at RCPT" in result.stdout
+    sent = int(re.search(r"(\d+) messages", result.stdout).group(1))
+    assert 1 <= sent < 50
+    assert result.stderr.strip().count("\n") == 0 and "error:" in result.stderr
+
+
+def test_keeps_going_with_A_and_groups_failures_by_code_and_phase(rejecting_smtp_sink):
+    result = source("-A", "-s", "3", "-m", "60", "-d", rejecting_smtp_sink)
+    assert result.returncode == 1  # failures still make the exit non-zero
+    assert "60 messages (0 delivered, 60 failed)" in result.stdout
+    assert re.search(r"^\s+60\s+5\d\d 5\.\d+\.\d+ at RCPT$", result.stdout, re.MULTILINE), result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["-m", "0", "127.0.0.1:25"], "-m 0"),
+        (["-s", "0", "127.0.0.1:25"], "-s 0"),
+        (["-l", "-5", "127.0.0.1:25"], "-l -5"),
+        (["127.0.0.1:70000"], "out of range"),
+        (["no-such-host.invalid:25"], "cannot resolve"),
+        (["-m", "x", "127.0.0.1:25"], "invalid int value"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, expected):
+    result = source(*args, timeout=30)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_refusing_host_is_a_clear_failure():
+    result = source("-m", "5", f"127.0.0.1:{free_port()}", timeout=30)
+    assert result.returncode == 1
+    assert "connect failed at CONNECT" in result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Connection refused" in lines[0]
