@@ -3,18 +3,27 @@
 Two spellings reach the same `Target`:
 
 - Locust host URLs (``-H``): ``smtp://host[:port]``, ``lmtp://host[:port]``,
-  ``lmtp+unix:///path/to/socket`` (and ``smtp+unix://`` for symmetry).
+  ``lmtp+unix:///path/to/socket`` (and ``smtp+unix://`` for symmetry);
+  ``smtps://host[:465]`` for implicit TLS, ``submission://host[:587]`` for
+  STARTTLS required. Credentials ride in the URL: ``smtp://user:pass@host``.
 - Postfix's ``smtp-source``/``smtp-sink`` endpoints: ``[inet:]host[:port]``
   and ``unix:pathname``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 DEFAULT_PORTS = {"smtp": 25, "lmtp": 24}
-URL_SCHEMES = ("smtp://", "lmtp://", "smtp+unix://", "lmtp+unix://")
+# scheme -> (protocol, TLS mode, default port)
+URL_SCHEMES = {
+    "smtp": ("smtp", "", 25),
+    "lmtp": ("lmtp", "", 24),
+    "smtps": ("smtp", "implicit", 465),
+    "submission": ("smtp", "starttls", 587),
+}
+UNIX_SCHEMES = {"smtp+unix": "smtp", "lmtp+unix": "lmtp"}
 
 
 class TargetError(ValueError):
@@ -27,6 +36,9 @@ class Target:
     host: str | None = None
     port: int | None = None
     path: str | None = None  # a UNIX-domain socket instead of host:port
+    tls: str = ""  # "" (plain, STARTTLS only when asked), "starttls" (required), "implicit"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
 
     @property
     def is_unix(self) -> bool:
@@ -38,10 +50,12 @@ class Target:
         return self.path if self.is_unix else (self.host, self.port)
 
     def url(self) -> str:
+        """The URL without credentials (safe to print and to write into results)."""
         if self.is_unix:
             return f"{self.protocol}+unix://{self.path}"
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.protocol}://{host}:{self.port}"
+        scheme = {"implicit": "smtps", "starttls": "submission"}.get(self.tls, self.protocol)
+        return f"{scheme}://{host}:{self.port}"
 
     def __str__(self) -> str:
         return self.url()
@@ -63,28 +77,37 @@ def parse_url(url: str | None) -> Target:
             "no host given: pass one with -H, e.g. -H smtp://127.0.0.1:2525 "
             "or -H lmtp+unix:///run/dovecot/lmtp"
         )
-    if not url.startswith(URL_SCHEMES):
+    scheme, separator, rest = url.partition("://")
+    if not separator or (scheme not in URL_SCHEMES and scheme not in UNIX_SCHEMES):
         raise TargetError(
-            f"unsupported host {url!r}: use smtp://host[:port], lmtp://host[:port] "
-            "or lmtp+unix:///path"
+            f"unsupported host {url!r}: use smtp://host[:port], smtps://, submission://, "
+            "lmtp://host[:port] or lmtp+unix:///path"
         )
-    scheme, _, rest = url.partition("://")
-    protocol = scheme.split("+")[0]
-    if scheme.endswith("+unix"):
+    if scheme in UNIX_SCHEMES:
         path = unquote(rest)
         if not path.startswith("/"):
             raise TargetError(f"{url}: a unix socket URL needs an absolute path, e.g. {scheme}:///run/lmtp")
-        return Target(protocol, path=path)
+        return Target(UNIX_SCHEMES[scheme], path=path)
+    protocol, tls, default_port = URL_SCHEMES[scheme]
     parts = urlsplit(url)
     try:
         host, port = parts.hostname, parts.port
     except ValueError as error:  # urllib's message for a bad port is already readable
-        raise TargetError(f"{url}: {error}") from None
+        raise TargetError(f"{_without_password(url)}: {error}") from None
     if not host:
-        raise TargetError(f"{url}: no host name")
-    if port is None:
-        port = DEFAULT_PORTS[protocol]
-    return Target(protocol, host=host, port=port)
+        raise TargetError(f"{_without_password(url)}: no host name")
+    username = unquote(parts.username) if parts.username else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return Target(
+        protocol, host=host, port=default_port if port is None else port,
+        tls=tls, username=username, password=password,
+    )
+
+
+def _without_password(url: str) -> str:
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    return f"{scheme}://{credentials.partition(':')[0]}:***@{location}" if at else url
 
 
 def parse_endpoint(text: str, protocol: str = "smtp") -> Target:
