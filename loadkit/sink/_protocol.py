@@ -23,6 +23,7 @@ DEFAULT_CAPABILITIES = ("PIPELINING", "SIZE", "8BITMIME", "ENHANCEDSTATUSCODES")
 
 TERMINATOR = b"\r\n.\r\n"
 LINE_START_DOT = b"\r\n."  # every data line starting with a dot lost one on the wire
+DOT_VISITS = 8  # dots looked at one by one before scanning the rest in C
 
 # Replies that never change. Those naming the host are built per profile.
 S221_BYE = b"221 2.0.0 Bye\r\n"
@@ -162,25 +163,58 @@ class SmtpSession:
         return b"".join(out)
 
     def _scan_data(self, buf: bytes, start: int, out: list) -> int:
-        """Consume message data from buf[start:], which begins after a CRLF.
+        """Consume message data; buf[start:start + 2] is the CRLF before it.
+
+        Every dot that begins a line is either the terminator or a stuffed
+        dot, so the scan visits dots with ``find(b".")`` (a memchr): a payload
+        with few dots is crossed at memory speed. Past DOT_VISITS dots (prose)
+        it hands over to ``find`` of the terminator plus ``count`` of stuffed
+        dots, two C scans whatever the number of dots.
 
         Returns where the commands after the terminator start, or -1 when the
-        message goes on (its last four bytes are kept: they may begin the
-        terminator).
+        message goes on: the last bytes are kept (at most four), from the
+        CRLF before the first dot that cannot be judged yet.
         """
-        end = buf.find(TERMINATOR, start)
-        if end < 0:
-            keep = len(buf) - 4
-            if keep > start:
-                self._data_count += keep - start
-                self._data_dots += buf.count(LINE_START_DOT, start, keep + 2)
-                self._buf = buf[keep:]
-            else:
-                self._buf = buf[start:]
-            return -1
+        n = len(buf)
+        find = buf.find
+        dots = 0
+        visits = 0
+        i = find(b".", start + 2)
+        while i >= 0:
+            if i + 3 > n:  # what follows this dot has not arrived yet
+                keep = i - 2
+                break
+            if buf[i - 1] == 10 and buf[i - 2] == 13:
+                if buf[i + 1] == 13 and buf[i + 2] == 10:
+                    return self._message_end(i - 2, start, dots, out)
+                dots += 1
+            visits += 1
+            if visits == DOT_VISITS:
+                return self._scan_data_dense(buf, start, i + 1, dots, out)
+            i = find(b".", i + 1)
+        else:
+            keep = n - 2  # a dot in the next read may begin a line here
+        self._data_dots += dots
+        self._data_count += keep - start
+        self._buf = buf[keep:]
+        return -1
+
+    def _scan_data_dense(self, buf: bytes, start: int, first: int, dots: int, out: list) -> int:
+        """`_scan_data` for the dots from buf[first:] on, when there are many."""
+        end = buf.find(TERMINATOR, first - 2)
+        if end >= 0:
+            return self._message_end(end, start, dots + buf.count(LINE_START_DOT, first - 2, end), out)
+        keep = len(buf) - 4
+        self._data_dots += dots + buf.count(LINE_START_DOT, first - 2, keep + 2)
+        self._data_count += keep - start
+        self._buf = buf[keep:]
+        return -1
+
+    def _message_end(self, end: int, start: int, dots: int, out: list) -> int:
+        """The terminator starts at buf[end]; count the message, return what follows it."""
         # The stream began with the CRLF before the data, and that CRLF stands
         # in for the final CRLF of the message: stream length == message length.
-        size = self._data_count + end - start - self._data_dots - buf.count(LINE_START_DOT, start, end)
+        size = self._data_count + end - start - self._data_dots - dots
         self._data_count = self._data_dots = 0
         self._in_data = False
         out.append(self.end_of_data(size))

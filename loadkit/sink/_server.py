@@ -1,10 +1,12 @@
-"""The sink's sockets: listen, accept, run one greenlet per session.
+"""The sink's sockets: listen, accept, run each session in a greenlet.
 
 Everything runs on a gevent hub, but on raw ``_socket`` objects rather than
 gevent's socket class: the read loop waits on its own I/O watcher and then
 calls ``recv`` once, which skips a failed non-blocking ``recv`` (an
 exception) and a timer per read. Idle sessions are found by a sweeper that
-compares read counters every so often, for the same reason.
+compares read counters every so often, for the same reason. Session
+greenlets are reused: a new greenlet per connection costs more than the
+rest of a short session's Python work.
 
 `SinkServer.start()` picks where the hub runs: when the socket module is
 monkey-patched (inside Locust) the sessions are greenlets of the calling
@@ -42,7 +44,11 @@ RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mre
 DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
 DEFAULT_BACKLOG = 1024
 DRAIN_GRACE = 2.0  # seconds sessions get to say QUIT once max_messages is reached
+MAX_IDLE_GREENLETS = 256  # parked session greenlets kept for the next connections
 _READ, _WRITE = 1, 2  # libev/libuv event masks
+# Sessions keep blocking sockets and pass MSG_DONTWAIT on each call: that
+# saves an ioctl per connection, and a spurious wakeup still cannot block.
+_DONTWAIT = _socket.MSG_DONTWAIT
 
 
 class SinkError(Exception):
@@ -52,11 +58,10 @@ class SinkError(Exception):
 class _Connection:
     """The bookkeeping of one session that the idle sweeper reads."""
 
-    __slots__ = ("sock", "greenlet", "reads", "seen_reads", "seen_at")
+    __slots__ = ("sock", "reads", "seen_reads", "seen_at")
 
     def __init__(self, sock, now: float):
         self.sock = sock
-        self.greenlet = None
         self.reads = 0
         self.seen_reads = 0
         self.seen_at = now
@@ -108,7 +113,9 @@ class SinkServer:
         self._listener = None
         self._address = None
         self._connections: set[_Connection] = set()
-        self._workers: list = []
+        self._workers: list = []  # the accept loop and the sweeper
+        self._session_greenlets: set = set()  # serving or parked
+        self._idle: list = []  # parked session greenlets, waiting for a connection
         self._thread: threading.Thread | None = None
         self._wakeup = None  # the thread's async watcher: stop() from other threads
         self._finished = None  # set when max_messages is reached or the server stops
@@ -272,8 +279,7 @@ class SinkServer:
             return
         self._stopping = True
         self.stats.stopped = time.monotonic()
-        doomed = self._workers + [c.greenlet for c in self._connections if c.greenlet is not None]
-        gevent.killall(doomed, block=True, timeout=5)
+        gevent.killall(self._workers + list(self._session_greenlets), block=True, timeout=5)
         if self.target.is_unix and self._address:
             try:
                 os.unlink(self._address)
@@ -306,7 +312,10 @@ class SinkServer:
         accept = listener._accept
         family = listener.family
         spawn = gevent.spawn
-        serve = self._serve
+        run_callback = hub.loop.run_callback
+        idle = self._idle
+        worker = self._session_greenlet
+        hand_over = _hand_over
         try:
             while True:
                 hub.wait(watcher)
@@ -319,17 +328,38 @@ class SinkServer:
                         if error.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
                             gevent.sleep(0.05)  # out of descriptors: let sessions end
                         break
-                    spawn(serve, _socket.socket(family, _socket.SOCK_STREAM, 0, fd))
+                    sock = _socket.socket(family, _socket.SOCK_STREAM, 0, fd)
+                    if idle:
+                        run_callback(hand_over, idle.pop(), sock)
+                    else:
+                        spawn(worker, sock)
         finally:
             watcher.close()
             listener.close()
+
+    def _session_greenlet(self, sock) -> None:
+        """Serve this connection, then park and serve the next ones handed over."""
+        me = gevent.getcurrent()
+        park = gevent.get_hub().switch
+        idle = self._idle
+        self._session_greenlets.add(me)
+        try:
+            while True:
+                self._serve(sock)
+                if len(idle) >= MAX_IDLE_GREENLETS:
+                    return
+                idle.append(me)
+                sock = park()  # resumed by _hand_over with the next connection
+        finally:
+            self._session_greenlets.discard(me)
+            if me in idle:
+                idle.remove(me)
 
     def _serve(self, sock) -> None:
         """One session: the hot loop. Wait for input, read once, answer once."""
         self.stats.sessions += 1
         session = self._session_class(self.profile, self.stats, self._on_limit)
         connection = _Connection(sock, time.monotonic())
-        connection.greenlet = gevent.getcurrent()
         connections = self._connections
         connections.add(connection)
         hub = gevent.get_hub()
@@ -339,12 +369,11 @@ class SinkServer:
         send = sock.send
         feed = session.feed
         try:
-            sock.setblocking(False)
             _send_all(sock, self.profile.banner, hub)
             while True:
                 wait(watcher)
                 try:
-                    data = recv(RECV_SIZE)
+                    data = recv(RECV_SIZE, _DONTWAIT)
                 except BlockingIOError:
                     continue
                 if not data:
@@ -355,7 +384,10 @@ class SinkServer:
                     break
                 reply = feed(data)
                 if reply:
-                    sent = send(reply)
+                    try:
+                        sent = send(reply, _DONTWAIT)
+                    except BlockingIOError:
+                        sent = 0
                     if sent < len(reply):
                         _send_all(sock, reply[sent:], hub)
                 if session.closing:
@@ -380,12 +412,19 @@ class SinkServer:
                 elif now - connection.seen_at >= timeout:
                     self._connections.discard(connection)
                     self.stats.timeouts += 1
-                    try:
-                        connection.sock.send(S421_TIMEOUT)
+                    try:  # the session wakes up to end of file (or a failed send) and ends
+                        connection.sock.send(S421_TIMEOUT, _DONTWAIT)
+                        connection.sock.shutdown(_socket.SHUT_RDWR)
                     except OSError:
                         pass
-                    if connection.greenlet is not None:
-                        connection.greenlet.kill(block=False)
+
+
+def _hand_over(greenlet, sock) -> None:
+    """Resume a parked session greenlet with a new connection (a loop callback)."""
+    if greenlet.dead:  # killed while the hand-over was queued: the server is stopping
+        sock.close()
+    else:
+        greenlet.switch(sock)
 
 
 def _send_all(sock, data: bytes, hub) -> None:
@@ -395,7 +434,7 @@ def _send_all(sock, data: bytes, hub) -> None:
     try:
         while view:
             try:
-                sent = sock.send(view)
+                sent = sock.send(view, _DONTWAIT)
             except BlockingIOError:
                 sent = 0
             view = view[sent:]

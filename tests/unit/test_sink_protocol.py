@@ -201,3 +201,38 @@ def test_the_message_limit_calls_back_once():
     for _ in range(3):
         session.feed(transaction(b"x\r\n"))
     assert calls == [2]
+
+
+def unstuffed_length(wire_message: bytes) -> int:
+    """The reference: undo dot-stuffing line by line, the slow obvious way."""
+    lines = wire_message.split(b"\r\n")[:-1]
+    return sum(len(line[1:] if line.startswith(b".") else line) + 2 for line in lines)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_dotted_messages_in_random_reads_match_line_by_line_unstuffing(seed):
+    """Sparse and dense dots (both scan paths), every kind of split between reads."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = [b"x", b".", b"\r\n", b"\r\n.", b"\r\n..", b". ", b"\r"]
+    wire_messages = []
+    for _ in range(3):
+        parts = [rng.choice(alphabet) for _ in range(rng.randrange(0, 300 if seed % 2 else 40))]
+        body = b"".join(parts) + b"\r\n"
+        # stuff it as a client would: a line starting with a dot gets one more
+        stuffed = b"\r\n".join(b"." + line if line.startswith(b".") else line for line in body.split(b"\r\n"))
+        wire_messages.append(stuffed)
+    wire = b"EHLO c\r\n" + b"".join(
+        b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + message + b".\r\n" for message in wire_messages
+    ) + b"QUIT\r\n"
+    session, stats = smtp()
+    replies = b""
+    position = 0
+    while position < len(wire):
+        size = rng.choice([1, 2, 3, 5, 7, 64, 1000])
+        replies += session.feed(wire[position:position + size])
+        position += size
+    assert replies.count(b"250 2.0.0 Ok: queued") == 3 and session.closing
+    assert stats.messages == 3
+    assert stats.bytes == sum(unstuffed_length(message) for message in wire_messages)
