@@ -144,7 +144,7 @@ class SmtpSession:
                 out.append(S500_LINE_TOO_LONG)
                 start = end + 1
                 continue
-            line = buf[start:end - 1] if buf[end - 1] == 13 and end > start else buf[start:end]
+            line = buf[start:end - 1] if end > start and buf[end - 1] == 13 else buf[start:end]
             start = end + 1
             verb, _, argument = line.partition(b" ")
             handler = self.verbs.get(verb.upper())

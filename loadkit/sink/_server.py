@@ -135,6 +135,11 @@ class SinkServer:
         return self._address
 
     @property
+    def in_thread(self) -> bool:
+        """True when a thread of its own serves (the socket module was not patched)."""
+        return self._thread is not None
+
+    @property
     def url(self) -> str:
         """``smtp://127.0.0.1:PORT`` (or ``lmtp://``, ``smtp+unix:///path``) of the bound socket."""
         if self._address is None:
@@ -150,11 +155,14 @@ class SinkServer:
         ``in_thread=None`` serves in the calling thread's hub when the socket
         module is monkey-patched, else in a daemon thread with its own hub.
         """
-        if self._listener is not None:
-            raise SinkError("the sink is already started")
-        self._listen()
+        if self._listener is not None or self._stopping:
+            raise SinkError("a sink starts once: it is already started, or stopped")
+        patched = monkey.is_module_patched("socket") or monkey.is_module_patched("threading")
         if in_thread is None:
-            in_thread = not monkey.is_module_patched("socket")
+            in_thread = not patched
+        elif in_thread and patched:
+            raise SinkError("no thread of its own under gevent monkey-patching: start(in_thread=False)")
+        self._listen()
         if not in_thread:
             self._finished = gevent.event.Event()
             self._start_workers()

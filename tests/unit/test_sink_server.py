@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -155,7 +157,7 @@ def test_serves_in_the_callers_hub_without_monkey_patching():
     """Inside gevent (as next to Locust users), sessions are greenlets of this thread."""
     server = SinkServer("127.0.0.1:0").start(in_thread=False)
     try:
-        assert server._thread is None
+        assert not server.in_thread
 
         def client():
             sock = gevent.socket.create_connection(server.address, timeout=5)
@@ -186,3 +188,41 @@ def test_stop_from_another_thread_and_twice():
     sock.close()
     server.stop()
     assert server.stats.duration >= 0
+
+
+def test_under_monkey_patching_sessions_are_greenlets_of_the_callers_hub():
+    """As in `loadkit demo`: Locust has patched the standard library, smtplib is cooperative."""
+    script = """
+from gevent import monkey; monkey.patch_all()
+import smtplib
+from loadkit.sink import SinkServer
+server = SinkServer("127.0.0.1:0").start()
+with smtplib.SMTP(*server.address, timeout=5) as client:
+    client.sendmail("a@b", ["c@d", "e@f"], b"x\\r\\n")
+server.stop()
+print(server.in_thread, server.stats.messages, server.stats.recipients, server.stats.bytes)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["False", "1", "2", "3"]
+
+
+def test_without_monkey_patching_start_serves_from_a_thread():
+    with SinkServer("127.0.0.1:0") as server:
+        assert server.in_thread
+        assert any(thread.name == "loadkit-sink" for thread in threading.enumerate())
+    assert not any(thread.name == "loadkit-sink" for thread in threading.enumerate())
+
+
+def test_ipv6_loopback():
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    try:
+        server = SinkServer("[::1]:0").start()
+    except SinkError as error:
+        pytest.skip(f"cannot bind ::1 here: {error}")
+    with server:
+        assert server.address[0] == "::1"
+        assert server.url == f"smtp://[::1]:{server.address[1]}"
+        with socket.create_connection(server.address, timeout=5) as sock:
+            assert sock.recv(100).startswith(b"220 ")
