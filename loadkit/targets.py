@@ -62,7 +62,7 @@ class Target:
 
 
 def _port(text: str, what: str) -> int:
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise TargetError(f"{what}: port {text!r} is not a number")
     port = int(text)
     if not 0 <= port <= 65535:
@@ -80,7 +80,7 @@ def parse_url(url: str | None) -> Target:
     scheme, separator, rest = url.partition("://")
     if not separator or (scheme not in URL_SCHEMES and scheme not in UNIX_SCHEMES):
         raise TargetError(
-            f"unsupported host {url!r}: use smtp://host[:port], smtps://, submission://, "
+            f"unsupported host {_without_password(url)!r}: use smtp://host[:port], smtps://, submission://, "
             "lmtp://host[:port] or lmtp+unix:///path"
         )
     if scheme in UNIX_SCHEMES:
@@ -89,8 +89,8 @@ def parse_url(url: str | None) -> Target:
             raise TargetError(f"{url}: a unix socket URL needs an absolute path, e.g. {scheme}:///run/lmtp")
         return Target(UNIX_SCHEMES[scheme], path=path)
     protocol, tls, default_port = URL_SCHEMES[scheme]
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         host, port = parts.hostname, parts.port
     except ValueError as error:  # urllib's message for a bad port is already readable
         raise TargetError(f"{_without_password(url)}: {error}") from None
@@ -133,7 +133,7 @@ def parse_listen(text: str, protocol: str = "smtp", default_host: str = "127.0.0
     if text.startswith("unix:"):
         return parse_endpoint(text, protocol)
     rest = text[len("inet:"):] if text.startswith("inet:") else text
-    if rest.isdigit():
+    if rest.isascii() and rest.isdigit():
         rest = ":" + rest
     host, port = _split_host_port(rest, text)
     if port is None:

@@ -111,18 +111,12 @@ def test_target_error_is_a_value_error():
     assert issubclass(TargetError, ValueError)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parse_url calls urlsplit() outside its try block: urllib's ValueError for a bad "
-    "bracketed host escapes as a plain ValueError, which callers catching TargetError miss"))
 @pytest.mark.parametrize("url", ["smtp://[::1", "smtp://[::1:25", "smtp://[not-an-address]:25"])
 def test_parse_url_bad_bracketed_host_is_a_target_error(url):
     with pytest.raises(TargetError):
         parse_url(url)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "parse_url puts the whole URL into the 'unsupported host' message, so a mistyped "
-    "scheme prints the password that the Target otherwise keeps out of printed URLs"))
 def test_parse_url_hides_the_password_when_the_scheme_is_wrong():
     with pytest.raises(TargetError) as caught:
         parse_url("smpt://user:s3cret@mx.example.com")
@@ -167,9 +161,6 @@ def test_parse_endpoint_bad_input_says_why(text, message):
     assert message in str(caught.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "targets._port accepts any str.isdigit() text, which includes non-ASCII digits such as "
-    "'²' that int() rejects: a plain ValueError escapes instead of a TargetError"))
 def test_parse_endpoint_non_ascii_digit_port_is_a_target_error():
     with pytest.raises(TargetError):
         parse_endpoint("127.0.0.1:²")
