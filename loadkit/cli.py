@@ -1,9 +1,9 @@
-"""The ``loadkit`` command: demo | source | sink | report.
+"""The ``loadkit`` command: demo | source | sink | report | check.
 
 Each subcommand lives in its own module, which provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
 when their subcommand runs: ``source`` and ``demo`` pull in Locust (which
-monkey-patches the standard library), ``sink`` and ``report`` must not.
+monkey-patches the standard library), ``sink``, ``report`` and ``check`` must not.
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ COMMANDS = {
     "source": ("loadkit.source", "send mail like Postfix's smtp-source, on the Locust engine"),
     "sink": ("loadkit.sink.command", "accept and discard mail fast, like Postfix's smtp-sink"),
     "report": ("loadkit.report.command", "build the HTML report of a results folder"),
+    "target": ("loadkit.instances.command", "start, stop or check a real Postfix, Dovecot or Apache on loopback"),
+    "check": ("loadkit.thresholds", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
 }
 
 

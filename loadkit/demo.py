@@ -2,7 +2,8 @@
 
 Starts the sink on a free loopback port, runs a headless Locust load of
 SMTP users against it (progress once a second), writes a results folder
-(Locust's CSV, run.json) and its HTML report, and prints the report's path.
+(Locust's CSV, metrics.jsonl, events.jsonl, errors.csv, run.json) and its
+HTML report, and prints the report's path.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from locust.util.timespan import parse_timespan
 
 from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
+from loadkit.metrics import RequestRecorder, RunRecorder
 from loadkit.results import CSV_PREFIX, ResultsError, new_results_folder, write_run_json
 from loadkit.sink import SinkServer
 from loadkit.users import SmtpUser
@@ -52,10 +54,12 @@ def run(args) -> int:
     sink = SinkServer("127.0.0.1:0").start()
     print(f"loadkit demo: sink listening on {sink.url}; {args.users} users for {duration}s -> {folder}")
     load = HeadlessRun([DemoSender], sink.url, csv_prefix=str(folder / CSV_PREFIX))
+    recording = RunRecorder(load.environment, folder, RequestRecorder()).start()  # metrics.jsonl, events, errors
     try:
         load.run(args.users, args.spawn_rate, duration=duration, on_tick=_progress(duration))
     finally:
         sink.stop()
+        recording.stop(locust_total=load.stats.total)
     print()
     total = load.stats.total
     write_run_json(

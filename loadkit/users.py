@@ -29,6 +29,7 @@ from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from loadkit.messages import MessageFactory
+from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
 from loadkit.targets import Target, TargetError, parse_url
 

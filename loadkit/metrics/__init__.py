@@ -1,0 +1,35 @@
+"""Numbers of a run: HdrHistograms per interval, worker->master merge, the results folder.
+
+    _histogram   record a whole array into an HdrHistogram at once; encode, merge, percentiles
+    _recorder    the request listener (hot path): raw values into buffers, folded at each tick
+    _series      one series of one interval, and its JSON form
+    _intervals   intervals merged by start and written to metrics.jsonl once settled
+    _integrity   events.jsonl: workers joining, missing, lost; CPU too high
+    _worker      a Locust worker's side: intervals sent with each report to the master
+    _run         one run into one results folder (local runner or master)
+    _csv         Locust's own CSV in the folder, complete at the end
+    plugin       --results and --check on the locust command line
+
+Names are loaded on first use: numpy and hdrh are not imported by merely
+importing loadkit's users (``loadkit source`` does not record histograms).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_WHERE = {
+    "new_histogram": "_histogram", "record_ms": "_histogram", "add_into": "_histogram", "encode": "_histogram",
+    "decode": "_histogram", "percentiles_ms": "_histogram", "summary_ms": "_histogram",
+    "RequestRecorder": "_recorder", "Series": "_series", "IntervalStore": "_intervals",
+    "IntegrityLog": "_integrity", "WorkerReporter": "_worker", "RunRecorder": "_run", "LocustCsv": "_csv",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

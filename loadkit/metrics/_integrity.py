@@ -1,0 +1,80 @@
+"""events.jsonl: what could make a run's numbers wrong, as it happened.
+
+Workers joining, going missing (no heartbeat for a few seconds), coming
+back, being lost (removed after a long silence) or quitting; a CPU above
+Locust's warning threshold (the load generator, not the target, may be the
+bottleneck); the run starting and stopping.
+
+Locust has an event for a worker connecting but none for the others: the
+master's view of its workers (`runner.clients`) is compared from one tick to
+the next instead.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+RUN_STARTED = "run_started"
+RUN_STOPPED = "run_stopped"
+WORKER_JOINED = "worker_joined"
+WORKER_MISSING = "worker_missing"
+WORKER_RECOVERED = "worker_recovered"
+WORKER_LOST = "worker_lost"
+WORKER_QUIT = "worker_quit"
+CPU_HIGH = "cpu_high"
+COUNT_MISMATCH = "count_mismatch"
+LATE_DATA = "late_data"
+
+
+class IntegrityLog:
+    """Appends one JSON line per event to `out` (a text file), flushed at once."""
+
+    def __init__(self, out):
+        self.out = out
+        self.counts: dict[str, int] = {}
+
+    def record(self, kind: str, worker: str | None = None, detail: str = "", at: float | None = None) -> None:
+        line = {"time": time.time() if at is None else at, "kind": kind, "worker": worker, "detail": detail}
+        self.out.write(json.dumps(line) + "\n")
+        self.out.flush()
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+
+class WorkerWatch:
+    """Turns changes in a MasterRunner's `clients` into events."""
+
+    def __init__(self, log: IntegrityLog):
+        self.log = log
+        self.states: dict[str, str] = {}
+
+    def joined(self, worker: str, at: float | None = None) -> None:
+        self.log.record(WORKER_JOINED, worker, "connected to the master", at=at)
+
+    def check(self, clients, running: bool = True) -> None:
+        """Compare with the last check; a worker leaving counts only while the test runs."""
+        from locust.runners import STATE_MISSING
+
+        now = {client.id: client.state for client in clients.values()}
+        for worker, state in now.items():
+            before = self.states.get(worker)
+            if state == STATE_MISSING and before != STATE_MISSING:
+                self.log.record(WORKER_MISSING, worker, "no heartbeat for 3 seconds")
+            elif before == STATE_MISSING and state != STATE_MISSING:
+                self.log.record(WORKER_RECOVERED, worker, f"heartbeat again, state {state}")
+        for worker, before in self.states.items():
+            if worker in now:
+                continue
+            if before == STATE_MISSING:
+                self.log.record(WORKER_LOST, worker, "removed after a minute without heartbeat; its users were redistributed")
+            elif running:
+                self.log.record(WORKER_QUIT, worker, f"left the master during the test (was {before})")
+        self.states = now
+
+    def close(self) -> None:
+        """At the end of the run: a worker still missing never delivered the rest of its numbers."""
+        from locust.runners import STATE_MISSING
+
+        for worker, state in self.states.items():
+            if state == STATE_MISSING:
+                self.log.record(WORKER_LOST, worker, "still missing when the run stopped")

@@ -1,0 +1,164 @@
+"""One run into one results folder: metrics.jsonl, events.jsonl and errors.csv.
+
+`RunRecorder` works where the numbers end up: on a local runner (with a
+`RequestRecorder` on the request event) or on a master (fed by workers'
+reports, see `_worker`). A tick on whole seconds of the clock closes each
+interval, so the intervals of every process of a distributed run line up.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+import gevent
+
+from loadkit.metrics._integrity import COUNT_MISMATCH, LATE_DATA, RUN_STARTED, RUN_STOPPED, IntegrityLog, WorkerWatch
+from loadkit.metrics._intervals import IntervalStore
+from loadkit.metrics._recorder import ErrorExample, RequestRecorder
+from loadkit.metrics._series import REQUEST, Series
+
+METRICS_FILE = "metrics.jsonl"
+EVENTS_FILE = "events.jsonl"
+ERRORS_FILE = "errors.csv"
+ERRORS_COLUMNS = ("type", "name", "error", "phase", "code", "count", "example")
+
+# A master hears from each worker every WORKER_REPORT_INTERVAL (3 s): an interval
+# stays open this long so every worker's share of it is in before it is written.
+MASTER_SETTLE = 5.0
+
+
+class RunRecorder:
+    """Intervals, integrity events and errors of one run, written into `folder` as it goes."""
+
+    def __init__(self, environment, folder: Path, recorder: RequestRecorder | None = None, settle: float = 0.0):
+        self.environment = environment
+        self.folder = Path(folder)
+        self.recorder = recorder
+        self._metrics_out = open(self.folder / METRICS_FILE, "a", encoding="utf-8")
+        self._events_out = open(self.folder / EVENTS_FILE, "a", encoding="utf-8")
+        self.store = IntervalStore(self._metrics_out, settle=settle)
+        self.events = IntegrityLog(self._events_out)
+        self.watch = WorkerWatch(self.events)
+        self.examples: dict[tuple[str, str, str], ErrorExample] = {}
+        self.worker_shares: dict[str, int] = {}
+        self.started_at = self.stopped_at = None
+        self.current_start = math.floor(time.time())
+        self._ticker = None
+
+    @property
+    def running(self) -> bool:
+        return self.started_at is not None and self.stopped_at is None
+
+    def start(self, joined: list[tuple[float, str]] = (), ticking: bool = True) -> "RunRecorder":
+        """Start recording; `joined` are (time, worker) that connected before the run.
+
+        Without `ticking` the caller closes intervals itself with `tick()`.
+        """
+        for at, worker in joined:
+            self.watch.joined(worker, at)
+        self.started_at = time.time()
+        self.current_start = math.floor(self.started_at)
+        if self.recorder is not None:
+            self.recorder.take()  # nothing from before the run
+            self.environment.events.request.add_listener(self.recorder.on_request)
+        self.events.record(RUN_STARTED, None, f"results in {self.folder}", at=self.started_at)
+        if ticking:
+            self._ticker = gevent.spawn(self._tick_on_seconds)
+        return self
+
+    def _tick_on_seconds(self) -> None:
+        while True:
+            now = time.time()
+            gevent.sleep(math.floor(now) + 1 - now)
+            self.tick(math.floor(time.time()))
+
+    def tick(self, boundary: float) -> None:
+        """Close the interval that ends at `boundary` and write what has settled."""
+        if boundary <= self.current_start:
+            return
+        self._close_interval(boundary)
+        self.store.flush(time.time())
+        self._watch_workers()
+
+    def _watch_workers(self) -> None:
+        runner = self.environment.runner
+        if runner is not None and hasattr(runner, "clients"):
+            from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+            self.watch.check(runner.clients, running=runner.state in (STATE_RUNNING, STATE_SPAWNING))
+
+    def _close_interval(self, end: float) -> None:
+        start, self.current_start = self.current_start, end
+        if self.recorder is not None:
+            self.store.add(start, end, self.recorder.fold(self.recorder.take()))
+            self._collect_examples(self.recorder.examples)
+        runner = self.environment.runner
+        if runner is not None:
+            self.store.set_users(start, end, runner.user_count)
+
+    def _collect_examples(self, examples: dict) -> None:
+        for key, example in examples.items():
+            self.examples.setdefault(key, example)
+
+    def add_worker_report(self, worker: str, payload: dict) -> None:
+        """Merge what a worker sent with a report (see `_worker.WorkerReporter.payload`)."""
+        if not self.running:
+            return
+        late_before = self.store.late
+        requests = 0
+        for interval in payload.get("intervals", ()):
+            series = [Series.from_json(one) for one in interval["series"]]
+            requests += sum(one.ok + one.failed for one in series if one.kind == REQUEST)
+            self.store.add(float(interval["start"]), float(interval["end"]), series)
+        self.worker_shares[worker] = self.worker_shares.get(worker, 0) + requests
+        for request_type, name, key, phase, code, example in payload.get("examples", ()):
+            self.examples.setdefault((request_type, name, key), ErrorExample(phase, code, example))
+        for event in payload.get("events", ()):
+            self.events.record(event["kind"], worker, event.get("detail", ""), at=event.get("time"))
+        if self.store.late > late_before:
+            self.events.record(LATE_DATA, worker, "a report arrived after its interval was written; "
+                                                  "counted in the oldest open interval")
+
+    def stop(self, locust_total=None) -> dict:
+        """Close the last interval, write everything; returns the run's totals."""
+        if self.stopped_at is not None:
+            return self.summary()
+        self.stopped_at = time.time()
+        if self._ticker is not None:
+            self._ticker.kill()
+        if self.recorder is not None:
+            self.environment.events.request.remove_listener(self.recorder.on_request)
+        self._close_interval(max(self.stopped_at, self.current_start + 0.001))
+        self._watch_workers()
+        self.watch.close()
+        self.store.flush()
+        self._write_errors()
+        ok, failed = self.store.totals.requests()
+        if locust_total is not None and (ok + failed, failed) != (locust_total.num_requests, locust_total.num_failures):
+            self.events.record(COUNT_MISMATCH, None, f"loadkit counted {ok + failed} requests ({failed} failed), "
+                               f"Locust {locust_total.num_requests} ({locust_total.num_failures} failed)")
+        self.events.record(RUN_STOPPED, None, f"{ok + failed} requests, {failed} failed", at=self.stopped_at)
+        self._metrics_out.close()
+        self._events_out.close()
+        return self.summary()
+
+    def summary(self) -> dict:
+        ok, failed = self.store.totals.requests()
+        facts = {"started_at": self.started_at, "stopped_at": self.stopped_at,
+                 "recorded_requests": ok + failed, "recorded_failures": failed}
+        if self.worker_shares:
+            facts["workers"] = len(self.worker_shares)
+            facts["worker_shares"] = dict(self.worker_shares)
+        return facts
+
+    def _write_errors(self) -> None:
+        with open(self.folder / ERRORS_FILE, "w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            out.writerow(ERRORS_COLUMNS)
+            rows = sorted(self.store.totals.errors.items(), key=lambda item: (-item[1], item[0]))
+            for (request_type, name, key), count in rows:
+                example = self.examples.get((request_type, name, key)) or ErrorExample("", "", "")
+                out.writerow((request_type, name, key, example.phase, example.code, count, example.example))
