@@ -1,16 +1,20 @@
-"""Reports: a results folder of Locust CSV files -> pandas -> matplotlib -> one HTML file.
+"""Reports: a run's results -> one self-contained HTML file of tables and charts.
 
 A report is built from files alone (this package never imports Locust), so it
-can be rebuilt later or on another machine::
+can be rebuilt later or on another machine. It reads, best first, a loadkit
+results folder's ``metrics.jsonl`` (HdrHistograms per interval: exact
+percentiles), Locust's ``--csv`` files, or Locust's ``--json-file`` stats::
 
     from loadkit.report import build_report
-    build_report("reports/20261126-001200-smtp")          # -> .../report.html
-    build_report("run1/locust", "run1.html")              # any locust --csv PREFIX
+    build_report("reports/20261126-001200-smtp")                # -> .../report.html
+    build_report("run1/locust", "run1.html")                    # any locust --csv PREFIX
+    build_report("new-run", baseline="old-run")                 # what got worse
 """
 
-from loadkit.report._build import DEFAULT_OUTPUT, build_report
-from loadkit.report._load import (
-    Results,
+from loadkit.report._build import DEFAULT_OUTPUT, build_report, draw_charts
+from loadkit.report._compare import Change, compare_runs
+from loadkit.report._hdr import Distribution, decode_counts
+from loadkit.report._locust_csv import (
     ReportError,
     aggregated_timeline,
     find_prefix,
@@ -18,21 +22,33 @@ from loadkit.report._load import (
     load_failures,
     load_history,
     load_metadata,
-    load_results,
     load_stats,
 )
+from loadkit.report._metrics import read_metrics
+from loadkit.report._progress import NoProgress, Progress
+from loadkit.report._run import TOTAL_LABEL, Row, Run, load_run
 
 __all__ = [
     "DEFAULT_OUTPUT",
+    "TOTAL_LABEL",
+    "Change",
+    "Distribution",
+    "NoProgress",
+    "Progress",
     "ReportError",
-    "Results",
+    "Row",
+    "Run",
     "aggregated_timeline",
     "build_report",
+    "compare_runs",
+    "decode_counts",
+    "draw_charts",
     "find_prefix",
     "load_exceptions",
     "load_failures",
     "load_history",
     "load_metadata",
-    "load_results",
+    "load_run",
     "load_stats",
+    "read_metrics",
 ]

@@ -1,47 +1,54 @@
-"""Charts of a run's timeline, drawn with matplotlib's Agg canvas into PNG bytes.
+"""The report's charts, drawn with matplotlib's Agg canvas into PNG bytes.
 
 No pyplot: a ``Figure`` on a ``FigureCanvasAgg`` needs no display, keeps no
 global state, and leaves the backend of a program that imports us alone.
+
+Every chart takes this run's data and, optionally, a baseline's, drawn
+over it in grey dashes: the two runs read on the same axes. Each function
+returns None when there is nothing to draw.
 """
 
 from __future__ import annotations
 
 import base64
 import io
+import math
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-FIGURE_SIZE = (9.0, 3.2)  # inches
-DPI = 100
+from loadkit.report._hdr import Distribution
+
+WIDE = (10.0, 3.3)  # inches
+SHORT = (10.0, 2.4)
+TALL = (10.0, 4.0)
+DPI = 110
 MINUTES_FROM = 600  # seconds: longer runs get a time axis in minutes
+HOURS_FROM = 4 * 3600
+MAX_NAMES = 8  # lines per chart; more names would be unreadable
 COLORS = {
-    "requests": "#2b6cb0",
-    "failures": "#c53030",
+    "ok": "#2b6cb0",
+    "failed": "#c53030",
     "p50": "#2f855a",
     "p95": "#d69e2e",
     "p99": "#c53030",
     "users": "#553c9a",
+    "baseline": "#718096",
+    "event": "#c05621",
+    "grid": "#e2e8f0",
 }
+SERIES_COLORS = ("#2b6cb0", "#dd6b20", "#2f855a", "#805ad5", "#c53030", "#319795", "#d53f8c", "#744210")
+CODE_COLORS = ("#c53030", "#dd6b20", "#d69e2e", "#805ad5", "#3182ce", "#319795", "#d53f8c", "#718096", "#a0aec0")
+NINES = (0, 1, 2, 3, 4, 5)  # percentile axis ticks: 0%, 90%, 99%, 99.9%, ...
+BASELINE_STYLE = {"color": COLORS["baseline"], "linestyle": (0, (4, 2)), "linewidth": 1.2}
 
 
 def png_data_uri(png: bytes) -> str:
     """A PNG as a ``data:`` URI, to embed in an ``<img src>``."""
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _time_unit(timeline: pd.DataFrame) -> tuple[float, str]:
-    """Seconds per unit of the time axis, and its label; long runs are read in minutes."""
-    elapsed = timeline["elapsed"]
-    if len(elapsed) and elapsed.iloc[-1] >= MINUTES_FROM:
-        return 60.0, "Time since start (min)"
-    return 1.0, "Time since start (s)"
-
-
-def _legend(axes) -> None:
-    # Above the plot, right of the title: never over a line.
-    axes.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, ncols=3, borderaxespad=0.2)
 
 
 def _render(figure: Figure) -> bytes:
@@ -52,61 +59,287 @@ def _render(figure: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(title: str, timeline: pd.DataFrame, y_label: str):
-    """A figure with one axes; every chart spans the whole run, so their time axes line up."""
-    scale, x_label = _time_unit(timeline)
-    figure = Figure(figsize=FIGURE_SIZE, layout="constrained")
-    axes = figure.add_subplot()
-    end = timeline["elapsed"].iloc[-1] / scale if len(timeline) else 0
-    if end > 0:
-        axes.set_xlim(0, end)
-    axes.set_title(title, loc="left", fontsize=11)
-    axes.set_xlabel(x_label)
-    axes.set_ylabel(y_label)
-    axes.grid(True, color="#e2e8f0", linewidth=0.8)
+def _axes(figure: Figure, title: str, x_label: str, y_label: str, position=111):
+    axes = figure.add_subplot(*position) if isinstance(position, tuple) else figure.add_subplot(position)
+    axes.set_title(title, loc="left", fontsize=11, fontweight="bold", color="#1a202c")
+    axes.set_xlabel(x_label, fontsize=9, color="#4a5568")
+    axes.set_ylabel(y_label, fontsize=9, color="#4a5568")
+    axes.tick_params(labelsize=8, colors="#4a5568")
+    axes.grid(True, color=COLORS["grid"], linewidth=0.8)
     axes.set_axisbelow(True)
     for side in ("top", "right"):
         axes.spines[side].set_visible(False)
+    for side in ("left", "bottom"):
+        axes.spines[side].set_color("#a0aec0")
+    return axes
+
+
+def _legend(axes, columns: int = 4) -> None:
+    # Above the plot, right of the title: never over a line.
+    handles, labels = axes.get_legend_handles_labels()
+    if handles:
+        axes.legend(
+            loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, ncols=min(columns, len(handles)),
+            borderaxespad=0.2, fontsize=8, handlelength=1.8,
+        )  # fmt: skip
+
+
+def _time_scale(*timelines: pd.DataFrame | None) -> tuple[float, str, float]:
+    """Seconds per unit of the time axis, its label, and the end of the longest run in those units."""
+    end = max((float(t["elapsed"].max()) for t in timelines if t is not None and len(t)), default=0.0)
+    if end >= HOURS_FROM:
+        scale, label = 3600.0, "Time since start (h)"
+    elif end >= MINUTES_FROM:
+        scale, label = 60.0, "Time since start (min)"
+    else:
+        scale, label = 1.0, "Time since start (s)"
+    return scale, label, end / scale
+
+
+def _time_axes(title: str, y_label: str, *timelines, size=WIDE):
+    scale, x_label, end = _time_scale(*timelines)
+    figure = Figure(figsize=size, layout="constrained")
+    axes = _axes(figure, title, x_label, y_label)
+    if end > 0:
+        axes.set_xlim(0, end)
     return figure, axes, scale
 
 
-def throughput_chart(timeline: pd.DataFrame) -> bytes | None:
-    """Requests/s and failures/s per second; None when there are no rates to draw."""
-    rates = timeline.dropna(subset=["requests_per_s"])
-    if rates.empty:
+def _mark_events(axes, events_elapsed: list[float], scale: float) -> None:
+    for index, elapsed in enumerate(events_elapsed):
+        axes.axvline(elapsed / scale, color=COLORS["event"], linewidth=0.9, linestyle=":", label="integrity event" if index == 0 else None)
+
+
+def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame | None = None, events_elapsed=()) -> bytes | None:
+    """ok and failed per second over time."""
+    rates = timeline.dropna(subset=["ok_per_s"]) if len(timeline) else timeline
+    if rates is None or rates.empty:
         return None
-    figure, axes, scale = _figure("Throughput", timeline, "Per second")
+    figure, axes, scale = _time_axes("Throughput", f"{noun}/s", timeline, baseline)
     x = rates["elapsed"] / scale
-    axes.plot(x, rates["requests_per_s"], color=COLORS["requests"], linewidth=1.5, label="Requests/s")
-    axes.plot(x, rates["failures_per_s"], color=COLORS["failures"], linewidth=1.2, label="Failures/s")
+    step = len(rates) > 1 and len(rates) <= 120
+    plot = (lambda *a, **k: axes.step(*a, where="post", **k)) if step else axes.plot
+    plot(x, rates["ok_per_s"], color=COLORS["ok"], linewidth=1.4, label="ok")
+    plot(x, rates["failed_per_s"].fillna(0), color=COLORS["failed"], linewidth=1.2, label="failed")
+    if baseline is not None and len(baseline):
+        base = baseline.dropna(subset=["ok_per_s"])
+        axes.plot(base["elapsed"] / scale, base["ok_per_s"], label="baseline ok", **BASELINE_STYLE)
+        if base["failed_per_s"].fillna(0).gt(0).any():
+            axes.plot(base["elapsed"] / scale, base["failed_per_s"], label="baseline failed", **{**BASELINE_STYLE, "color": "#feb2b2"})
+    _mark_events(axes, list(events_elapsed), scale)
     axes.set_ylim(bottom=0)
+    axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
     _legend(axes)
     return _render(figure)
 
 
-def latency_chart(timeline: pd.DataFrame, title: str = "Response time percentiles") -> bytes | None:
-    """p50/p95/p99 in ms; None when no row has a percentile (a run with no requests)."""
-    names = [name for name in ("p50", "p95", "p99") if timeline[name].notna().any()]
+def users_chart(timeline: pd.DataFrame, baseline: pd.DataFrame | None = None) -> bytes | None:
+    """Running users over time."""
+    users = timeline.dropna(subset=["users"]) if len(timeline) else timeline
+    if users is None or users.empty:
+        return None
+    figure, axes, scale = _time_axes("Users", "users", timeline, baseline, size=SHORT)
+    axes.step(users["elapsed"] / scale, users["users"], where="post", color=COLORS["users"], linewidth=1.5, label="this run")
+    if baseline is not None and len(baseline) and baseline["users"].notna().any():
+        base = baseline.dropna(subset=["users"])
+        axes.step(base["elapsed"] / scale, base["users"], where="post", label="baseline", **BASELINE_STYLE)
+        _legend(axes)
+    axes.set_ylim(bottom=0)
+    axes.yaxis.set_major_locator(MaxNLocator(integer=True))
+    return _render(figure)
+
+
+def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | None = None) -> bytes | None:
+    """p50, p95, p99 (ms) over time for one name."""
+    names = [name for name in ("p50", "p95", "p99") if name in frame and frame[name].notna().any()]
     if not names:
         return None
-    figure, axes, scale = _figure(title, timeline, "Response time (ms)")
-    x = timeline["elapsed"] / scale
+    figure, axes, scale = _time_axes(title, "ms", frame, baseline)
+    x = frame["elapsed"] / scale
     for name in names:
-        # Points where Locust wrote "N/A" stay gaps in the line, not zeros.
-        axes.plot(x, timeline[name], color=COLORS[name], linewidth=1.5, label=name, marker="." if len(x) < 30 else None)
+        # Intervals with no request stay gaps in the line, not zeros.
+        axes.plot(x, frame[name], color=COLORS[name], linewidth=1.3, label=name, marker="." if len(x) < 30 else None)
+    if baseline is not None and len(baseline):
+        for name, style in (("p95", (0, (4, 2))), ("p99", (0, (1, 1.5)))):
+            if name in baseline and baseline[name].notna().any():
+                axes.plot(baseline["elapsed"] / scale, baseline[name], color=COLORS["baseline"], linestyle=style, linewidth=1.2, label=f"baseline {name}")
     axes.set_ylim(bottom=0)
+    _legend(axes, 5)
+    return _render(figure)
+
+
+def _thousands(value, _position=None) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 or float(value).is_integer() else f"{value:g}"
+
+
+def _ms_label(value, _position=None) -> str:
+    if value >= 1000:
+        return f"{value / 1000:g} s"
+    return f"{value:g}"
+
+
+def _curve(distribution: Distribution, max_nines: float) -> tuple[np.ndarray, np.ndarray]:
+    """(nines, ms) along the percentile axis: nines = -log10(1 - p)."""
+    nines = np.linspace(0, max_nines, 240)
+    percentiles = 100.0 * (1.0 - 10.0 ** (-nines))
+    values = np.array(distribution.percentiles(list(percentiles)), dtype=float) / 1000.0
+    return nines, values
+
+
+def _nines_axis(axes, top: float) -> None:
+    ticks = [n for n in NINES if n <= top + 1e-9]
+    axes.set_xticks(ticks)
+    axes.set_xticklabels(["0%" if n == 0 else f"{100 - 10 ** (2 - n):.{max(n - 2, 0)}f}%" for n in ticks])
+    axes.set_xlim(0, top)
+
+
+def distribution_chart(
+    distributions: dict[str, Distribution],
+    baseline: dict[str, Distribution] | None = None,
+    points: dict[str, list[tuple[float, float]]] | None = None,
+    baseline_points: dict[str, list[tuple[float, float]]] | None = None,
+) -> bytes | None:
+    """Latency histogram (log scale) and latency by percentile, from merged histograms.
+
+    Locust's CSV has only a few percentiles per name (``points``): then only
+    the percentile panel is drawn, from those points.
+    """
+    distributions = {k: d for k, d in list(distributions.items())[:MAX_NAMES] if d.total}
+    points = {k: v for k, v in list((points or {}).items())[:MAX_NAMES] if v}
+    if not distributions and not points:
+        return None
+    baseline = {k: d for k, d in (baseline or {}).items() if d.total}
+    baseline_points = baseline_points or {}
+    figure = Figure(figsize=TALL, layout="constrained")
+    if distributions:
+        histogram_axes = _axes(figure, "Latency distribution", "ms (log scale)", "% of requests", 121)
+        curve_axes = _axes(figure, "Latency by percentile", "percentile", "ms", 122)
+    else:
+        histogram_axes = None
+        curve_axes = _axes(figure, "Latency by percentile", "percentile", "ms")
+    colors = {label: SERIES_COLORS[i % len(SERIES_COLORS)] for i, label in enumerate([*distributions, *points])}
+    top = 0.0
+    if distributions:
+        lowest = min(d.minimum() for d in distributions.values()) / 1000.0
+        highest = max(d.maximum() for d in distributions.values()) / 1000.0
+        if baseline:
+            lowest = min(lowest, *(d.minimum() / 1000.0 for d in baseline.values()))
+            highest = max(highest, *(d.maximum() / 1000.0 for d in baseline.values()))
+        lowest = max(lowest, 0.001)
+        edges = np.geomspace(lowest * 0.98, max(highest * 1.02, lowest * 1.1), 70)
+        for label, distribution in distributions.items():
+            _histogram_line(histogram_axes, distribution, edges, color=colors[label], linewidth=1.4, label=label)
+            top = max(top, min(math.log10(max(distribution.total, 1)), NINES[-1]))
+        for label, distribution in baseline.items():
+            if label in distributions:
+                _histogram_line(histogram_axes, distribution, edges, label=f"baseline {label}" if len(distributions) > 1 else "baseline", **BASELINE_STYLE)
+        histogram_axes.set_xscale("log")
+        histogram_axes.set_xlim(edges[0], edges[-1])
+        histogram_axes.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        histogram_axes.xaxis.set_major_formatter(FuncFormatter(_ms_label))
+        histogram_axes.xaxis.set_minor_formatter(NullFormatter())
+        histogram_axes.set_ylim(bottom=0)
+        _legend(histogram_axes, 2)
+        top = max(top, 1.0)
+        for label, distribution in distributions.items():
+            nines, values = _curve(distribution, top)
+            curve_axes.plot(nines, values, color=colors[label], linewidth=1.4, label=label)
+        for label, distribution in baseline.items():
+            if label in distributions:
+                nines, values = _curve(distribution, top)
+                curve_axes.plot(nines, values, label="baseline", **BASELINE_STYLE)
+    else:
+        top = 4.0
+        for label, pairs in points.items():
+            nines = [min(-math.log10(max(1 - p / 100.0, 1e-4)), top) for p, _ in pairs]
+            curve_axes.plot(nines, [v for _, v in pairs], color=colors[label], marker="o", markersize=3, linewidth=1.4, label=label)
+        for label, pairs in baseline_points.items():
+            if label in points:
+                nines = [min(-math.log10(max(1 - p / 100.0, 1e-4)), top) for p, _ in pairs]
+                curve_axes.plot(nines, [v for _, v in pairs], marker="o", markersize=2, label="baseline", **BASELINE_STYLE)
+    _nines_axis(curve_axes, top)
+    curve_axes.set_ylim(bottom=0)
+    _legend(curve_axes, 2)
+    return _render(figure)
+
+
+def _histogram_line(axes, distribution: Distribution, edges: np.ndarray, **style) -> None:
+    values = (distribution.lowest + distribution.highest + 1) / 2000.0  # µs -> ms, middle of each bucket
+    weights, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges, weights=distribution.counts)
+    share = 100.0 * weights / max(distribution.total, 1)
+    axes.stairs(share, edges, **style)
+
+
+def knee_chart(knee: pd.DataFrame | None, noun: str, baseline: pd.DataFrame | None = None, bucket_seconds: float = 1) -> bytes | None:
+    """p95 and p99 of each time bucket against its throughput: where latency turns up."""
+    if knee is None or knee.empty:
+        return None
+    per = "second" if bucket_seconds <= 1 else f"{bucket_seconds:g} s"
+    figure = Figure(figsize=TALL, layout="constrained")
+    axes = _axes(figure, f"Latency against throughput (one point per {per})", f"{noun}/s", "ms")
+    if baseline is not None and len(baseline):
+        axes.scatter(baseline["rate"], baseline["p99"], s=10, facecolors="none", edgecolors=COLORS["baseline"], linewidths=0.7, label="baseline p99")
+    axes.scatter(knee["rate"], knee["p95"], s=9, color=COLORS["p95"], alpha=0.65, linewidths=0, label="p95")
+    axes.scatter(knee["rate"], knee["p99"], s=9, color=COLORS["p99"], alpha=0.65, linewidths=0, label="p99")
+    axes.set_xlim(left=0)
+    axes.set_ylim(bottom=0)
+    axes.xaxis.set_major_formatter(FuncFormatter(_thousands))
     _legend(axes)
     return _render(figure)
 
 
-def users_chart(timeline: pd.DataFrame) -> bytes | None:
-    """Running users over time; None when the history has no "User Count"."""
-    users = timeline.dropna(subset=["users"])
-    if users.empty:
+def phases_chart(phases: list, baseline: list | None = None) -> bytes | None:
+    """p50, p95, p99 of each protocol phase as grouped bars, one panel per request type; a baseline's as marks."""
+    phases = [row for row in phases if row.latency.get("p50") is not None]
+    if not phases:
         return None
-    figure, axes, scale = _figure("Users", timeline, "Users")
-    x = users["elapsed"] / scale
-    axes.step(x, users["users"], where="post", color=COLORS["users"], linewidth=1.5)
-    axes.set_ylim(bottom=0)
-    axes.yaxis.get_major_locator().set_params(integer=True)
+    types = list(dict.fromkeys(row.type for row in phases))
+    figure = Figure(figsize=WIDE, layout="constrained")
+    base_by_key = {(row.type, row.name): row for row in (baseline or [])}
+    top = max(row.latency.get("p99") or row.latency.get("p95") or 0 for row in [*phases, *(baseline or [])])
+    width = 0.26
+    for position, type_ in enumerate(types):
+        rows = [row for row in phases if row.type == type_]
+        title = f"Time per phase: {type_}" if len(types) > 1 else "Time per phase"
+        axes = _axes(figure, title, "", "ms" if position == 0 else "", (1, len(types), position + 1))
+        x = np.arange(len(rows))
+        for offset, key in zip((-width, 0, width), ("p50", "p95", "p99")):
+            axes.bar(x + offset, [row.latency.get(key) or 0 for row in rows], width * 0.92, color=COLORS[key], label=key)
+            base_values = [getattr(base_by_key.get((row.type, row.name)), "latency", {}).get(key) for row in rows]
+            if any(v is not None for v in base_values):
+                axes.scatter(
+                    x + offset, [np.nan if v is None else v for v in base_values], marker="_", s=120, linewidths=2,
+                    color="#1a202c", label="baseline" if key == "p50" else None, zorder=3,
+                )  # fmt: skip
+        axes.set_xticks(x)
+        crowded = len(rows) * len(types) > 9
+        axes.set_xticklabels([row.name for row in rows], fontsize=8, rotation=35 if crowded else 0, ha="right" if crowded else "center")
+        axes.set_ylim(0, top * 1.08 if top else None)
+        axes.grid(False, axis="x")
+        if position == len(types) - 1:
+            _legend(axes)
     return _render(figure)
+
+
+def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFrame | None = None) -> bytes | None:
+    """Failures per second by reply code (or error, when it has no code), stacked."""
+    if codes is None or codes.shape[1] <= 1:
+        return None
+    columns = [c for c in codes.columns if c != "elapsed"]
+    totals = codes[columns].sum().sort_values(ascending=False)
+    shown = list(totals.index[: len(CODE_COLORS) - 1])
+    rest = [c for c in columns if c not in shown]
+    figure, axes, scale = _time_axes("Failed replies by code", f"{noun}/s", codes, timeline)
+    stacks = [codes[c].to_numpy() for c in shown]
+    labels = [_short(c) for c in shown]
+    if rest:
+        stacks.append(codes[rest].sum(axis=1).to_numpy())
+        labels.append(f"{len(rest)} others")
+    axes.stackplot(codes["elapsed"] / scale, *stacks, labels=labels, colors=CODE_COLORS[: len(stacks)], alpha=0.85, linewidth=0)
+    axes.set_ylim(bottom=0)
+    _legend(axes, 5)
+    return _render(figure)
+
+
+def _short(text: str, limit: int = 28) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "\u2026"

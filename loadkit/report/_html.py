@@ -1,8 +1,10 @@
 """The report page: one self-contained HTML file, charts embedded as data URIs.
 
 Every piece of text that came from a file (request names, server replies,
-tracebacks, run.json values) goes through ``escape``: a reply that says
-``<script>`` is shown, never run.
+tracebacks, run.json values, event details) goes through ``escape``: a
+reply that says ``<script>`` is shown, never run. The page's only script is
+our own: it marks the body once every chart image has decoded, so a
+headless browser can tell a page that renders from one that does not.
 """
 
 from __future__ import annotations
@@ -10,276 +12,478 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from html import escape
 
-import pandas as pd
-
 from loadkit import __version__
-from loadkit.report._charts import latency_chart, png_data_uri, throughput_chart, users_chart
-from loadkit.report._load import (
-    AGGREGATED,
-    FAILURES_SUFFIX,
-    HISTORY_SUFFIX,
-    STATS_SUFFIX,
-    Results,
-    aggregated_timeline,
-    history_is_per_request,
-)
+from loadkit.report._compare import Change
+from loadkit.report._run import NORMAL_EVENTS, Row, Run, integrity_problems
 
 MISSING = "\u2014"  # an em dash where there is no number
-MAIL_TYPES = frozenset({"SMTP", "LMTP"})
-START_KEYS = ("start_time", "started_at", "started", "start")
+START_KEYS = ("started_at", "start_time", "started", "start")
+TIME_KEYS = frozenset(START_KEYS + ("stopped_at", "stop_time", "stopped", "stop", "end_time", "end"))
 METADATA_LABELS = {
+    "command": "Command",
     "target": "Target",
+    "locustfile": "Locustfile",
+    "user_classes": "User classes",
     "users": "Users",
     "spawn_rate": "Spawn rate (users/s)",
     "duration": "Duration",
+    "started_at": "Started",
+    "stopped_at": "Stopped",
+    "workers": "Workers",
+    "worker_shares": "Requests per worker",
+    "requests": "Requests",
+    "failures": "Failures",
     "loadkit_version": "loadkit version",
+    "locust_version": "Locust version",
+    "python_version": "Python version",
+    "hostname": "Load generator host",
 }
 # Epoch seconds between 2001 and 2286: a number that is surely a point in time.
 EPOCH_RANGE = (1e9, 1e10)
+MEASURE_LABELS = {"throughput": "Throughput", "failures": "Failures"}
 
 STYLE = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1a202c; background: #fff; margin: 0; }
-main { max-width: 1100px; margin: 0 auto; padding: 24px; }
-h1 { font-size: 22px; margin: 0 0 4px; }
-h2 { font-size: 16px; margin: 28px 0 8px; border-bottom: 1px solid #e2e8f0; padding-bottom: 4px; }
-.subtitle { color: #4a5568; margin: 0 0 12px; }
-.glance { font-size: 16px; background: #f7fafc; border: 1px solid #e2e8f0; border-radius: 6px; padding: 10px 14px; }
-.glance b { font-size: 18px; }
-.bad { color: #c53030; }
-table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
-th, td { padding: 4px 8px; border-bottom: 1px solid #edf2f7; text-align: right; vertical-align: top; }
-th { background: #f7fafc; font-weight: 600; white-space: nowrap; }
+:root { --ink: #1a202c; --muted: #4a5568; --line: #e2e8f0; --soft: #f7fafc; --bad: #c53030; --good: #2f855a; }
+* { box-sizing: border-box; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: var(--ink); background: #fff; margin: 0; }
+main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 40px; }
+h1 { font-size: 24px; margin: 0 0 2px; letter-spacing: -0.01em; }
+h2 { font-size: 17px; margin: 34px 0 10px; padding-bottom: 5px; border-bottom: 2px solid var(--line); }
+h3 { font-size: 14px; margin: 18px 0 6px; color: var(--muted); }
+.subtitle { color: var(--muted); margin: 0 0 14px; }
+nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); }
+nav a { color: #2b6cb0; text-decoration: none; margin-right: 14px; }
+nav a:hover { text-decoration: underline; }
+.glance { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 8px; padding: 0; list-style: none; }
+.glance li { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 128px; }
+.glance .value { display: block; font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.glance .what { display: block; font-size: 12px; color: var(--muted); }
+.glance li.bad { border-color: #feb2b2; background: #fff5f5; }
+.glance li.bad .value { color: var(--bad); }
+.glance li.good .value { color: var(--good); }
+.bad { color: var(--bad); }
+.good { color: var(--good); }
+.table-wrap { overflow-x: auto; }
+table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: 13px; }
+th, td { padding: 5px 9px; border-bottom: 1px solid #edf2f7; text-align: right; vertical-align: top; }
+th { background: var(--soft); font-weight: 600; white-space: nowrap; border-bottom: 1px solid var(--line); }
 th.text, td.text { text-align: left; }
-td.text { overflow-wrap: anywhere; white-space: pre-wrap; }
-tr.total td { font-weight: 600; border-top: 2px solid #cbd5e0; }
-table.meta { width: auto; }
-table.meta th { text-align: left; }
-img.chart { max-width: 100%; height: auto; display: block; margin: 8px 0; }
-.note { color: #4a5568; font-size: 13px; }
-.problem { color: #c53030; }
-pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-size: 12px; }
-footer { color: #718096; font-size: 12px; margin-top: 32px; }
+td.text { overflow-wrap: anywhere; }
+td.wrap { white-space: pre-wrap; }
+tbody tr:hover { background: #fbfdff; }
+tr.total td { font-weight: 650; border-top: 2px solid #cbd5e0; }
+tr.worse td { background: #fff5f5; }
+tr.worse td.flag, td.fail { color: var(--bad); font-weight: 650; }
+td.pass { color: var(--good); font-weight: 650; }
+table.meta { width: auto; min-width: 50%; }
+table.meta th { text-align: left; width: 1%; }
+figure.chart { margin: 10px 0 4px; }
+figure.chart img { max-width: 100%; height: auto; display: block; }
+figure.chart figcaption, .note { color: var(--muted); font-size: 12.5px; }
+.problem { color: var(--bad); margin: 4px 0; }
+pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-size: 12px; font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; }
+code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 12.5px; }
+details summary { cursor: pointer; color: #2b6cb0; }
+footer { color: #718096; font-size: 12px; margin-top: 40px; border-top: 1px solid var(--line); padding-top: 10px; }
+"""
+
+# Sets data-rendered on <body>: "all" once every image decoded, "broken" when one did not.
+SCRIPT = """
+(function () {
+  function check() {
+    var images = document.images, ok = true;
+    for (var i = 0; i < images.length; i++) {
+      if (!(images[i].complete && images[i].naturalWidth > 0)) { ok = false; }
+    }
+    document.body.setAttribute("data-rendered", ok ? "all" : "broken");
+    document.body.setAttribute("data-images", String(images.length));
+  }
+  if (document.readyState === "complete") { check(); } else { window.addEventListener("load", check); }
+})();
 """
 
 
+@dataclass
+class Chart:
+    """A drawn chart and where it goes on the page."""
+
+    key: str  # element id: chart-<key>
+    png: bytes
+    alt: str
+    caption: str = ""
+
+
+# -- numbers as text ------------------------------------------------------------------
+
+
 def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value)
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and not math.isnan(value) and not math.isinf(value)
 
 
-def _count(value) -> str:
-    return f"{int(value):,}" if _is_number(value) else MISSING
+def count_text(value) -> str:
+    return f"{int(round(value)):,}" if _is_number(value) else MISSING
 
 
-def _ms(value) -> str:
+def ms_text(value) -> str:
+    """Milliseconds to about three significant digits, the precision of the histograms."""
     if not _is_number(value):
         return MISSING
-    return f"{value:.1f}" if value < 10 and not float(value).is_integer() else f"{value:,.0f}"
+    if value >= 100 or float(value).is_integer():
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    if value >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
 
 
-def _rate(value) -> str:
-    return f"{value:,.1f}" if _is_number(value) else MISSING
-
-
-def _percent(part, whole) -> str:
-    if not (_is_number(part) and _is_number(whole)) or whole <= 0:
+def rate_text(value) -> str:
+    if not _is_number(value):
         return MISSING
-    return f"{100.0 * part / whole:.2f}%"
+    return f"{value:,.0f}" if value >= 100 else f"{value:,.1f}"
 
 
-def _utc(epoch: float) -> str:
+def percent_text(ratio) -> str:
+    if not _is_number(ratio):
+        return MISSING
+    if ratio == 0:
+        return "0%"
+    percent = 100.0 * ratio
+    return f"{percent:.2f}%" if percent >= 0.01 else f"{percent:.4f}%"
+
+
+def duration_text(seconds) -> str:
+    if not _is_number(seconds):
+        return MISSING
+    seconds = float(seconds)
+    if seconds < 120:
+        return f"{seconds:g} s" if seconds == int(seconds) else f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def utc_text(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _cell(row: pd.Series, column: str):
-    """A numeric cell of a row, or None when the file has no such column."""
-    return row[column] if column in row.index else None
-
-
-def _metadata_value(key: str, value) -> str:
+def metadata_text(key: str, value) -> str:
+    if key == "worker_shares" and isinstance(value, dict):
+        return " \u00b7 ".join(f"{worker}: {count_text(count) if _is_number(count) else count}" for worker, count in value.items())
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return ", ".join(value)
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False)
-    if _is_number(value) and key in START_KEYS + ("stop_time", "stopped_at", "stopped", "stop", "end_time", "end"):
-        if EPOCH_RANGE[0] <= value <= EPOCH_RANGE[1]:
-            return _utc(value)
+    if _is_number(value) and key in TIME_KEYS and EPOCH_RANGE[0] <= value <= EPOCH_RANGE[1]:
+        return utc_text(value)
     if _is_number(value) and key == "duration":
-        return f"{value:g} s"
+        return duration_text(value)
+    if _is_number(value) and key in ("requests", "failures") and float(value).is_integer():
+        return count_text(value)
     return "" if value is None else str(value)
 
 
-def _run_date(results: Results, timeline: pd.DataFrame) -> str:
-    for key in START_KEYS:
-        value = results.metadata.get(key)
-        if value is not None and value != "":
-            return _metadata_value(key, value)
-    if len(timeline):
-        return _utc(timeline["timestamp"].iloc[0])
-    return ""
+# -- building blocks -------------------------------------------------------------------
 
 
-def _noun(stats: pd.DataFrame) -> str:
-    """ "messages" for a mail run, "requests" for anything else Locust measured."""
-    types = set(stats.loc[stats["Name"] != AGGREGATED, "Type"])
-    return "messages" if types and types <= MAIL_TYPES else "requests"
-
-
-def _total_row(stats: pd.DataFrame) -> pd.Series | None:
-    total = stats[(stats["Name"] == AGGREGATED) & (stats["Type"] == "")]
-    return total.iloc[-1] if len(total) else None
-
-
-def _glance(stats: pd.DataFrame) -> str:
-    total = _total_row(stats)
-    if total is None:
-        return '<p class="glance">No Aggregated row in the stats file.</p>'
-    noun = _noun(stats)
-    count, failures = total["Request Count"], total["Failure Count"]
-    failed = _percent(failures, count)
-    failed_class = ' class="bad"' if _is_number(failures) and failures > 0 else ""
-    parts = [
-        f"<b>{_count(count)}</b> {noun}",
-        f"<b>{_rate(_cell(total, 'Requests/s'))}</b> {noun}/s",
-        f"<b{failed_class}>{failed}</b> failed",
-        f"p95 <b>{_ms(_cell(total, '95%'))}</b> ms",
-    ]
-    return '<p class="glance">' + " &middot; ".join(parts) + "</p>"
-
-
-def _table(table_id: str, headers: list[tuple[str, bool]], rows: list[tuple[str, list[tuple[str, bool]]]]) -> str:
-    """headers: (label, is_text); rows: (css class, cells of (already escaped html, is_text))."""
+def _table(table_id: str, headers: list[tuple[str, bool]], rows: list[tuple[str, list[tuple[str, str]]]]) -> str:
+    """headers: (label, is_text); rows: (css class, cells of (already escaped html, css class))."""
     head = "".join(f'<th{" class=text" if text else ""}>{escape(label)}</th>' for label, text in headers)
     body = []
     for row_class, cells in rows:
-        tds = "".join(f'<td{" class=text" if text else ""}>{html}</td>' for html, text in cells)
-        body.append(f'<tr{f" class={row_class}" if row_class else ""}>{tds}</tr>')
-    return f'<table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+        tds = "".join(f'<td{f" class={css!r}" if css else ""}>{html}</td>' for html, css in cells)
+        body.append(f'<tr{f" class={row_class!r}" if row_class else ""}>{tds}</tr>')
+    return f'<div class="table-wrap"><table id="{table_id}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
-def _requests_table(stats: pd.DataFrame) -> str:
-    headers = [
-        ("Type", True), ("Name", True), ("Count", False), ("Failures", False), ("Failure %", False),
-        ("Requests/s", False), ("Min ms", False), ("Median ms", False), ("p90 ms", False), ("p95 ms", False),
-        ("p99 ms", False), ("Max ms", False), ("Avg size (bytes)", False),
+def _figure(chart: Chart) -> str:
+    from loadkit.report._charts import png_data_uri
+
+    caption = f"<figcaption>{escape(chart.caption)}</figcaption>" if chart.caption else ""
+    return f'<figure class="chart" id="chart-{chart.key}"><img alt="{escape(chart.alt)}" src="{png_data_uri(chart.png)}">{caption}</figure>'
+
+
+def _latency_headers(noun: str) -> list[tuple[str, bool]]:
+    return [
+        ("Type", True), ("Name", True), ("Count", False), ("Failures", False), ("Failure %", False), (f"{noun}/s", False),
+        ("Min ms", False), ("p50 ms", False), ("p90 ms", False), ("p95 ms", False), ("p99 ms", False),
+        ("p99.9 ms", False), ("Max ms", False),
     ]  # fmt: skip
-    rows = []
-    for _, row in stats.iterrows():
-        is_total = row["Name"] == AGGREGATED and row["Type"] == ""
-        count = row["Request Count"]
-        cells = [
-            (escape(row["Type"]), True),
-            (escape(row["Name"]), True),
-            (_count(count), False),
-            (_count(row["Failure Count"]), False),
-            (_percent(row["Failure Count"], count), False),
-            (_rate(_cell(row, "Requests/s")), False),
-            # Locust writes a min of 0 for an entry with no requests: show nothing instead.
-            (_ms(_cell(row, "Min Response Time")) if count else MISSING, False),
-            (_ms(_cell(row, "Median Response Time")) if count else MISSING, False),
-            (_ms(_cell(row, "90%")), False),
-            (_ms(_cell(row, "95%")), False),
-            (_ms(_cell(row, "99%")), False),
-            (_ms(_cell(row, "Max Response Time")) if count else MISSING, False),
-            (_count(_cell(row, "Average Content Size")) if count else MISSING, False),
-        ]
-        rows.append(("total" if is_total else "", cells))
-    return _table("requests", headers, rows)
 
 
-def _failures_table(failures: pd.DataFrame) -> str:
-    if failures.empty:
-        return '<p class="note">No failures.</p>'
-    headers = [("Method", True), ("Name", True), ("Error", True), ("Occurrences", False)]
-    rows = [
-        (
-            "",
-            [
-                (escape(row["Method"]), True),
-                (escape(row["Name"]), True),
-                (escape(row["Error"]), True),
-                (_count(row["Occurrences"]), False),
-            ],
-        )
-        for _, row in failures.iterrows()
+def _latency_cells(row: Row) -> list[tuple[str, str]]:
+    return [
+        (escape(row.type), "text"),
+        (escape(row.name), "text"),
+        (count_text(row.count), ""),
+        (count_text(row.failures), ""),
+        (percent_text(row.failure_ratio), "bad" if (row.failures or 0) > 0 else ""),
+        (rate_text(row.rate), ""),
+        *((ms_text(row.latency.get(key)), "") for key in ("min", "p50", "p90", "p95", "p99", "p99.9", "max")),
     ]
-    return _table("failures", headers, rows)
 
 
-def _exceptions_section(exceptions: pd.DataFrame) -> str:
-    if exceptions.empty:
+def summary_table(run: Run) -> str:
+    rows = [("", _latency_cells(row)) for row in run.requests]
+    if run.total is not None:
+        rows.append(("total", _latency_cells(run.total)))
+    if not rows:
+        return '<p class="note">No requests were measured.</p>'
+    return _table("summary", _latency_headers(run.noun), rows)
+
+
+def phases_table(run: Run) -> str:
+    headers = [("Type", True), ("Phase", True)] + _latency_headers(run.noun)[2:]
+    headers[5] = ("per s", False)
+    return _table("phases", headers, [("", _latency_cells(row)) for row in run.phases])
+
+
+def glance(run: Run, changes: list[Change] | None) -> str:
+    total = run.total
+    noun = "messages" if run.noun == "msgs" else "requests"
+    items = []
+    if total is not None:
+        failed_class = "bad" if (total.failures or 0) > 0 else ""
+        items += [
+            ("", count_text(total.count), noun),
+            ("", rate_text(total.rate), f"{noun}/s"),
+            (failed_class, percent_text(total.failure_ratio), "failed"),
+            ("", ms_text(total.latency.get("p95")) + " ms", "p95"),
+            ("", ms_text(total.latency.get("p99")) + " ms", "p99"),
+        ]
+    if _is_number(run.duration):
+        items.append(("", duration_text(run.duration), "duration"))
+    problems = integrity_problems(run)
+    if problems:
+        items.append(("bad", str(len(problems)), "integrity events"))
+    failed_verdicts = [v for v in run.verdicts if v.get("passed") is False]
+    if run.verdicts:
+        items.append(("bad" if failed_verdicts else "good", f"{len(run.verdicts) - len(failed_verdicts)}/{len(run.verdicts)}", "thresholds passed"))
+    if changes is not None:
+        worse = sum(1 for change in changes if change.worse)
+        items.append(("bad" if worse else "good", str(worse), "worse than baseline"))
+    if not items:
+        return ""
+    lis = "".join(
+        f'<li{f" class={css!r}" if css else ""}><span class="value">{escape(value)}</span><span class="what">{escape(what)}</span></li>'
+        for css, value, what in items
+    )
+    return f'<ul class="glance" id="glance">{lis}</ul>'
+
+
+def _verdict_text(value, unit) -> str:
+    if _is_number(value):
+        text = f"{value:,.6g}"
+        return f"{text} {unit}" if unit else text
+    return MISSING if value is None else str(value)
+
+
+def verdicts_section(run: Run) -> str:
+    """Thresholds as loadkit.thresholds writes them: expression, measured (or value), limit, passed, error."""
+    if not run.verdicts:
+        return ""
+    rows = []
+    for verdict in run.verdicts:
+        passed = verdict.get("passed")
+        error = verdict.get("error")
+        unit = str(verdict.get("unit") or "")
+        result = "error" if error else "pass" if passed is True else "FAIL" if passed is False else MISSING
+        measured = verdict.get("measured", verdict.get("value"))
+        rows.append(
+            (
+                "worse" if passed is False else "",
+                [
+                    (f"<code>{escape(str(verdict.get('expression', '')))}</code>", "text"),
+                    (escape(_verdict_text(measured, unit)), ""),
+                    (escape(_verdict_text(verdict.get("limit"), unit)), ""),
+                    (result, "pass" if passed is True else "fail" if passed is False else ""),
+                    (escape(str(error or "")), "text"),
+                ],
+            )
+        )
+    headers = [("Threshold", True), ("Measured", False), ("Limit", False), ("Result", False), ("Note", True)]
+    return f'<h2 id="thresholds">Thresholds</h2>{_table("verdicts", headers, rows)}'
+
+
+def _change_value(measure: str, value, noun: str) -> str:
+    if measure == "throughput":
+        return rate_text(value) + (f" {noun}/s" if _is_number(value) else "")
+    if measure == "failures":
+        return percent_text(value)
+    return ms_text(value) + (" ms" if _is_number(value) else "")
+
+
+def _change_text(change: Change) -> str:
+    if change.measure == "failures":
+        if not (_is_number(change.current) and _is_number(change.baseline)):
+            return MISSING
+        points = 100.0 * (change.current - change.baseline)
+        return f"{points:+.2f} pt"
+    relative = change.relative
+    return MISSING if relative is None else f"{100.0 * relative:+.1f}%"
+
+
+def comparison_section(run: Run, baseline: Run, changes: list[Change]) -> str:
+    worse = [change for change in changes if change.worse]
+    lead = (
+        f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}). '
+        f"Flagged: percentiles more than 10% higher, throughput more than 10% lower, a failure ratio up. "
+        f'<b class="{"bad" if worse else "good"}">{len(worse)} worse.</b></p>'
+    )
+    rows = []
+    for change in changes:
+        verdict = "worse" if change.worse else "better" if change.better else ""
+        rows.append(
+            (
+                "worse" if change.worse else "",
+                [
+                    (escape(change.label), "text"),
+                    (escape(MEASURE_LABELS.get(change.measure, change.measure)), "text"),
+                    (escape(_change_value(change.measure, change.baseline, baseline.noun)), ""),
+                    (escape(_change_value(change.measure, change.current, run.noun)), ""),
+                    (escape(_change_text(change)), ""),
+                    (verdict, "flag" if change.worse else "good" if change.better else ""),
+                ],
+            )
+        )
+    headers = [("Name", True), ("Measure", True), ("Baseline", False), ("This run", False), ("Change", False), ("", False)]
+    return f'<h2 id="baseline">Compared with baseline</h2>{lead}{_table("comparison", headers, rows)}'
+
+
+def errors_section(run: Run) -> str:
+    if run.errors.empty:
+        return '<h2 id="errors">Errors</h2><p class="note">No failures.</p>'
+    has_example = run.errors["example"].astype(str).str.len().gt(0).any()
+    has_phase = run.errors["phase"].astype(str).str.len().gt(0).any()
+    headers = [("Type", True), ("Name", True), ("Error", True)]
+    headers += [("Phase", True)] if has_phase else []
+    headers += [("Code", True), ("Count", False)]
+    headers += [("Example reply", True)] if has_example else []
+    rows = []
+    for _, error in run.errors.iterrows():
+        cells = [(escape(str(error["type"])), "text"), (escape(str(error["name"])), "text"), (escape(str(error["error"])), "text wrap")]
+        if has_phase:
+            cells.append((escape(str(error["phase"])), "text"))
+        cells += [(escape(str(error["code"])), "text"), (count_text(error["count"]), "")]
+        if has_example:
+            cells.append((f"<pre>{escape(str(error['example']))}</pre>", "text"))
+        rows.append(("", cells))
+    note = f'<p class="note">From {escape(run.errors_source)}.</p>' if run.errors_source else ""
+    return f'<h2 id="errors">Errors</h2>{_table("errors", headers, rows)}{note}'
+
+
+def exceptions_section(run: Run) -> str:
+    exceptions = run.exceptions
+    if exceptions is None or exceptions.empty:
         return ""
     headers = [("Count", False), ("Message", True), ("Traceback", True), ("Nodes", True)]
     rows = []
     for _, row in exceptions.iterrows():
         traceback = escape(str(row.get("Traceback", "")))
         cells = [
-            (_count(row["Count"]), False),
-            (escape(row["Message"]), True),
-            (f"<details><summary>show</summary><pre>{traceback}</pre></details>" if traceback else "", True),
-            (escape(str(row.get("Nodes", ""))), True),
+            (count_text(row["Count"]), ""),
+            (escape(str(row["Message"])), "text"),
+            (f"<details><summary>show</summary><pre>{traceback}</pre></details>" if traceback else "", "text"),
+            (escape(str(row.get("Nodes", ""))), "text"),
         ]
         rows.append(("", cells))
-    return "<h2>Exceptions in users</h2>" + _table("exceptions", headers, rows)
+    return '<h2 id="exceptions">Exceptions in users</h2>' + _table("exceptions", headers, rows)
 
 
-def _metadata_table(metadata: dict) -> str:
+def events_section(run: Run) -> str:
+    if not run.events:
+        return ""
+    rows = []
+    for event in run.events:
+        when = event.get("time")
+        at = MISSING
+        if _is_number(when) and _is_number(run.origin):
+            at = f"{when - run.origin:+,.1f} s"
+        bad = str(event.get("kind")) not in NORMAL_EVENTS
+        rows.append(
+            (
+                "worse" if bad else "",
+                [
+                    (escape(utc_text(when)) if _is_number(when) and EPOCH_RANGE[0] <= when <= EPOCH_RANGE[1] else escape(str(when)), "text"),
+                    (escape(at), ""),
+                    (escape(str(event.get("kind", ""))), "text flag" if bad else "text"),
+                    (escape("" if event.get("worker") is None else str(event.get("worker"))), "text"),
+                    (escape(str(event.get("detail", ""))), "text wrap"),
+                ],
+            )
+        )
+    headers = [("Time", True), ("Since start", False), ("Event", True), ("Worker", True), ("Detail", True)]
+    problems = integrity_problems(run)
+    lead = (
+        f'<p class="bad">{len(problems)} {"event says" if len(problems) == 1 else "events say"} the numbers may be off '
+        "(a worker missing, a load generator short of CPU, ...).</p>"
+        if problems
+        else '<p class="note">Nothing happened that would make the numbers doubtful.</p>'
+    )
+    return f'<h2 id="integrity">Integrity events</h2>{lead}{_table("events", headers, rows)}'
+
+
+def metadata_section(run: Run) -> str:
+    metadata = run.metadata
     if not metadata:
         return ""
     keys = [key for key in METADATA_LABELS if key in metadata] + [key for key in metadata if key not in METADATA_LABELS]
     rows = "".join(
         f"<tr><th>{escape(METADATA_LABELS.get(key, str(key).replace('_', ' ').capitalize()))}</th>"
-        f'<td class="text">{escape(_metadata_value(key, metadata[key]))}</td></tr>'
+        f'<td class="text">{escape(metadata_text(key, metadata[key]))}</td></tr>'
         for key in keys
     )
-    return f'<h2>Run</h2><table class="meta" id="run">{rows}</table>'
+    return f'<h2 id="run">Run</h2><table class="meta" id="run-table">{rows}</table>'
 
 
-def _image(png: bytes, alt: str) -> str:
-    return f'<img class="chart" alt="{escape(alt)}" src="{png_data_uri(png)}">'
+def run_date(run: Run) -> str:
+    for key in START_KEYS:
+        value = run.metadata.get(key)
+        if value is not None and value != "":
+            return metadata_text(key, value)
+    if _is_number(run.origin):
+        return utc_text(run.origin)
+    return ""
 
 
-def _charts(results: Results, timeline: pd.DataFrame) -> str:
-    if timeline.empty:
-        return (
-            '<h2>Over time</h2><p class="note">No history rows (the run was shorter than '
-            "Locust's first write, or the history file is missing).</p>"
-        )
-    parts = ["<h2>Over time</h2>"]
-    throughput = throughput_chart(timeline)
-    if throughput is not None:
-        parts.append(_image(throughput, "Requests and failures per second over time"))
-        parts.append('<p class="note">Per second, from the change of Locust\'s running totals between history rows.</p>')
-    else:
-        parts.append('<p class="note">Too few history rows to compute rates.</p>')
-    # Without --csv-full-history Locust writes percentiles since the start; with it, of the last ~10 s.
-    if history_is_per_request(results.history):
-        title = "Response time percentiles, last ~10 s"
-        note = "Percentiles of the last ~10 seconds (locust --csv-full-history)."
-    else:
-        title = "Response time percentiles, since start"
-        note = "Percentiles of all requests since the start, as Locust writes them without --csv-full-history."
-    latency = latency_chart(timeline, title)
-    if latency is not None:
-        parts.append(_image(latency, title))
-        parts.append(f'<p class="note">{escape(note)}</p>')
-    else:
-        parts.append('<p class="note">No response times recorded.</p>')
-    users = users_chart(timeline)
-    if users is not None:
-        parts.append(_image(users, "Users over time"))
-    return "".join(parts)
+def _section(section_id: str, title: str, charts: list[Chart], extra: str = "") -> str:
+    if not charts and not extra:
+        return ""
+    return f'<h2 id="{section_id}">{escape(title)}</h2>' + extra + "".join(_figure(chart) for chart in charts)
 
 
-def render_page(results: Results) -> str:
-    """The whole report as one HTML string."""
-    timeline = aggregated_timeline(results.history)
-    target = results.metadata.get("target")
-    target_text = _metadata_value("target", target) if target not in (None, "") else results.folder.name
+def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None = None, changes: list[Change] | None = None) -> str:
+    """The whole report as one HTML string. ``charts``: section name -> charts, drawn already."""
+    target = run.metadata.get("target")
+    target_text = metadata_text("target", target) if target not in (None, "") else run.label
     title = f"Load test report: {target_text}"
-    subtitle = " \u00b7 ".join(part for part in (_run_date(results, timeline), results.folder.name) if part)
-    problems = "".join(f'<p class="problem">{escape(problem)}</p>' for problem in results.problems)
-    sources = ", ".join(escape(f"{results.prefix.name}{suffix}") for suffix in (STATS_SUFFIX, HISTORY_SUFFIX, FAILURES_SUFFIX))
+    subtitle = " \u00b7 ".join(part for part in (run_date(run), run.label, f"from {run.source}") if part)
+    problems = "".join(f'<p class="problem">{escape(problem)}</p>' for problem in run.problems)
+    if baseline is not None:
+        problems += "".join(f'<p class="problem">baseline: {escape(problem)}</p>' for problem in baseline.problems)
+    phases_html = ""
+    if run.phases:
+        phases_html = _section("phases", "Phases", charts.get("phases", []), phases_table(run))
+    sections = [
+        ("thresholds", "Thresholds", bool(run.verdicts)),
+        ("baseline", "Baseline", baseline is not None),
+        ("summary", "Summary", True),
+        ("over-time", "Over time", bool(charts.get("time"))),
+        ("latency", "Latency", bool(charts.get("latency"))),
+        ("phases", "Phases", bool(phases_html)),
+        ("errors", "Errors", True),
+        ("integrity", "Integrity", bool(run.events)),
+        ("run", "Run", bool(run.metadata)),
+    ]
+    nav = "<nav>" + "".join(f'<a href="#{key}">{label}</a>' for key, label, shown in sections if shown) + "</nav>"
+    sources = escape(", ".join(dict.fromkeys(name for name in (run.source, run.errors_source) if name)))
+    baseline_note = ""
+    if baseline is not None:
+        baseline_note = f'<p class="note">Grey dashed lines and marks: the baseline, {escape(baseline.label)}.</p>'
     return "".join(
         [
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -287,16 +491,21 @@ def render_page(results: Results) -> str:
             f"<title>{escape(title)}</title><style>{STYLE}</style></head><body><main>",
             f"<h1>{escape(title)}</h1>",
             f'<p class="subtitle">{escape(subtitle)}</p>',
+            nav,
             problems,
-            _glance(results.stats),
-            _metadata_table(results.metadata),
-            "<h2>Requests</h2>",
-            _requests_table(results.stats),
-            _charts(results, timeline),
-            "<h2>Failures</h2>",
-            _failures_table(results.failures),
-            _exceptions_section(results.exceptions),
-            f"<footer>Built by loadkit {escape(__version__)} from {sources}. Response times in milliseconds.</footer>",
-            "</main></body></html>\n",
+            glance(run, changes),
+            verdicts_section(run),
+            comparison_section(run, baseline, changes or []) if baseline is not None else "",
+            f'<h2 id="summary">Summary</h2>{summary_table(run)}',
+            _section("over-time", "Over time", charts.get("time", []), baseline_note),
+            _section("latency", "Latency", charts.get("latency", [])),
+            phases_html,
+            errors_section(run),
+            exceptions_section(run),
+            events_section(run),
+            metadata_section(run),
+            f"<footer>Built by loadkit {escape(__version__)} from {sources}. "
+            f"Times in milliseconds; {escape(run.noun)}/s over the whole run.</footer>",
+            f"</main><script>{SCRIPT}</script></body></html>\n",
         ]
     )

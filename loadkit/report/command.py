@@ -1,32 +1,75 @@
-"""``loadkit report RESULTS [-o FILE]``: build the HTML report of a results folder."""
+"""``loadkit report RESULTS [-o FILE] [--baseline OTHER] [--check EXPR ...]``.
+
+Writes the HTML report of a results folder (or of a plain Locust run's
+``--csv`` prefix or ``--json-file``). With ``--check``, the thresholds are
+evaluated, shown in the report, and a failed one makes the exit code 3
+once the report is written.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from dataclasses import asdict
 
-from loadkit.report import DEFAULT_OUTPUT, ReportError, build_report
+from loadkit.report import DEFAULT_OUTPUT, Progress, ReportError, build_report, load_run
+
+EXIT_THRESHOLD_FAILED = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "results",
         metavar="RESULTS",
-        help="a results folder, or the --csv PREFIX of a Locust run (e.g. reports/run1/locust)",
+        help="a results folder, a Locust --csv PREFIX (e.g. run1/locust) or a Locust --json-file output",
     )
     parser.add_argument(
         "-o",
         "--output",
         metavar="FILE",
-        help=f"where to write the HTML (default: {DEFAULT_OUTPUT} next to the CSV files)",
+        help=f"where to write the HTML (default: {DEFAULT_OUTPUT} in the results folder)",
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="OTHER_RESULTS",
+        help="another run to compare with: its figures are drawn beside this run's and what got worse is flagged",
+    )
+    parser.add_argument(
+        "--check",
+        action="append",
+        metavar="EXPR",
+        help="a threshold, repeatable (e.g. p95<250ms, fail_ratio<1%%); exit code 3 when one fails",
+    )
+
+
+def _verdicts(results: str, expressions: list[str]) -> list[dict]:
+    from loadkit.cli import CommandError
+    from loadkit.thresholds import ThresholdError, evaluate
+
+    folder = load_run(results).folder  # thresholds read a folder; RESULTS may be a prefix or a file
+    try:
+        verdicts = evaluate(folder, expressions)
+    except ThresholdError as error:
+        raise CommandError(str(error)) from None
+    return [{**asdict(verdict), "status": verdict.status} for verdict in verdicts]
 
 
 def run(args: argparse.Namespace) -> int:
     from loadkit.cli import CommandError  # here, not at the top: cli imports this module
 
+    progress = Progress()
     try:
-        path = build_report(args.results, args.output)
+        verdicts = _verdicts(args.results, args.check) if args.check else None
+        path = build_report(args.results, args.output, baseline=args.baseline, verdicts=verdicts, progress=progress)
     except ReportError as error:
+        progress.clear()
         raise CommandError(str(error)) from None
     print(path)
+    if verdicts is not None:
+        failed = [v for v in verdicts if not v.get("passed")]
+        for verdict in failed:
+            reason = verdict.get("error") or f"measured {verdict.get('measured')}, limit {verdict.get('limit')}"
+            print(f"loadkit report: threshold failed: {verdict['expression']} ({reason})", file=sys.stderr)
+        if failed:
+            return EXIT_THRESHOLD_FAILED
     return 0

@@ -129,7 +129,37 @@ def read_run_table(page: str) -> dict[str, str]:
     """The run.json table: one (label, value) row per key."""
     reader = TableReader()
     reader.feed(page)
-    return dict(reader.tables["run"])
+    return dict(reader.tables["run-table"])
+
+
+class GlanceReader(HTMLParser):
+    """The figures at the top of the page: {what: value}."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.items: dict[str, str] = {}
+        self._span = None
+        self._value = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "span":
+            self._span = dict(attrs).get("class")
+
+    def handle_endtag(self, tag):
+        if tag == "span":
+            self._span = None
+
+    def handle_data(self, data):
+        if self._span == "value":
+            self._value = data
+        elif self._span == "what":
+            self.items[data] = self._value
+
+
+def read_glance(page: str) -> dict[str, str]:
+    reader = GlanceReader()
+    reader.feed(page)
+    return reader.items
 
 
 def embedded_pngs(page: str) -> list[bytes]:
@@ -240,31 +270,36 @@ def test_the_report_shows_the_stats_file_counts_and_embeds_its_charts(tmp_path):
     assert output == folder / "report.html"
     page = output.read_text(encoding="utf-8")
 
-    requests = read_tables(page)["requests"]
-    assert [(row["Type"], row["Name"]) for row in requests] == [
+    summary = read_tables(page)["summary"]
+    assert [(row["Type"], row["Name"]) for row in summary] == [
         ("LMTP", 'deliver,"quoted"'),
         ("SMTP", "NA"),
         ("SMTP", "send"),
-        ("", "Aggregated"),
+        ("", "All requests"),
     ]
-    send = requests[2]
+    send = summary[2]
     assert (send["Count"], send["Failures"], send["Failure %"]) == ("201", "16", "7.96%")
-    assert (send["Min ms"], send["Median ms"], send["p90 ms"], send["p95 ms"], send["p99 ms"], send["Max ms"]) == (
-        "1.1", "18", "27", "29", "30", "30",
+    assert (send["Min ms"], send["p50 ms"], send["p90 ms"], send["p95 ms"], send["p99 ms"], send["p99.9 ms"], send["Max ms"]) == (
+        "1.10", "18", "27", "29", "30", "30", "29.9",
     )  # fmt: skip
-    assert (send["Requests/s"], send["Avg size (bytes)"]) == ("100.4", "5,120")
-    total = requests[-1]
+    assert send["msgs/s"] == "100"
+    total = summary[-1]
     assert (total["Count"], total["Failures"], total["Failure %"]) == ("411", "16", "3.89%")
-    assert "<b>411</b> messages" in page and "p95 <b>27</b> ms" in page
+    glance = read_glance(page)
+    assert glance["messages"] == "411" and glance["p95"] == "27 ms" and glance["failed"] == "3.89%"
 
     assert "<title>Load test report: smtp://127.0.0.1:2525</title>" in page
     assert read_run_table(page) == {"Target": "smtp://127.0.0.1:2525", "Users": "4"}
 
     pngs = embedded_pngs(page)
-    assert page.count("<img ") == len(pngs) == 3  # throughput, latency, users
+    # throughput, users, percentiles since start, latency by percentile (from the CSV's percentile columns)
+    assert [key for key in ("throughput", "users", "percentiles-1", "distribution") if f'id="chart-{key}"' in page] == [
+        "throughput", "users", "percentiles-1", "distribution",
+    ]  # fmt: skip
+    assert page.count("<img ") == len(pngs) == 4
     assert all(png.startswith(PNG_MAGIC) for png in pngs)
     # Self-contained: nothing to fetch.
-    assert not re.search(r'(?:src|href)="(?!data:)', page)
+    assert not re.search(r'(?:src|href)="(?!data:|#)', page)
 
 
 def test_server_text_is_shown_never_run(tmp_path):
@@ -273,12 +308,12 @@ def test_server_text_is_shown_never_run(tmp_path):
     folder = write_results(tmp_path / "run", stats=stats, failures=failures, run_json={"target": "<i>mx</i>"})
     page = build_report(folder).read_text(encoding="utf-8")
 
-    assert "<script" not in page.lower()
+    assert page.lower().count("<script") == 1  # the page's own, last
     assert "<b>send</b>" not in page and "<i>mx</i>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; rejected" in page
-    assert page.count("<img ") == 3  # the reply's <img> is text, not an image
-    failures_table = read_tables(page)["failures"]
-    assert [(row["Method"], row["Name"], row["Error"], row["Occurrences"]) for row in failures_table] == [
+    assert page.count("<img ") == len(embedded_pngs(page))  # the reply's <img> is text, not an image
+    errors = read_tables(page)["errors"]
+    assert [(row["Type"], row["Name"], row["Error"], row["Count"]) for row in errors] == [
         ("SMTP", "send", "Exception('550 5.7.1 <script>alert(1)</script> & rejected')", "16"),
         ("SMTP", "<b>send</b>", "SMTPReplyError(554, '<img src=x onerror=alert(2)>')", "3"),
     ]
@@ -297,11 +332,12 @@ def test_exceptions_raised_in_users_are_listed_with_their_traceback(tmp_path):
 def test_a_run_with_no_requests_still_gives_a_report(tmp_path):
     folder = write_results(tmp_path / "run", stats=EMPTY_STATS_ROWS, history=EMPTY_HISTORY_ROWS, failures=[])
     page = build_report(folder).read_text(encoding="utf-8")
-    (total,) = read_tables(page)["requests"]
-    assert (total["Name"], total["Count"], total["Failures"]) == ("Aggregated", "0", "0")
+    (total,) = read_tables(page)["summary"]
+    assert (total["Name"], total["Count"], total["Failures"]) == ("All requests", "0", "0")
     assert (total["Failure %"], total["p95 ms"], total["Min ms"]) == ("\u2014", "\u2014", "\u2014")
-    assert "No response times recorded." in page and "No failures." in page
-    assert len(embedded_pngs(page)) == 2  # throughput (zero) and users; no latency to draw
+    assert "No failures." in page
+    assert 'id="chart-throughput"' in page and 'id="chart-users"' in page
+    assert 'id="chart-percentiles-1"' not in page and 'id="chart-distribution"' not in page  # no latency to draw
 
 
 def test_a_run_stopped_before_the_first_history_row_gives_a_report(tmp_path):
@@ -309,7 +345,7 @@ def test_a_run_stopped_before_the_first_history_row_gives_a_report(tmp_path):
     (folder / "locust_failures.csv").write_text("")  # stopped before even the header
     (folder / "locust_exceptions.csv").unlink()
     page = build_report(folder).read_text(encoding="utf-8")
-    assert "No history rows" in page and "No failures." in page
+    assert "No failures." in page and 'id="summary"' in page
     assert "<img " not in page
 
 
@@ -320,7 +356,7 @@ def test_stats_with_other_percentiles_show_a_dash_for_the_missing_ones(tmp_path)
     header = STATS_HEADER.split(",50%")[0] + ",50%,99%"
     rows = ["SMTP,send,10,0,5,5.0,4,9,100.0,2.0,0.0,5,9", ",Aggregated,10,0,5,5.0,4,9,100.0,2.0,0.0,5,9"]
     (folder / "locust_stats.csv").write_text("\n".join([header, *rows]) + "\n")
-    (send, total) = read_tables(build_report(folder).read_text(encoding="utf-8"))["requests"]
+    (send, total) = read_tables(build_report(folder).read_text(encoding="utf-8"))["summary"]
     assert (send["p90 ms"], send["p95 ms"], send["p99 ms"]) == ("\u2014", "\u2014", "9")
 
 
@@ -346,7 +382,7 @@ def test_run_json_is_shown_and_a_broken_one_does_not_stop_the_report(tmp_path):
 
     page = build_report(write_results(tmp_path / "broken", run_json='{"target": "smtp://')).read_text(encoding="utf-8")
     assert "cannot read" in page and "run.json" in page
-    assert read_tables(page)["requests"][-1]["Count"] == "411"
+    assert read_tables(page)["summary"][-1]["Count"] == "411"
 
 
 def test_the_output_can_go_elsewhere_and_an_unwritable_one_is_a_clear_error(tmp_path):

@@ -1,4 +1,5 @@
-"""``loadkit report RESULTS [-o FILE]``: the path on success, one line and exit 2 on bad input."""
+"""``loadkit report RESULTS [-o FILE] [--baseline OTHER] [--check EXPR]``: the path on success,
+a few progress lines on stderr, one line and exit 2 on bad input, exit 3 on a failed threshold."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import sys
 import pytest
 
 from loadkit.cli import main
-from tests.unit.test_report import write_results
+from tests.unit.test_report import read_tables, write_results
+from tests.unit.test_report_metrics import make_results
 
 
 def run_report(capsys, *args: str) -> tuple[int, str, str]:
@@ -20,8 +22,13 @@ def run_report(capsys, *args: str) -> tuple[int, str, str]:
 def test_it_writes_the_report_and_prints_its_path(tmp_path, capsys):
     folder = write_results(tmp_path / "run")
     code, out, err = run_report(capsys, str(folder))
-    assert (code, out, err) == (0, f"{folder / 'report.html'}\n", "")
+    assert (code, out) == (0, f"{folder / 'report.html'}\n")
     assert (folder / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    # Not a terminal: a few plain lines, one per step, no bar.
+    lines = err.splitlines()
+    assert 3 <= len(lines) <= 6 and all(line.startswith("loadkit report: ") for line in lines)
+    assert lines[-1].startswith(f"loadkit report: wrote {folder / 'report.html'} (")
+    assert "\r" not in err and "\x1b" not in err
 
 
 def test_output_and_prefix_options(tmp_path, capsys):
@@ -35,20 +42,22 @@ def test_output_and_prefix_options(tmp_path, capsys):
     "case, expected",
     [
         ("missing folder", "no such results folder or --csv prefix"),
-        ("folder without stats", "no *_stats.csv in"),
+        ("folder without results", "no metrics.jsonl, *_stats.csv or Locust JSON stats in"),
         ("not a stats file", "has no column 'Type'"),
         ("output folder missing", "cannot write"),
         ("output is a folder", "cannot write"),
+        ("baseline missing", "no such results folder or --csv prefix"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, case, expected):
     folder = write_results(tmp_path / "run")
     args = {
         "missing folder": [str(tmp_path / "nope")],
-        "folder without stats": [str(tmp_path)],  # holds only the results folder
+        "folder without results": [str(tmp_path)],  # holds only the results folder
         "not a stats file": [str(tmp_path / "other" / "bad")],
         "output folder missing": [str(folder), "-o", str(tmp_path / "nope" / "r.html")],
         "output is a folder": [str(folder), "-o", str(tmp_path)],
+        "baseline missing": [str(folder), "--baseline", str(tmp_path / "nope")],
     }[case]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "bad_stats.csv").write_text("<html>not csv</html>\n")
@@ -66,3 +75,41 @@ def test_the_installed_command_fails_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert result.stderr == f"loadkit report: error: no such results folder or --csv prefix: {tmp_path / 'nope'}\n"
     assert result.stdout == ""
+
+
+def test_baseline_adds_the_comparison(tmp_path, capsys):
+    old = make_results(tmp_path / "old", seconds=5, per_second=20, names=(("SMTP", "send"),), events=False)
+    new = make_results(tmp_path / "new", seconds=5, per_second=20, names=(("SMTP", "send"),), events=False, latency_ms=20)
+    code, out, _ = run_report(capsys, str(new.folder), "--baseline", str(old.folder))
+    assert code == 0
+    comparison = read_tables((new.folder / "report.html").read_text(encoding="utf-8"))["comparison"]
+    assert {row["Measure"] for row in comparison if row[""] == "worse"} >= {"p95", "p99"}
+
+
+# -- --check: loadkit.thresholds evaluates, the report shows the verdicts --------------------------
+
+
+@pytest.fixture
+def thresholds():
+    return pytest.importorskip("loadkit.thresholds")
+
+
+def test_a_failed_threshold_exits_3_after_writing_the_report(tmp_path, capsys, thresholds):
+    synthetic = make_results(tmp_path / "run", seconds=4, per_second=20, names=(("SMTP", "send"),), events=False)
+    code, out, err = run_report(capsys, str(synthetic.folder), "--check", "p95<10s", "--check", "fail_ratio<0.1%")
+    assert code == thresholds.EXIT_FAILED == 3
+    assert out == f"{synthetic.folder / 'report.html'}\n"
+    assert "threshold failed: fail_ratio<0.1%" in err and "p95<10s" not in err
+    verdicts = read_tables((synthetic.folder / "report.html").read_text(encoding="utf-8"))["verdicts"]
+    assert [(row["Threshold"], row["Result"]) for row in verdicts] == [("p95<10s", "pass"), ("fail_ratio<0.1%", "FAIL")]
+    send = synthetic.references[("request", "SMTP", "send")]
+    assert verdicts[1]["Measured"] == f"{send.failed / (send.ok + send.failed):.6g}"  # every 25th request failed
+
+
+def test_passed_thresholds_exit_0_and_a_bad_one_is_exit_2(tmp_path, capsys, thresholds):
+    synthetic = make_results(tmp_path / "run", seconds=3, per_second=10, names=(("SMTP", "send"),), events=False)
+    code, _, _ = run_report(capsys, str(synthetic.folder), "--check", "p99<10s", "--check", "requests>=30")
+    assert code == 0
+    code, out, err = run_report(capsys, str(synthetic.folder), "--check", "p95 is small")
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and err.startswith("loadkit report: error: cannot read threshold")

@@ -1,0 +1,309 @@
+"""Read ``metrics.jsonl``: one line per interval, histograms per request name and phase.
+
+The file is streamed once (after a glance at its first and last lines to
+learn the run's span), so memory and time grow with the run's duration, not
+with its number of requests. Intervals are grouped into time buckets of a
+whole number of seconds, at most ``MAX_POINTS`` per run, for the charts; a
+bucket's percentiles come from the merge of its intervals' histograms, so
+they stay exact however long the run. The summary merges every interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from loadkit.report._hdr import Distribution, HistogramError, decode_counts, empty_counts, percentiles_of_counts
+
+METRICS_FILE = "metrics.jsonl"
+MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
+OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
+TAIL_BYTES = 1 << 16
+REPLY_CODE = re.compile(r"\s*([2-5]\d\d)\b")
+MAX_PROBLEMS = 5  # bad lines reported by number; more are counted
+
+
+def reply_code(error: str) -> str:
+    """The SMTP reply code an error key starts with ("550 5.1.1 at RCPT" -> "550"), else the key."""
+    match = REPLY_CODE.match(error)
+    return match.group(1) if match else error.strip() or "(empty)"
+
+
+@dataclass
+class SeriesTotals:
+    """One request name or phase over the whole run."""
+
+    kind: str
+    type: str
+    name: str
+    ok: int = 0
+    failed: int = 0
+    bytes: int = 0
+    errors: Counter = field(default_factory=Counter)
+    counts: np.ndarray = field(default_factory=empty_counts)
+
+    @property
+    def distribution(self) -> Distribution:
+        return Distribution.from_counts(self.counts)
+
+
+@dataclass
+class MetricsData:
+    """What the report needs from metrics.jsonl."""
+
+    origin: float  # epoch seconds of the first interval's start
+    end: float  # epoch seconds of the last interval's end
+    bucket_seconds: int
+    intervals: int
+    series: dict[tuple[str, str, str], SeriesTotals]  # (kind, type, name) -> totals
+    timeline: pd.DataFrame  # elapsed, seconds, ok_per_s, failed_per_s, users
+    percentiles_over_time: dict[tuple[str, str], pd.DataFrame]  # (type, name) -> elapsed, p50, p95, p99
+    total_over_time: pd.DataFrame  # elapsed, rate, p50, p95, p99 of all requests (the knee)
+    reply_codes: pd.DataFrame  # elapsed + one column per code: failures per second
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float:
+        return max(self.end - self.origin, 0.0)
+
+    def of_kind(self, kind: str) -> list[SeriesTotals]:
+        return [totals for key, totals in self.series.items() if key[0] == kind]
+
+
+def _first_and_last_records(path: Path) -> tuple[dict | None, dict | None]:
+    """The first and last JSON objects of the file, reading only its two ends."""
+    first = last = None
+    with path.open("rb") as handle:
+        for line in handle:
+            first = _parse(line)
+            if first is not None:
+                break
+        if first is None:
+            return None, None
+        size = handle.seek(0, 2)
+        chunk = TAIL_BYTES
+        while True:
+            handle.seek(max(size - chunk, 0))
+            tail = handle.read()
+            lines = tail.splitlines()
+            # The first line of a chunk may be cut: trust it only when the chunk is the whole file.
+            complete = lines if size <= chunk else lines[1:]
+            for line in reversed(complete):
+                last = _parse(line)
+                if last is not None:
+                    return first, last
+            if size <= chunk:
+                return first, first
+            chunk *= 4
+
+
+def _parse(line: bytes) -> dict | None:
+    line = line.strip()
+    if not line:
+        return None
+    try:
+        record = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if not isinstance(record, dict) or not _is_number(record.get("start")):
+        return None
+    return record
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int(value) -> int:
+    return int(value) if _is_number(value) and value > 0 else 0
+
+
+class _Buckets:
+    """Per-bucket sums, and the open bucket's histograms per request name."""
+
+    def __init__(self, origin: float, bucket_seconds: int, end: float):
+        self.origin = origin
+        self.width = bucket_seconds
+        self.end = end
+        self.ok = defaultdict(int)
+        self.failed = defaultdict(int)
+        self.users: dict[int, float] = {}
+        self.codes: dict[int, Counter] = defaultdict(Counter)
+        self.open_index: int | None = None
+        self.open_counts: dict[tuple[str, str], np.ndarray] = {}
+        self.percentile_rows: dict[tuple[str, str], list] = defaultdict(list)
+        self.total_rows: list = []
+
+    def index(self, start: float) -> int:
+        return max(int((start - self.origin) // self.width), 0)
+
+    def add_histogram(self, index: int, key: tuple[str, str], counts: np.ndarray) -> None:
+        if self.open_index is None:
+            self.open_index = index
+        elif index > self.open_index:
+            self.close()
+            self.open_index = index
+        # A line out of time order joins the open bucket: no bucket is ever reopened.
+        held = self.open_counts.get(key)
+        if held is None:
+            self.open_counts[key] = counts.copy()
+        else:
+            held += counts
+
+    def close(self) -> None:
+        if self.open_index is None or not self.open_counts:
+            return
+        elapsed = self.open_index * self.width
+        total = None
+        for key, counts in self.open_counts.items():
+            self.percentile_rows[key].append((elapsed, *percentiles_of_counts(counts, OVER_TIME_PERCENTILES)))
+            total = counts.copy() if total is None else total + counts
+        self.total_rows.append((elapsed, *percentiles_of_counts(total, OVER_TIME_PERCENTILES)))
+        self.open_counts = {}
+        self.open_index = None
+
+    def seconds_of(self, index: int) -> float:
+        """How much of the run a bucket covers (the last one may be cut short)."""
+        start = self.origin + index * self.width
+        return max(min(start + self.width, self.end) - start, 1e-9)
+
+    def frames(self) -> tuple[pd.DataFrame, dict, pd.DataFrame, pd.DataFrame]:
+        self.close()
+        count = max(math.ceil((self.end - self.origin) / self.width), 1)
+        indexes = np.arange(count)
+        seconds = np.array([self.seconds_of(i) for i in indexes])
+        ok = np.array([self.ok.get(i, 0) for i in indexes], dtype=float)
+        failed = np.array([self.failed.get(i, 0) for i in indexes], dtype=float)
+        timeline = pd.DataFrame(
+            {
+                "elapsed": indexes * float(self.width),
+                "seconds": seconds,
+                "ok_per_s": ok / seconds,
+                "failed_per_s": failed / seconds,
+                "users": [self.users.get(i, np.nan) for i in indexes],
+            }
+        )
+        names = ["elapsed", "p50", "p95", "p99"]
+        over_time = {}
+        for key, rows in self.percentile_rows.items():
+            frame = pd.DataFrame(rows, columns=names, dtype=float)
+            frame[names[1:]] = frame[names[1:]] / 1000.0  # µs -> ms
+            over_time[key] = frame
+        total = pd.DataFrame(self.total_rows, columns=names, dtype=float)
+        total[names[1:]] = total[names[1:]] / 1000.0
+        rate_by_elapsed = pd.Series((ok + failed) / seconds, index=indexes * float(self.width))
+        total.insert(1, "rate", total["elapsed"].map(rate_by_elapsed))
+        code_totals = Counter()
+        for counter in self.codes.values():
+            code_totals.update(counter)
+        codes = pd.DataFrame({"elapsed": indexes * float(self.width)})
+        for code, _ in code_totals.most_common():
+            codes[code] = [self.codes[i].get(code, 0) / seconds[i] if i in self.codes else 0.0 for i in indexes]
+        return timeline, over_time, total, codes
+
+
+def bucket_width(span: float) -> int:
+    """Whole seconds per time bucket so that a run has at most MAX_POINTS of them."""
+    return max(1, math.ceil(span / MAX_POINTS))
+
+
+def read_metrics(path: str | Path, progress=None) -> MetricsData | None:
+    """metrics.jsonl as totals per series and time buckets; None when it holds no interval.
+
+    ``progress(fraction)`` is called now and then with the share of the file read.
+    """
+    path = Path(path)
+    first, last = _first_and_last_records(path)
+    if first is None:
+        return None
+    origin = float(first["start"])
+    end = max(float(last.get("end", last["start"]) if _is_number(last.get("end")) else last["start"] + 1), origin)
+    width = bucket_width(end - origin)
+    buckets = _Buckets(origin, width, end)
+    series: dict[tuple[str, str, str], SeriesTotals] = {}
+    problems: list[str] = []
+    bad_lines = 0
+    intervals = 0
+    size = max(path.stat().st_size, 1)
+    read = 0
+    next_report = 0.0
+    with path.open("rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            read += len(line)
+            if progress is not None and read / size >= next_report:
+                progress(read / size)
+                next_report += 0.02
+            record = _parse(line)
+            if record is None:
+                if line.strip():
+                    bad_lines += 1
+                    if bad_lines <= MAX_PROBLEMS:
+                        problems.append(f"{path.name} line {number} is not an interval object: skipped")
+                continue
+            intervals += 1
+            start = float(record["start"])
+            record_end = float(record["end"]) if _is_number(record.get("end")) else start + 1
+            end = max(end, record_end)
+            index = buckets.index(start)
+            if _is_number(record.get("users")):
+                buckets.users[index] = float(record["users"])
+            for entry in record.get("series") or ():
+                if not isinstance(entry, dict):
+                    continue
+                kind = str(entry.get("kind", "request"))
+                key = (kind, str(entry.get("type", "")), str(entry.get("name", "")))
+                totals = series.get(key)
+                if totals is None:
+                    totals = series[key] = SeriesTotals(*key)
+                ok, failed = _int(entry.get("ok")), _int(entry.get("failed"))
+                totals.ok += ok
+                totals.failed += failed
+                totals.bytes += _int(entry.get("bytes"))
+                errors = entry.get("errors") if isinstance(entry.get("errors"), dict) else {}
+                for error, count in errors.items():
+                    totals.errors[str(error)] += _int(count)
+                if kind == "request":
+                    buckets.ok[index] += ok
+                    buckets.failed[index] += failed
+                    for error, count in errors.items():
+                        buckets.codes[index][reply_code(str(error))] += _int(count)
+                encoded = entry.get("histogram")
+                if not encoded:
+                    continue
+                try:
+                    counts = decode_counts(encoded)
+                except HistogramError as error:
+                    bad_lines += 1
+                    if bad_lines <= MAX_PROBLEMS:
+                        problems.append(f"{path.name} line {number}, {key[1]} {key[2]}: {error}: skipped")
+                    continue
+                totals.counts += counts
+                if kind == "request":
+                    buckets.add_histogram(index, key[1:], counts)
+    if intervals == 0:
+        return None
+    if bad_lines > MAX_PROBLEMS:
+        problems.append(f"{path.name}: {bad_lines} bad lines or histograms in all, skipped")
+    buckets.end = end
+    timeline, over_time, total, codes = buckets.frames()
+    if progress is not None:
+        progress(1.0)
+    return MetricsData(
+        origin=origin,
+        end=end,
+        bucket_seconds=width,
+        intervals=intervals,
+        series=series,
+        timeline=timeline,
+        percentiles_over_time=over_time,
+        total_over_time=total,
+        reply_codes=codes,
+        problems=problems,
+    )
