@@ -18,6 +18,7 @@ when the MAIL reply arrives, ``rcpt`` when the last RCPT reply arrives,
 
 from __future__ import annotations
 
+import re
 import socket as std_socket
 from time import perf_counter
 
@@ -30,14 +31,16 @@ from loadkit.smtp._errors import (
     SMTPReplyError,
     SMTPTimeoutError,
 )
-from loadkit.smtp._reply import MAX_LINE, Reply
+from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply
 from loadkit.targets import Target
 
 RECV_SIZE = 65536
 DOT = b".\r\n"
 QUIT = b"QUIT\r\n"
+DOT_QUIT = DOT + QUIT
 RSET = b"RSET\r\n"
 DATA = b"DATA\r\n"
+_DOT_AFTER_NEWLINE = re.compile(rb"\n\.")  # a regex finds it 2x faster than `in` for a 2-byte needle
 
 
 class Delivery:
@@ -63,7 +66,7 @@ class Delivery:
 
 def stuff_dots(message: bytes) -> bytes:
     """Dot-stuff (RFC 5321 4.5.2) and make sure the content ends with CRLF."""
-    if message.startswith(b".") or b"\n." in message:
+    if message.startswith(b".") or _DOT_AFTER_NEWLINE.search(message) is not None:
         message = message.replace(b"\n.", b"\n..")
         if message.startswith(b"."):
             message = b"." + message
@@ -93,7 +96,9 @@ class SmtpClient:
         self.capabilities: dict[str, str] = {}
         self.banner: Reply | None = None
         self._sock = None
-        self._buf = b""
+        self._buf = b""  # received bytes; replies before _at are read already
+        self._at = 0
+        self._addresses = None  # (family, sockaddr) pairs of the target, resolved at the first connect
         self._pipelined = False
         self._needs_rset = False
 
@@ -126,8 +131,7 @@ class SmtpClient:
                 sock.settimeout(self.connect_timeout)
                 sock.connect(target.path)
             else:
-                sock = socket.create_connection(target.address, timeout=self.connect_timeout)
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock = self._connect_inet()
         except std_socket.gaierror as error:
             raise SMTPConnectError(f"cannot resolve {target.host}: {error.strerror}", "connect") from None
         except (std_socket.timeout, TimeoutError):
@@ -136,8 +140,33 @@ class SmtpClient:
             raise SMTPConnectError(f"cannot connect to {target}: {error.strerror or error}", "connect") from None
         sock.settimeout(self.timeout)
         self._buf = b""
+        self._at = 0
         self._needs_rset = False
         return sock
+
+    def _connect_inet(self):
+        """Like socket.create_connection, but the name is resolved once per client, not per connection.
+
+        gevent resolves in a thread pool, which costs more than the whole
+        SMTP session of a new-connection-per-message run; an IP address is
+        not resolved at all. A failed connect forgets the addresses, so the
+        next one resolves the name again.
+        """
+        if self._addresses is None:
+            self._addresses = _resolve(self.target.host, self.target.port)
+        failure = None
+        for family, address in self._addresses:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(self.connect_timeout)
+                sock.connect(address)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                return sock
+            except OSError as error:
+                sock.close()
+                failure = error
+        self._addresses = None
+        raise failure
 
     def _greet(self) -> None:
         verb = b"LHLO" if self.lmtp else b"EHLO"
@@ -197,31 +226,34 @@ class SmtpClient:
         if self._sock is None:
             self.connect(timings)
         mark = perf_counter()
-        mail = b"MAIL FROM:<%s>\r\n" % sender.encode()
-        rcpts = [b"RCPT TO:<%s>\r\n" % r.encode() for r in recipients]
         needs_rset, self._needs_rset = self._needs_rset, True  # until this one completes
 
         if self._pipelined:
-            head = [RSET, mail, *rcpts, DATA] if needs_rset else [mail, *rcpts, DATA]
-            self._write(b"".join(head), "mail")
+            head = _envelope(sender, recipients)
             if needs_rset:
+                self._write(RSET + head, "mail")
                 self._expect_ok(self._read_reply("rset"), "rset")
+            else:
+                self._write(head, "mail")
             mail_reply = self._read_reply("mail")
             mark = _lap(timings, "mail", mark)
-            rcpt_replies = [self._read_reply("rcpt") for _ in rcpts]
+            rcpt_replies = [self._read_reply("rcpt") for _ in recipients]
             mark = _lap(timings, "rcpt", mark)
             data_reply = self._read_reply("data")
             mark = _lap(timings, "data", mark)
-            if data_reply.code == 354 and (mail_reply.code != 250 or not _any_ok(rcpt_replies)):
-                self.close()  # a server that wants content for a failed envelope: hang up, send nothing
-            accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, data_reply)
+            if mail_reply.code == 250 and data_reply.code == 354 and _all_ok(rcpt_replies):
+                accepted, errors = list(recipients), []  # the usual case, in short
+            else:
+                if data_reply.code == 354 and (mail_reply.code != 250 or not _any_ok(rcpt_replies)):
+                    self.close()  # a server that wants content for a failed envelope: hang up, send nothing
+                accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, data_reply)
         else:
             if needs_rset:
                 self._expect_ok(self._call(RSET, "rset"), "rset")
-            mail_reply = self._call(mail, "mail")
+            mail_reply = self._call(b"MAIL FROM:<%s>\r\n" % sender.encode(), "mail")
             self._expect_ok(mail_reply, "mail")
             mark = _lap(timings, "mail", mark)
-            rcpt_replies = [self._call(rcpt, "rcpt") for rcpt in rcpts]
+            rcpt_replies = [self._call(b"RCPT TO:<%s>\r\n" % r.encode(), "rcpt") for r in recipients]
             mark = _lap(timings, "rcpt", mark)
             accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, None)
             data_reply = self._call(DATA, "data")
@@ -230,8 +262,7 @@ class SmtpClient:
                 self._fail(data_reply, "data")
 
         pipelined_quit = quit and self._pipelined
-        tail = QUIT if pipelined_quit else b""
-        self._write(b"".join((stuff_dots(message), DOT, tail)), "end-of-data")
+        self._write(stuff_dots(message) + (DOT_QUIT if pipelined_quit else DOT), "end-of-data")
         if self.lmtp:
             delivered = 0
             reply = None
@@ -301,7 +332,11 @@ class SmtpClient:
 
     def _write(self, data: bytes, phase: str) -> None:
         try:
-            self._sock.sendall(data)
+            # One send() takes a whole command group or message almost always; gevent's
+            # sendall would also ask the kernel for the buffer size on every call.
+            sent = self._sock.send(data)
+            if sent < len(data):
+                self._sock.sendall(memoryview(data)[sent:])
         except (std_socket.timeout, TimeoutError):
             self.close()
             raise SMTPTimeoutError(f"write timed out after {self.timeout}s", phase) from None
@@ -312,26 +347,31 @@ class SmtpClient:
             raise SMTPDisconnected("not connected", phase) from None
 
     def _read_reply(self, phase: str) -> Reply:
+        """The next reply; the buffer is walked by offset, and copied only when a reply is split across reads."""
         buf = self._buf
-        lines = []
+        start = at = self._at
         while True:
-            end = buf.find(b"\n")
+            end = buf.find(b"\n", at)
             if end < 0:
-                if len(buf) > MAX_LINE:
+                if len(buf) - at > MAX_LINE:
                     self.close()
                     raise SMTPProtocolError(f"reply line longer than {MAX_LINE} bytes", phase)
-                buf += self._recv(phase)
+                data = self._recv(phase)
+                buf = data if start == len(buf) else buf[start:] + data
+                at -= start
+                start = 0
                 continue
-            line = buf[:end].rstrip(b"\r")
-            buf = buf[end + 1:]
-            code = line[:3]
-            if not code.isdigit() or len(line) > MAX_LINE:
+            code = REPLY_CODES.get(buf[at:at + 3])
+            if code is None or (end - at > MAX_LINE and len(buf[at:end].rstrip(b"\r")) > MAX_LINE):
                 self.close()
+                line = buf[at:end].rstrip(b"\r")
                 raise SMTPProtocolError(f"not an SMTP reply: {line[:80]!r}", phase)
-            lines.append(line[4:])
-            if line[3:4] != b"-":
-                self._buf = buf
-                return Reply(int(code), lines)
+            if buf[at + 3:at + 4] == b"-":
+                at = end + 1
+                continue
+            self._buf = buf
+            self._at = end + 1
+            return Reply(code, None, buf[start:end + 1])
 
     def _recv(self, phase: str) -> bytes:
         try:
@@ -358,6 +398,32 @@ def _lap(timings: dict, phase: str, mark: float) -> float:
 
 def _any_ok(replies: list[Reply]) -> bool:
     return any(200 <= r.code < 300 for r in replies)
+
+
+def _all_ok(replies: list[Reply]) -> bool:
+    for reply in replies:
+        if not 200 <= reply.code < 300:
+            return False
+    return True
+
+
+def _envelope(sender: str, recipients: list[str]) -> bytes:
+    """MAIL, every RCPT and DATA: one pipelined command group."""
+    if len(recipients) == 1:
+        return b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender.encode(), recipients[0].encode())
+    rcpts = b"".join([b"RCPT TO:<%s>\r\n" % recipient.encode() for recipient in recipients])
+    return b"MAIL FROM:<%s>\r\n%sDATA\r\n" % (sender.encode(), rcpts)
+
+
+def _resolve(host: str, port: int) -> list[tuple]:
+    """(family, sockaddr) to try in order; an IP address needs no resolver."""
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            std_socket.inet_pton(family, host)
+        except OSError:
+            continue
+        return [(family, (host, port))]
+    return [(family, address) for family, _, _, _, address in socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)]
 
 
 def _capabilities(reply: Reply) -> dict[str, str]:

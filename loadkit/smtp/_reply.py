@@ -2,6 +2,10 @@
 
 Multi-line replies are joined, every line is capped in length, and
 non-printable characters are censored before anyone shows the text.
+
+A reply read off the wire keeps its raw bytes and is split into lines only
+when someone asks for its text: a load run looks at nothing but the code of
+almost every reply.
 """
 
 from __future__ import annotations
@@ -12,15 +16,31 @@ MAX_LINE = 4096  # RFC 5321 allows 512; be generous, but never unbounded
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 
+REPLY_CODES = {b"%03d" % number: number for number in range(1000)}
+"""Three ASCII digits -> the code as an int: one dict lookup both checks and converts."""
+
 
 class Reply:
-    """One (possibly multi-line) reply. Text is decoded only when asked for."""
+    """One (possibly multi-line) reply. Text is decoded only when asked for.
 
-    __slots__ = ("code", "_lines")
+    ``lines`` are the lines without code, separator and CRLF. The client
+    passes ``wire`` instead: the reply's lines as received (code, separator,
+    text, LF or CRLF each), split only when text is wanted.
+    """
 
-    def __init__(self, code: int, lines: list[bytes]):
+    __slots__ = ("code", "_lines", "_wire")
+
+    def __init__(self, code: int, lines: list[bytes] | None = None, wire: bytes = b""):
         self.code = code
-        self._lines = lines  # each line without the code, separator and CRLF
+        self._lines = lines
+        self._wire = wire
+
+    @property
+    def raw_lines(self) -> list[bytes]:
+        """Each line without code, separator and line end, undecoded."""
+        if self._lines is None:
+            self._lines = [line.rstrip(b"\r")[4:] for line in self._wire.split(b"\n")[:-1]]
+        return self._lines
 
     @property
     def ok(self) -> bool:
@@ -28,7 +48,7 @@ class Reply:
 
     @property
     def lines(self) -> list[str]:
-        return [_UNPRINTABLE.sub("?", line.decode("utf-8", "replace")) for line in self._lines]
+        return [_UNPRINTABLE.sub("?", line.decode("utf-8", "replace")) for line in self.raw_lines]
 
     @property
     def text(self) -> str:
@@ -36,11 +56,11 @@ class Reply:
 
     @property
     def enhanced_code(self) -> str | None:
-        match = _ENHANCED.match(self.lines[0]) if self._lines else None
+        match = _ENHANCED.match(self.lines[0]) if self.raw_lines else None
         return match.group(0).strip() if match else None
 
     def __str__(self) -> str:
-        first = self.lines[0] if self._lines else ""
+        first = self.lines[0] if self.raw_lines else ""
         return f"{self.code} {first}".rstrip()
 
     def __repr__(self) -> str:
