@@ -31,7 +31,7 @@ from loadkit.smtp._errors import (
     SMTPReplyError,
     SMTPTimeoutError,
 )
-from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply
+from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
 from loadkit.targets import Target
 
 RECV_SIZE = 65536
@@ -428,8 +428,8 @@ def _resolve(host: str, port: int) -> list[tuple]:
 
 def _capabilities(reply: Reply) -> dict[str, str]:
     capabilities = {}
-    for line in reply.lines[1:]:
-        keyword, _, params = line.strip().partition(" ")
+    for line in reply.raw_lines[1:]:
+        keyword, _, params = censored(line).strip().partition(" ")
         if keyword:
             capabilities[keyword.upper()] = params
     return capabilities

@@ -20,6 +20,14 @@ REPLY_CODES = {b"%03d" % number: number for number in range(1000)}
 """Three ASCII digits -> the code as an int: one dict lookup both checks and converts."""
 
 
+def censored(line: bytes) -> str:
+    """A reply line as text that is safe to show: anything but printable ASCII becomes "?"."""
+    text = line.decode("latin-1")
+    if text.isascii() and text.isprintable():  # the usual line, checked in C
+        return text
+    return _UNPRINTABLE.sub("?", line.decode("utf-8", "replace"))
+
+
 class Reply:
     """One (possibly multi-line) reply. Text is decoded only when asked for.
 
@@ -48,7 +56,7 @@ class Reply:
 
     @property
     def lines(self) -> list[str]:
-        return [_UNPRINTABLE.sub("?", line.decode("utf-8", "replace")) for line in self.raw_lines]
+        return [censored(line) for line in self.raw_lines]
 
     @property
     def text(self) -> str:
