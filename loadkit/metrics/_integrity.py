@@ -42,10 +42,11 @@ class IntegrityLog:
 
 
 class WorkerWatch:
-    """Turns changes in a MasterRunner's `clients` into events."""
+    """Turns changes in a MasterRunner's `clients` (id -> node with .id, .state) into events."""
 
-    def __init__(self, log: IntegrityLog):
+    def __init__(self, log: IntegrityLog, missing_state: str = "missing"):
         self.log = log
+        self.missing = missing_state  # locust.runners.STATE_MISSING
         self.states: dict[str, str] = {}
 
     def joined(self, worker: str, at: float | None = None) -> None:
@@ -53,19 +54,18 @@ class WorkerWatch:
 
     def check(self, clients, running: bool = True) -> None:
         """Compare with the last check; a worker leaving counts only while the test runs."""
-        from locust.runners import STATE_MISSING
-
+        missing = self.missing
         now = {client.id: client.state for client in clients.values()}
         for worker, state in now.items():
             before = self.states.get(worker)
-            if state == STATE_MISSING and before != STATE_MISSING:
+            if state == missing and before != missing:
                 self.log.record(WORKER_MISSING, worker, "no heartbeat for 3 seconds")
-            elif before == STATE_MISSING and state != STATE_MISSING:
+            elif before == missing and state != missing:
                 self.log.record(WORKER_RECOVERED, worker, f"heartbeat again, state {state}")
         for worker, before in self.states.items():
             if worker in now:
                 continue
-            if before == STATE_MISSING:
+            if before == missing:
                 self.log.record(WORKER_LOST, worker, "removed after a minute without heartbeat; its users were redistributed")
             elif running:
                 self.log.record(WORKER_QUIT, worker, f"left the master during the test (was {before})")
@@ -73,8 +73,6 @@ class WorkerWatch:
 
     def close(self) -> None:
         """At the end of the run: a worker still missing never delivered the rest of its numbers."""
-        from locust.runners import STATE_MISSING
-
         for worker, state in self.states.items():
-            if state == STATE_MISSING:
+            if state == self.missing:
                 self.log.record(WORKER_LOST, worker, "still missing when the run stopped")

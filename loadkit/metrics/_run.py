@@ -81,13 +81,14 @@ class RunRecorder:
             return
         self._close_interval(boundary)
         self.store.flush(time.time())
-        self._watch_workers()
+        self.watch_workers()
 
-    def _watch_workers(self) -> None:
+    def watch_workers(self) -> None:
         runner = self.environment.runner
         if runner is not None and hasattr(runner, "clients"):
-            from locust.runners import STATE_RUNNING, STATE_SPAWNING
+            from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_SPAWNING
 
+            self.watch.missing = STATE_MISSING
             self.watch.check(runner.clients, running=runner.state in (STATE_RUNNING, STATE_SPAWNING))
 
     def _close_interval(self, end: float) -> None:
@@ -132,7 +133,7 @@ class RunRecorder:
         if self.recorder is not None:
             self.environment.events.request.remove_listener(self.recorder.on_request)
         self._close_interval(max(self.stopped_at, self.current_start + 0.001))
-        self._watch_workers()
+        self.watch_workers()
         self.watch.close()
         self.store.flush()
         self._write_errors()

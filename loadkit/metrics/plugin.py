@@ -136,7 +136,7 @@ class ResultsController:
         if self.distributed:
             self.run = RunRecorder(environment, self.folder, None, settle=MASTER_SETTLE).start(self.joined)
             self.joined = []
-            self.run.watch.check(self.runner.clients)
+            self.run.watch_workers()
         else:
             self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
 

@@ -1,13 +1,22 @@
-"""events.jsonl from a master's view of its workers (Locust's own WorkerNodes, states changed as Locust does)."""
+"""events.jsonl from a master's view of its workers, changed the way Locust's MasterRunner changes it.
+
+Locust is not imported (it would monkey-patch the whole test process): its
+worker nodes are an id and a state string, in a dict by id.
+"""
 
 from __future__ import annotations
 
 import io
 import json
-
-from locust.runners import STATE_MISSING, STATE_RUNNING, STATE_STOPPED, WorkerNode, WorkerNodes
+from types import SimpleNamespace
 
 from loadkit.metrics._integrity import IntegrityLog, WorkerWatch
+
+STATE_RUNNING, STATE_MISSING, STATE_STOPPED = "running", "missing", "stopped"  # locust.runners' values
+
+
+def worker_node(worker, state):
+    return SimpleNamespace(id=worker, state=state)
 
 
 def kinds(out: io.StringIO) -> list[tuple[str, str | None]]:
@@ -16,10 +25,10 @@ def kinds(out: io.StringIO) -> list[tuple[str, str | None]]:
 
 def test_missing_recovered_lost_and_quit_workers():
     out = io.StringIO()
-    watch = WorkerWatch(IntegrityLog(out))
-    clients = WorkerNodes()
+    watch = WorkerWatch(IntegrityLog(out), missing_state=STATE_MISSING)
+    clients = {}
     for worker in ("a", "b", "c"):
-        clients[worker] = WorkerNode(worker, state=STATE_RUNNING)
+        clients[worker] = worker_node(worker, state=STATE_RUNNING)
     watch.joined("a")
     watch.check(clients)
     assert kinds(out) == [("worker_joined", "a")]
@@ -40,10 +49,10 @@ def test_missing_recovered_lost_and_quit_workers():
 
 def test_leaving_after_the_test_is_not_an_event_but_still_missing_at_the_end_is_lost():
     out = io.StringIO()
-    watch = WorkerWatch(IntegrityLog(out))
-    clients = WorkerNodes()
-    clients["a"] = WorkerNode("a", state=STATE_RUNNING)
-    clients["b"] = WorkerNode("b", state=STATE_RUNNING)
+    watch = WorkerWatch(IntegrityLog(out), missing_state=STATE_MISSING)
+    clients = {}
+    clients["a"] = worker_node("a", state=STATE_RUNNING)
+    clients["b"] = worker_node("b", state=STATE_RUNNING)
     watch.check(clients)
     clients["b"].state = STATE_MISSING
     watch.check(clients)

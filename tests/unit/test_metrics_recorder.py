@@ -1,13 +1,15 @@
-"""The request listener and its tick, against synthetic request events with loadkit's real errors."""
+"""The request listener and its tick, against synthetic request events with loadkit's real errors.
+
+Locust itself is not imported here: it monkey-patches the standard library of
+the whole test process. The recorder needs only an event hook and a runner's
+user count from it; the integration tests run it inside real Locust.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-
-from locust.env import Environment
-from locust.event import Events
-from locust.stats import RequestStats
+from types import SimpleNamespace
 
 from loadkit.metrics._intervals import IntervalStore
 from loadkit.metrics._recorder import RequestRecorder
@@ -18,6 +20,31 @@ from loadkit.smtp import Reply, SMTPReplyError, SMTPTimeoutError
 
 SESSION = {"connect": 0.2, "banner": 0.3, "helo": 0.25, "mail": 0.4, "rcpt": 0.3, "data": 0.2, "end-of-data": 1.5, "quit": 0.1}
 REUSED = {"mail": 0.4, "rcpt": 0.3, "data": 0.2, "end-of-data": 1.5}
+
+
+class RequestEvent:
+    """The part of Locust's EventHook the recorder uses."""
+
+    def __init__(self):
+        self.listeners = []
+
+    def add_listener(self, listener):
+        self.listeners.append(listener)
+
+    def remove_listener(self, listener):
+        self.listeners.remove(listener)
+
+    def fire(self, **kwargs):
+        for listener in self.listeners:
+            listener(**kwargs)
+
+
+def environment(users: int = 0):
+    return SimpleNamespace(events=SimpleNamespace(request=RequestEvent()), runner=SimpleNamespace(user_count=users))
+
+
+def locust_total(requests: int, failures: int):
+    return SimpleNamespace(num_requests=requests, num_failures=failures)
 
 
 def unknown_user():
@@ -66,25 +93,22 @@ def test_fold_counts_requests_phases_and_errors_exactly():
 
 
 def test_local_run_writes_intervals_errors_and_events(tmp_path):
-    environment = Environment(user_classes=[], events=Events())
-    run = RunRecorder(environment, tmp_path, RequestRecorder()).start(ticking=False)
+    locust = environment(users=5)
+    run = RunRecorder(locust, tmp_path, RequestRecorder()).start(ticking=False)
     first = run.current_start
-    fire(environment.events.request.fire, 40, phases=SESSION)
+    fire(locust.events.request.fire, 40, phases=SESSION)
     run.tick(first + 1)
-    fire(environment.events.request.fire, 25)
-    fire(environment.events.request.fire, 4, exception=unknown_user())
+    fire(locust.events.request.fire, 25)
+    fire(locust.events.request.fire, 4, exception=unknown_user())
     run.tick(first + 2)
-    fire(environment.events.request.fire, 7)
-    locust_total = RequestStats().total
-    for failed in [False] * 72 + [True] * 4:
-        locust_total.log(2, 5120)
-        if failed:
-            locust_total.log_error(None)
-    facts = run.stop(locust_total=locust_total)
-    fire(environment.events.request.fire, 5)  # after the run: not recorded
+    fire(locust.events.request.fire, 7)
+    locust.runner.user_count = 0
+    facts = run.stop(locust_total=locust_total(76, 4))
+    fire(locust.events.request.fire, 5)  # after the run: not recorded
 
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["start"] for line in lines] == [first, first + 1, first + 2]
+    assert [line["users"] for line in lines] == [5, 5, 0]
     counts = [[(s["ok"], s["failed"]) for s in line["series"] if s["kind"] == "request"] for line in lines]
     assert counts == [[(40, 0)], [(25, 4)], [(7, 0)]]
     assert lines[1]["series"][0]["errors"] == {"550 5.1.1 at RCPT": 4}
@@ -103,22 +127,19 @@ def test_local_run_writes_intervals_errors_and_events(tmp_path):
 
 
 def test_a_count_that_disagrees_with_locust_is_an_event(tmp_path):
-    environment = Environment(user_classes=[], events=Events())
-    run = RunRecorder(environment, tmp_path, RequestRecorder()).start(ticking=False)
-    fire(environment.events.request.fire, 3)
-    locust_total = RequestStats().total
-    locust_total.log(2, 5120)
-    run.stop(locust_total=locust_total)
+    locust = environment()
+    run = RunRecorder(locust, tmp_path, RequestRecorder()).start(ticking=False)
+    fire(locust.events.request.fire, 3)
+    run.stop(locust_total=locust_total(1, 0))
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [e["kind"] for e in events] == ["run_started", "count_mismatch", "run_stopped"]
     assert "loadkit counted 3" in events[1]["detail"] and "Locust 1" in events[1]["detail"]
 
 
 def test_workers_reports_merge_per_interval_on_the_master(tmp_path):
-    master = RunRecorder(Environment(user_classes=[], events=Events()), tmp_path, settle=5.0).start(ticking=False)
+    master = RunRecorder(environment(users=6), tmp_path, settle=5.0).start(ticking=False)
     start = master.current_start
-    workers = {"w1": WorkerReporter(Environment(user_classes=[], events=Events())),
-               "w2": WorkerReporter(Environment(user_classes=[], events=Events()))}
+    workers = {"w1": WorkerReporter(environment()), "w2": WorkerReporter(environment())}
     for reporter in workers.values():
         reporter.current_start = start
 

@@ -1,0 +1,126 @@
+"""`locust -f locustfiles/smtp.py --headless --results DIR`: the results folder, counted against real servers.
+
+Against `loadkit sink`, the histograms' totals must equal Locust's CSV and
+the sink's own message count; against Postfix's smtp-sink rejecting every
+RCPT, errors.csv must hold the server's reply, counted exactly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import find_peer, free_port, wait_for_port
+from tests.integration.peers import loadkit_sink
+
+LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
+PHASES = {"connect", "banner", "helo", "mail", "rcpt", "data", "end-of-data", "quit"}
+FOLDER_FILES = {"run.json", "metrics.jsonl", "events.jsonl", "errors.csv", "locust_stats.csv",
+                "locust_stats_history.csv", "locust_failures.csv", "locust_exceptions.csv"}
+
+
+def run_locust(host: str, results: Path, *extra: str, cwd=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / "smtp.py"), "-H", host, "--headless",
+               "-u", "5", "-r", "5", "-t", "3s", "--only-summary", "--results", str(results), *extra]
+    return subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def only_folder(results: Path) -> Path:
+    (folder,) = results.iterdir()
+    return folder
+
+
+def read_intervals(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def totals(intervals: list[dict], kind: str) -> dict[str, list[int]]:
+    counts: dict[str, list[int]] = {}
+    for interval in intervals:
+        for series in interval["series"]:
+            if series["kind"] == kind:
+                ok_failed = counts.setdefault(series["name"], [0, 0])
+                ok_failed[0] += series["ok"]
+                ok_failed[1] += series["failed"]
+    return counts
+
+
+def locust_aggregated(folder: Path) -> dict:
+    with open(folder / "locust_stats.csv", newline="") as handle:
+        return next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+
+
+def test_results_folder_counts_match_locust_and_the_sink(tmp_path):
+    with loadkit_sink(tmp_path) as (url, read_stats):
+        result = run_locust(url, tmp_path / "results", "--check", "p99<10s", "--check", "phase.rcpt:p99<10s",
+                            "--check", "fail_ratio==0", "--check", "no_worker_lost")
+        sink = read_stats()
+    assert result.returncode == 0, result.stderr[-2000:]
+    folder = only_folder(tmp_path / "results")
+    assert folder.name.endswith("-smtp")
+    assert FOLDER_FILES | {"verdicts.json", "junit.xml"} <= {p.name for p in folder.iterdir()}
+
+    intervals = read_intervals(folder)
+    requests = totals(intervals, "request")
+    phases = totals(intervals, "phase")
+    locust_count = int(locust_aggregated(folder)["Request Count"])
+    assert requests == {"send": [sink["messages"], 0]}
+    assert locust_count == sink["messages"] > 0
+    assert set(phases) == PHASES
+    assert phases["mail"] == phases["end-of-data"] == [sink["messages"], 0]
+    assert phases["connect"][0] == sink["sessions"]  # one connect time per connection the sink saw
+    assert [i["start"] for i in intervals] == sorted(i["start"] for i in intervals)
+    assert max(i["users"] for i in intervals) == 5
+
+    run = json.loads((folder / "run.json").read_text())
+    assert run["requests"] == run["recorded_requests"] == sink["messages"]
+    assert run["user_classes"] == ["MailSender"] and run["target"] == url
+    assert run["stopped_at"] > run["started_at"]
+    events = [json.loads(line)["kind"] for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert events[0] == "run_started" and events[-1] == "run_stopped" and "count_mismatch" not in events
+    assert json.loads((folder / "verdicts.json").read_text())["passed"] is True
+    assert "4 of 4 passed" in result.stdout
+
+
+def test_rejected_mail_in_errors_csv_and_a_failed_threshold_exits_3(tmp_path):
+    """Postfix's smtp-sink -f RCPT rejects every recipient; the checks come from [tool.locust]."""
+    port = free_port()
+    command = [find_peer("smtp-sink")] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+    sink = subprocess.Popen(command + ["-f", "RCPT", f"127.0.0.1:{port}", "64"])
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.locust]\ncheck = ["fail_ratio<0.01", "phase.rcpt:failures>0", "nothing:p95<1s"]\n')
+    try:
+        wait_for_port("127.0.0.1", port)
+        result = run_locust(f"smtp://127.0.0.1:{port}", tmp_path / "results", cwd=tmp_path)
+    finally:
+        sink.kill()
+        sink.wait(5)
+    assert result.returncode == 3, result.stderr[-2000:]
+    folder = only_folder(tmp_path / "results")
+    failed = int(locust_aggregated(folder)["Failure Count"])
+    assert failed == int(locust_aggregated(folder)["Request Count"]) > 0
+    intervals = read_intervals(folder)
+    assert totals(intervals, "request") == {"send": [0, failed]}
+    assert totals(intervals, "phase")["rcpt"][1] == failed
+
+    with open(folder / "errors.csv", newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    assert (row["type"], row["name"], row["error"], row["phase"], row["code"]) == \
+           ("SMTP", "send", "500 5.3.0 at RCPT", "rcpt", "500")
+    assert int(row["count"]) == failed and "Error: command failed" in row["example"]
+
+    verdicts = json.loads((folder / "verdicts.json").read_text())["verdicts"]
+    assert [v["status"] for v in verdicts] == ["failed", "passed", "error"]
+    assert "FAILED  fail_ratio<0.01" in result.stdout and "ERROR   nothing:p95<1s" in result.stdout
+
+
+def test_a_bad_check_stops_the_run_before_it_starts(tmp_path):
+    result = run_locust("smtp://127.0.0.1:9", tmp_path / "results", "--check", "p95<<250ms")
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("loadkit:")]
+    assert len(errors) == 1 and "p95<<250ms" in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
