@@ -84,6 +84,12 @@ def _legend(axes, columns: int = 4) -> None:
         )  # fmt: skip
 
 
+def _legend_inside(axes, location: str) -> None:
+    """For the narrow panels, where a legend above would run into the title."""
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(loc=location, frameon=True, framealpha=0.9, edgecolor="#e2e8f0", fontsize=8, handlelength=1.8)
+
+
 def _time_scale(*timelines: pd.DataFrame | None) -> tuple[float, str, float]:
     """Seconds per unit of the time axis, its label, and the end of the longest run in those units."""
     end = max((float(t["elapsed"].max()) for t in timelines if t is not None and len(t)), default=0.0)
@@ -129,7 +135,7 @@ def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame |
     _mark_events(axes, list(events_elapsed), scale)
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
-    _legend(axes)
+    _legend(axes, 5)
     return _render(figure)
 
 
@@ -239,7 +245,7 @@ def distribution_chart(
         histogram_axes.xaxis.set_major_formatter(FuncFormatter(_ms_label))
         histogram_axes.xaxis.set_minor_formatter(NullFormatter())
         histogram_axes.set_ylim(bottom=0)
-        _legend(histogram_axes, 2)
+        _legend_inside(histogram_axes, "upper right")
         top = max(top, 1.0)
         for label, distribution in distributions.items():
             nines, values = _curve(distribution, top)
@@ -259,7 +265,7 @@ def distribution_chart(
                 curve_axes.plot(nines, [v for _, v in pairs], marker="o", markersize=2, label="baseline", **BASELINE_STYLE)
     _nines_axis(curve_axes, top)
     curve_axes.set_ylim(bottom=0)
-    _legend(curve_axes, 2)
+    _legend_inside(curve_axes, "upper left")
     return _render(figure)
 
 

@@ -59,7 +59,7 @@ nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); }
 nav a { color: #2b6cb0; text-decoration: none; margin-right: 14px; }
 nav a:hover { text-decoration: underline; }
 .glance { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 8px; padding: 0; list-style: none; }
-.glance li { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 128px; }
+.glance li { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 112px; }
 .glance .value { display: block; font-size: 20px; font-weight: 650; font-variant-numeric: tabular-nums; }
 .glance .what { display: block; font-size: 12px; color: var(--muted); }
 .glance li.bad { border-color: #feb2b2; background: #fff5f5; }
@@ -77,7 +77,13 @@ td.wrap { white-space: pre-wrap; }
 tbody tr:hover { background: #fbfdff; }
 tr.total td { font-weight: 650; border-top: 2px solid #cbd5e0; }
 tr.worse td { background: #fff5f5; }
-tr.worse td.flag, td.fail { color: var(--bad); font-weight: 650; }
+tr.worse td.flag, td.fail, td.flag { color: var(--bad); font-weight: 650; }
+td.cell-worse { color: var(--bad); font-weight: 650; }
+td.cell-better { color: var(--good); }
+.was { font-size: 11.5px; color: #718096; font-weight: 400; white-space: nowrap; }
+#comparison td, #comparison-phases td { white-space: nowrap; }
+#comparison td.flag, #comparison-phases td.flag { white-space: normal; min-width: 9em; }
+details > summary { margin: 10px 0 6px; }
 td.pass { color: var(--good); font-weight: 650; }
 table.meta { width: auto; min-width: 50%; }
 table.meta th { text-align: left; width: 1%; }
@@ -309,14 +315,6 @@ def verdicts_section(run: Run) -> str:
     return f'<h2 id="thresholds">Thresholds</h2>{_table("verdicts", headers, rows)}'
 
 
-def _change_value(measure: str, value, noun: str) -> str:
-    if measure == "throughput":
-        return rate_text(value) + (f" {noun}/s" if _is_number(value) else "")
-    if measure == "failures":
-        return percent_text(value)
-    return ms_text(value) + (" ms" if _is_number(value) else "")
-
-
 def _change_text(change: Change) -> str:
     if change.measure == "failures":
         if not (_is_number(change.current) and _is_number(change.baseline)):
@@ -327,31 +325,62 @@ def _change_text(change: Change) -> str:
     return MISSING if relative is None else f"{100.0 * relative:+.1f}%"
 
 
+COMPARED_MEASURES = ("throughput", "failures", "p50", "p95", "p99", "p99.9", "max")
+PHASE_MEASURES = ("p50", "p95", "p99", "p99.9")
+
+
+def _change_number(measure: str, value) -> str:
+    if measure == "throughput":
+        return rate_text(value)
+    if measure == "failures":
+        return percent_text(value)
+    return ms_text(value)
+
+
+def _comparison_table(table_id: str, run: Run, changes: list[Change], measures_shown) -> str:
+    """One row per name, one column per measure: this run's value, the baseline's and the change."""
+    by_label: dict[str, dict[str, Change]] = {}
+    for change in changes:
+        by_label.setdefault(change.label, {})[change.measure] = change
+    titles = {"throughput": f"{run.noun}/s", "failures": "Failures"}
+    headers = [("Name", True), *((titles.get(m, f"{m} ms"), False) for m in measures_shown), ("Worse", True)]
+    rows = []
+    for label, measures in by_label.items():
+        cells = [(escape(label), "text")]
+        for measure in measures_shown:
+            change = measures.get(measure)
+            if change is None:
+                cells.append((MISSING, ""))
+                continue
+            now = escape(_change_number(measure, change.current))
+            was = escape(_change_number(measure, change.baseline))
+            css = "cell-worse" if change.worse else "cell-better" if change.better else ""
+            cells.append((f'{now}<div class="was">was {was} \u00b7 {escape(_change_text(change))}</div>', css))
+        worse = [MEASURE_LABELS.get(m, m) for m in measures_shown if m in measures and measures[m].worse]
+        cells.append((escape(", ".join(worse)), "text flag"))
+        rows.append(("worse" if worse else "", cells))
+    return _table(table_id, headers, rows)
+
+
 def comparison_section(run: Run, baseline: Run, changes: list[Change]) -> str:
     worse = [change for change in changes if change.worse]
     lead = (
         f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}). '
-        f"Flagged: percentiles more than 10% higher, throughput more than 10% lower, a failure ratio up. "
-        f'<b class="{"bad" if worse else "good"}">{len(worse)} worse.</b></p>'
+        "Flagged: a percentile more than 10% higher, a throughput more than 10% lower, a failure ratio up. "
+        f'<b class="{"bad" if worse else "good"}">{len(worse)} measures worse.</b></p>'
     )
-    rows = []
-    for change in changes:
-        verdict = "worse" if change.worse else "better" if change.better else ""
-        rows.append(
-            (
-                "worse" if change.worse else "",
-                [
-                    (escape(change.label), "text"),
-                    (escape(MEASURE_LABELS.get(change.measure, change.measure)), "text"),
-                    (escape(_change_value(change.measure, change.baseline, baseline.noun)), ""),
-                    (escape(_change_value(change.measure, change.current, run.noun)), ""),
-                    (escape(_change_text(change)), ""),
-                    (verdict, "flag" if change.worse else "good" if change.better else ""),
-                ],
-            )
+    requests = [change for change in changes if not change.label.endswith(" (phase)")]
+    phases = [change for change in changes if change.label.endswith(" (phase)")]
+    html = lead + _comparison_table("comparison", run, requests, COMPARED_MEASURES)
+    if phases:
+        phases_worse = sum(1 for change in phases if change.worse)
+        css = ' class="bad"' if phases_worse else ""
+        html += (
+            f"<details><summary{css}>Phases compared: {phases_worse} measures worse</summary>"
+            + _comparison_table("comparison-phases", run, phases, PHASE_MEASURES)
+            + "</details>"
         )
-    headers = [("Name", True), ("Measure", True), ("Baseline", False), ("This run", False), ("Change", False), ("", False)]
-    return f'<h2 id="baseline">Compared with baseline</h2>{lead}{_table("comparison", headers, rows)}'
+    return f'<h2 id="baseline">Compared with baseline</h2>{html}'
 
 
 def errors_section(run: Run) -> str:
@@ -402,7 +431,8 @@ def events_section(run: Run) -> str:
         when = event.get("time")
         at = MISSING
         if _is_number(when) and _is_number(run.origin):
-            at = f"{when - run.origin:+,.1f} s"
+            since = when - run.origin
+            at = f"{since:+.1f} s" if abs(since) < 120 else ("+" if since >= 0 else "-") + duration_text(abs(since))
         bad = str(event.get("kind")) not in NORMAL_EVENTS
         rows.append(
             (
