@@ -166,7 +166,7 @@ class SmtpClient:
                 sock.close()
                 failure = error
         self._addresses = None
-        raise failure
+        raise failure or OSError(f"no address for {self.target.host}")
 
     def _greet(self) -> None:
         verb = b"LHLO" if self.lmtp else b"EHLO"
@@ -241,7 +241,7 @@ class SmtpClient:
             mark = _lap(timings, "rcpt", mark)
             data_reply = self._read_reply("data")
             mark = _lap(timings, "data", mark)
-            if mail_reply.code == 250 and data_reply.code == 354 and _all_ok(rcpt_replies):
+            if mail_reply.code == 250 and data_reply.code == 354 and rcpt_replies and _all_ok(rcpt_replies):
                 accepted, errors = list(recipients), []  # the usual case, in short
             else:
                 if data_reply.code == 354 and (mail_reply.code != 250 or not _any_ok(rcpt_replies)):
