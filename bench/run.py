@@ -134,6 +134,8 @@ class Server:
         self.kind = kind
         self.stats_path = workdir / "sink-stats.json"
         self.stats_path.unlink(missing_ok=True)
+        # A file, not a pipe nobody reads: a chatty server must never block on its stderr.
+        self.errors = open(workdir / "sink-stderr.txt", "w+b")
         self.process = None
         try:
             self._start(programs, workdir, timeout)
@@ -141,6 +143,7 @@ class Server:
             if self.process is not None:
                 self.process.kill()
                 self.process.wait(timeout)
+            self.errors.close()
             raise
 
     def _start(self, programs: dict, workdir: Path, timeout: float) -> None:
@@ -151,12 +154,15 @@ class Server:
                 command += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
             # No -c: smtp-sink's counters slow it down a lot.
             command += [f"127.0.0.1:{self.port}", "256"]
-            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            wait_for_port(self.port, self.process, timeout)
+            self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=self.errors)
+            try:
+                wait_for_port(self.port, self.process, timeout)
+            except BenchError as error:
+                raise BenchError(f"smtp-sink: {error}: {self.error_text()}") from None
         else:
             command = [sys.executable, "-m", "loadkit", "sink", "--stats-json", str(self.stats_path), "127.0.0.1:0"]
             self.process = subprocess.Popen(
-                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_environment(), cwd=workdir
+                command, stdout=subprocess.PIPE, stderr=self.errors, env=child_environment(), cwd=workdir
             )
             self.port = self._announced_port(timeout)
 
@@ -170,12 +176,16 @@ class Server:
                 raise BenchError(f"loadkit sink did not say where it listens within {timeout}s")
             chunk = os.read(self.process.stdout.fileno(), 1)
             if not chunk:
-                raise BenchError(f"loadkit sink exited: {self.process.stderr.read().decode(errors='replace')}")
+                raise BenchError(f"loadkit sink exited: {self.error_text()}")
             line += chunk
         match = re.search(rb"listening on smtp://127\.0\.0\.1:(\d+)", line)
         if not match:
             raise BenchError(f"unexpected first line from loadkit sink: {line!r}")
         return int(match.group(1))
+
+    def error_text(self) -> str:
+        self.errors.seek(0)
+        return self.errors.read()[-500:].decode(errors="replace").strip()
 
     def stop(self, timeout: float) -> None:
         if self.process.poll() is None:
@@ -186,6 +196,10 @@ class Server:
             self.process.kill()
             self.process.wait(timeout)
             raise BenchError(f"{self.kind} did not stop within {timeout}s of SIGTERM") from None
+        finally:
+            if self.process.stdout is not None:
+                self.process.stdout.close()
+            self.errors.close()
 
     def check_count(self, expected: int) -> None:
         """loadkit sink counts what it accepted; smtp-sink has no count without its slow -c."""
