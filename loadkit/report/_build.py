@@ -16,6 +16,7 @@ from loadkit.report._charts import (
 from loadkit.report._compare import compare_runs
 from loadkit.report._html import Chart, render_page
 from loadkit.report._locust_csv import ReportError
+from loadkit.report._metrics import METRICS_FILE
 from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
 
@@ -67,8 +68,11 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
 
 
 def _distribution_caption(run: Run) -> str:
+    right = "Right: the latency below which each share of requests completed."
+    if run.source == METRICS_FILE:
+        return f"From the run's merged histograms. {right}"
     if run.distributions:
-        return "From the run's merged histograms. Right: the latency below which each share of requests completed."
+        return f"From Locust's response times, which it rounds (whole ms below 100 ms, then 2 significant digits). {right}"
     return "From the few percentiles Locust's CSV keeps per name."
 
 

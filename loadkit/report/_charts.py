@@ -226,13 +226,7 @@ def distribution_chart(
     colors = {label: SERIES_COLORS[i % len(SERIES_COLORS)] for i, label in enumerate([*distributions, *points])}
     top = 0.0
     if distributions:
-        lowest = min(d.minimum() for d in distributions.values()) / 1000.0
-        highest = max(d.maximum() for d in distributions.values()) / 1000.0
-        if baseline:
-            lowest = min(lowest, *(d.minimum() / 1000.0 for d in baseline.values()))
-            highest = max(highest, *(d.maximum() / 1000.0 for d in baseline.values()))
-        lowest = max(lowest, 0.001)
-        edges = np.geomspace(lowest * 0.98, max(highest * 1.02, lowest * 1.1), 70)
+        edges = _histogram_edges([*distributions.values(), *baseline.values()])
         for label, distribution in distributions.items():
             _histogram_line(histogram_axes, distribution, edges, color=colors[label], linewidth=1.4, label=label)
             top = max(top, min(math.log10(max(distribution.total, 1)), NINES[-1]))
@@ -267,6 +261,22 @@ def distribution_chart(
     curve_axes.set_ylim(bottom=0)
     _legend_inside(curve_axes, "upper left")
     return _render(figure)
+
+
+def _histogram_edges(distributions: list[Distribution]) -> np.ndarray:
+    """Log-spaced bins over all values; for rounded samples (Locust's whole ms), one bin per value."""
+    values = np.concatenate([d.lowest for d in distributions]) / 1000.0
+    positive = values[values > 0]
+    if not len(positive):
+        return np.array([0.001, 0.002])
+    lowest, highest = positive.min(), max(np.concatenate([d.highest for d in distributions]).max() / 1000.0, positive.min() * 1.1)
+    exact = all(np.array_equal(d.lowest, d.highest) for d in distributions)
+    distinct = np.unique(positive)
+    if exact and len(distinct) <= 200:
+        # Bins narrower than the rounding would leave gaps between the values: one bin around each.
+        middles = np.sqrt(distinct[:-1] * distinct[1:])
+        return np.concatenate([[distinct[0] / 1.05], middles, [distinct[-1] * 1.05]])
+    return np.geomspace(lowest * 0.98, highest * 1.02, 70)
 
 
 def _histogram_line(axes, distribution: Distribution, edges: np.ndarray, **style) -> None:

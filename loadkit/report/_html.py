@@ -385,6 +385,12 @@ def comparison_section(run: Run, baseline: Run, changes: list[Change]) -> str:
 
 def errors_section(run: Run) -> str:
     if run.errors.empty:
+        failures = run.total.failures if run.total is not None else 0
+        if failures:
+            return (
+                f'<h2 id="errors">Errors</h2><p class="note">{count_text(failures)} failures, but {escape(run.source)} '
+                "keeps no error messages (Locust writes them with --csv).</p>"
+            )
         return '<h2 id="errors">Errors</h2><p class="note">No failures.</p>'
     has_example = run.errors["example"].astype(str).str.len().gt(0).any()
     has_phase = run.errors["phase"].astype(str).str.len().gt(0).any()

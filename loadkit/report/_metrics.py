@@ -27,12 +27,14 @@ MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to 
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
 TAIL_BYTES = 1 << 16
 REPLY_CODE = re.compile(r"\s*([2-5]\d\d)\b")
+# A failure message that quotes a reply: "SMTPReplyError(550, ...)", "Exception('550 5.7.1 ...')".
+QUOTED_REPLY_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ ,\-]|$)")
 MAX_PROBLEMS = 5  # bad lines reported by number; more are counted
 
 
 def reply_code(error: str) -> str:
     """The SMTP reply code an error key starts with ("550 5.1.1 at RCPT" -> "550"), else the key."""
-    match = REPLY_CODE.match(error)
+    match = REPLY_CODE.match(error) or QUOTED_REPLY_CODE.search(error)
     return match.group(1) if match else error.strip() or "(empty)"
 
 

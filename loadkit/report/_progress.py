@@ -44,8 +44,8 @@ class Progress:
             self._draw()
 
     def done(self, text: str) -> None:
-        self._end_stage()
         self.clear()
+        self._end_stage()
         self._line(f"{text} ({time.monotonic() - self.started:.1f} s)")
 
     def clear(self) -> None:
@@ -53,7 +53,7 @@ class Progress:
         if self.interactive and self.text:
             self.stream.write("\r\x1b[2K")
             self.stream.flush()
-        self.text = ""
+            self.text = ""
 
     def _end_stage(self) -> None:
         if self.text and not self.interactive:

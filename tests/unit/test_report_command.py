@@ -3,12 +3,14 @@ a few progress lines on stderr, one line and exit 2 on bad input, exit 3 on a fa
 
 from __future__ import annotations
 
+import io
 import subprocess
 import sys
 
 import pytest
 
 from loadkit.cli import main
+from loadkit.report import Progress, build_report
 from tests.unit.test_report import read_tables, write_results
 from tests.unit.test_report_metrics import make_results
 
@@ -114,3 +116,20 @@ def test_passed_thresholds_exit_0_and_a_bad_one_is_exit_2(tmp_path, capsys, thre
     code, out, err = run_report(capsys, str(synthetic.folder), "--check", "p95 is small")
     assert (code, out) == (2, "")
     assert err.count("\n") == 1 and err.startswith("loadkit report: error: cannot read threshold")
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_on_a_terminal_progress_is_a_bar_redrawn_in_place_then_one_line(tmp_path):
+    synthetic = make_results(tmp_path / "run", seconds=5, per_second=5, names=(("SMTP", "send"),), events=False)
+    terminal = FakeTerminal()
+    build_report(synthetic.folder, progress=Progress(terminal))
+    text = terminal.getvalue()
+    frames = text.split("\r\x1b[2K")
+    assert any("reading" in frame and "\u2588" in frame for frame in frames)
+    assert any("100% drawing charts" in frame for frame in frames)
+    assert frames[-1] == f"loadkit report: wrote {synthetic.folder / 'report.html'} ({frames[-1].split('(')[-1]}"
+    assert frames[-1].endswith(" s)\n") and text.count("\n") == 1

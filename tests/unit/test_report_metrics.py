@@ -322,3 +322,18 @@ def test_broken_lines_and_histograms_are_skipped_and_said(tmp_path):
     assert any("line 3 is not an interval object" in p for p in run.problems)
     page = build_report(synthetic.folder).read_text(encoding="utf-8")
     assert "line 3 is not an interval object" in page
+
+
+def test_a_metrics_report_imports_neither_locust_nor_pyplot(synthetic, tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from loadkit.report import build_report; "
+        f"build_report({str(synthetic.folder)!r}, {str(tmp_path / 'r.html')!r}); "
+        "import matplotlib; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'locust' or m == 'matplotlib.pyplot'), "
+        "matplotlib.get_backend() if 'matplotlib.pyplot' in sys.modules else 'no pyplot')"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (0, "[] no pyplot\n"), result.stderr[-2000:]
