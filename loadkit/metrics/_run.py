@@ -45,6 +45,7 @@ class RunRecorder:
         self.examples: dict[tuple[str, str, str], ErrorExample] = {}
         self.worker_shares: dict[str, int] = {}
         self.started_at = self.stopped_at = None
+        self.test_stopped_at = None  # when the test stopped, if the folder is written later
         self.current_start = math.floor(time.time())
         self._ticker = None
 
@@ -95,14 +96,9 @@ class RunRecorder:
         start, self.current_start = self.current_start, end
         if self.recorder is not None:
             self.store.add(start, end, self.recorder.fold(self.recorder.take()))
-            self._collect_examples(self.recorder.examples)
         runner = self.environment.runner
         if runner is not None:
             self.store.set_users(start, end, runner.user_count)
-
-    def _collect_examples(self, examples: dict) -> None:
-        for key, example in examples.items():
-            self.examples.setdefault(key, example)
 
     def add_worker_report(self, worker: str, payload: dict) -> None:
         """Merge what a worker sent with a report (see `_worker.WorkerReporter.payload`)."""
@@ -123,19 +119,26 @@ class RunRecorder:
             self.events.record(LATE_DATA, worker, "a report arrived after its interval was written; "
                                                   "counted in the oldest open interval")
 
+    def test_stopped(self) -> None:
+        """The test stopped now; `stop()` comes once late reports are in (a master)."""
+        if self.test_stopped_at is None:
+            self.test_stopped_at = time.time()
+
     def stop(self, locust_total=None) -> dict:
         """Close the last interval, write everything; returns the run's totals."""
         if self.stopped_at is not None:
             return self.summary()
-        self.stopped_at = time.time()
+        self.stopped_at = self.test_stopped_at or time.time()
         if self._ticker is not None:
             self._ticker.kill()
         if self.recorder is not None:
             self.environment.events.request.remove_listener(self.recorder.on_request)
-        self._close_interval(max(self.stopped_at, self.current_start + 0.001))
+        self._close_interval(max(time.time(), self.current_start + 0.001))
         self.watch_workers()
         self.watch.close()
         self.store.flush()
+        if self.recorder is not None:
+            self.examples.update(self.recorder.examples)
         self._write_errors()
         ok, failed = self.store.totals.requests()
         if locust_total is not None and (ok + failed, failed) != (locust_total.num_requests, locust_total.num_failures):

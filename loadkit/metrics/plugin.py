@@ -83,6 +83,14 @@ def _fail_at_start(message: str):
     sys.exit(2)
 
 
+@events.test_stop.add_listener
+def _on_test_stop(environment, **_kwargs):
+    """Registered at import, before loadkit.users' own test_stop listener (which waits a
+    second for Locust's CSV writer): the run's stop time is when its users stopped."""
+    if _controller is not None and _controller.environment is environment:
+        _controller.on_test_stop()
+
+
 @events.quitting.add_listener
 def _on_quitting(environment, **_kwargs):
     """Registered at import, before Locust creates its runner: Locust fires `quitting`
@@ -111,7 +119,6 @@ class ResultsController:
     def install(self) -> None:
         events_ = self.environment.events
         events_.test_start.add_listener(self.on_test_start)
-        events_.test_stop.add_listener(self.on_test_stop)
         events_.cpu_warning.add_listener(self.on_cpu_warning)
         if self.distributed:
             events_.worker_report.add_listener(self.on_worker_report)
@@ -140,9 +147,10 @@ class ResultsController:
         else:
             self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
 
-    def on_test_stop(self, environment, **_kwargs) -> None:
+    def on_test_stop(self) -> None:
         if self.run is None:
             return
+        self.run.test_stopped()
         if not self.distributed:
             self.finish()
         elif self._pending_finish is None:

@@ -196,3 +196,15 @@ def test_late_data_goes_to_the_oldest_open_interval(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [(line["start"], line["series"][0]["ok"]) for line in lines] == [(100.0, 1), (101.0, 6)]
     assert store.totals.requests() == (7, 0)
+
+
+def test_a_worker_cpu_warning_reaches_events_jsonl_with_the_worker(tmp_path):
+    master = RunRecorder(environment(), tmp_path, settle=5.0).start(ticking=False)
+    worker = WorkerReporter(environment())
+    worker.on_cpu_warning(environment=None, cpu_usage=97.3)  # Locust's cpu_warning event, above 90%
+    master.add_worker_report("w1", json.loads(json.dumps(worker.payload())))
+    assert worker.payload() is None  # sent once
+    master.stop()
+    events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    (cpu,) = [e for e in events if e["kind"] == "cpu_high"]
+    assert cpu["worker"] == "w1" and "97%" in cpu["detail"]
