@@ -75,6 +75,7 @@ class Pairing:
     messages: int
     seconds: list[float] = field(default_factory=list)
     cpu_seconds: list[float] = field(default_factory=list)  # user + system of the client process
+    server_cpu_seconds: list[float] = field(default_factory=list)  # user + system of the server process
 
     @property
     def key(self) -> str:
@@ -88,6 +89,10 @@ class Pairing:
     @property
     def cpu_per_message_us(self) -> float:
         return statistics.median(self.cpu_seconds) / self.messages * 1e6
+
+    @property
+    def server_cpu_per_message_us(self) -> float:
+        return statistics.median(self.server_cpu_seconds) / self.messages * 1e6
 
 
 # -- programs ---------------------------------------------------------------------
@@ -271,10 +276,16 @@ def measure(pairing: Pairing, programs: dict, workdir: Path, args) -> float:
         check_client(pairing, result)
     finally:
         server.stop(args.timeout)
+    stopped = resource.getrusage(resource.RUSAGE_CHILDREN)  # now with the server's time too
     server.check_count(pairing.messages)
     pairing.seconds.append(seconds)
-    pairing.cpu_seconds.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
+    pairing.cpu_seconds.append(_cpu(after) - _cpu(before))
+    pairing.server_cpu_seconds.append(_cpu(stopped) - _cpu(after))
     return seconds
+
+
+def _cpu(usage) -> float:
+    return usage.ru_utime + usage.ru_stime
 
 
 # -- the whole benchmark ----------------------------------------------------------
@@ -306,7 +317,8 @@ def results(pairings: list[Pairing], args) -> dict:
         base = baseline(pairings, pairing.mode)
         ratio = pairing.rate / base.rate
         rows.append({**asdict(pairing), "rate": round(pairing.rate, 1), "ratio": round(ratio, 3),
-                     "cpu_per_message_us": round(pairing.cpu_per_message_us, 1)})
+                     "cpu_per_message_us": round(pairing.cpu_per_message_us, 1),
+                     "server_cpu_per_message_us": round(pairing.server_cpu_per_message_us, 1)})
         side = {"loadkit source": "client", "loadkit sink": "sink"}.get(
             pairing.client if pairing.client == "loadkit source" else pairing.server)
         if side:
@@ -357,9 +369,10 @@ def print_table(pairings: list[Pairing], args) -> None:
                 cells.append(f"{cell(pairing, goal):<36}")
             if any(c.strip() for c in cells):
                 print(f"  {name:<32}" + "".join(cells))
-    print("\nclient CPU (user+system) per message, median:")
+    print("\nCPU time (user+system) per message, median, start-up included:")
+    print(f"  {'':<46} {'client':>9} {'server':>9}")
     for pairing in pairings:
-        print(f"  {pairing.key:<46} {pairing.cpu_per_message_us:7.1f} us")
+        print(f"  {pairing.key:<46} {pairing.cpu_per_message_us:6.1f} us {pairing.server_cpu_per_message_us:6.1f} us")
 
 
 def _choices(*allowed):
