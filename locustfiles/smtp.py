@@ -1,7 +1,11 @@
 """Send mail over SMTP.
 
     locust -f locustfiles/smtp.py -H smtp://127.0.0.1:2525
-    locust -f locustfiles/smtp.py -H smtp://127.0.0.1:2525 --headless -u 50 -r 10 -t 1m --csv reports/smtp
+    locust -f locustfiles/smtp.py -H smtp://127.0.0.1:2525 --headless -u 50 -r 10 -t 1m --check 'p95<250ms'
+
+Every run writes a results folder under reports/ (--results DIR to change):
+Locust's CSV, exact per-interval histograms, run.json; `loadkit report` turns
+it into HTML.
 
 Each user keeps a connection for 10 messages, one recipient each, 5 KiB
 bodies, no pause between messages. Subclass `SmtpUser` for other shapes:

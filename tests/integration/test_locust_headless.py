@@ -20,7 +20,8 @@ LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 def run_locust(locustfile: str, host: str, csv_prefix: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / locustfile), "-H", host,
-        "--headless", "-u", "8", "-r", "8", "-t", "3s", "--csv", str(csv_prefix), "--only-summary", *extra,
+        "--headless", "-u", "8", "-r", "8", "-t", "3s", "--csv", str(csv_prefix), "--only-summary",
+        "--results", str(csv_prefix.parent / "results"), *extra,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
 
