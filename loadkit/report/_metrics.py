@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadkit.report._hdr import Distribution, HistogramError, decode_counts, empty_counts, percentiles_of_counts
+from loadkit.report._hdr import Distribution, HistogramError, add_span, decode_span, empty_counts, percentiles_of_counts
 
 METRICS_FILE = "metrics.jsonl"
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
@@ -146,7 +146,7 @@ class _Buckets:
     def index(self, start: float) -> int:
         return max(int((start - self.origin) // self.width), 0)
 
-    def add_histogram(self, index: int, key: tuple[str, str], counts: np.ndarray) -> None:
+    def add_histogram(self, index: int, key: tuple[str, str], span: tuple[int, np.ndarray]) -> None:
         if self.open_index is None:
             self.open_index = index
         elif index > self.open_index:
@@ -155,9 +155,8 @@ class _Buckets:
         # A line out of time order joins the open bucket: no bucket is ever reopened.
         held = self.open_counts.get(key)
         if held is None:
-            self.open_counts[key] = counts.copy()
-        else:
-            held += counts
+            held = self.open_counts[key] = empty_counts()
+        add_span(held, span)
 
     def close(self) -> None:
         if self.open_index is None or not self.open_counts:
@@ -280,15 +279,15 @@ def read_metrics(path: str | Path, progress=None) -> MetricsData | None:
                 if not encoded:
                     continue
                 try:
-                    counts = decode_counts(encoded)
+                    span = decode_span(encoded)
                 except HistogramError as error:
                     bad_lines += 1
                     if bad_lines <= MAX_PROBLEMS:
                         problems.append(f"{path.name} line {number}, {key[1]} {key[2]}: {error}: skipped")
                     continue
-                totals.counts += counts
+                add_span(totals.counts, span)
                 if kind == "request":
-                    buckets.add_histogram(index, key[1:], counts)
+                    buckets.add_histogram(index, key[1:], span)
     if intervals == 0:
         return None
     if bad_lines > MAX_PROBLEMS:

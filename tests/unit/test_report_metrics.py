@@ -337,3 +337,51 @@ def test_a_metrics_report_imports_neither_locust_nor_pyplot(synthetic, tmp_path)
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (result.returncode, result.stdout) == (0, "[] no pyplot\n"), result.stderr[-2000:]
+
+
+def test_a_run_killed_mid_line_still_gives_a_report(tmp_path):
+    synthetic = make_results(tmp_path / "run", seconds=4, per_second=5, names=(("SMTP", "send"),), events=False)
+    path = synthetic.folder / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"start": 1795652199.0, "end": 17956')  # the writer stopped here
+    run = load_run(synthetic.folder)
+    assert run.requests[0].count == 20 and run.duration == 4
+    assert run.problems == ["metrics.jsonl line 5 is not an interval object: skipped"]
+
+
+def test_an_empty_metrics_file_falls_back_to_locusts_csv_or_says_so(tmp_path):
+    from tests.unit.test_report import write_results
+
+    folder = write_results(tmp_path / "with-csv")
+    (folder / "metrics.jsonl").write_text("")
+    run = load_run(folder)
+    assert run.source == "locust_stats.csv" and run.total.count == 411
+    assert run.problems == ["metrics.jsonl holds no interval"]
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "metrics.jsonl").write_text("\n")
+    page = build_report(bare).read_text(encoding="utf-8")
+    assert "metrics.jsonl holds no interval" in page and "No requests were measured." in page
+
+
+@pytest.mark.parametrize("layout", [(1, 3_600_000_000, 3), (1, 60_000_000, 3), (1, 3_600_000_000, 2), (1000, 3_600_000_000, 3)])
+def test_decoding_matches_hdrh_in_any_layout(layout):
+    """The report's own fast decoder (standard layout) and its re-bucketing (others) against hdrh."""
+    import numpy as np
+
+    from loadkit.report import Distribution, decode_counts
+
+    rng = random.Random(5)
+    histogram = HdrHistogram(*layout)
+    reference = new_histogram()
+    for _ in range(3000):
+        micros = max(1000, min(int(rng.lognormvariate(9, 2)), 59_000_000))
+        histogram.record_value(micros)
+        reference.record_value(histogram.get_lowest_equivalent_value(micros))
+    counts = decode_counts(histogram.encode())
+    assert counts.sum() == 3000
+    if layout == (1, 3_600_000_000, 3):
+        assert np.array_equal(counts, np.ctypeslib.as_array(HdrHistogram.decode(histogram.encode()).counts).astype(np.int64))
+    distribution = Distribution.from_counts(counts)
+    # Re-bucketed by each count's lowest value: the standard layout's percentiles of those values.
+    assert distribution.percentiles([50, 99, 99.9]) == [float(reference.get_value_at_percentile(p)) for p in (50, 99, 99.9)]
