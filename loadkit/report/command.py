@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline",
         metavar="OTHER_RESULTS",
-        help="another run to compare with: its figures are drawn beside this run's and what got worse is flagged",
+        help="another run to compare with: drawn on the same charts, and what got worse is flagged",
     )
     parser.add_argument(
         "--check",
