@@ -3,16 +3,24 @@
 It accepts every well-formed transaction, counts it exactly (`SinkStats`)
 and throws the message away. Embed it next to Locust users or in tests::
 
-    from loadkit.sink import SinkServer
+    from loadkit.sink import FaultPlan, SinkServer
 
-    with SinkServer("127.0.0.1:0", lmtp=True) as sink:
+    faults = FaultPlan(seed=1).reject("rcpt", 550, rate=0.05).delay("data", "lognormal:10ms:3")
+    with SinkServer("127.0.0.1:0", lmtp=True, faults=faults) as sink:
         host, port = sink.address
         ...
-    sink.stats.as_dict()  # {"sessions": ..., "messages": ..., ...}
+    sink.stats.as_dict()  # {"sessions": ..., "messages": ..., "faults": ..., ...}
 
-or run it from the command line: ``loadkit sink 127.0.0.1:2525``.
+or run it from the command line: ``loadkit sink 127.0.0.1:2525`` (see
+``loadkit sink --help``). It speaks ESMTP with STARTTLS (or implicit TLS),
+AUTH, SIZE, 8BITMIME, SMTPUTF8, DSN and CHUNKING, each of which can be
+turned off; it can reject, disconnect, delay, drip and greylist on purpose,
+keep messages in a maildir, and read loadkit's trace header to measure
+delivery time and find duplicates.
 """
 
+from loadkit.sink._auth import Authenticator
+from loadkit.sink._faults import Delay, FaultError, FaultPlan, Greylist
 from loadkit.sink._protocol import (
     DEFAULT_CAPABILITIES,
     DEFAULT_MAX_SIZE,
@@ -22,17 +30,25 @@ from loadkit.sink._protocol import (
     SmtpSession,
 )
 from loadkit.sink._server import DEFAULT_TIMEOUT, SinkError, SinkServer
-from loadkit.sink._stats import SinkStats
+from loadkit.sink._stats import SinkStats, TraceStats
+from loadkit.sink._store import MaildirStore
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_MAX_SIZE",
     "DEFAULT_TIMEOUT",
     "MAX_LINE",
+    "Authenticator",
+    "Delay",
+    "FaultError",
+    "FaultPlan",
+    "Greylist",
     "LmtpSession",
+    "MaildirStore",
     "SinkError",
     "SinkProfile",
     "SinkServer",
     "SinkStats",
     "SmtpSession",
+    "TraceStats",
 ]

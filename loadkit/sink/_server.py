@@ -12,6 +12,15 @@ ten microseconds (a stack mapped and unmapped each time).
 monkey-patched (inside Locust) the sessions are greenlets of the calling
 thread's hub; otherwise a daemon thread runs a hub of its own, so plain
 blocking code (``smtplib``, a test) can talk to the sink from the caller.
+
+Each session runs one of two loops, chosen when it starts. The plain loop
+(`_serve_plain`) is the fast path: raw socket, one read, one write, replies
+counted. The full loop (`_serve_full`) adds what the plain one must not
+pay for: faults (delays, drips, disconnects, a rejected greeting), replies
+without enhanced status codes, and TLS. A session moves from the plain loop
+to the full one when it says STARTTLS; implicit TLS starts in the full one.
+TLS sessions read and write through a gevent `SSLSocket` on a duplicate of
+the connection's descriptor; the original stays with the idle sweeper.
 """
 
 from __future__ import annotations
@@ -22,22 +31,28 @@ import stat
 import threading
 import time
 
+import ipaddress
+
 import _socket
 import gevent
 import gevent.event
 from gevent import monkey
 
+from loadkit.sink._auth import DEFAULT_MECHANISMS, Authenticator
+from loadkit.sink._faults import FaultPlan, Greylist, SlowReply
+from loadkit.sink._full import rejected_verbs
 from loadkit.sink._protocol import (
     DEFAULT_CAPABILITIES,
     DEFAULT_MAX_SIZE,
     S221_BYE,
     S421_SHUTDOWN,
     S421_TIMEOUT,
-    LmtpSession,
     SinkProfile,
-    SmtpSession,
+    strip_enhanced_codes,
 )
-from loadkit.sink._stats import SinkStats
+from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SinkStats
+from loadkit.sink._store import MaildirStore
+from loadkit.sink._tls import TlsSetupError, server_context
 from loadkit.targets import Target, TargetError, parse_listen
 
 RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
@@ -45,6 +60,7 @@ DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
 DEFAULT_BACKLOG = 1024
 DRAIN_GRACE = 2.0  # seconds sessions get to say QUIT once max_messages is reached
 MAX_IDLE_GREENLETS = 256  # parked session greenlets kept for the next connections
+DRIP_TICK = 0.01  # seconds between the pieces of a dripped reply, at most
 _READ, _WRITE = 1, 2  # libev/libuv event masks
 # Sessions keep blocking sockets and pass MSG_DONTWAIT on each call: that
 # saves an ioctl per connection, and a spurious wakeup still cannot block.
@@ -58,13 +74,15 @@ class SinkError(Exception):
 class _Connection:
     """The bookkeeping of one session that the idle sweeper reads."""
 
-    __slots__ = ("sock", "reads", "seen_reads", "seen_at")
+    __slots__ = ("sock", "reads", "seen_reads", "seen_at", "tls", "busy")
 
     def __init__(self, sock, now: float):
         self.sock = sock
         self.reads = 0
         self.seen_reads = 0
         self.seen_at = now
+        self.tls = False  # a 421 in clear text would garble the TLS stream: just close
+        self.busy = False  # the sink itself is waiting (a delay, a drip): not the client's silence
 
 
 class SinkServer:
@@ -81,6 +99,28 @@ class SinkServer:
     ``unix:path`` text; port 0 binds a free port (see `address`). `lmtp`
     defaults to the target's protocol. With `max_messages` the server stops
     by itself after answering that many messages.
+
+    Extensions and policies (all keyword arguments):
+
+    capabilities     the EHLO keywords offered (`DEFAULT_CAPABILITIES`); one
+                     left out is neither advertised nor accepted
+    esmtp            False: EHLO is an unknown command (smtp-sink ``-e``)
+    greeting         the banner's text after the host name
+    max_size         SIZE limit in bytes, for MAIL SIZE= and the data (0: none)
+    tls_cert/tls_key PEM files; without them a self-signed certificate is
+                     made (STARTTLS is then dropped, with `tls_problem` set,
+                     when no certificate can be made and none was asked for)
+    implicit_tls     TLS from the first byte (smtps, port 465 style)
+    auth_users       None: AUTH accepts everyone; a {user: password} dict or
+                     the path of a ``user:password`` file
+    auth_mechanisms  offered mechanisms (PLAIN, LOGIN, CRAM-MD5)
+    auth_plaintext   offer AUTH before TLS: None decides by the listening
+                     address (yes on loopback and unix sockets, like a
+                     submission service that trusts only local clients)
+    faults           a `FaultPlan` (rejects, disconnects, delays, drips)
+    greylist         a `Greylist`, or seconds of greylisting delay
+    store, store_max keep messages as maildir files there, at most that many
+    trace            read X-Loadkit-Trace headers into `stats.trace` (default on)
     """
 
     def __init__(
@@ -93,6 +133,20 @@ class SinkServer:
         backlog: int = DEFAULT_BACKLOG,
         capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES,
         max_size: int = DEFAULT_MAX_SIZE,
+        *,
+        esmtp: bool = True,
+        greeting: str | None = None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        implicit_tls: bool = False,
+        auth_users: dict | str | None = None,
+        auth_mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS,
+        auth_plaintext: bool | None = None,
+        faults: FaultPlan | None = None,
+        greylist: Greylist | float | None = None,
+        store: str | None = None,
+        store_max: int | None = None,
+        trace: bool = True,
     ):
         if isinstance(target, str):
             try:
@@ -101,15 +155,59 @@ class SinkServer:
                 raise SinkError(str(error)) from None
         if lmtp is None:
             lmtp = target.protocol == "lmtp"
-        self.target = Target("lmtp" if lmtp else "smtp", target.host, target.port, target.path)
-        self.profile = SinkProfile(
-            hostname=hostname, lmtp=lmtp, capabilities=tuple(capabilities),
-            max_size=max_size, max_messages=max_messages,
+        capabilities = tuple(capabilities)
+        # smtps:// names implicit TLS; there is no such scheme for LMTP.
+        self.target = Target(
+            "lmtp" if lmtp else "smtp", target.host, target.port, target.path,
+            tls="implicit" if implicit_tls and not lmtp else "",
         )
+        self.tls_problem: str | None = None
+        self._tls_context = None
+        wants_tls = implicit_tls or bool(tls_cert) or (esmtp and "STARTTLS" in capabilities)
+        if wants_tls:
+            try:
+                self._tls_context = server_context(tls_cert, tls_key, hostname)
+            except TlsSetupError as error:
+                if implicit_tls or tls_cert:
+                    raise SinkError(str(error)) from None
+                self.tls_problem = str(error)  # STARTTLS was only a default: go without it
+        authenticator = None
+        if "AUTH" in capabilities and esmtp:
+            try:
+                if isinstance(auth_users, str):
+                    authenticator = Authenticator.from_file(auth_users, auth_mechanisms)
+                else:
+                    authenticator = Authenticator(auth_users, auth_mechanisms)
+            except OSError as error:
+                raise SinkError(f"cannot read --auth-users {auth_users}: {error.strerror or error}") from None
+            except ValueError as error:
+                raise SinkError(str(error)) from None
+        if isinstance(greylist, (int, float)) and not isinstance(greylist, bool):
+            greylist = Greylist(delay=float(greylist))
+        try:
+            maildir = MaildirStore(store, store_max) if store else None
+        except OSError as error:
+            raise SinkError(f"cannot use --store {store}: {error.strerror or error}") from None
+        if auth_plaintext is None:
+            auth_plaintext = _is_local(self.target)
+        try:
+            self.profile = SinkProfile(
+                hostname=hostname, lmtp=lmtp, capabilities=capabilities,
+                max_size=max_size, max_messages=max_messages, greeting=greeting, esmtp=esmtp,
+                tls=self._tls_context is not None, authenticator=authenticator, plaintext_auth=auth_plaintext,
+                faults=faults or None, greylist=greylist, store=maildir, trace=trace,
+            )
+        except ValueError as error:
+            raise SinkError(str(error)) from None
         self.timeout = timeout
         self.backlog = backlog
-        self.stats = SinkStats()
-        self._session_class = LmtpSession if lmtp else SmtpSession
+        self.stats = SinkStats(trace=trace)
+        self._implicit_tls = implicit_tls
+        # The plain loop sends replies as the session made them, at once.
+        self._plain_loop = (
+            not implicit_tls and self.profile.faults is None and self.profile.enhanced_codes
+        )
+        self._rejected_verbs = rejected_verbs(self.profile.verbs)
         self._listener = None
         self._address = None
         self._connections: set[_Connection] = set()
@@ -141,13 +239,13 @@ class SinkServer:
 
     @property
     def url(self) -> str:
-        """``smtp://127.0.0.1:PORT`` (or ``lmtp://``, ``smtp+unix:///path``) of the bound socket."""
+        """``smtp://127.0.0.1:PORT`` (or ``smtps://``, ``lmtp://``, ``smtp+unix:///path``) of the bound socket."""
         if self._address is None:
             raise SinkError("the sink is not listening yet")
         if self.target.is_unix:
             return self.target.url()
         host, port = self._address[:2]
-        return Target(self.target.protocol, host=host, port=port).url()
+        return Target(self.target.protocol, host=host, port=port, tls=self.target.tls).url()
 
     def start(self, in_thread: bool | None = None) -> "SinkServer":
         """Bind and serve in the background; return at once.
@@ -255,7 +353,7 @@ class SinkServer:
             raise SinkError(f"cannot listen on {_spell(target)}: {reason}") from None
         self._listener = sock
         self._address = address
-        self.stats = SinkStats()
+        self.stats = SinkStats(trace=self.profile.trace)
 
     def _start_workers(self) -> None:
         self._stopped = gevent.event.Event()
@@ -329,7 +427,7 @@ class SinkServer:
                 hub.wait(watcher)
                 for _ in range(64):
                     try:
-                        fd, _peer = accept()
+                        fd, peer = accept()
                     except BlockingIOError:
                         break
                     except OSError as error:
@@ -338,14 +436,14 @@ class SinkServer:
                         break
                     sock = _socket.socket(family, _socket.SOCK_STREAM, 0, fd)
                     if idle:
-                        run_callback(hand_over, idle.pop(), sock)
+                        run_callback(hand_over, idle.pop(), sock, peer)
                     else:
-                        spawn(worker, sock)
+                        spawn(worker, sock, peer)
         finally:
             watcher.close()
             listener.close()
 
-    def _session_greenlet(self, sock) -> None:
+    def _session_greenlet(self, sock, peer) -> None:
         """Serve this connection, then park and serve the next ones handed over."""
         me = gevent.getcurrent()
         park = gevent.get_hub().switch
@@ -353,31 +451,53 @@ class SinkServer:
         self._session_greenlets.add(me)
         try:
             while True:
-                self._serve(sock)
+                self._serve(sock, peer)
                 if len(idle) >= MAX_IDLE_GREENLETS:
                     return
                 idle.append(me)
-                sock = park()  # resumed by _hand_over with the next connection
+                sock, peer = park()  # resumed by _hand_over with the next connection
         finally:
             self._session_greenlets.discard(me)
             if me in idle:
                 idle.remove(me)
 
-    def _serve(self, sock) -> None:
-        """One session: the hot loop. Wait for input, read once, answer once."""
-        self.stats.sessions += 1
-        session = self._session_class(self.profile, self.stats, self._on_limit)
+    def _serve(self, sock, peer) -> None:
+        """One session, in the loop it needs."""
+        stats = self.stats
+        stats.sessions += 1
+        session = self.profile.session_class(self.profile, stats, self._on_limit, peer)
         connection = _Connection(sock, time.monotonic())
         connections = self._connections
         connections.add(connection)
+        try:
+            if self._plain_loop:
+                if self._serve_plain(sock, session, connection):
+                    self._serve_full(sock, session, connection, upgrade=True)
+            else:
+                self._serve_full(sock, session, connection)
+        except OSError:
+            pass  # reset by the peer, or closed under us: the session is over either way
+        finally:
+            connections.discard(connection)
+            sock.close()
+            if len(stats.replies) > FOLD_REPLIES_ABOVE:
+                stats.fold_replies()
+
+    def _serve_plain(self, sock, session, connection) -> bool:
+        """The hot loop: wait for input, read once, answer once. True when STARTTLS was asked."""
         hub = gevent.get_hub()
         watcher = hub.loop.io(sock.fileno(), _READ)
         wait = hub.wait
         recv = sock.recv
         send = sock.send
-        feed = session.feed
+        feed = session.feed_list
+        join = b"".join
+        counts = self.stats.replies
+        count = counts.get
+        banner = self.profile.banner
         try:
-            _send_all(sock, self.profile.banner, hub)
+            _send_all(sock, banner, hub)
+            counts[banner] = count(banner, 0) + 1
             while True:
                 wait(watcher)
                 try:
@@ -385,13 +505,16 @@ class SinkServer:
                 except BlockingIOError:
                     continue
                 if not data:
-                    break
+                    return False
                 connection.reads += 1
                 if self._draining:  # max_messages reached: a polite goodbye, whatever was asked
                     _send_all(sock, S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN, hub)
-                    break
-                reply = feed(data)
-                if reply:
+                    return False
+                out = feed(data)
+                if out:
+                    for reply in out:
+                        counts[reply] = count(reply, 0) + 1
+                    reply = out[0] if len(out) == 1 else join(out)
                     try:
                         sent = send(reply, _DONTWAIT)
                     except BlockingIOError:
@@ -399,13 +522,121 @@ class SinkServer:
                     if sent < len(reply):
                         _send_all(sock, reply[sent:], hub)
                 if session.closing:
-                    break
-        except OSError:
-            pass  # reset by the peer, or closed under us: the session is over either way
+                    return session.starttls
         finally:
-            connections.discard(connection)
             watcher.close()
-            sock.close()
+
+    def _serve_full(self, sock, session, connection, upgrade: bool = False) -> None:
+        """Everything the plain loop leaves out: faults, replies without enhanced codes, TLS."""
+        channel = None
+        try:
+            if upgrade or self._implicit_tls:
+                channel = self._start_tls(sock, session, connection)
+                if channel is None:
+                    return
+            else:
+                channel = _PlainChannel(sock)
+            if not upgrade and not self._greet(channel, session, connection):
+                return
+            while True:
+                data = channel.recv()
+                if not data:
+                    return
+                connection.reads += 1
+                if self._draining:
+                    self._send(channel, S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN)
+                    return
+                out = session.feed_list(data)
+                if out:
+                    self._answer(channel, out, connection)
+                if session.closing:
+                    if not session.starttls:
+                        return
+                    channel.close()
+                    channel = self._start_tls(sock, session, connection)
+                    if channel is None:
+                        return
+        finally:
+            if channel is not None:
+                channel.close()
+
+    def _greet(self, channel, session, connection) -> bool:
+        """Send the banner, or what a CONNECT fault says instead; False when the session ends here."""
+        profile = self.profile
+        banner = profile.banner
+        faults = profile.faults
+        if faults is None or not faults.affects("CONNECT"):
+            self._answer(channel, [banner], connection)
+            return True
+        greeting = faults.apply("CONNECT", session, lambda: banner)
+        if greeting:
+            self._answer(channel, [greeting], connection)
+        if session.closing:
+            return False
+        text = greeting.reply if isinstance(greeting, SlowReply) else greeting
+        if text[:1] == b"4":  # a temporary refusal of the whole session: nothing more to say
+            return False
+        if text[:1] == b"5":  # RFC 5321 3.1: wait for QUIT, 503 to the rest
+            session.verbs = self._rejected_verbs
+        return True
+
+    def _answer(self, channel, out: list, connection) -> None:
+        """Send replies in order; act on the slow ones (wait, drip)."""
+        counts = self.stats.replies
+        count = counts.get
+        pending = []
+        for item in out:
+            if item.__class__ is bytes:
+                counts[item] = count(item, 0) + 1
+                pending.append(item)
+                continue
+            counts[item.reply] = count(item.reply, 0) + 1
+            if pending:
+                self._send(channel, b"".join(pending))
+                pending = []
+            connection.busy = True
+            try:
+                if item.delay:
+                    gevent.sleep(item.delay)
+                if item.rate:
+                    self._drip(channel, item.reply, item.rate)
+                else:
+                    self._send(channel, item.reply)
+            finally:
+                connection.busy = False
+                connection.reads += 1  # the wait was ours: the client's silence starts now
+        if pending:
+            self._send(channel, b"".join(pending))
+
+    def _send(self, channel, replies: bytes) -> None:
+        if replies:
+            channel.send(replies if self.profile.enhanced_codes else strip_enhanced_codes(replies))
+
+    def _drip(self, channel, reply: bytes, rate: int) -> None:
+        """Send `reply` at `rate` bytes a second: a piece at least every DRIP_TICK seconds."""
+        if not self.profile.enhanced_codes:
+            reply = strip_enhanced_codes(reply)
+        piece = max(1, int(rate * DRIP_TICK))
+        for start in range(0, len(reply), piece):
+            if start:
+                gevent.sleep(piece / rate)
+            channel.send(reply[start:start + piece])
+
+    def _start_tls(self, sock, session, connection):
+        """Handshake on a duplicate of the connection's descriptor; a `_TlsChannel`, or None."""
+        import gevent.socket
+
+        duplicate = gevent.socket.socket(sock.family, _socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
+        connection.tls = True
+        try:
+            tls_socket = self._tls_context.wrap_socket(duplicate, server_side=True)
+        except (OSError, ValueError):
+            duplicate.close()
+            self.stats.tls_failures += 1
+            return None
+        self.stats.tls_sessions += 1
+        session.tls_started()
+        return _TlsChannel(tls_socket)
 
     def _sweep_loop(self) -> None:
         timeout = self.timeout
@@ -414,25 +645,81 @@ class SinkServer:
             gevent.sleep(period)
             now = time.monotonic()
             for connection in list(self._connections):
-                if connection.reads != connection.seen_reads:
+                if connection.reads != connection.seen_reads or connection.busy:
                     connection.seen_reads = connection.reads
                     connection.seen_at = now
                 elif now - connection.seen_at >= timeout:
                     self._connections.discard(connection)
                     self.stats.timeouts += 1
                     try:  # the session wakes up to end of file (or a failed send) and ends
-                        connection.sock.send(S421_TIMEOUT, _DONTWAIT)
+                        if not connection.tls:
+                            connection.sock.send(S421_TIMEOUT, _DONTWAIT)
                         connection.sock.shutdown(_socket.SHUT_RDWR)
                     except OSError:
                         pass
 
 
-def _hand_over(greenlet, sock) -> None:
+class _PlainChannel:
+    """The full loop's reads and writes on the raw socket."""
+
+    __slots__ = ("sock", "hub", "watcher")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.hub = gevent.get_hub()
+        self.watcher = self.hub.loop.io(sock.fileno(), _READ)
+
+    def recv(self) -> bytes:
+        while True:
+            self.hub.wait(self.watcher)
+            try:
+                return self.sock.recv(RECV_SIZE, _DONTWAIT)
+            except BlockingIOError:
+                continue
+
+    def send(self, data: bytes) -> None:
+        _send_all(self.sock, data, self.hub)
+
+    def close(self) -> None:
+        self.watcher.close()
+
+
+class _TlsChannel:
+    """The full loop's reads and writes through a gevent SSLSocket."""
+
+    __slots__ = ("tls_socket",)
+
+    def __init__(self, tls_socket):
+        self.tls_socket = tls_socket
+
+    def recv(self) -> bytes:
+        return self.tls_socket.recv(RECV_SIZE)
+
+    def send(self, data: bytes) -> None:
+        self.tls_socket.sendall(data)
+
+    def close(self) -> None:
+        self.tls_socket.close()
+
+
+def _hand_over(greenlet, sock, peer) -> None:
     """Resume a parked session greenlet with a new connection (a loop callback)."""
     if greenlet.dead:  # killed while the hand-over was queued: the server is stopping
         sock.close()
     else:
-        greenlet.switch(sock)
+        greenlet.switch((sock, peer))
+
+
+def _is_local(target: Target) -> bool:
+    """A unix socket or a loopback address: every client is on this machine."""
+    if target.is_unix:
+        return True
+    if target.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(target.host).is_loopback
+    except ValueError:
+        return False
 
 
 def _send_all(sock, data: bytes, hub) -> None:

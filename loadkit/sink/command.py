@@ -1,14 +1,74 @@
 """``loadkit sink``: accept and discard mail fast, like Postfix's smtp-sink.
 
-    loadkit sink [-L] [-c] [-M count] [-h hostname] [-t timeout]
-                 [--stats-json PATH] [inet:][host]:port | unix:path [backlog]
+    loadkit sink [options] [inet:][host]:port | smtps:[host]:port | unix:path [backlog]
+
+Like smtp-sink:
 
 -L             speak LMTP (LHLO; one end-of-data reply per recipient)
 -c             show running counters on stderr (at most ten updates a second)
 -M count       exit after answering that many messages
 -h hostname    the name in the greeting and the HELO/EHLO reply
 -t timeout     close a session silent for that many seconds (default 100)
---stats-json   write the counters, address and duration there on exit
+-p -8 -e -E -a -N
+               do not offer PIPELINING, 8BITMIME, ESMTP (EHLO is then an
+               unknown command), ENHANCEDSTATUSCODES (replies lose their
+               x.y.z codes), AUTH, DSN
+-f / -r COMMANDS
+               reject these commands (comma-separated) with smtp-sink's
+               "500 5.3.0" / "450 4.3.0" replies; commands are connect, helo,
+               ehlo, lhlo, mail, rcpt, data, . (or data-end: the end of the
+               message), bdat, rset, noop, quit, vrfy, help, starttls, auth
+-q / -Q COMMANDS
+               after these commands, disconnect without a reply / say 421 and
+               disconnect
+-w seconds     wait that long before answering DATA (``--delay data:SECONDS``)
+
+Beyond smtp-sink:
+
+--size BYTES          the SIZE limit, for MAIL SIZE= and for the data (default
+                      10240000; 0: none); over it: 552 5.3.4
+--no-size --no-starttls --no-smtputf8 --no-chunking
+                      do not offer those (long forms of the above too:
+                      --no-pipelining --no-8bitmime --no-esmtp
+                      --no-enhanced-status-codes --no-auth --no-dsn)
+--greeting TEXT       the banner's text after the host name
+--tls-cert / --tls-key FILE
+                      the certificate for STARTTLS and implicit TLS; without
+                      them the sink makes a self-signed one
+--implicit-tls        TLS from the first byte (as does an smtps: endpoint)
+--auth-users FILE     user:password lines; without it AUTH accepts everyone
+--auth-mechanisms LIST
+                      offered mechanisms: PLAIN, LOGIN, CRAM-MD5 (default PLAIN,LOGIN)
+--auth-plaintext      offer AUTH before TLS too. By default AUTH is offered
+                      after STARTTLS, and before it only when the sink listens
+                      on a loopback address or a unix socket (every client
+                      is then local), as a submission service trusting only
+                      local clients would.
+--reject CMD:CODE[:RATE]
+                      answer CODE (4xx/5xx) instead, always or at RATE (0-1):
+                      rcpt:550:0.05, mail:451, data-end:554, connect:554
+--delay CMD:DELAY     wait before the reply: data:50ms, or drawn:
+                      rcpt:uniform:5ms:20ms, rcpt:exp:10ms,
+                      rcpt:lognormal:10ms:3 (median 10 ms; 3 is the geometric
+                      standard deviation: 68% of delays within 3.3-30 ms)
+--drip CMD:BYTES_PER_SECOND
+                      send the reply that slowly
+--greylist            the first RCPT of each (client address, sender,
+                      recipient) gets 450 4.7.1, later ones pass
+--greylist-delay SECONDS
+                      ... only once that long after the first
+--seed N              rates draw from random numbers seeded with N: the same
+                      counts on every run
+--store DIR           keep each accepted message in DIR/new/ (a maildir; the
+                      sink names the files) ...
+--store-max N         ... at most N of them (the rest accepted, not kept)
+--no-trace            do not read X-Loadkit-Trace headers (delivery delay,
+                      duplicates); reading them costs about 1 µs a message
+--stats-json PATH     write the counters, address and duration there on exit
+
+Every fault is counted in the stats (``faults``: kind -> command -> count),
+with the replies sent by code, TLS and AUTH outcomes, the store's counts and
+the trace's delay histogram and duplicates.
 
 A bare port binds 127.0.0.1. Port 0 binds a free port; the first line on
 stdout always says where: ``loadkit sink: listening on smtp://127.0.0.1:PORT``.
@@ -25,10 +85,26 @@ import sys
 import gevent
 
 from loadkit.cli import CommandError
+from loadkit.sink._auth import MECHANISMS
+from loadkit.sink._faults import FaultError, FaultPlan, Greylist, command_list
+from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
 from loadkit.sink._server import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkError, SinkServer
 from loadkit.targets import TargetError, parse_listen
 
 COUNTER_INTERVAL = 0.1  # seconds between updates of the -c line
+
+# (short option, long option, capability) of what can be turned off
+CAPABILITY_SWITCHES = (
+    ("-p", "--no-pipelining", "PIPELINING"),
+    ("-8", "--no-8bitmime", "8BITMIME"),
+    ("-E", "--no-enhanced-status-codes", "ENHANCEDSTATUSCODES"),
+    ("-a", "--no-auth", "AUTH"),
+    ("-N", "--no-dsn", "DSN"),
+    (None, "--no-size", "SIZE"),
+    (None, "--no-starttls", "STARTTLS"),
+    (None, "--no-smtputf8", "SMTPUTF8"),
+    (None, "--no-chunking", "CHUNKING"),
+)
 
 
 def _positive_int(text: str) -> int:
@@ -38,6 +114,15 @@ def _positive_int(text: str) -> int:
 
 
 _positive_int.__name__ = "positive integer"  # argparse names the type in its error
+
+
+def _whole_number(text: str) -> int:
+    if not text.isdigit():
+        raise ValueError(text)
+    return int(text)
+
+
+_whole_number.__name__ = "whole number"
 
 
 def _positive_float(text: str) -> float:
@@ -50,39 +135,164 @@ def _positive_float(text: str) -> float:
 _positive_float.__name__ = "positive number"
 
 
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "number of seconds"
+
+
 def add_arguments(parser) -> None:
     # smtp-sink spells the greeting name -h; help stays reachable as --help.
     parser.conflict_handler = "resolve"
     parser._optionals.conflict_handler = "resolve"
-    parser.add_argument("-L", dest="lmtp", action="store_true", help="speak LMTP instead of SMTP")
-    parser.add_argument("-c", dest="counters", action="store_true",
-                        help="show running counters on stderr")
-    parser.add_argument("-M", dest="max_messages", type=_positive_int, metavar="COUNT",
-                        help="exit after answering COUNT messages")
-    parser.add_argument("-h", dest="hostname", default="loadkit-sink", metavar="HOSTNAME",
-                        help="the name in the greeting and HELO/EHLO reply (default: loadkit-sink)")
-    parser.add_argument("-t", dest="timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
-                        metavar="SECONDS", help="close sessions silent that long (default: 100)")
-    parser.add_argument("--stats-json", metavar="PATH",
-                        help="write sessions, messages, recipients, bytes, address and duration there on exit")
-    parser.add_argument("endpoint", metavar="[inet:][host]:port | unix:path",
-                        help="where to listen; a bare port binds 127.0.0.1")
-    parser.add_argument("backlog", nargs="?", type=_positive_int, default=DEFAULT_BACKLOG,
-                        help=f"listen queue length (default: {DEFAULT_BACKLOG})")
+    add = parser.add_argument
+    add("-L", dest="lmtp", action="store_true", help="speak LMTP instead of SMTP")
+    add("-c", dest="counters", action="store_true", help="show running counters on stderr")
+    add("-M", dest="max_messages", type=_positive_int, metavar="COUNT", help="exit after answering COUNT messages")
+    add("-h", dest="hostname", default="loadkit-sink", metavar="HOSTNAME",
+        help="the name in the greeting and HELO/EHLO reply (default: loadkit-sink)")
+    add("-t", dest="timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+        metavar="SECONDS", help="close sessions silent that long (default: 100)")
+    add("--stats-json", metavar="PATH",
+        help="write the counters (messages, replies, faults, trace, ...), address and duration there on exit")
+
+    group = parser.add_argument_group("capabilities (all offered unless turned off)")
+    for short, long, capability in CAPABILITY_SWITCHES:
+        names = [short, long] if short else [long]
+        group.add_argument(*names, dest="without", action="append_const", const=capability,
+                           help=f"do not offer {capability}")
+    group.add_argument("-e", "--no-esmtp", dest="no_esmtp", action="store_true",
+                       help="no ESMTP: EHLO is an unknown command")
+    group.add_argument("--size", type=_whole_number, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+                       help=f"message size limit, 0 for none (default: {DEFAULT_MAX_SIZE})")
+    group.add_argument("--greeting", metavar="TEXT", help="the banner's text after the host name")
+
+    group = parser.add_argument_group("TLS and AUTH")
+    group.add_argument("--tls-cert", metavar="FILE", help="PEM certificate (default: a self-signed one made at start)")
+    group.add_argument("--tls-key", metavar="FILE", help="PEM private key, if not in --tls-cert")
+    group.add_argument("--implicit-tls", action="store_true", help="TLS from the first byte (smtps)")
+    group.add_argument("--auth-users", metavar="FILE", help="user:password lines (default: accept everyone)")
+    group.add_argument("--auth-mechanisms", metavar="LIST", default="PLAIN,LOGIN",
+                       help=f"offered mechanisms, from {','.join(MECHANISMS)} (default: PLAIN,LOGIN)")
+    group.add_argument("--auth-plaintext", action="store_true",
+                       help="offer AUTH before TLS even when not listening on loopback")
+
+    group = parser.add_argument_group("faults on purpose")
+    group.add_argument("-f", dest="hard_reject", action="append", default=[], metavar="COMMANDS",
+                       help="reject these commands with 500 5.3.0")
+    group.add_argument("-r", dest="soft_reject", action="append", default=[], metavar="COMMANDS",
+                       help="reject these commands with 450 4.3.0")
+    group.add_argument("-q", dest="disconnect", action="append", default=[], metavar="COMMANDS",
+                       help="disconnect without a reply after these commands")
+    group.add_argument("-Q", dest="shutdown", action="append", default=[], metavar="COMMANDS",
+                       help="reply 421 and disconnect after these commands")
+    group.add_argument("-w", dest="data_delay", type=_seconds, metavar="SECONDS",
+                       help="wait that long before answering DATA")
+    group.add_argument("--reject", action="append", default=[], metavar="CMD:CODE[:RATE]",
+                       help="answer CODE instead, always or at RATE (0-1), e.g. rcpt:550:0.05")
+    group.add_argument("--delay", action="append", default=[], metavar="CMD:DELAY",
+                       help="wait before replying: data:50ms, rcpt:uniform:5ms:20ms, rcpt:exp:10ms, "
+                            "rcpt:lognormal:10ms:3")
+    group.add_argument("--drip", action="append", default=[], metavar="CMD:BYTES_PER_SECOND",
+                       help="send the reply that slowly, e.g. ehlo:20")
+    group.add_argument("--greylist", action="store_true",
+                       help="450 4.7.1 for the first RCPT of each (client, sender, recipient)")
+    group.add_argument("--greylist-delay", type=_seconds, metavar="SECONDS",
+                       help="greylisted triplets pass only that long after the first attempt")
+    group.add_argument("--seed", type=int, metavar="N", help="seed the random rates: the same counts every run")
+
+    group = parser.add_argument_group("what is kept of the messages")
+    group.add_argument("--store", metavar="DIR", help="keep each accepted message as a file in DIR/new/")
+    group.add_argument("--store-max", type=_positive_int, metavar="N", help="keep at most N messages")
+    group.add_argument("--no-trace", dest="trace", action="store_false",
+                       help="do not read X-Loadkit-Trace headers (delivery delay, duplicates)")
+
+    add("endpoint", metavar="[inet:][host]:port | smtps:[host]:port | unix:path",
+        help="where to listen; a bare port binds 127.0.0.1")
+    add("backlog", nargs="?", type=_positive_int, default=DEFAULT_BACKLOG,
+        help=f"listen queue length (default: {DEFAULT_BACKLOG})")
+
+
+def fault_plan(args) -> FaultPlan | None:
+    """The faults the options ask for, in the order given by kind; None when there are none."""
+    plan = FaultPlan(seed=args.seed)
+    try:
+        for text in args.hard_reject:
+            for command in command_list(text):
+                plan.hard_reject(command)
+        for text in args.soft_reject:
+            for command in command_list(text):
+                plan.soft_reject(command)
+        for spec in args.reject:
+            plan.add_reject_spec(spec)
+        for text in args.disconnect:
+            for command in command_list(text):
+                plan.disconnect(command)
+        for text in args.shutdown:
+            for command in command_list(text):
+                plan.shutdown(command)
+        if args.data_delay is not None:
+            plan.delay("data", f"{args.data_delay}s")
+        for spec in args.delay:
+            plan.add_delay_spec(spec)
+        for spec in args.drip:
+            plan.add_drip_spec(spec)
+    except FaultError as error:
+        raise CommandError(str(error)) from None
+    return plan or None
+
+
+def build_server(args) -> SinkServer:
+    """A `SinkServer` as the options describe it (CommandError for bad input)."""
+    protocol = "lmtp" if args.lmtp else "smtp"
+    endpoint = args.endpoint
+    implicit_tls = args.implicit_tls
+    if endpoint.startswith("smtps:"):
+        endpoint = endpoint[len("smtps:"):]
+        implicit_tls = True
+    try:
+        target = parse_listen(endpoint, protocol)
+    except TargetError as error:
+        raise CommandError(str(error)) from None
+    if args.no_esmtp and args.lmtp:
+        raise CommandError("-e cannot go with -L: LMTP has no HELO to fall back to")
+    if args.greylist_delay is not None and not args.greylist:
+        raise CommandError("--greylist-delay needs --greylist")
+    if args.store_max is not None and not args.store:
+        raise CommandError("--store-max needs --store")
+    if args.tls_key and not args.tls_cert:
+        raise CommandError("--tls-key needs --tls-cert")
+    without = set(args.without or ())
+    capabilities = tuple(name for name in DEFAULT_CAPABILITIES if name not in without)
+    if implicit_tls:
+        capabilities = tuple(name for name in capabilities if name != "STARTTLS")
+    greylist = Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None
+    mechanisms = tuple(word for word in args.auth_mechanisms.replace(",", " ").split() if word)
+    try:
+        return SinkServer(
+            target, hostname=args.hostname, max_messages=args.max_messages,
+            timeout=args.timeout, backlog=args.backlog, capabilities=capabilities, max_size=args.size,
+            esmtp=not args.no_esmtp, greeting=args.greeting,
+            tls_cert=args.tls_cert, tls_key=args.tls_key, implicit_tls=implicit_tls,
+            auth_users=args.auth_users, auth_mechanisms=mechanisms,
+            auth_plaintext=True if args.auth_plaintext else None,
+            faults=fault_plan(args), greylist=greylist,
+            store=args.store, store_max=args.store_max, trace=args.trace,
+        )
+    except SinkError as error:
+        raise CommandError(str(error)) from None
 
 
 def run(args) -> int:
-    protocol = "lmtp" if args.lmtp else "smtp"
-    try:
-        target = parse_listen(args.endpoint, protocol)
-    except TargetError as error:
-        raise CommandError(str(error)) from None
     if args.stats_json:
         _check_writable(args.stats_json)
-    server = SinkServer(
-        target, hostname=args.hostname, max_messages=args.max_messages,
-        timeout=args.timeout, backlog=args.backlog,
-    )
+    server = build_server(args)
+    if server.tls_problem:
+        print(f"loadkit sink: STARTTLS not offered: {server.tls_problem}", file=sys.stderr, flush=True)
     try:
         server.start(in_thread=False)
     except SinkError as error:

@@ -21,7 +21,8 @@ def test_smtplib_smtp_several_messages_on_one_connection():
             code, capabilities = client.ehlo("client.test")
             assert code == 250
             assert capabilities.split(b"\n") == [
-                b"sink.test", b"PIPELINING", b"SIZE 10240000", b"8BITMIME", b"ENHANCEDSTATUSCODES"
+                b"sink.test", b"PIPELINING", b"SIZE 10240000", b"STARTTLS", b"AUTH PLAIN LOGIN",
+                b"ENHANCEDSTATUSCODES", b"8BITMIME", b"DSN", b"SMTPUTF8", b"CHUNKING",
             ]
             for _ in range(3):
                 assert client.sendmail("s@example.com", RECIPIENTS, MESSAGE) == {}
