@@ -5,7 +5,8 @@ A `FaultPlan` holds rules, each tied to one command: a verb (``MAIL``,
 message, after DATA or BDAT LAST). For a command with rules, the first
 rule that fires among the *terminal* ones decides instead of the protocol:
 
-reject      answer CODE (4xx or 5xx) and do not carry the command out;
+reject      answer CODE (4xx or 5xx) and do not carry the command out
+            (421 also closes the connection, as that code says);
             ``--reject rcpt:550:0.05`` fires for 5% of RCPT commands,
             smtp-sink's ``-f``/``-r`` always, with its own replies
 disconnect  close the connection without a reply (smtp-sink ``-q``)
@@ -295,7 +296,7 @@ class FaultPlan:
         for rule in self._terminal.get(command, ()):
             if rule.fires():
                 stats.count_fault(rule.kind, rule.label)
-                if rule.kind != "reject":
+                if rule.kind != "reject" or rule.reply[:3] == b"421":  # 421 always means closing
                     session.closing = True
                 return rule.reply
         reply = produce(*arguments)

@@ -86,8 +86,10 @@ class SinkStats:
     def fold_replies(self) -> None:
         """Move the per-object reply counts into per-code counts (when there are many objects)."""
         if len(self.replies) > FOLD_REPLIES_ABOVE:
-            replies = self.replies
-            self.replies = {}
+            # In place: sessions hold the dict itself. Nothing runs between the copy
+            # and the clear (no greenlet switch), so no count is lost.
+            replies = dict(self.replies)
+            self.replies.clear()
             _add_codes(self._codes, replies)
 
     def reply_codes(self) -> dict[str, int]:

@@ -132,6 +132,18 @@ def run_bad(*arguments: str) -> subprocess.CompletedProcess:
         (["-M", "0", "127.0.0.1:0"], "invalid positive integer value"),
         (["--stats-json", "/nonexistent-dir/stats.json", "127.0.0.1:0"], "cannot write --stats-json"),
         (["192.0.2.1:0"], "cannot listen on 192.0.2.1:0"),
+        (["--reject", "rcpt:650", "127.0.0.1:0"], "reject code 650 is not a 4xx or 5xx code"),
+        (["--delay", "data:soon", "127.0.0.1:0"], "bad duration 'soon'"),
+        (["-f", "mail,bogus", "127.0.0.1:0"], "unknown command 'bogus'"),
+        (["--drip", "ehlo", "127.0.0.1:0"], "bad --drip 'ehlo'"),
+        (["-e", "-L", "127.0.0.1:0"], "-e cannot go with -L"),
+        (["--greylist-delay", "5", "127.0.0.1:0"], "--greylist-delay needs --greylist"),
+        (["--store-max", "3", "127.0.0.1:0"], "--store-max needs --store"),
+        (["--size=-1", "127.0.0.1:0"], "invalid whole number value"),
+        (["--auth-users", "/nonexistent-dir/users", "127.0.0.1:0"], "cannot read --auth-users"),
+        (["--auth-mechanisms", "PLAIN,GSSAPI", "127.0.0.1:0"], "unknown AUTH mechanism GSSAPI"),
+        (["--tls-cert", "/nonexistent-dir/cert.pem", "127.0.0.1:0"], "cannot use --tls-cert"),
+        (["--store", "/proc/no-such-dir/mail", "127.0.0.1:0"], "cannot use --store"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(arguments, message):
@@ -149,3 +161,48 @@ def test_address_in_use_is_one_line_and_exit_2():
         result = run_bad(f"127.0.0.1:{taken.getsockname()[1]}")
     assert result.returncode == 2
     assert "Address already in use" in result.stderr and result.stderr.count("\n") == 1
+
+
+def ehlo(port: int) -> tuple[bytes, bytes]:
+    """(banner, reply to EHLO) from a sink on `port`."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        banner = sock.recv(1000)
+        sock.sendall(b"EHLO client\r\n")
+        reply = b""
+        while not reply.endswith(b"\r\n") or reply.split(b"\r\n")[-2][3:4] != b" ":
+            reply += sock.recv(1000)
+        return banner, reply
+
+
+def test_every_capability_can_be_turned_off():
+    switches = ["-p", "-8", "-E", "-a", "-N", "--no-size", "--no-starttls", "--no-smtputf8", "--no-chunking"]
+    with sink_process(*switches, "-h", "bare.test", "--greeting", "hello", "127.0.0.1:0") as sink:
+        assert ehlo(sink.port) == (b"220 bare.test hello\r\n", b"250 bare.test\r\n")
+    with sink_process("-e", "127.0.0.1:0") as sink:
+        # no ESMTP: no ENHANCEDSTATUSCODES either
+        assert ehlo(sink.port) == (b"220 loadkit-sink loadkit\r\n", b"500 Error: command not recognized\r\n")
+    with sink_process("127.0.0.1:0") as sink:
+        _, reply = ehlo(sink.port)
+    assert reply.split(b"\r\n")[1:-1] == [
+        b"250-PIPELINING", b"250-SIZE 10240000", b"250-STARTTLS", b"250-AUTH PLAIN LOGIN",
+        b"250-ENHANCEDSTATUSCODES", b"250-8BITMIME", b"250-DSN", b"250-SMTPUTF8", b"250 CHUNKING",
+    ]
+
+
+def test_smtps_endpoint_and_the_stats_file_fields(tmp_path):
+    import ssl
+
+    stats_path = str(tmp_path / "stats.json")
+    with sink_process("--size", "5000", "smtps:127.0.0.1:0", stats_path=stats_path) as sink:
+        assert sink.url.startswith("smtps://127.0.0.1:")
+        context = ssl.create_default_context()
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        with smtplib.SMTP_SSL("127.0.0.1", sink.port, timeout=10, context=context) as client:
+            assert client.ehlo()[0] == 250 and client.esmtp_features["size"] == "5000"
+            client.sendmail("s@example.com", ["a@example.com"], b"Subject: x\r\n\r\nbody\r\n")
+        stats = sink.terminate()
+    assert stats["messages"] == 1
+    assert stats["replies"] == {"220": 1, "221": 1, "250": 4, "354": 1}
+    assert stats["tls"] == {"sessions": 1, "failures": 0} and stats["faults"] == {}
+    assert stats["store"] == {"stored": 0, "skipped": 0, "failed": 0}
+    assert stats["trace"]["messages"] == 0 and stats["auth"] == {"ok": 0, "failed": 0}

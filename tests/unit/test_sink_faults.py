@@ -1,0 +1,156 @@
+"""Faults on purpose at the protocol level: specs, rates, delays, greylisting, the end of data."""
+
+from __future__ import annotations
+
+import math
+import random
+import statistics
+
+import pytest
+
+from loadkit.sink import Delay, FaultError, FaultPlan, Greylist, SinkProfile, SinkStats
+from loadkit.sink._faults import SlowReply, parse_duration
+
+TRANSACTION = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n.\r\n"
+
+
+def session(faults=None, lmtp=False, greylist=None, peer=("127.0.0.1", 40000)):
+    stats = SinkStats()
+    profile = SinkProfile(lmtp=lmtp, faults=faults, greylist=greylist)
+    return profile.new_session(stats, peer=peer), stats
+
+
+def codes(replies: bytes) -> list[str]:
+    return [line[:4].decode().strip() for line in replies.split(b"\r\n") if line]
+
+
+@pytest.mark.parametrize(
+    "text, seconds",
+    [("50ms", 0.05), ("1.5s", 1.5), ("200us", 0.0002), ("2m", 120.0), ("3", 3.0), (".5s", 0.5)],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize(
+    "method, spec, message",
+    [
+        ("add_reject_spec", "rcpt", r"use COMMAND:CODE\[:RATE\]"),
+        ("add_reject_spec", "rcpt:55", "three digits"),
+        ("add_reject_spec", "rcpt:250", "not a 4xx or 5xx"),
+        ("add_reject_spec", "rcpt:550:2", "not between 0 and 1"),
+        ("add_reject_spec", "rcpt:550:often", "rate must be a number"),
+        ("add_reject_spec", "xyzzy:550", "unknown command 'xyzzy'"),
+        ("add_delay_spec", "data", "use COMMAND:DELAY"),
+        ("add_delay_spec", "data:5 parsecs", "bad duration"),
+        ("add_delay_spec", "data:uniform:2s:1s", "must not exceed"),
+        ("add_delay_spec", "data:lognormal:10ms:0.5", "spread factor at least 1"),
+        ("add_delay_spec", "data:gamma:1:2", "bad delay"),
+        ("add_drip_spec", "ehlo:fast", "use COMMAND:BYTES_PER_SECOND"),
+        ("add_drip_spec", "ehlo:0", "at least 1 byte"),
+    ],
+)
+def test_bad_specs_say_what_is_wrong(method, spec, message):
+    with pytest.raises(FaultError, match=message):
+        getattr(FaultPlan(), method)(spec)
+
+
+def test_reject_rcpt_always_leaves_no_recipient():
+    smtp, stats = session(FaultPlan().add_reject_spec("rcpt:550"))
+    replies = smtp.feed(b"HELO c\r\n" + TRANSACTION)
+    assert codes(replies) == ["250", "250", "550", "554", "500", "500"]  # the body lines are commands now
+    assert b"550 5.3.0 Error: RCPT rejected (loadkit sink --reject)\r\n" in replies
+    assert stats.messages == 0 and stats.faults == {("reject", "rcpt"): 1}
+
+
+def test_reject_rate_with_a_seed_is_the_same_every_time():
+    def rejects(seed):
+        smtp, stats = session(FaultPlan(seed=seed).reject("rcpt", 450, rate=0.3))
+        smtp.feed(b"HELO c\r\n")
+        for _ in range(1000):
+            smtp.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRSET\r\n")
+        return stats.fault_count("reject", "rcpt")
+
+    first = rejects(7)
+    assert rejects(7) == first
+    assert 240 <= first <= 360  # 30% of 1000, give or take
+    assert rejects(8) != first or rejects(9) != first
+
+
+def test_a_rejected_end_of_data_is_not_a_message_and_lmtp_repeats_it():
+    plan = FaultPlan().reject("data-end", 554)
+    lmtp, stats = session(plan, lmtp=True)
+    replies = lmtp.feed(b"LHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRCPT TO:<e@f>\r\nDATA\r\nx\r\n.\r\nRSET\r\n")
+    assert codes(replies)[-4:] == ["354", "554", "554", "250"]
+    assert (stats.messages, stats.fault_count("reject", ".")) == (0, 1)
+    assert codes(lmtp.feed(b"RCPT TO:<c@d>\r\n")) == ["503"]  # the transaction is over
+
+
+def test_smtp_sink_style_rejects_and_disconnects():
+    plan = FaultPlan().hard_reject("mail").soft_reject("noop").shutdown("vrfy").disconnect("rset")
+    smtp, stats = session(plan)
+    assert smtp.feed(b"MAIL FROM:<a@b>\r\nNOOP\r\n") == (
+        b"500 5.3.0 Error: command failed\r\n450 4.3.0 Error: command failed\r\n"
+    )
+    assert smtp.feed(b"VRFY x\r\nNOOP\r\n") == b"421 4.3.0 Error: server closing connection\r\n"
+    assert smtp.closing
+    other, _ = session(plan)
+    assert other.feed(b"HELO c\r\nRSET\r\nNOOP\r\n") == b"250 loadkit-sink\r\n" and other.closing
+    assert stats.faults == {("reject", "mail"): 1, ("reject", "noop"): 1, ("shutdown", "vrfy"): 1}
+
+
+def test_delays_and_drips_come_out_as_slow_replies():
+    plan = FaultPlan(seed=1).delay("rcpt", "20ms").delay("rcpt", "5ms").drip("rcpt", 100).delay("data-end", "1s")
+    smtp, stats = session(plan)
+    out = smtp.feed_list(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+    assert out[0] == b"250 2.1.0 Ok\r\n"
+    assert out[1] == SlowReply(pytest.approx(0.025), 100, b"250 2.1.5 Ok\r\n")
+    assert out[3] == SlowReply(1.0, 0, b"250 2.0.0 Ok: queued\r\n")
+    assert stats.messages == 1
+    assert stats.faults == {("delay", "rcpt"): 2, ("drip", "rcpt"): 1, ("delay", "."): 1}
+
+
+def draws(spec: str, count: int = 20000) -> list[float]:
+    delay = Delay(spec)
+    rng = random.Random(42)
+    return [delay.draw(rng) for _ in range(count)]
+
+
+def test_delay_distributions():
+    assert set(draws("fixed:50ms", 10)) == {0.05}
+    uniform = draws("uniform:10ms:20ms")
+    assert 0.01 <= min(uniform) and max(uniform) <= 0.02
+    assert statistics.mean(draws("exp:10ms")) == pytest.approx(0.01, rel=0.05)
+    lognormal = draws("lognormal:10ms:3")
+    assert statistics.median(lognormal) == pytest.approx(0.01, rel=0.05)
+    within = sum(0.01 / 3 <= value <= 0.03 for value in lognormal) / len(lognormal)
+    assert within == pytest.approx(math.erf(1 / math.sqrt(2)), abs=0.02)  # one geometric standard deviation
+    assert max(draws("lognormal:100s:100", 200)) <= 600.0  # cut at MAX_DELAY
+
+
+def test_greylist_first_attempt_fails_later_ones_pass():
+    greylist = Greylist()
+    assert not greylist.passes(("1.2.3.4", b"a", b"b"), 0.0)
+    assert greylist.passes(("1.2.3.4", b"a", b"b"), 0.0)
+    delayed = Greylist(delay=60)
+    assert not delayed.passes(("ip", b"a", b"b"), 100.0)
+    assert not delayed.passes(("ip", b"a", b"b"), 159.0)
+    assert delayed.passes(("ip", b"a", b"b"), 160.0)
+    small = Greylist(max_entries=2)
+    for key in ("k1", "k2", "k3"):
+        small.passes((key,), 0.0)
+    assert not small.passes(("k1",), 0.0)  # forgotten, the oldest: greylisted anew
+
+
+def test_greylisting_in_a_session_keys_on_client_sender_and_recipient():
+    greylist = Greylist()
+    first, stats = session(greylist=greylist)
+    assert codes(first.feed(b"HELO c\r\n" + TRANSACTION)) == ["250", "250", "450", "554", "500", "500"]
+    assert first.feed(b"RSET\r\n") == b"250 2.0.0 Ok\r\n"
+    second, _ = session(greylist=greylist)
+    second.stats = stats
+    assert codes(second.feed(b"HELO c\r\n" + TRANSACTION)) == ["250", "250", "250", "354", "250"]
+    other_client, _ = session(greylist=greylist, peer=("127.0.0.2", 1))
+    other_client.stats = stats
+    assert codes(other_client.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")) == ["250", "250", "450"]
+    assert stats.faults == {("greylist", "rcpt"): 2} and stats.messages == 1

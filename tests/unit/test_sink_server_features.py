@@ -1,0 +1,159 @@
+"""The sink's full loop over loopback: TLS, faults in time, a rejected greeting, replies counted."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest
+
+from loadkit.sink import FaultPlan, SinkError, SinkServer
+from tests.unit.test_sink_server import connect, read_replies
+
+
+def client_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the sink's own self-signed certificate
+    return context
+
+
+def final_codes(replies: list[bytes]) -> list[bytes]:
+    return [reply[:3] for reply in replies if reply[3:4] == b" "]
+
+
+def test_starttls_then_a_transaction_inside_tls():
+    with SinkServer("127.0.0.1:0") as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x>\r\n")  # the MAIL must be dropped
+            replies = read_replies(sock, 2)
+            assert replies[-1] == b"220 2.0.0 Ready to start TLS"
+            with client_context().wrap_socket(sock, server_hostname="loadkit-sink") as tls:
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+                tls.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecret\r\n.\r\nQUIT\r\n")
+                replies = read_replies(tls, 6)
+                assert b"250-STARTTLS" not in replies and b"250-AUTH PLAIN LOGIN" in replies
+                assert final_codes(replies) == [b"250", b"250", b"250", b"354", b"250", b"221"]
+    stats = server.stats
+    assert (stats.messages, stats.bytes, stats.tls_sessions, stats.tls_failures) == (1, 8, 1, 0)
+    assert stats.reply_codes() == {"220": 2, "221": 1, "250": 5, "354": 1}
+
+
+def test_implicit_tls_and_a_failed_handshake():
+    with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
+        assert server.url.startswith("smtps://127.0.0.1:")
+        with socket.create_connection(server.address, timeout=5) as raw:
+            with client_context().wrap_socket(raw) as tls:
+                assert read_replies(tls, 1) == [b"220 loadkit-sink ESMTP loadkit"]
+                tls.sendall(b"EHLO c\r\nQUIT\r\n")
+                assert b"250-STARTTLS" not in read_replies(tls, 2)
+        with connect(server) as plain:
+            plain.sendall(b"EHLO this is not a TLS client hello\r\n")
+            try:
+                while plain.recv(100):  # at most a TLS alert, then the sink closes
+                    pass
+            except ConnectionResetError:
+                pass  # closed with our bytes unread
+        deadline = time.monotonic() + 5
+        while server.stats.tls_failures < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (1, 1)
+
+
+def test_bad_certificate_files_are_one_line_errors(tmp_path):
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(SinkError, match="not a PEM certificate"):
+        SinkServer("127.0.0.1:0", tls_cert=str(junk))
+    with pytest.raises(SinkError, match="No such file"):
+        SinkServer("127.0.0.1:0", tls_cert=str(tmp_path / "missing.pem"))
+
+
+def test_auth_before_tls_depends_on_the_listening_address():
+    with SinkServer("127.0.0.1:0", auth_plaintext=False) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\n")
+            assert b"250-AUTH PLAIN LOGIN" not in read_replies(sock, 1)
+    assert SinkServer("127.0.0.1:0").profile.plaintext_auth
+    assert not SinkServer("0.0.0.0:0").profile.plaintext_auth
+
+
+def test_a_rejected_greeting_wants_quit():
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().reject("connect", 554)) as server:
+        with connect(server) as sock:
+            assert read_replies(sock, 1) == [b"554 5.3.0 Error: CONNECT rejected (loadkit sink --reject)"]
+            sock.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nQUIT\r\n")
+            assert final_codes(read_replies(sock, 3)) == [b"503", b"503", b"221"]
+            assert sock.recv(10) == b""
+    assert server.stats.faults == {("reject", "connect"): 1}
+
+
+@pytest.mark.parametrize("plan, expected", [
+    (FaultPlan().shutdown("connect"), b"421 4.3.0 Error: server closing connection\r\n"),
+    (FaultPlan().disconnect("connect"), b""),
+    (FaultPlan().reject("connect", 421), b"421 4.3.0 Error: CONNECT rejected (loadkit sink --reject)\r\n"),
+])
+def test_greetings_that_close(plan, expected):
+    with SinkServer("127.0.0.1:0", faults=plan) as server:
+        with connect(server) as sock:
+            received = b""
+            while True:
+                chunk = sock.recv(1000)
+                if not chunk:
+                    break
+                received += chunk
+    assert received == expected
+    assert sum(server.stats.faults.values()) == 1
+
+
+def test_a_delay_holds_the_reply_and_later_pipelined_replies():
+    plan = FaultPlan().delay("rcpt", "150ms")
+    with SinkServer("127.0.0.1:0", faults=plan) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            started = time.monotonic()
+            sock.sendall(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nNOOP\r\n")
+            first = sock.recv(1000)  # what came before the delayed reply is sent at once
+            assert first == b"250 loadkit-sink\r\n250 2.1.0 Ok\r\n"
+            assert time.monotonic() - started < 0.12
+            assert final_codes(read_replies(sock, 2)) == [b"250", b"250"]
+            assert 0.15 <= time.monotonic() - started < 2.0
+    assert server.stats.faults == {("delay", "rcpt"): 1}
+
+
+def test_a_dripped_reply_arrives_whole_and_slowly():
+    plan = FaultPlan().drip("helo", 100)  # "250 loadkit-sink\r\n" is 18 bytes: about 0.17 s
+    with SinkServer("127.0.0.1:0", faults=plan) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            started = time.monotonic()
+            sock.sendall(b"HELO c\r\n")
+            pieces = []
+            while b"".join(pieces).count(b"\r\n") < 1:
+                pieces.append(sock.recv(100))
+            elapsed = time.monotonic() - started
+    assert b"".join(pieces) == b"250 loadkit-sink\r\n" and len(pieces) > 2
+    assert 0.12 <= elapsed < 2.0
+
+
+def test_replies_without_enhanced_codes_on_the_wire():
+    with SinkServer("127.0.0.1:0", capabilities=("PIPELINING", "SIZE")) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\nMAIL FROM:<a@b>\r\nQUIT\r\n")
+            assert read_replies(sock, 3) == [
+                b"250-loadkit-sink", b"250-PIPELINING", b"250 SIZE 10240000", b"250 Ok", b"221 Bye",
+            ]
+
+
+def test_a_long_delay_is_not_the_clients_timeout():
+    plan = FaultPlan().delay("noop", "700ms")
+    with SinkServer("127.0.0.1:0", faults=plan, timeout=0.4) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"NOOP\r\n")
+            assert read_replies(sock, 1) == [b"250 2.0.0 Ok"]
+    assert server.stats.timeouts == 0
