@@ -8,6 +8,8 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
 from contextlib import contextmanager
 
 from tests.conftest import find_peer, free_port, wait_for_port
@@ -26,23 +28,44 @@ class PostfixSink:
         if lmtp:
             command.append("-L")
         command += [f"127.0.0.1:{self.port}", "256"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        wait_for_port("127.0.0.1", self.port)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         self.output = b""
+        self._reader = threading.Thread(target=self._read_counters, daemon=True)
+        self._reader.start()
+        wait_for_port("127.0.0.1", self.port)
+
+    def _read_counters(self) -> None:
+        while chunk := self.process.stdout.read1(4096):
+            self.output += chunk
+
+    def _counts(self) -> dict | None:
+        counters = _COUNTERS.findall(self.output)
+        if not counters:
+            return None
+        sessions, quits, messages = (int(n) for n in counters[-1])
+        # wait_for_port's probe connection is a session too
+        return {"sessions": sessions - 1, "quits": quits, "messages": messages}
 
     @property
     def url(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def stop(self) -> dict:
+    def stop(self, sessions: int | None = None, timeout: float = 10.0) -> dict:
+        """Stop and return the last counters; with `sessions`, first give smtp-sink
+        time to count that many ended sessions (it counts a session when it has
+        closed it, which can be after our client saw the 221)."""
+        deadline = time.monotonic() + timeout
+        while sessions is not None and time.monotonic() < deadline:
+            counts = self._counts()
+            if counts and counts["sessions"] >= sessions:
+                break
+            time.sleep(0.02)
         self.process.send_signal(signal.SIGTERM)
-        out, err = self.process.communicate(timeout=10)
-        self.output = out
-        counters = _COUNTERS.findall(out)
-        assert counters, f"smtp-sink printed no counters: {out[-200:]!r} {err[-200:]!r}"
-        sessions, quits, messages = (int(n) for n in counters[-1])
-        # wait_for_port's probe connection is a session too
-        return {"sessions": sessions - 1, "quits": quits, "messages": messages}
+        self.process.wait(timeout)
+        self._reader.join(timeout)
+        counts = self._counts()
+        assert counts, f"smtp-sink printed no counters: {self.output[-200:]!r}"
+        return counts
 
 
 @contextmanager
