@@ -1,0 +1,189 @@
+"""What every instance shares: its state folder, instance.json, start and stop.
+
+An instance lives in one state folder and writes nothing outside it. The
+folder is the instance's identity across commands: ``up`` writes
+``instance.json`` there, ``status`` and ``down`` (often another process,
+later) read it back with `Instance.from_state`.
+
+A folder is only ever emptied when it holds an instance.json of the same
+server, so pointing ``--dir`` at a folder with other files is refused
+rather than wiped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar
+
+from loadkit.instances._system import InstanceError
+
+INSTANCE_FILE = "instance.json"
+START_TIMEOUT = 30.0  # seconds a server gets to listen after its start command
+STOP_TIMEOUT = 15.0  # seconds a server gets to exit before it is killed
+
+
+class Instance:
+    """A real server on loopback, in a state folder of its own.
+
+    ::
+
+        with Postfix("reports/instances/postfix") as postfix:
+            ...                      # started; stopped on leaving the block
+        postfix = Postfix.from_state("reports/instances/postfix")  # another process
+        postfix.is_running(); postfix.stop()
+
+    Subclasses fill in `_start`, `_stop`, `_running`, `_describe`,
+    `_restore` and `summary_lines`.
+    """
+
+    server: ClassVar[str] = ""
+    host: str = "127.0.0.1"
+
+    def __init__(self, state_dir, port: int = 0):
+        self.state_dir = Path(state_dir).absolute()
+        self.requested_port = port
+        self.port = port or None
+        self.started_at: float | None = None
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> "Instance":
+        """Start the server(s); on failure stop whatever did start, then raise InstanceError."""
+        self._check_installed()
+        self._prepare_state_dir()
+        try:
+            self._start()
+        except BaseException:
+            self._stop(STOP_TIMEOUT)
+            self._write_info(running=False)
+            raise
+        self.started_at = time.time()
+        self._write_info(running=True)
+        return self
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """Stop everything this instance started and wait until it is gone."""
+        self._stop(timeout)
+        if (self.state_dir / INSTANCE_FILE).exists():
+            self._write_info(running=False)
+
+    def is_running(self) -> bool:
+        return self._running()
+
+    def status(self) -> dict:
+        """What ``loadkit target NAME status --json`` prints."""
+        return {"server": self.server, "running": self.is_running(), "state_dir": str(self.state_dir),
+                **self._describe()}
+
+    def summary_lines(self) -> list[str]:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # -- state folder -------------------------------------------------------------
+
+    @property
+    def info_path(self) -> Path:
+        return self.state_dir / INSTANCE_FILE
+
+    @classmethod
+    def read_info(cls, state_dir) -> dict | None:
+        path = Path(state_dir).absolute() / INSTANCE_FILE
+        try:
+            info = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            raise InstanceError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
+        if info.get("server") != cls.server:
+            raise InstanceError(f"{path.parent} is the state folder of {info.get('server')}, not {cls.server}")
+        return info
+
+    @classmethod
+    def from_state(cls, state_dir) -> "Instance | None":
+        """The instance an earlier ``up`` left in `state_dir`, or None when there is none."""
+        info = cls.read_info(state_dir)
+        if info is None:
+            return None
+        instance = cls(state_dir, port=info.get("port") or 0)
+        instance.started_at = info.get("started_at")
+        instance._restore(info)
+        return instance
+
+    def _prepare_state_dir(self) -> None:
+        """An empty state folder: new, empty, or a stopped instance of the same server."""
+        folder = self.state_dir
+        if folder.exists() and not folder.is_dir():
+            raise InstanceError(f"{folder} is not a folder")
+        if folder.is_dir() and any(folder.iterdir()):
+            previous = type(self).from_state(folder)
+            if previous is None:
+                raise InstanceError(f"{folder} is not empty and holds no {self.server} instance; choose another --dir")
+            if previous.is_running():
+                raise InstanceError(
+                    f"{self.server} already runs in {folder}; stop it first: loadkit target {self.server} down --dir {folder}"
+                )
+            previous._stop(STOP_TIMEOUT)  # leftovers of a crashed run, such as a sink
+            for child in folder.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child)
+                else:
+                    child.unlink()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, 0o755)  # servers' unprivileged processes read config and write mail below
+        except OSError as error:
+            raise InstanceError(f"cannot use {folder} as a state folder: {error.strerror}") from None
+        self._write_info(running=False)
+
+    def _write_info(self, running: bool) -> None:
+        record = {
+            "server": self.server,
+            "running": running,
+            "state_dir": str(self.state_dir),
+            "port": self.port,
+            "started_at": self.started_at,
+            **self._describe(),
+        }
+        temporary = self.info_path.with_suffix(f".tmp{os.getpid()}")
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(temporary, self.info_path)
+
+    def path(self, *parts: str) -> Path:
+        """A path inside the state folder."""
+        return self.state_dir.joinpath(*parts)
+
+    def make_dirs(self, *names: str, mode: int = 0o755) -> None:
+        for name in names:
+            folder = self.path(name)
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chmod(folder, mode)
+
+    # -- for subclasses --------------------------------------------------------------
+
+    def _check_installed(self) -> None:
+        """Raise MissingPackages when the server's programs are missing."""
+
+    def _start(self) -> None:
+        raise NotImplementedError
+
+    def _stop(self, timeout: float) -> None:
+        raise NotImplementedError
+
+    def _running(self) -> bool:
+        raise NotImplementedError
+
+    def _describe(self) -> dict:
+        """Endpoints and paths, written to instance.json for other code to read."""
+        return {}
+
+    def _restore(self, info: dict) -> None:
+        """Set attributes back from instance.json (`from_state`)."""

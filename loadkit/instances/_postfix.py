@@ -1,0 +1,377 @@
+"""A private Postfix on loopback that relays everything to a sink (or Dovecot).
+
+Its own ``config_directory`` (``etc/``), ``queue_directory`` (``queue/``)
+and ``data_directory`` (``data/``) live in the state folder; the system's
+/etc/postfix and its running Postfix, if any, are never touched.
+``postfix -c DIR`` is trusted without ``alternate_config_directories``
+because it runs as root, which Postfix's master requires anyway.
+
+Mail never leaves the machine: ``transport_maps = static:...`` sends every
+recipient, local or not, bounces included, to the one loopback next hop,
+written as a bracketed IP address so no DNS lookup happens. The log goes to
+``log/postfix.log`` through postlogd (Postfix >= 3.4), readable without
+syslog. STARTTLS is offered with a self-signed certificate (``tls/``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+from loadkit.instances._base import START_TIMEOUT, Instance
+from loadkit.instances._sink import SinkProcess
+from loadkit.instances._system import (
+    InstanceError,
+    MissingPackages,
+    choose_port,
+    find_program,
+    is_loopback,
+    is_root,
+    listens,
+    read_pid,
+    run_command,
+    stop_daemon,
+    tail,
+    user_ids,
+    wait_until,
+)
+from loadkit.instances._tls import self_signed_certificate
+from loadkit.targets import Target, TargetError, parse_endpoint, parse_url
+
+PACKAGES = ["postfix"]
+MIN_VERSION = (3, 4)  # maillog_file and postlogd
+QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
+_SETTING_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+
+# Every service runs unchrooted: a chroot would need copies of system files
+# in the queue folder, which Debian's init script makes and `postfix start`
+# does not. "-" process limits take default_process_limit.
+MASTER_CF = """\
+# service type  private unpriv  chroot  wakeup  maxproc command
+{listen} inet  n       -       n       -       -       smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def parse_relay(text: str) -> Target:
+    """Where Postfix delivers: ``smtp://127.0.0.1:2525``, ``lmtp:127.0.0.1:24``, ``lmtp:unix:/path``.
+
+    Only loopback next hops are accepted: an instance never relays outside.
+    """
+    try:
+        if "://" in text:
+            target = parse_url(text)
+        else:
+            protocol, colon, rest = text.partition(":")
+            if not colon or protocol not in ("smtp", "lmtp"):
+                raise TargetError(f"{text}: expected smtp:HOST:PORT, lmtp:HOST:PORT, lmtp:unix:PATH or a URL")
+            target = parse_endpoint(rest, protocol)
+    except TargetError as error:
+        raise InstanceError(f"--deliver {error}") from None
+    if target.is_unix:
+        if target.protocol != "lmtp":
+            raise InstanceError(f"--deliver {text}: Postfix speaks SMTP over TCP only; use lmtp:unix:PATH for a socket")
+        return target
+    if not is_loopback(target.host):
+        raise InstanceError(f"--deliver {text}: a test instance only delivers to loopback (127.0.0.1 or ::1)")
+    if target.tls or target.username:
+        raise InstanceError(f"--deliver {text}: plain smtp:// or lmtp:// only")
+    return target
+
+
+def postfix_nexthop(target: Target) -> str:
+    """The transport:nexthop that Postfix's transport_maps takes."""
+    if target.is_unix:
+        return f"lmtp:unix:{target.path}"
+    host = "127.0.0.1" if target.host == "localhost" else target.host
+    return f"{target.protocol}:[{host}]:{target.port}"
+
+
+class Postfix(Instance):
+    """Postfix on ``127.0.0.1:port`` relaying all mail to a loadkit sink or to `relay_to`.
+
+    ::
+
+        with Postfix(state_dir) as postfix:             # port 0: a free one
+            send_to(postfix.smtp_url)
+            postfix.wait_for_empty_queue(60)
+        postfix.sink_stats()["messages"]                  # the sink's counters, after stop
+
+    `relay_to`: None (start a ``loadkit sink`` in the state folder) or a
+    loopback next hop, e.g. ``"lmtp:127.0.0.1:24"`` or ``"smtp://127.0.0.1:2525"``.
+    `settings`: extra main.cf parameters, written last so they win.
+    """
+
+    server = "postfix"
+
+    def __init__(self, state_dir, port: int = 0, relay_to: str | Target | None = None,
+                 settings: dict[str, str] | None = None):
+        super().__init__(state_dir, port)
+        if isinstance(relay_to, str):
+            relay_to = parse_relay(relay_to)
+        self.relay_target: Target | None = relay_to
+        self.settings = dict(settings or {})
+        for name, value in self.settings.items():
+            if not _SETTING_NAME.match(name):
+                raise InstanceError(f"--set {name}: not a Postfix parameter name")
+            if "\n" in value:
+                raise InstanceError(f"--set {name}: a value is one line")
+        self.sink: SinkProcess | None = None
+        self.master_pid: int | None = None
+        self.version: str | None = None
+
+    # -- where things are -------------------------------------------------------
+
+    @property
+    def smtp_url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def config_dir(self) -> Path:
+        return self.path("etc")
+
+    @property
+    def queue_dir(self) -> Path:
+        return self.path("queue")
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path("data")
+
+    @property
+    def log_path(self) -> Path:
+        return self.path("log", "postfix.log")
+
+    @property
+    def tls_certificate(self) -> Path:
+        return self.path("tls", "cert.pem")
+
+    @property
+    def tls_key(self) -> Path:
+        return self.path("tls", "key.pem")
+
+    @property
+    def relay_url(self) -> str | None:
+        if self.sink is not None:
+            return self.sink.url
+        return self.relay_target.url() if self.relay_target else None
+
+    # -- the queue ----------------------------------------------------------------
+
+    def queue_counts(self) -> dict[str, int]:
+        """Messages per queue (maildrop, incoming, active, deferred, hold), from ``postqueue -j``."""
+        output = run_command([self._program("postqueue"), "-c", str(self.config_dir), "-j"], "postqueue")
+        counts = dict.fromkeys(QUEUES, 0)
+        for line in output.splitlines():
+            if line.strip():
+                name = json.loads(line).get("queue_name", "unknown")
+                counts[name] = counts.get(name, 0) + 1
+        return counts
+
+    def queue_size(self) -> int:
+        return sum(self.queue_counts().values())
+
+    def wait_for_empty_queue(self, timeout: float, interval: float = 0.1) -> bool:
+        """Wait until every queue is empty; False if mail is still queued after `timeout` seconds."""
+        return wait_until(lambda: self.queue_size() == 0, timeout, interval)
+
+    def sink_stats(self) -> dict | None:
+        """The sink's counters, written when it stops (None before, or with no sink)."""
+        return self.sink.stats() if self.sink is not None else None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def _program(self, name: str) -> str:
+        return find_program(name, PACKAGES, f"Postfix ({name})")
+
+    def _check_installed(self) -> None:
+        for name in ("postfix", "postconf", "postqueue"):
+            self._program(name)
+        version = run_command([self._program("postconf"), "-d", "-h", "mail_version"], "postconf").strip()
+        numbers = tuple(int(n) for n in re.findall(r"\d+", version)[:2])
+        if numbers < MIN_VERSION:
+            raise MissingPackages(f"Postfix >= 3.4 (found {version})", PACKAGES)
+        self.version = version
+        if not is_root():
+            raise InstanceError("a Postfix instance must be started as root (Postfix's master process runs as root)")
+        user_ids("postfix")  # the package creates the mail_owner account
+
+    def _start(self) -> None:
+        self.port = choose_port(self.requested_port, self.host)
+        self.make_dirs("etc", "log", "queue")
+        self_signed_certificate(self.path("tls"), "loadkit-postfix.localdomain")
+        if self.relay_target is None:
+            self.sink = SinkProcess(self.path("sink"), hostname="loadkit-sink")
+            self.sink.start()
+        (self.config_dir / "main.cf").write_text(self._main_cf())
+        (self.config_dir / "master.cf").write_text(MASTER_CF.format(listen=f"{self.host}:{self.port}"))
+        postfix = self._program("postfix")
+        try:
+            run_command([postfix, "-c", str(self.config_dir), "start"], "postfix did not start", timeout=START_TIMEOUT)
+        except InstanceError as error:
+            raise InstanceError(self._fatal_from_log() or str(error)) from None
+        self.master_pid = read_pid(self.queue_dir / "pid" / "master.pid")
+        if not wait_until(lambda: listens(self.host, self.port), START_TIMEOUT):
+            raise InstanceError(
+                self._fatal_from_log() or f"postfix does not listen on {self.host}:{self.port} after {START_TIMEOUT:.0f}s"
+            )
+
+    def _fatal_from_log(self) -> str | None:
+        for line in reversed(tail(self.log_path, 50)):
+            if "fatal:" in line and "startup failed" not in line:
+                return "postfix did not start: " + line.split("fatal:", 1)[1].strip()
+        return None
+
+    def _main_cf(self) -> str:
+        nexthop = postfix_nexthop(self.relay_target) if self.sink is None else f"smtp:[127.0.0.1]:{self.sink.port}"
+        ipv6 = ":" in self.host or (self.relay_target is not None and ":" in (self.relay_target.host or ""))
+        state = self.state_dir
+        settings = {
+            "compatibility_level": "3.6",
+            "queue_directory": str(self.queue_dir),
+            "data_directory": str(self.data_dir),
+            "maillog_file": str(self.log_path),
+            "maillog_file_prefixes": str(state),
+            "myhostname": "loadkit-postfix.localdomain",
+            "mydomain": "localdomain",
+            "myorigin": "$myhostname",
+            "mydestination": "",
+            "local_recipient_maps": "",
+            "alias_maps": "",
+            "alias_database": "",
+            "inet_interfaces": "loopback-only",
+            "inet_protocols": "all" if ipv6 else "ipv4",
+            "mynetworks": "127.0.0.0/8 [::1]/128",
+            "smtpd_relay_restrictions": "permit_mynetworks, reject",
+            "smtpd_recipient_restrictions": "permit_mynetworks, reject",
+            # one loopback next hop for everything, no DNS on the way there
+            "relayhost": nexthop.partition(":")[2] if nexthop.startswith("smtp:") else "",
+            "default_transport": nexthop,
+            "relay_transport": nexthop,
+            "transport_maps": f"static:{nexthop}",
+            "smtp_dns_support_level": "disabled",
+            "smtp_host_lookup": "native",
+            "lmtp_host_lookup": "native",
+            "smtpd_peername_lookup": "no",
+            "smtp_tls_security_level": "none",
+            "lmtp_tls_security_level": "none",
+            # STARTTLS for clients that ask
+            "smtpd_tls_security_level": "may",
+            "smtpd_tls_cert_file": str(self.tls_certificate),
+            "smtpd_tls_key_file": str(self.tls_key),
+            "smtpd_tls_loglevel": "1",  # one "TLS connection established" line per session
+            # room for load: many sessions, no anvil limits, quick retries of deferred mail
+            "default_process_limit": "500",
+            "smtpd_client_connection_count_limit": "0",
+            "smtpd_client_event_limit_exceptions": "$mynetworks",
+            "default_destination_concurrency_limit": "100",
+            "message_size_limit": "52428800",
+            "minimal_backoff_time": "5s",
+            "maximal_backoff_time": "30s",
+            "queue_run_delay": "5s",
+            "maximal_queue_lifetime": "1h",
+            "bounce_queue_lifetime": "1h",
+            "biff": "no",
+            "append_dot_mydomain": "no",
+            "readme_directory": "no",
+            "smtpd_banner": "$myhostname ESMTP $mail_name (loadkit instance)",
+            **self.settings,
+        }
+        lines = ["# A loadkit test instance: loopback only, all mail to one loopback next hop."]
+        lines += [f"{name} = {value}" for name, value in settings.items()]
+        return "\n".join(lines) + "\n"
+
+    def _stop(self, timeout: float) -> None:
+        if (self.config_dir / "main.cf").exists() and self._master_running():
+            try:
+                subprocess.run(
+                    [self._program("postfix"), "-c", str(self.config_dir), "stop"],
+                    capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                )
+            except (subprocess.TimeoutExpired, OSError):
+                pass
+        # `postfix stop` returns before the master and its children are gone
+        master = self.master_pid or read_pid(self.queue_dir / "pid" / "master.pid")
+        stop_daemon(master, timeout, f"MAIL_CONFIG={self.config_dir}")
+        if self.sink is not None:
+            self.sink.stop(timeout)
+
+    def _master_running(self) -> bool:
+        try:
+            result = subprocess.run(
+                [self._program("postfix"), "-c", str(self.config_dir), "status"],
+                capture_output=True, timeout=10, stdin=subprocess.DEVNULL,
+            )
+        except (subprocess.TimeoutExpired, OSError, MissingPackages):
+            return False
+        return result.returncode == 0
+
+    def _running(self) -> bool:
+        return self._master_running()
+
+    def _describe(self) -> dict:
+        return {
+            "version": self.version,
+            "smtp_url": self.smtp_url if self.port else None,
+            "relay_url": self.relay_url,
+            "sink": self.sink.describe() if self.sink is not None else None,
+            "master_pid": self.master_pid,
+            "config_directory": str(self.config_dir),
+            "queue_directory": str(self.queue_dir),
+            "log": str(self.log_path),
+            "tls_certificate": str(self.tls_certificate),
+            "tls_key": str(self.tls_key),
+            "settings": self.settings,
+        }
+
+    def _restore(self, info: dict) -> None:
+        self.version = info.get("version")
+        self.master_pid = info.get("master_pid")
+        self.settings = info.get("settings") or {}
+        if info.get("sink"):
+            self.sink = SinkProcess.restore(info["sink"])
+        elif info.get("relay_url"):
+            self.relay_target = parse_relay(info["relay_url"])
+
+    def status(self) -> dict:
+        status = super().status()
+        if status["running"]:
+            try:
+                status["queue"] = self.queue_counts()
+            except InstanceError:
+                status["queue"] = None
+        if self.sink is not None:
+            status["sink_running"] = self.sink.is_running()
+        return status
+
+    def summary_lines(self) -> list[str]:
+        relay = f"sink {self.relay_url}" if self.sink is not None else str(self.relay_url)
+        return [
+            f"postfix: {self.smtp_url} -> {relay}",
+            f"  state folder: {self.state_dir}",
+            f"  log: {self.log_path}",
+            f"  STARTTLS certificate: {self.tls_certificate}",
+        ]
