@@ -22,6 +22,10 @@ Options keep smtp-source's letters and meanings:
     -w seconds      wait this long between messages, per session
     -R seconds      wait a random 0..seconds between messages, per session
 
+ESMTP options beyond smtp-source: --starttls, --tls (implicit), --tls-no-verify,
+--auth user:password, --auth-mechanism, --size/--no-size (declare SIZE=),
+--utf8 (UTF-8 addresses, SMTPUTF8), --chunking (BDAT).
+
 It sends exactly ``-m`` messages (failures included), then prints messages,
 msgs/s, exact latency percentiles, and failures by reply code and phase.
 Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input.
@@ -30,6 +34,8 @@ Unlike smtp-source it uses ESMTP and PIPELINING when the server offers them.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import logging
 import random
 import socket
@@ -67,6 +73,16 @@ def add_arguments(parser):
     add("-A", dest="keep_going", action="store_true", help="don't abort on failures")
     add("-w", dest="wait", type=float, default=0.0, metavar="seconds", help="fixed wait between messages")
     add("-R", dest="random_wait", type=float, default=0.0, metavar="seconds", help="random wait 0..seconds between messages")
+    esmtp = parser.add_argument_group("ESMTP (beyond smtp-source)")
+    esmtp.add_argument("--starttls", action="store_true", help="require STARTTLS before MAIL")
+    esmtp.add_argument("--tls", action="store_true", help="implicit TLS from the first byte (port 465)")
+    esmtp.add_argument("--tls-no-verify", action="store_true", help="accept any server certificate (test targets)")
+    esmtp.add_argument("--auth", metavar="user:password", help="AUTH with these credentials")
+    esmtp.add_argument("--auth-mechanism", metavar="NAME", help="PLAIN, LOGIN or CRAM-MD5 (default: the first offered)")
+    esmtp.add_argument("--size", action=argparse.BooleanOptionalAction, default=True,
+                       help="declare each message's size on MAIL when the server offers SIZE (default on)")
+    esmtp.add_argument("--utf8", action="store_true", help="UTF-8 envelope addresses (needs SMTPUTF8)")
+    esmtp.add_argument("--chunking", action="store_true", help="BDAT instead of DATA when the server offers CHUNKING")
     add("target", metavar="[inet:]host[:port] | unix:pathname")
 
 
@@ -77,10 +93,16 @@ def check_arguments(args):
     ):
         if value < least:
             raise CommandError(f"{flag} {value}: must be at least {least}")
+    if args.tls and args.starttls:
+        raise CommandError("--tls and --starttls exclude each other: TLS from the start, or upgraded after EHLO")
+    if args.auth is not None and ":" not in args.auth:
+        raise CommandError("--auth takes user:password")
     try:
         target = parse_endpoint(args.target, "lmtp" if args.lmtp else "smtp")
     except TargetError as error:
         raise CommandError(str(error)) from None
+    if args.tls:
+        target = dataclasses.replace(target, tls="implicit")
     if not target.is_unix:
         try:
             socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
@@ -139,7 +161,8 @@ class Tally:
 def source_user_class(args, budget: Budget):
     base = LmtpUser if args.lmtp else SmtpUser
     myhostname = args.myhostname or socket.gethostname()
-    default_address = f"foo@{myhostname}"
+    default_address = f"{'föö' if args.utf8 else 'foo'}@{myhostname}"
+    username, _, password = (args.auth or "").partition(":")
     pause = args.wait or args.random_wait
 
     class SourceUser(base):
@@ -153,6 +176,11 @@ def source_user_class(args, budget: Budget):
         helo_name = myhostname
         subject = args.subject
         wait_time = constant(0)
+        starttls = args.starttls
+        tls_verify = not args.tls_no_verify
+        auth_mechanism = args.auth_mechanism
+        declare_size = args.size
+        chunking = args.chunking
 
         @task
         def send_one(self):
@@ -165,6 +193,8 @@ def source_user_class(args, budget: Budget):
             if pause:
                 gevent.sleep(args.wait + random.uniform(0, args.random_wait))
 
+    if args.auth is not None:
+        SourceUser.username, SourceUser.password = username, password
     return SourceUser
 
 

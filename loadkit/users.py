@@ -17,9 +17,10 @@ BANNER``, so Locust's failure table groups by reply code and phase.
 
 from __future__ import annotations
 
+import csv
 import logging
 import sys
-from itertools import count
+from itertools import count, cycle
 from time import perf_counter
 
 import gevent
@@ -29,6 +30,7 @@ from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from loadkit.messages import MessageFactory
+from loadkit.metrics._recorder import PHASE_SUFFIX
 from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
 from loadkit.targets import Target, TargetError, parse_url
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 # and -N numbers must not repeat across users.
 _factories: dict[tuple, MessageFactory] = {}
 _recipient_numbers = count(1)
+_accounts: dict[str, "cycle"] = {}
 
 
 class SmtpUser(User):
@@ -73,20 +76,57 @@ class SmtpUser(User):
     """Distinct generated messages to rotate through."""
     seed: int | None = None
     """Seed of the message pool, for runs that must send the same content."""
+    starttls: bool = False
+    """Require STARTTLS (implied by submission:// hosts; smtps:// hosts use implicit TLS)."""
+    tls_verify: bool = True
+    """Verify the server's certificate and name; False for test targets with self-signed ones."""
+    username: str | None = None
+    """AUTH user (a user:pass@ in the host URL or `accounts_csv` take precedence)."""
+    password: str | None = None
+    """AUTH password."""
+    accounts_csv: str | None = None
+    """A CSV file of username,password rows shared out among the users, round robin."""
+    auth_mechanism: str | None = None
+    """PLAIN, LOGIN or CRAM-MD5; None picks the first the server offers, in that order."""
+    chunking: bool = False
+    """Send with BDAT instead of DATA when the server offers CHUNKING."""
+    declare_size: bool = True
+    """Declare each message's size on MAIL (SIZE=) when the server offers SIZE."""
+    dsn_notify: str | None = None
+    """DSN NOTIFY= on every RCPT, e.g. "SUCCESS,FAILURE"; the server must offer DSN."""
+    dsn_ret: str | None = None
+    """DSN RET= on MAIL: "HDRS" or "FULL"."""
+    phase_stats: bool = False
+    """Also fire one entry per phase under request type SMTP-phase (LMTP-phase), so Locust's UI and
+    CSV show the time of connect, tls, banner, helo, auth, mail, rcpt, data and end-of-data. Those
+    entries are phase times, not messages: count messages on the SMTP/LMTP rows only."""
 
     def __init__(self, environment):
         super().__init__(environment)
         self.target: Target | None = None
+        username, password = self.username, self.password
         try:
             self.target = target_for(type(self), environment.host or self.host)
-        except TargetError:
-            return  # reported once by check_hosts; on_start stops this user
+            if self.accounts_csv:
+                username, password = next_account(self.accounts_csv)
+        except (TargetError, SetupError):
+            self.target = None
+            return  # reported once by the start-up checks; on_start stops this user
         self.client = SmtpClient(
             self.target,
             helo_name=self.helo_name,
             connect_timeout=self.connect_timeout,
             timeout=self.network_timeout,
             pipelining=self.pipelining,
+            starttls=self.starttls,
+            tls_verify=self.tls_verify,
+            username=username if self.target.username is None else None,
+            password=password if self.target.username is None else None,
+            auth_mechanism=self.auth_mechanism,
+            chunking=self.chunking,
+            declare_size=self.declare_size,
+            dsn_notify=self.dsn_notify,
+            dsn_ret=self.dsn_ret,
         )
         self.messages = message_factory_for(self)
         self._fixed_recipients = _numbered(self.rcpt_to, range(1, self.recipients_per_message + 1)) \
@@ -126,7 +166,8 @@ class SmtpUser(User):
         response_time = (perf_counter() - start) * 1000.0
         if last or not client.connected:
             self._sent_on_connection = 0
-        self.environment.events.request.fire(
+        request = self.environment.events.request
+        request.fire(
             request_type=self.request_type,
             name=name,
             response_time=response_time,
@@ -134,6 +175,13 @@ class SmtpUser(User):
             exception=error,
             context={"phases": timings, "delivered": delivery.delivered if delivery else 0},
         )
+        if self.phase_stats:
+            phase_type = self.request_type + PHASE_SUFFIX
+            for phase, milliseconds in timings.items():
+                request.fire(
+                    request_type=phase_type, name=phase, response_time=milliseconds,
+                    response_length=0, exception=None, context={},
+                )
         return delivery
 
     @property
@@ -175,6 +223,29 @@ def message_factory_for(user) -> MessageFactory:
     return factory
 
 
+class SetupError(ValueError):
+    """A user class set up with something unusable (an unreadable accounts_csv, ...)."""
+
+
+def next_account(path: str) -> tuple[str, str]:
+    """The next (username, password) of a CSV of accounts, shared by every user of the process."""
+    accounts = _accounts.get(path)
+    if accounts is None:
+        accounts = _accounts[path] = cycle(read_accounts(path))
+    return next(accounts)
+
+
+def read_accounts(path: str) -> list[tuple[str, str]]:
+    try:
+        with open(path, newline="") as handle:
+            rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    except OSError as error:
+        raise SetupError(f"accounts_csv {path}: {error.strerror or error}") from None
+    if not rows or any(len(row) < 2 for row in rows):
+        raise SetupError(f"accounts_csv {path}: expected username,password rows")
+    return [(row[0], row[1]) for row in rows]
+
+
 def _numbered(address: str, numbers) -> list[str]:
     return [f"{n}{address}" for n in numbers]
 
@@ -187,7 +258,9 @@ def _host_problem(environment) -> str | None:
     for user_class in _mail_user_classes(environment):
         try:
             target_for(user_class, environment.host or user_class.host)
-        except TargetError as error:
+            if user_class.accounts_csv:
+                read_accounts(user_class.accounts_csv)
+        except (TargetError, SetupError) as error:
             return str(error)
     return None
 

@@ -17,6 +17,9 @@ from array import array
 from loadkit.metrics._histogram import record_ms
 from loadkit.metrics._series import PHASE, REQUEST, Series
 
+PHASE_SUFFIX = "-phase"
+"""Request types ending with it carry phase times (the users' phase_stats), not messages."""
+
 
 class _Requests:
     """The buffer of one request type+name for the current tick."""
@@ -69,6 +72,8 @@ class RequestRecorder:
     def on_request(self, request_type, name, response_time, response_length, exception=None, context=None, **_kwargs):
         buffer = self._requests.get((request_type, name))
         if buffer is None:
+            if request_type.endswith(PHASE_SUFFIX):
+                return  # phase_stats entries: the phases are already recorded from the message's context
             buffer = self._requests[(request_type, name)] = _Requests()
         buffer.times.append(response_time)
         buffer.bytes += response_length

@@ -10,10 +10,18 @@ the content, the final dot (and QUIT, when the session ends with this
 message) go out in a second write. LMTP (RFC 2033) reads one reply per
 accepted recipient after the dot.
 
+ESMTP: STARTTLS (then EHLO again) or implicit TLS, AUTH (PLAIN, LOGIN,
+CRAM-MD5), SIZE declared on MAIL (a message over the server's limit is
+refused before it is sent), BODY=8BITMIME for 8-bit content, SMTPUTF8 for
+UTF-8 addresses, DSN parameters, and CHUNKING (BDAT) when asked for. What a
+message needs and the server does not offer is an SMTPNotSupportedError,
+raised before anything of the message is sent.
+
 Timing: `timings` maps each phase to milliseconds. Phases are consecutive,
 so they add up to the transaction's time: with pipelining, ``mail`` ends
 when the MAIL reply arrives, ``rcpt`` when the last RCPT reply arrives,
-``data`` when the DATA reply arrives.
+``data`` when the DATA reply arrives. ``tls`` is the TLS handshake alone;
+``starttls`` the STARTTLS command's round trip.
 """
 
 from __future__ import annotations
@@ -24,13 +32,18 @@ from time import perf_counter
 
 from gevent import socket
 
+from loadkit.smtp import _auth
 from loadkit.smtp._errors import (
     SMTPConnectError,
     SMTPDisconnected,
+    SMTPError,
+    SMTPNotSupportedError,
     SMTPProtocolError,
     SMTPReplyError,
     SMTPTimeoutError,
+    SMTPTransportError,
 )
+from loadkit.smtp._tls import client_context
 from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
 from loadkit.targets import Target
 
@@ -86,6 +99,17 @@ class SmtpClient:
         connect_timeout: float = 10.0,
         timeout: float = 30.0,
         pipelining: bool = True,
+        starttls: bool = False,
+        tls_verify: bool = True,
+        tls_context=None,
+        username: str | None = None,
+        password: str | None = None,
+        auth_mechanism: str | None = None,
+        chunking: bool = False,
+        declare_size: bool = True,
+        dsn_notify: str | None = None,
+        dsn_ret: str | None = None,
+        dsn_envid: str | None = None,
     ):
         self.target = target
         self.lmtp = target.protocol == "lmtp"
@@ -93,6 +117,18 @@ class SmtpClient:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.pipelining = pipelining
+        # "" plain, "starttls" (required), "implicit": the URL's scheme, or STARTTLS when asked for
+        self.tls_mode = target.tls or ("starttls" if starttls else "")
+        self.tls_verify = tls_verify
+        self._tls_context = tls_context
+        self.username = target.username if username is None else username
+        self.password = (target.password if password is None else password) or ""
+        self.auth_mechanism = auth_mechanism
+        self.chunking = chunking
+        self.declare_size = declare_size
+        self.dsn_notify = dsn_notify
+        self.dsn_ret = dsn_ret
+        self.dsn_envid = dsn_envid
         self.capabilities: dict[str, str] = {}
         self.banner: Reply | None = None
         self._sock = None
@@ -101,6 +137,8 @@ class SmtpClient:
         self._addresses = None  # (family, sockaddr) pairs of the target, resolved at the first connect
         self._pipelined = False
         self._needs_rset = False
+        self._quit_sent = False
+        self._extensions = _Extensions()
 
     @property
     def connected(self) -> bool:
@@ -109,19 +147,34 @@ class SmtpClient:
     # -- session ---------------------------------------------------------
 
     def connect(self, timings: dict | None = None) -> None:
-        """Connect, read the banner, greet (EHLO, HELO on a 5xx; LHLO for LMTP)."""
+        """Open a session: connect, [TLS,] banner, greet (EHLO, HELO on a 5xx; LHLO for
+        LMTP), [STARTTLS and greet again,] [AUTH]. Any failure closes the socket."""
         if timings is None:
             timings = {}
         self.close()
-        mark = perf_counter()
-        self._sock = self._open_socket()
-        mark = _lap(timings, "connect", mark)
-        self.banner = self._read_reply("banner")
-        if self.banner.code != 220:
-            self._fail(self.banner, "banner")
-        mark = _lap(timings, "banner", mark)
-        self._greet()
-        _lap(timings, "helo", mark)
+        try:
+            mark = perf_counter()
+            self._sock = self._open_socket()
+            mark = _lap(timings, "connect", mark)
+            if self.tls_mode == "implicit":
+                self._handshake()
+                mark = _lap(timings, "tls", mark)
+            self.banner = self._read_reply("banner")
+            if self.banner.code != 220:
+                self._fail(self.banner, "banner")
+            mark = _lap(timings, "banner", mark)
+            self._greet()
+            mark = _lap(timings, "helo", mark)
+            if self.tls_mode == "starttls":
+                self._starttls(timings, mark)
+                mark = perf_counter()
+            if self.username is not None:
+                self._authenticate()
+                _lap(timings, "auth", mark)
+        except SMTPError:
+            self.close()
+            raise
+        self._extensions = _Extensions.of(self)
 
     def _open_socket(self):
         target = self.target
@@ -184,15 +237,59 @@ class SmtpClient:
             self._fail(reply, "helo")
         self._pipelined = self.pipelining and "PIPELINING" in self.capabilities
 
+    def _starttls(self, timings: dict, mark: float) -> None:
+        if "STARTTLS" not in self.capabilities:
+            raise SMTPNotSupportedError(f"{self.target} does not offer STARTTLS", "starttls", "STARTTLS")
+        reply = self._call(b"STARTTLS\r\n", "starttls")
+        if reply.code != 220:
+            self._fail(reply, "starttls")
+        mark = _lap(timings, "starttls", mark)
+        self._handshake()
+        mark = _lap(timings, "tls", mark)
+        self._greet()  # RFC 3207: forget what was said in clear, ask again
+        _lap(timings, "helo", mark)
+
+    def _handshake(self) -> None:
+        if self._tls_context is None:
+            self._tls_context = client_context(self.tls_verify)
+        self._buf, self._at = b"", 0  # nothing received in clear may be read as if it came over TLS
+        try:
+            self._sock = self._tls_context.wrap_socket(
+                self._sock, server_hostname=None if self.target.is_unix else self.target.host
+            )
+        except (std_socket.timeout, TimeoutError):
+            raise SMTPTimeoutError(f"TLS handshake timed out after {self.timeout}s", "tls") from None
+        except OSError as error:  # ssl.SSLError is an OSError: a bad certificate lands here
+            raise SMTPConnectError(f"TLS handshake with {self.target} failed: {error}", "tls") from None
+
+    def _authenticate(self) -> None:
+        offered = self.capabilities.get("AUTH")
+        mechanism = _auth.choose(offered or "", self.auth_mechanism)
+        if mechanism is None:
+            wanted = self.auth_mechanism or "AUTH"
+            raise SMTPNotSupportedError(
+                f"{self.target} offers no {wanted}" + (f" (it offers {offered})" if offered else ""), "auth", wanted
+            )
+        exchange = _auth.MECHANISMS[mechanism](self.username, self.password)
+        reply = self._call(next(exchange) + b"\r\n", "auth")
+        while reply.code == 334:
+            try:
+                answer = exchange.send(_auth.decode_challenge(reply.text))
+            except StopIteration:
+                answer = b"*"  # the server wants more than the mechanism has: cancel (RFC 4954)
+            reply = self._call(answer + b"\r\n", "auth")
+        if reply.code != 235:
+            self._fail(reply, "auth")
+
     def quit(self, timings: dict | None = None) -> None:
-        """End the session politely; a server that hangs up first is fine too."""
+        """End the session politely; a server that hangs up or answers badly is fine too."""
         if self._sock is None:
             return
         mark = perf_counter()
         try:
             self._write(QUIT, "quit")
             self._read_reply("quit")
-        except (SMTPDisconnected, SMTPTimeoutError, SMTPProtocolError):
+        except SMTPError:
             pass
         finally:
             self.close()
@@ -216,53 +313,89 @@ class SmtpClient:
     ) -> Delivery:
         """Send one message; connect first if there is no session.
 
-        Raises SMTPReplyError when no recipient got the message, and
-        SMTPTransportError when the connection failed (the session is then
-        closed). With ``quit=True`` the session ends after this message
-        (QUIT is pipelined behind the dot when the server allows it).
+        Raises SMTPReplyError when no recipient got the message,
+        SMTPNotSupportedError when the message needs an extension the server
+        lacks (nothing is sent), and SMTPTransportError when the connection
+        failed (the session is then closed). With ``quit=True`` the session
+        ends after this message, delivered or not (QUIT is pipelined behind
+        the dot when the server allows it).
         """
         if timings is None:
             timings = {}
         if self._sock is None:
             self.connect(timings)
+        try:
+            return self._transaction(sender, recipients, message, timings, quit)
+        except SMTPError:
+            if quit and self._sock is not None:
+                if self._quit_sent:
+                    self.close()
+                else:
+                    self.quit()
+            raise
+
+    def _transaction(self, sender, recipients, message, timings, quit) -> Delivery:
         mark = perf_counter()
+        mail_params, rcpt_params = self._extensions.parameters(sender, recipients, message)
+        bdat = self._extensions.chunking
+        envelope = _envelope(sender, recipients, mail_params, rcpt_params)
         needs_rset, self._needs_rset = self._needs_rset, True  # until this one completes
+        self._quit_sent = False
 
         if self._pipelined:
-            head = _envelope(sender, recipients)
+            head = envelope if bdat else envelope + DATA
             if needs_rset:
-                self._write(RSET + head, "mail")
-                self._expect_ok(self._read_reply("rset"), "rset")
-            else:
-                self._write(head, "mail")
-            mail_reply = self._read_reply("mail")
+                head = RSET + head
+            if bdat:  # the content goes in the same write: there is no 354 to wait for
+                head += _bdat(message) + (QUIT if quit else b"")
+                self._quit_sent = quit
+            self._write(head, "mail")
+            replies = self._read_group(
+                (["rset"] if needs_rset else []) + ["mail"] + ["rcpt"] * len(recipients) + ([] if bdat else ["data"])
+            )
+            if needs_rset:
+                self._expect_ok(replies.pop(0), "rset")
+            mail_reply = replies[0]
             mark = _lap(timings, "mail", mark)
-            rcpt_replies = [self._read_reply("rcpt") for _ in recipients]
+            rcpt_replies = replies[1:1 + len(recipients)]
             mark = _lap(timings, "rcpt", mark)
-            data_reply = self._read_reply("data")
-            mark = _lap(timings, "data", mark)
-            if mail_reply.code == 250 and data_reply.code == 354 and rcpt_replies and _all_ok(rcpt_replies):
+            if bdat:
+                data_reply = None
+            else:
+                data_reply = replies[-1]
+                mark = _lap(timings, "data", mark)
+            if mail_reply.code == 250 and rcpt_replies and _all_ok(rcpt_replies) and (bdat or data_reply.code == 354):
                 accepted, errors = list(recipients), []  # the usual case, in short
             else:
-                if data_reply.code == 354 and (mail_reply.code != 250 or not _any_ok(rcpt_replies)):
+                if bdat and mail_reply.code == 250 and not _any_ok(rcpt_replies):
+                    self._read_reply("end-of-data")  # the one reply to the refused BDAT
+                if data_reply is not None and data_reply.code == 354 and (
+                    mail_reply.code != 250 or not _any_ok(rcpt_replies)
+                ):
                     self.close()  # a server that wants content for a failed envelope: hang up, send nothing
                 accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, data_reply)
         else:
             if needs_rset:
                 self._expect_ok(self._call(RSET, "rset"), "rset")
-            mail_reply = self._call(b"MAIL FROM:<%s>\r\n" % sender.encode(), "mail")
+            lines = envelope.split(b"\r\n")
+            mail_reply = self._call(lines[0] + b"\r\n", "mail")
             self._expect_ok(mail_reply, "mail")
             mark = _lap(timings, "mail", mark)
-            rcpt_replies = [self._call(b"RCPT TO:<%s>\r\n" % r.encode(), "rcpt") for r in recipients]
+            rcpt_replies = [self._call(line + b"\r\n", "rcpt") for line in lines[1:1 + len(recipients)]]
             mark = _lap(timings, "rcpt", mark)
             accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, None)
-            data_reply = self._call(DATA, "data")
-            mark = _lap(timings, "data", mark)
-            if data_reply.code != 354:
-                self._fail(data_reply, "data")
+            if not bdat:
+                data_reply = self._call(DATA, "data")
+                mark = _lap(timings, "data", mark)
+                if data_reply.code != 354:
+                    self._fail(data_reply, "data")
 
-        pipelined_quit = quit and self._pipelined
-        self._write(stuff_dots(message) + (DOT_QUIT if pipelined_quit else DOT), "end-of-data")
+        if not bdat:
+            pipelined_quit = quit and self._pipelined
+            self._write(stuff_dots(message) + (DOT_QUIT if pipelined_quit else DOT), "end-of-data")
+            self._quit_sent = pipelined_quit
+        elif not self._pipelined:
+            self._write(_bdat(message), "end-of-data")
         if self.lmtp:
             delivered = 0
             reply = None
@@ -278,7 +411,7 @@ class SmtpClient:
         else:
             reply = self._read_reply("end-of-data")
             if not 200 <= reply.code < 300:
-                self._needs_rset = False  # the dot ends the transaction either way
+                self._needs_rset = False  # the end of the data ends the transaction either way
                 self._fail(reply, "end-of-data")
             delivered = len(accepted)
         self._needs_rset = False
@@ -286,14 +419,32 @@ class SmtpClient:
 
         if quit:
             try:
-                if not pipelined_quit:
+                if not self._quit_sent:
                     self._write(QUIT, "quit")
                 self._read_reply("quit")
-            except (SMTPDisconnected, SMTPTimeoutError, SMTPProtocolError):
+            except SMTPError:
                 pass  # the message is delivered; how the server hangs up does not change that
             self.close()
             _lap(timings, "quit", mark)
         return Delivery(accepted, delivered, errors, reply)
+
+    def _read_group(self, phases: list[str]) -> list[Reply]:
+        """The replies to a pipelined command group, in order.
+
+        A server may answer 421 and hang up in the middle of a group (RFC
+        5321 3.8): the 421 is the failure to report, not the hang-up after it.
+        """
+        replies = []
+        try:
+            for phase in phases:
+                replies.append(self._read_reply(phase))
+        except SMTPTransportError:
+            for phase, reply in zip(phases, replies):
+                if reply.code == 421:
+                    self.close()
+                    raise SMTPReplyError(reply, phase) from None
+            raise
+        return replies
 
     def _check_envelope(self, recipients, mail_reply, rcpt_replies, data_reply):
         """Accepted recipients and per-recipient errors; raise when none is left."""
@@ -353,7 +504,7 @@ class SmtpClient:
         while True:
             end = buf.find(b"\n", at)
             if end < 0:
-                if len(buf) - at > MAX_LINE:
+                if len(buf) - at > MAX_LINE + 1:  # a line of MAX_LINE may wait for its LF after the CR
                     self.close()
                     raise SMTPProtocolError(f"reply line longer than {MAX_LINE} bytes", phase)
                 data = self._recv(phase)
@@ -407,12 +558,79 @@ def _all_ok(replies: list[Reply]) -> bool:
     return True
 
 
-def _envelope(sender: str, recipients: list[str]) -> bytes:
-    """MAIL, every RCPT and DATA: one pipelined command group."""
+def _envelope(sender: str, recipients: list[str], mail_params: bytes, rcpt_params: bytes) -> bytes:
+    """MAIL and every RCPT, with their parameters."""
     if len(recipients) == 1:
-        return b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender.encode(), recipients[0].encode())
-    rcpts = b"".join([b"RCPT TO:<%s>\r\n" % recipient.encode() for recipient in recipients])
-    return b"MAIL FROM:<%s>\r\n%sDATA\r\n" % (sender.encode(), rcpts)
+        return b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>%s\r\n" % (
+            sender.encode(), mail_params, recipients[0].encode(), rcpt_params
+        )
+    rcpts = b"".join([b"RCPT TO:<%s>%s\r\n" % (recipient.encode(), rcpt_params) for recipient in recipients])
+    return b"MAIL FROM:<%s>%s\r\n%s" % (sender.encode(), mail_params, rcpts)
+
+
+def _bdat(message: bytes) -> bytes:
+    """The whole message as one last chunk (RFC 3030): no dot-stuffing, no final dot."""
+    return b"BDAT %d LAST\r\n%s" % (len(message), message)
+
+
+class _Extensions:
+    """What the current session offers, turned into per-message MAIL/RCPT parameters.
+
+    Built once per session; `parameters()` is on the send path, so the usual
+    7-bit, ASCII-addressed message costs three C-level checks.
+    """
+
+    __slots__ = ("size", "size_limit", "eight_bit", "utf8", "chunking", "mail_fixed", "rcpt_fixed", "dsn_error")
+
+    def __init__(self):
+        self.size = self.eight_bit = self.utf8 = self.chunking = False
+        self.size_limit = 0
+        self.mail_fixed = self.rcpt_fixed = b""
+        self.dsn_error = None
+
+    @classmethod
+    def of(cls, client: SmtpClient) -> "_Extensions":
+        offered = client.capabilities
+        extensions = cls()
+        if "SIZE" in offered:
+            extensions.size = client.declare_size
+            limit = offered["SIZE"].strip()
+            extensions.size_limit = int(limit) if limit.isascii() and limit.isdigit() else 0
+        extensions.eight_bit = "8BITMIME" in offered
+        extensions.utf8 = "SMTPUTF8" in offered
+        extensions.chunking = client.chunking and "CHUNKING" in offered
+        wants_dsn = client.dsn_notify or client.dsn_ret or client.dsn_envid
+        if wants_dsn and "DSN" not in offered:
+            extensions.dsn_error = SMTPNotSupportedError(f"{client.target} does not offer DSN", "mail", "DSN")
+        elif wants_dsn:
+            if client.dsn_ret:
+                extensions.mail_fixed += b" RET=" + client.dsn_ret.upper().encode()
+            if client.dsn_envid:
+                extensions.mail_fixed += b" ENVID=" + client.dsn_envid.encode()
+            if client.dsn_notify:
+                extensions.rcpt_fixed = b" NOTIFY=" + client.dsn_notify.upper().encode()
+        return extensions
+
+    def parameters(self, sender: str, recipients: list[str], message: bytes) -> tuple[bytes, bytes]:
+        if self.dsn_error is not None:
+            raise self.dsn_error
+        mail = self.mail_fixed
+        if not message.isascii():
+            if not self.eight_bit:
+                raise SMTPNotSupportedError("8-bit content, but the server offers no 8BITMIME", "mail", "8BITMIME")
+            mail = b" BODY=8BITMIME" + mail
+        if not (sender.isascii() and all(recipient.isascii() for recipient in recipients)):
+            if not self.utf8:
+                raise SMTPNotSupportedError("UTF-8 addresses, but the server offers no SMTPUTF8", "mail", "SMTPUTF8")
+            mail = b" SMTPUTF8" + mail
+        if self.size_limit and len(message) > self.size_limit:
+            raise SMTPNotSupportedError(
+                f"a message of {len(message)} bytes is over the server's SIZE limit of {self.size_limit}",
+                "mail", "SIZE",
+            )
+        if self.size:
+            mail = b" SIZE=%d" % len(message) + mail
+        return mail, self.rcpt_fixed
 
 
 def _resolve(host: str, port: int) -> list[tuple]:

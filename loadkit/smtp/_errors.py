@@ -6,10 +6,12 @@
     │   ├── SMTPTimeoutError      no reply within the timeout
     │   └── SMTPDisconnected      the server closed the connection
     ├── SMTPProtocolError         the server sent something that is not a reply
+    ├── SMTPNotSupportedError     the message needs what the server does not offer
+    │                             (STARTTLS, AUTH, SMTPUTF8, 8BITMIME, DSN, a big enough SIZE)
     └── SMTPReplyError            a negative reply: code, enhanced code, text, phase
 
-Every error knows its `phase` (connect, banner, helo, mail, rcpt, data,
-end-of-data, quit). `repr()` of an error is a short key without server text
+Every error knows its `phase` (connect, tls, banner, helo, starttls, auth,
+mail, rcpt, data, end-of-data, quit). `repr()` of an error is a short key without server text
 ("550 5.1.1 at RCPT", "timeout at BANNER") because Locust groups failures by
 it; `str()` carries the full text for people.
 """
@@ -56,6 +58,20 @@ class SMTPDisconnected(SMTPTransportError):
 
 class SMTPProtocolError(SMTPError):
     kind = "protocol error"
+
+
+class SMTPNotSupportedError(SMTPError):
+    """Refused by the client before sending: the server lacks an extension the message needs."""
+
+    kind = "not supported"
+
+    def __init__(self, message: str, phase: str, extension: str):
+        super().__init__(message, phase)
+        self.extension = extension
+
+    @property
+    def key(self) -> str:
+        return f"{self.extension} not supported at {self.phase.upper()}"
 
 
 class SMTPReplyError(SMTPError):

@@ -90,7 +90,8 @@ def test_pipelining_sends_mail_every_rcpt_and_data_in_one_write_then_content_in_
     exchanges = server.sessions[0].exchanges()
     assert exchanges[0] == (b"", BANNER)
     assert exchanges[1][0] == b"EHLO loadkit.test\r\n"
-    envelope = b"MAIL FROM:<from@example.com>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n"
+    envelope = (b"MAIL FROM:<from@example.com> SIZE=%d\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+                b"DATA\r\n" % len(MESSAGE))  # the server offers SIZE: the message declares its size
     assert exchanges[2] == (envelope, b"250 2.1.0 Ok\r\n")
     assert [received for received, _ in exchanges[3:6]] == [b"", b"", b""]  # nothing new came before these replies
     assert exchanges[6] == (MESSAGE + b".\r\n", QUEUED)
@@ -133,7 +134,7 @@ def test_without_pipelining_each_command_waits_for_its_reply(serve, client_for, 
     received_before_each_reply = [received for received, _ in server.sessions[0].exchanges()[1:]]
     assert received_before_each_reply == [
         b"EHLO loadkit.test\r\n",
-        b"MAIL FROM:<from@example.com>\r\n",
+        b"MAIL FROM:<from@example.com> SIZE=%d\r\n" % len(MESSAGE),
         b"RCPT TO:<a@example.com>\r\n",
         b"RCPT TO:<b@example.com>\r\n",
         b"DATA\r\n",
@@ -664,10 +665,6 @@ def test_timings_measure_where_the_server_is_slow(serve, client_for):
 # -- known bugs -----------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SmtpClient.connect() raises on a negative banner or greeting but keeps the socket "
-    "(only 421 closes it), so the next send() skips connect() and sends MAIL on an "
-    "ungreeted session"))
 @pytest.mark.parametrize("protocol, where, reply", [
     ("smtp", "banner", b"554 5.7.1 No SMTP service here\r\n"),
     ("smtp", "EHLO", b"451 4.3.0 Try again later\r\n"),
@@ -686,10 +683,6 @@ def test_a_failed_greeting_leaves_no_half_open_session(serve, client_for, protoc
     assert server.sessions[1].verbs()[0] in (b"EHLO", b"LHLO")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "send(quit=True) raises before its QUIT handling when the message is refused; with "
-    "PIPELINING the QUIT already went out behind the dot, so the client stays 'connected' "
-    "to a session the server is closing, and the next send() reads 221 as its MAIL reply"))
 @pytest.mark.parametrize("protocol, refusal", [
     ("smtp", b"554 5.7.1 Spam message rejected\r\n"),
     ("lmtp", b"552 5.2.2 <a> Mailbox full\r\n"),
@@ -705,10 +698,6 @@ def test_quit_true_ends_the_session_even_when_the_message_is_refused(serve, clie
     assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with PIPELINING the client reads every envelope reply before looking at any; when the "
-    "server answers 421 and hangs up (RFC 5321 3.8), reading the next reply raises "
-    "SMTPDisconnected, so the 421 is lost and the failure is keyed 'connection closed at RCPT'"))
 def test_pipelined_421_then_hang_up_is_reported_as_the_421(serve, client_for):
     server = serve(on(b"MAIL", Hangup(b"421 4.7.0 Too many errors\r\n")))
     client = client_for(server)

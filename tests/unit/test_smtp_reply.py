@@ -152,10 +152,6 @@ def test_a_code_shorter_than_three_digits_is_a_protocol_error(banner_of, banner)
         banner_of(banner)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "SmtpClient._read_reply caps the unterminated buffer at MAX_LINE bytes, CR included, "
-    "but a complete line may have MAX_LINE bytes before its CRLF: a line of exactly the cap "
-    "whose LF arrives in a later write is refused"))
 def test_a_line_of_exactly_the_cap_is_accepted_when_its_lf_comes_later(banner_of):
     # The pause makes the client read the line before its LF arrives.
     banner = banner_of(Split(b"220 " + b"x" * (MAX_LINE - 4) + b"\r", b"\n"), split_pause=0.3)

@@ -1,0 +1,19 @@
+"""TLS for the client: gevent's ssl, verification on unless asked otherwise."""
+
+from __future__ import annotations
+
+from gevent import ssl
+
+
+def client_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
+    """A context for STARTTLS and implicit TLS.
+
+    Verification (certificate chain and host name) is on by default, as a
+    mail client should be; ``verify=False`` is for test targets with
+    self-signed certificates (``--tls-no-verify``, the `tls_verify` tunable).
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
