@@ -53,7 +53,7 @@ from locust.exception import StopUser
 from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
 from loadkit.targets import TargetError, parse_endpoint
-from loadkit.users import LmtpUser, SmtpUser
+from loadkit.users import LmtpUser, SmtpUser, setup_problem
 
 
 def add_arguments(parser):
@@ -208,6 +208,9 @@ def run(args) -> int:
     budget = Budget(args.messages, finished)
     tally = Tally(args.keep_going, finished)
     run_ = HeadlessRun([source_user_class(args, budget)], target.url(), finished=finished)
+    problem = setup_problem(run_.environment)
+    if problem:
+        raise CommandError(problem)
     run_.environment.events.request.add_listener(tally.on_request)
     counter = _Counter(tally) if args.counter else None
     try:

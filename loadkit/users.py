@@ -109,6 +109,7 @@ class SmtpUser(User):
             self.target = target_for(type(self), environment.host or self.host)
             if self.accounts_csv:
                 username, password = next_account(self.accounts_csv)
+            self.messages = message_factory_for(type(self))
         except (TargetError, SetupError):
             self.target = None
             return  # reported once by the start-up checks; on_start stops this user
@@ -128,7 +129,6 @@ class SmtpUser(User):
             dsn_notify=self.dsn_notify,
             dsn_ret=self.dsn_ret,
         )
-        self.messages = message_factory_for(self)
         self._fixed_recipients = _numbered(self.rcpt_to, range(1, self.recipients_per_message + 1)) \
             if self.recipients_per_message > 1 else [self.rcpt_to]
         self._sent_on_connection = 0
@@ -208,19 +208,31 @@ def target_for(user_class, host: str | None) -> Target:
     return target
 
 
-def message_factory_for(user) -> MessageFactory:
-    key = (user.payload_size, user.message_pool_size, user.seed, user.subject, user.mail_from, user.rcpt_to)
+def message_factory_for(user_class) -> MessageFactory:
+    """The process's shared factory for this user class's message settings."""
+    key = (
+        user_class.payload_size, user_class.message_pool_size, user_class.seed, user_class.subject,
+        user_class.mail_from, user_class.rcpt_to,
+    )
     factory = _factories.get(key)
     if factory is None:
-        factory = _factories[key] = MessageFactory(
-            payload_size=user.payload_size,
-            pool_size=user.message_pool_size,
-            seed=user.seed,
-            subject=user.subject,
-            sender=user.mail_from,
-            recipient=user.rcpt_to,
-        )
+        try:
+            factory = _factories[key] = MessageFactory(
+                payload_size=user_class.payload_size,
+                pool_size=user_class.message_pool_size,
+                seed=user_class.seed,
+                subject=user_class.subject,
+                # UTF-8 envelope addresses (SMTPUTF8) keep ASCII headers: the factory writes 7-bit messages
+                sender=_ascii_or(user_class.mail_from, "loadkit@loadkit.test"),
+                recipient=_ascii_or(user_class.rcpt_to, "user@loadkit.test"),
+            )
+        except ValueError as error:
+            raise SetupError(f"{user_class.__name__}: {error}") from None
     return factory
+
+
+def _ascii_or(address: str, fallback: str) -> str:
+    return address if address.isascii() else fallback
 
 
 class SetupError(ValueError):
@@ -254,12 +266,14 @@ def _mail_user_classes(environment):
     return [cls for cls in environment.user_classes if issubclass(cls, SmtpUser)]
 
 
-def _host_problem(environment) -> str | None:
+def setup_problem(environment) -> str | None:
+    """What keeps the mail users of this environment from running (bad host, accounts, message settings)."""
     for user_class in _mail_user_classes(environment):
         try:
             target_for(user_class, environment.host or user_class.host)
             if user_class.accounts_csv:
                 read_accounts(user_class.accounts_csv)
+            message_factory_for(user_class)
         except (TargetError, SetupError) as error:
             return str(error)
     return None
@@ -291,7 +305,7 @@ def _check_hosts_at_startup(environment, **_kwargs):
         return
     if isinstance(environment.runner, WorkerRunner):
         return
-    problem = _host_problem(environment)
+    problem = setup_problem(environment)
     if problem:
         print(f"loadkit: {problem}", file=sys.stderr)
         sys.exit(2)
@@ -302,7 +316,7 @@ def _check_hosts_at_start(environment, **_kwargs):
     """A host typed into the web UI is checked when the test starts."""
     if isinstance(environment.runner, WorkerRunner):
         return
-    problem = _host_problem(environment)
+    problem = setup_problem(environment)
     if problem:
         log.error("loadkit: %s", problem)
         environment.process_exit_code = 2
