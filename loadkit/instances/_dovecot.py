@@ -159,7 +159,7 @@ class Dovecot(Instance):
         if not is_root():  # an unprivileged Dovecot runs every service as its caller
             me, group = pwd.getpwuid(os.geteuid()).pw_name, group_name(os.getegid())
             users = (f"default_internal_user = {me}\ndefault_login_user = {me}\n"
-                     f"default_internal_group = {group}\n")
+                     f"default_internal_group = {group}\nservice anvil {{\n  chroot =\n}}\n")
         common = f"""\
 base_dir = {self.base_dir}
 state_dir = {self.path('lib')}
@@ -177,6 +177,9 @@ last_valid_gid = {gid}
 {users}lmtp_save_to_detail_mailbox = no
 recipient_delimiter =
 auth_mechanisms = plain login
+# a wrong password is answered at once, not after 2 s (repeated failures from
+# one address are still slowed down by Dovecot's auth penalty, as in production)
+auth_failure_delay = 0
 # no stats-writer: a process starting while Dovecot stops would wait 5 s for its handshake
 stats_writer_socket_path =
 service lmtp {{

@@ -10,7 +10,8 @@ Mail never leaves the machine: ``transport_maps = static:...`` sends every
 recipient, local or not, bounces included, to the one loopback next hop,
 written as a bracketed IP address so no DNS lookup happens. The log goes to
 ``log/postfix.log`` through postlogd (Postfix >= 3.4), readable without
-syslog. STARTTLS is offered with a self-signed certificate (``tls/``).
+syslog. STARTTLS is offered with a self-signed certificate (``tls/``);
+AUTH, when asked for, is checked by a Dovecot instance's auth socket.
 """
 
 from __future__ import annotations
@@ -122,14 +123,17 @@ class Postfix(Instance):
 
     `relay_to`: None (start a ``loadkit sink`` in the state folder) or a
     loopback next hop, e.g. ``"lmtp:127.0.0.1:24"`` or ``"smtp://127.0.0.1:2525"``.
+    `sasl_socket`: a Dovecot auth socket (`Dovecot.auth_socket`); smtpd then
+    offers AUTH PLAIN/LOGIN and checks passwords with Dovecot.
     `settings`: extra main.cf parameters, written last so they win.
     """
 
     server = "postfix"
 
     def __init__(self, state_dir, port: int = 0, relay_to: str | Target | None = None,
-                 settings: dict[str, str] | None = None):
+                 settings: dict[str, str] | None = None, sasl_socket: str | Path | None = None):
         super().__init__(state_dir, port)
+        self.sasl_socket = Path(sasl_socket).absolute() if sasl_socket else None
         if isinstance(relay_to, str):
             relay_to = parse_relay(relay_to)
         self.relay_target: Target | None = relay_to
@@ -221,6 +225,8 @@ class Postfix(Instance):
 
     def _start(self) -> None:
         self.port = choose_port(self.requested_port, self.host)
+        if self.sasl_socket is not None and not self.sasl_socket.is_socket():
+            raise InstanceError(f"no Dovecot auth socket at {self.sasl_socket}: start Dovecot first")
         self.make_dirs("etc", "log", "queue")
         self_signed_certificate(self.path("tls"), "loadkit-postfix.localdomain")
         if self.relay_target is None:
@@ -265,8 +271,8 @@ class Postfix(Instance):
             "inet_interfaces": "loopback-only",
             "inet_protocols": "all" if ipv6 else "ipv4",
             "mynetworks": "127.0.0.0/8 [::1]/128",
-            "smtpd_relay_restrictions": "permit_mynetworks, reject",
-            "smtpd_recipient_restrictions": "permit_mynetworks, reject",
+            "smtpd_relay_restrictions": "permit_mynetworks, permit_sasl_authenticated, reject",
+            "smtpd_recipient_restrictions": "permit_mynetworks, permit_sasl_authenticated, reject",
             # one loopback next hop for everything, no DNS on the way there
             "relayhost": nexthop.partition(":")[2] if nexthop.startswith("smtp:") else "",
             "default_transport": nexthop,
@@ -283,6 +289,7 @@ class Postfix(Instance):
             "smtpd_tls_cert_file": str(self.tls_certificate),
             "smtpd_tls_key_file": str(self.tls_key),
             "smtpd_tls_loglevel": "1",  # one "TLS connection established" line per session
+            **self._sasl_settings(),
             # room for load: many sessions, no anvil limits, quick retries of deferred mail
             "default_process_limit": "500",
             "smtpd_client_connection_count_limit": "0",
@@ -303,6 +310,17 @@ class Postfix(Instance):
         lines = ["# A loadkit test instance: loopback only, all mail to one loopback next hop."]
         lines += [f"{name} = {value}" for name, value in settings.items()]
         return "\n".join(lines) + "\n"
+
+    def _sasl_settings(self) -> dict[str, str]:
+        if self.sasl_socket is None:
+            return {}
+        return {
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_sasl_type": "dovecot",
+            "smtpd_sasl_path": str(self.sasl_socket),
+            "smtpd_tls_auth_only": "no",  # load tests measure AUTH with and without STARTTLS
+            "smtpd_sasl_authenticated_header": "no",
+        }
 
     def _stop(self, timeout: float) -> None:
         if (self.config_dir / "main.cf").exists() and self._master_running():
@@ -345,12 +363,14 @@ class Postfix(Instance):
             "tls_certificate": str(self.tls_certificate),
             "tls_key": str(self.tls_key),
             "settings": self.settings,
+            "sasl_socket": str(self.sasl_socket) if self.sasl_socket else None,
         }
 
     def _restore(self, info: dict) -> None:
         self.version = info.get("version")
         self.master_pid = info.get("master_pid")
         self.settings = info.get("settings") or {}
+        self.sasl_socket = Path(info["sasl_socket"]) if info.get("sasl_socket") else None
         if info.get("sink"):
             self.sink = SinkProcess.restore(info["sink"])
         elif info.get("relay_url"):
@@ -374,4 +394,5 @@ class Postfix(Instance):
             f"  state folder: {self.state_dir}",
             f"  log: {self.log_path}",
             f"  STARTTLS certificate: {self.tls_certificate}",
+            *([f"  AUTH PLAIN/LOGIN checked by Dovecot: {self.sasl_socket}"] if self.sasl_socket else []),
         ]

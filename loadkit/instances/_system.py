@@ -123,11 +123,45 @@ def choose_port(port: int, host: str = "127.0.0.1") -> int:
 
 
 def listens(host: str, port: int) -> bool:
+    """Whether something listens on host:port.
+
+    Read from the kernel's socket table where there is one: a probe
+    connection would make the server start a worker for nothing, and one
+    that is still starting when the server is stopped can hold it up.
+    """
+    table = listening_sockets()
+    if table is not None:
+        wanted = ipaddress.ip_address(host)
+        # a wildcard listener takes it too (0.0.0.0, or :: which by default takes IPv4 as well)
+        return any(port == listen_port and (address == wanted or address.is_unspecified)
+                   for address, listen_port in table)
     try:
         socket.create_connection((host, port), timeout=1).close()
         return True
     except OSError:
         return False
+
+
+def listening_sockets() -> set | None:
+    """{(address, port)} of listening TCP sockets from /proc/net/tcp{,6}; None without /proc."""
+    sockets = set()
+    for name in ("tcp", "tcp6"):
+        try:
+            with open(f"/proc/net/{name}") as stream:
+                lines = stream.read().splitlines()[1:]
+        except OSError:
+            if name == "tcp":
+                return None
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] != "0A":  # TCP_LISTEN
+                continue
+            address, port = fields[1].split(":")
+            raw = bytes.fromhex(address)
+            raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # 32-bit words in host order
+            sockets.add((ipaddress.ip_address(raw), int(port, 16)))
+    return sockets
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05) -> bool:

@@ -1,7 +1,7 @@
 """``loadkit target``: start, stop and look at real servers on loopback.
 
     loadkit target postfix|dovecot|apache up     [--dir DIR] [--port PORT]
-    loadkit target postfix up [--deliver lmtp:127.0.0.1:PORT] [--set NAME=VALUE ...]
+    loadkit target postfix up [--deliver lmtp:127.0.0.1:PORT] [--sasl SOCKET] [--set NAME=VALUE ...]
     loadkit target postfix|dovecot|apache status [--dir DIR] [--json]
     loadkit target postfix|dovecot|apache down   [--dir DIR]
 
@@ -12,6 +12,8 @@
 --deliver WHERE  postfix only: deliver there instead of to a loadkit sink it
                  starts: smtp:HOST:PORT, lmtp:HOST:PORT, lmtp:unix:PATH or a
                  URL (smtp://, lmtp://, lmtp+unix://); loopback only
+--sasl SOCKET    postfix only: offer AUTH, checked by this Dovecot auth socket
+                 (a dovecot instance's run/auth-client: any user, its password)
 --set NAME=VALUE postfix only: an extra main.cf parameter (repeatable)
 --json           status as JSON
 
@@ -51,6 +53,8 @@ def add_arguments(parser) -> None:
                         help="loopback port to listen on (default: a free one)")
     parser.add_argument("--deliver", metavar="WHERE",
                         help="postfix: deliver to this loopback next hop instead of a loadkit sink")
+    parser.add_argument("--sasl", metavar="SOCKET",
+                        help="postfix: offer AUTH, checked by this Dovecot auth socket (DIR/run/auth-client)")
     parser.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="postfix: an extra main.cf parameter (repeatable)")
     parser.add_argument("--json", action="store_true", help="status: print JSON")
@@ -59,10 +63,11 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     instance_class = SERVERS[args.server]
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
-    if args.server != "postfix" and (args.deliver or args.settings):
-        raise CommandError("--deliver and --set are for postfix only")
-    if args.action != "up" and (args.deliver or args.settings or args.port):
-        raise CommandError("--port, --deliver and --set go with up")
+    postfix_only = args.deliver or args.settings or args.sasl
+    if args.server != "postfix" and postfix_only:
+        raise CommandError("--deliver, --sasl and --set are for postfix only")
+    if args.action != "up" and (postfix_only or args.port):
+        raise CommandError("--port, --deliver, --sasl and --set go with up")
     if not 0 <= args.port <= 65535:
         raise CommandError(f"--port {args.port}: out of range (0-65535)")
     try:
@@ -78,7 +83,8 @@ def run(args) -> int:
 
 def _up(instance_class, state_dir: Path, args) -> int:
     if instance_class is Postfix:
-        instance = Postfix(state_dir, port=args.port, relay_to=args.deliver, settings=dict(args.settings))
+        instance = Postfix(state_dir, port=args.port, relay_to=args.deliver, settings=dict(args.settings),
+                           sasl_socket=args.sasl)
     else:
         instance = instance_class(state_dir, port=args.port)
     instance.start()

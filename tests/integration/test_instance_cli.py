@@ -118,10 +118,10 @@ def test_port_in_use_is_one_line(peer, instance_root):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["apache", "up", "--deliver", "lmtp:127.0.0.1:24"], "--deliver and --set are for postfix only"),
+    (["apache", "up", "--deliver", "lmtp:127.0.0.1:24"], "--deliver, --sasl and --set are for postfix only"),
     (["postfix", "up", "--deliver", "smtp:192.0.2.1:25"], "only delivers to loopback"),
     (["postfix", "up", "--set", "no_equals_sign"], "invalid NAME=VALUE value"),
-    (["dovecot", "status", "--port", "2525"], "--port, --deliver and --set go with up"),
+    (["dovecot", "status", "--port", "2525"], "--port, --deliver, --sasl and --set go with up"),
     (["apache", "up", "--port", "70000"], "out of range"),
     (["nginx", "up"], "invalid choice"),
 ])

@@ -7,6 +7,7 @@ Dovecot's maildirs, never from our client alone.
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import ssl
 import subprocess
@@ -97,3 +98,29 @@ def test_delivers_over_lmtp_to_dovecot(postfix_peer, peer, instance_root):
 def test_refuses_a_next_hop_off_this_machine(tmp_path, where, message):
     with pytest.raises(InstanceError, match=message):
         Postfix(tmp_path / "postfix", relay_to=where)
+
+
+def test_auth_is_checked_by_dovecot_over_starttls(postfix_peer, peer, instance_root):
+    peer("dovecot")
+    with Dovecot(instance_root / "dovecot", password="s3cret") as dovecot, \
+            Postfix(instance_root / "postfix", sasl_socket=dovecot.auth_socket) as postfix:
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=10) as client:
+            client.starttls(context=ssl.create_default_context(cafile=str(postfix.tls_certificate)))
+            client.ehlo()
+            assert set(client.esmtp_features["auth"].split()) == {"PLAIN", "LOGIN"}
+            assert client.login("alice@example.com", "s3cret")[0] == 235
+            client.sendmail("alice@example.com", ["bob@example.org"], b"Subject: auth\r\n\r\nhi\r\n")
+        with smtplib.SMTP("127.0.0.1", postfix.port, timeout=10) as client:
+            client.ehlo()
+            # one attempt: smtplib's login() would try LOGIN after PLAIN, and
+            # Dovecot delays repeated failures from one address (auth penalty)
+            wrong = base64.b64encode(b"\0alice@example.com\0wrong").decode()
+            assert client.docmd("AUTH", f"PLAIN {wrong}")[0] == 535
+        assert postfix.wait_for_empty_queue(DRAIN_TIMEOUT)
+        assert wait_until(lambda: count_in_log(postfix, "sasl_method=PLAIN, sasl_username=alice@example.com") == 1, 10)
+    assert postfix.sink_stats()["messages"] == 1
+
+
+def test_auth_needs_a_running_dovecot(postfix_peer, instance_root):
+    with pytest.raises(InstanceError, match="no Dovecot auth socket at .*: start Dovecot first"):
+        Postfix(instance_root / "postfix", sasl_socket=instance_root / "nowhere" / "auth-client").start()
