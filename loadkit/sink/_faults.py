@@ -298,6 +298,8 @@ class FaultPlan:
                 stats.count_fault(rule.kind, rule.label)
                 if rule.kind != "reject" or rule.reply[:3] == b"421":  # 421 always means closing
                     session.closing = True
+                elif command == "BDAT":  # the chunk follows the command whatever the answer
+                    return session.refuse_chunk(arguments[-1], rule.reply)
                 return rule.reply
         reply = produce(*arguments)
         slow = self._slow.get(command)

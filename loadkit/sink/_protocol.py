@@ -608,6 +608,19 @@ class SmtpSession:
         self._in_data = CHUNK
         return b""  # the reply comes once the chunk is in
 
+    def refuse_chunk(self, argument: bytes, reply: bytes) -> bytes:
+        """BDAT answered with `reply` (a fault), its chunk read all the same to stay in step."""
+        count, _, last = argument.strip().partition(b" ")
+        if not count.isdigit():
+            return reply
+        self._chunk_error = reply
+        self._chunk_last = last.strip().upper() == b"LAST"
+        self._chunk_left = int(count)
+        if not self._chunk_left:
+            return self._chunk_done()
+        self._in_data = CHUNK
+        return b""
+
     def smtp_RSET(self, argument: bytes) -> bytes:
         if argument:
             return S501_NO_ARGUMENTS

@@ -63,7 +63,9 @@ Beyond smtp-sink:
                       sink names the files) ...
 --store-max N         ... at most N of them (the rest accepted, not kept)
 --no-trace            do not read X-Loadkit-Trace headers (delivery delay,
-                      duplicates); reading them costs about 1 µs a message
+                      duplicates); reading them costs about 2 µs of CPU per
+                      5 KB message without a trace, 5 µs with one, against
+                      some 45 µs the sink spends on a message in all
 --stats-json PATH     write the counters, address and duration there on exit
 
 Every fault is counted in the stats (``faults``: kind -> command -> count),
@@ -236,7 +238,7 @@ def fault_plan(args) -> FaultPlan | None:
             for command in command_list(text):
                 plan.shutdown(command)
         if args.data_delay is not None:
-            plan.delay("data", f"{args.data_delay}s")
+            plan.delay("data", f"{args.data_delay:.6f}s")
         for spec in args.delay:
             plan.add_delay_spec(spec)
         for spec in args.drip:

@@ -154,3 +154,10 @@ def test_greylisting_in_a_session_keys_on_client_sender_and_recipient():
     other_client.stats = stats
     assert codes(other_client.feed(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")) == ["250", "250", "450"]
     assert stats.faults == {("greylist", "rcpt"): 2} and stats.messages == 1
+
+
+def test_a_rejected_bdat_still_reads_its_chunk():
+    smtp, stats = session(FaultPlan().reject("bdat", 554))
+    replies = smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6 LAST\r\nNOOP\r\nRSET\r\nNOOP\r\n")
+    assert codes(replies)[-4:] == ["250", "554", "250", "250"]  # "NOOP\r\n" was chunk data, not a command
+    assert stats.messages == 0 and stats.faults == {("reject", "bdat"): 1}

@@ -157,3 +157,19 @@ def test_a_long_delay_is_not_the_clients_timeout():
             sock.sendall(b"NOOP\r\n")
             assert read_replies(sock, 1) == [b"250 2.0.0 Ok"]
     assert server.stats.timeouts == 0
+
+
+def test_an_idle_tls_session_times_out_without_clear_text():
+    with SinkServer("127.0.0.1:0", timeout=0.3) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"STARTTLS\r\n")
+            read_replies(sock, 1)
+            with client_context().wrap_socket(sock) as tls:
+                started = time.monotonic()
+                try:
+                    assert tls.recv(100) == b""  # closed: no 421 in clear text inside the TLS stream
+                except (ssl.SSLError, ConnectionResetError):
+                    pass  # closed without a TLS close_notify
+                assert time.monotonic() - started < 3.0
+    assert (server.stats.timeouts, server.stats.tls_sessions) == (1, 1)
