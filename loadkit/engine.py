@@ -7,14 +7,13 @@ terms: after a duration, or when a budget of messages is spent.
 
 from __future__ import annotations
 
-import csv
 import time
 
-import gevent
 from gevent.event import Event
 from locust import events
 from locust.env import Environment
-from locust.stats import PERCENTILES_TO_REPORT, StatsCSVFileWriter
+
+from loadkit.metrics._csv import LocustCsv
 
 STOP_TIMEOUT = 30.0  # seconds; the users' default network timeout
 
@@ -27,11 +26,7 @@ class HeadlessRun:
         # message the server took but Locust never counted would break the totals.
         self.environment = Environment(user_classes=user_classes, host=host, events=events, stop_timeout=STOP_TIMEOUT)
         self.runner = self.environment.create_local_runner()
-        self.csv_writer = (
-            StatsCSVFileWriter(self.environment, PERCENTILES_TO_REPORT, csv_prefix, full_history=False)
-            if csv_prefix
-            else None
-        )
+        self.csv = LocustCsv(self.environment, csv_prefix) if csv_prefix else None
         self.finished = finished or Event()  # set it to end the run early
         self.started_at = self.stopped_at = None
 
@@ -41,7 +36,8 @@ class HeadlessRun:
 
     def run(self, users: int, spawn_rate: float, duration: float | None = None, on_tick=None, tick: float = 1.0):
         """Spawn `users`, run until `duration` seconds pass or `finished` is set, then stop them all."""
-        writer = gevent.spawn(self.csv_writer.stats_writer) if self.csv_writer else None
+        if self.csv is not None:
+            self.csv.start()
         self.started_at = time.time()
         deadline = None if duration is None else time.monotonic() + duration
         self.runner.start(users, spawn_rate)
@@ -56,22 +52,5 @@ class HeadlessRun:
         finally:
             self.runner.quit()  # stops every user (on_stop runs: sessions end with QUIT)
             self.stopped_at = time.time()
-            if writer is not None:
-                writer.kill()
-                self._write_final_csv()
-
-    def _write_final_csv(self) -> None:
-        """Locust rewrites its CSV once a second; write the closing state once more, then close."""
-        writer = self.csv_writer
-        for handle, columns, write_rows in (
-            (writer.requests_csv_filehandle, writer.requests_csv_columns, writer._requests_data_rows),
-            (writer.failures_csv_filehandle, writer.failures_columns, writer._failures_data_rows),
-            (writer.exceptions_csv_filehandle, writer.exceptions_columns, writer._exceptions_data_rows),
-        ):
-            handle.seek(0)
-            handle.truncate()
-            out = csv.writer(handle)
-            out.writerow(columns)
-            write_rows(out)
-        writer._stats_history_data_rows(writer.stats_history_csv_writer, time.time())
-        writer.close_files()
+            if self.csv is not None:
+                self.csv.finish()
