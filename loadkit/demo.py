@@ -4,12 +4,24 @@ Starts the sink on a free loopback port, runs a headless Locust load of
 SMTP users against it (progress once a second), writes a results folder
 (Locust's CSV, metrics.jsonl, events.jsonl, errors.csv, run.json) and its
 HTML report, and prints the report's path.
+
+With ``--workers N`` the same load runs as a distributed Locust run on this
+machine: ``locust --master`` and N ``locust --worker`` processes, with this
+module as their locustfile, against the demo's sink. The master merges the
+workers' histograms and writes the results folder (with each worker's
+share in run.json); the demo adds the sink's counters and builds the report.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from locust import constant, task
 from locust.util.timespan import parse_timespan
@@ -27,6 +39,8 @@ def add_arguments(parser):
     parser.add_argument("--duration", default="20s", metavar="TIME", help="how long to load: 20, 20s, 1m (default 20s)")
     parser.add_argument("--users", type=int, default=20, metavar="N", help="concurrent SMTP users (default 20)")
     parser.add_argument("--spawn-rate", type=float, default=10.0, metavar="N", help="users started per second (default 10)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="run a Locust master and N worker processes on this machine (default 0: one process)")
 
 
 class DemoSender(SmtpUser):
@@ -46,6 +60,10 @@ def run(args) -> int:
         raise CommandError(f"--duration {args.duration!r}: {error}") from None
     if duration <= 0 or args.users < 1 or args.spawn_rate <= 0:
         raise CommandError("--duration, --users and --spawn-rate must be positive")
+    if args.workers < 0:
+        raise CommandError("--workers must be 0 or more")
+    if args.workers:
+        return _run_distributed(args, duration)
     try:
         folder = new_results_folder(args.out, "demo")
     except ResultsError as error:
@@ -85,6 +103,99 @@ def run(args) -> int:
     report = build_report(folder)
     print(f"loadkit demo: report written to {report}")
     return 0 if total.num_failures == 0 else 1
+
+
+# The master waits this long for its workers to connect before it gives up.
+WORKERS_MAX_WAIT = 60
+_RESULTS_LINE = re.compile(r"^loadkit: results in (.+)$", re.MULTILINE)
+
+
+def _run_distributed(args, duration: float) -> int:
+    """`locust --master` + N `locust --worker` subprocesses against a sink in this process."""
+    parent = Path(args.out)
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"cannot create results folder {parent}: {error.strerror or error}") from None
+    seconds = max(1, round(duration))
+    sink = SinkServer("127.0.0.1:0").start()
+    port = _free_loopback_port()
+    print(f"loadkit demo: sink listening on {sink.url}; {args.users} users on {args.workers} workers "
+          f"for {seconds}s -> {parent}/")
+    locust = [sys.executable, "-m", "locust", "-f", str(Path(__file__).resolve())]
+    master_command = [
+        *locust, "-H", sink.url, "--headless", "-u", str(args.users), "-r", str(args.spawn_rate),
+        "-t", f"{seconds}s", "--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+        "--expect-workers", str(args.workers), "--expect-workers-max-wait", str(WORKERS_MAX_WAIT),
+        "--only-summary", "--results", str(parent), "--check", "no_worker_lost",
+    ]
+    worker_command = [*locust, "--worker", "--master-host", "127.0.0.1", "--master-port", str(port)]
+    with tempfile.TemporaryDirectory(prefix="loadkit-demo-") as logs:
+        master_out = open(Path(logs) / "master.out", "w+")
+        master_err = open(Path(logs) / "master.err", "w+")
+        processes = [subprocess.Popen(master_command, stdout=master_out, stderr=master_err)]
+        try:
+            for _ in range(args.workers):
+                processes.append(subprocess.Popen(worker_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            show = _sink_progress(sink)
+            while processes[0].poll() is None:  # the sink serves in this process's hub meanwhile
+                time.sleep(1)
+                show()
+            for worker in processes[1:]:
+                worker.wait(15)  # workers quit when their master does
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+            sink.stop()
+        master_out.seek(0)
+        master_err.seek(0)
+        output, errors = master_out.read(), master_err.read()
+    print()
+    found = _RESULTS_LINE.search(output)
+    if found is None:
+        tail = errors.strip().splitlines()[-1:] or [f"exit code {processes[0].returncode}"]
+        raise CommandError(f"the Locust master wrote no results: {tail[0]}")
+    folder = Path(found.group(1).strip())
+    run = json.loads((folder / "run.json").read_text())
+    run.update(command=f"loadkit demo --workers {args.workers}", sink=sink.stats.as_dict())
+    write_run_json(folder, **run)
+    shares = ", ".join(str(count) for count in run.get("worker_shares", {}).values())
+    print(f"loadkit demo: Locust counted {run['requests']} messages ({run['failures']} failed) "
+          f"from {run.get('workers', 0)} workers ({shares}); the sink received {sink.stats.messages}")
+    from loadkit.report import build_report
+
+    report = build_report(folder)
+    print(f"loadkit demo: report written to {report}")
+    return 0 if processes[0].returncode == 0 and run["failures"] == 0 else 1
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _sink_progress(sink):
+    """Progress from the sink's side: the load's numbers live in the master process."""
+    started = time.monotonic()
+    interactive = sys.stdout.isatty()
+    last = [started, 0]
+
+    def show():
+        now, messages = time.monotonic(), sink.stats.messages
+        rate = (messages - last[1]) / max(now - last[0], 1e-6)
+        last[:] = [now, messages]
+        elapsed = now - started
+        line = f"  {elapsed:5.1f}s  sink received {messages:8d} msgs  {rate:7.0f} msgs/s"
+        if interactive:
+            sys.stdout.write("\r" + line)
+        elif int(elapsed) % 5 == 0:
+            sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+
+    return show
 
 
 def _progress(duration: float):
