@@ -3,7 +3,8 @@
 It must outlive the ``loadkit target postfix up`` that started it, so it
 runs in a session of its own with its output in a log file (no pipe to a
 parent that is about to exit); the log's first line says where it listens.
-Its counters are written to ``stats.json`` when it stops.
+Its counters are written to ``stats.json`` when it stops; each traced
+message is a line of ``traces.log`` as soon as it arrives.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ class SinkProcess:
         return self.folder / "stats.json"
 
     @property
+    def trace_log_path(self) -> Path:
+        return self.folder / "traces.log"
+
+    @property
     def log_path(self) -> Path:
         return self.folder / "sink.log"
 
@@ -47,7 +52,8 @@ class SinkProcess:
     def start(self) -> str:
         """Start the sink on a free loopback port; its URL."""
         self.folder.mkdir(parents=True, exist_ok=True)
-        command = [sys.executable, "-m", "loadkit", "sink", "-h", self.hostname, "--stats-json", str(self.stats_path)]
+        command = [sys.executable, "-m", "loadkit", "sink", "-h", self.hostname, "--stats-json", str(self.stats_path),
+                   "--trace-log", str(self.trace_log_path)]
         if self.lmtp:
             command.append("-L")
         command.append("127.0.0.1:0")
@@ -102,7 +108,7 @@ class SinkProcess:
     def describe(self) -> dict:
         return {
             "url": self.url, "pid": self.pid, "protocol": "lmtp" if self.lmtp else "smtp",
-            "stats_json": str(self.stats_path), "log": str(self.log_path),
+            "stats_json": str(self.stats_path), "trace_log": str(self.trace_log_path), "log": str(self.log_path),
         }
 
     @classmethod

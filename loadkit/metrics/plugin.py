@@ -78,6 +78,25 @@ def _on_init(environment, runner=None, **_kwargs):
     _controller.install()
 
 
+def results_folder(environment) -> Path | None:
+    """The results folder of `environment`'s current or last run (None before one, or on a worker).
+
+    For modules that add their own files to it (probes, end-to-end delivery).
+    """
+    if _controller is not None and _controller.environment is environment:
+        return _controller.folder
+    return None
+
+
+def record_event(environment, kind: str, detail: str) -> bool:
+    """Add an event to events.jsonl of `environment`'s running test; False when none runs."""
+    run = _controller.run if _controller is not None and _controller.environment is environment else None
+    if run is None or not run.running:
+        return False
+    run.events.record(kind, None, detail)
+    return True
+
+
 def _fail_at_start(message: str):
     print(f"loadkit: {message}", file=sys.stderr)
     sys.exit(2)
@@ -228,3 +247,8 @@ class ResultsController:
 def _program_name() -> str:
     name = Path(sys.argv[0]).name
     return "locust" if name in ("__main__.py", "") else name
+
+
+# --probe on the locust command. Imported last: its init listener then runs after ours,
+# so its probes start once this test's results folder exists.
+from loadkit.probes import plugin as _probes_plugin  # noqa: E402, F401

@@ -1,0 +1,226 @@
+"""End-to-end delivery: what the target accepted against what reached the sink.
+
+Users send through a relay (Postfix) that delivers to a ``loadkit sink``.
+Each message carries ``X-Loadkit-Trace: run=..; src=..; seq=..; t=..``:
+
+- the users remember the trace id (run, source, sequence) of every message
+  the target accepted (`AcceptedMessages`), one bit per sequence number;
+- the sink appends one line per traced message it answers to its trace log
+  (``loadkit sink --trace-log``; an instance's sink writes ``traces.log`` in
+  its folder): ``RUN SOURCE SEQUENCE SENT_AT ARRIVAL``;
+- after the test, the relay's queue is drained (``postqueue -j`` until it is
+  empty, bounded by a timeout), the trace log is read, and `e2e.json` goes
+  into the results folder:
+
+      accepted     messages the target accepted (a positive end-of-data reply)
+      delivered    distinct accepted messages that reached the sink
+      lost         accepted, never delivered (exact: sets of trace ids)
+      duplicated   arrivals beyond the first of a message
+      unexpected   messages of this run that arrived without the users
+                   having seen them accepted (a reply lost on the way back)
+      latency      first arrival minus the trace's send time: an encoded
+                   HdrHistogram of µs plus its summary in ms
+
+The delay compares the sender's clock with the sink's. On one host they are
+the same clock (``clock_offset_ms: 0``, method "same host"); measuring the
+offset between hosts is not done yet.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from loadkit.messages import parse_trace
+
+E2E_FILE = "e2e.json"
+DRAIN_INTERVAL = 0.2  # seconds between queue reads while draining
+LOST_EXAMPLES = 20  # trace ids of lost messages kept in e2e.json, to look them up in logs
+
+
+class SequenceSet:
+    """Whole numbers from 0 up, one bit each: a million sequence numbers in 125 KB."""
+
+    __slots__ = ("_bits", "count")
+
+    def __init__(self) -> None:
+        self._bits = bytearray(1024)
+        self.count = 0
+
+    def add(self, number: int) -> bool:
+        """Add `number`; False when it was there already."""
+        index = number >> 3
+        if index >= len(self._bits):
+            self._bits.extend(bytes(max(index + 1, 2 * len(self._bits)) - len(self._bits)))
+        mask = 1 << (number & 7)
+        if self._bits[index] & mask:
+            return False
+        self._bits[index] |= mask
+        self.count += 1
+        return True
+
+    def __contains__(self, number: int) -> bool:
+        index = number >> 3
+        return index < len(self._bits) and bool(self._bits[index] & (1 << (number & 7)))
+
+    def __iter__(self):
+        for index, byte in enumerate(self._bits):
+            if byte:
+                for bit in range(8):
+                    if byte & (1 << bit):
+                        yield (index << 3) | bit
+
+    def __len__(self) -> int:
+        return self.count
+
+
+class AcceptedMessages:
+    """Trace ids of the messages a target accepted, as {(run, source): SequenceSet}."""
+
+    def __init__(self) -> None:
+        self.sequences: dict[tuple[str, str], SequenceSet] = {}
+        self.untraced = 0  # accepted messages without a readable trace header
+
+    def add(self, message: bytes) -> None:
+        trace = parse_trace(message)
+        if trace is None:
+            self.untraced += 1
+            return
+        self.add_id(trace.run_id, trace.source, trace.sequence)
+
+    def add_id(self, run_id: str, source: str, sequence: int) -> None:
+        key = (run_id, source)
+        numbers = self.sequences.get(key)
+        if numbers is None:
+            numbers = self.sequences[key] = SequenceSet()
+        numbers.add(sequence)
+
+    @property
+    def count(self) -> int:
+        return sum(len(numbers) for numbers in self.sequences.values())
+
+    @property
+    def run_ids(self) -> set[str]:
+        return {run_id for run_id, _ in self.sequences}
+
+
+def read_trace_log(path: Path, run_ids: set[str]):
+    """(run, source, sequence, sent_at, arrival) of each line of the runs in `run_ids`."""
+    with open(path, "rb") as stream:
+        for line in stream:
+            fields = line.split()
+            if len(fields) != 5:
+                continue  # a line being written as we read: the drain waited for it already
+            run_id = fields[0].decode("ascii", "replace")
+            if run_id in run_ids:
+                yield run_id, fields[1].decode("ascii", "replace"), int(fields[2]), float(fields[3]), float(fields[4])
+
+
+def delivery_summary(accepted: AcceptedMessages, trace_log: Path) -> dict:
+    """Accepted, delivered, lost, duplicated, unexpected and the latency histogram (see the module)."""
+    from loadkit.metrics import encode, new_histogram, percentiles_ms, record_ms, summary_ms
+
+    histogram = new_histogram()
+    delays_ms = []
+    arrived: dict[tuple[str, str], SequenceSet] = {}
+    duplicated = unexpected = early = 0
+    for run_id, source, sequence, sent_at, arrival in read_trace_log(trace_log, accepted.run_ids):
+        key = (run_id, source)
+        seen = arrived.get(key)
+        if seen is None:
+            seen = arrived[key] = SequenceSet()
+        if not seen.add(sequence):
+            duplicated += 1
+            continue
+        numbers = accepted.sequences.get(key)
+        if numbers is None or sequence not in numbers:
+            unexpected += 1
+            continue
+        delay = arrival - sent_at
+        if delay < 0:
+            early += 1
+            delay = 0.0
+        delays_ms.append(delay * 1000.0)
+    record_ms(histogram, delays_ms)
+    delivered = len(delays_ms)
+    lost_examples = []
+    for (run_id, source), numbers in sorted(accepted.sequences.items()):
+        seen = arrived.get((run_id, source))
+        for sequence in numbers:
+            if seen is None or sequence not in seen:
+                lost_examples.append(f"run={run_id}; src={source}; seq={sequence}")
+                if len(lost_examples) >= LOST_EXAMPLES:
+                    break
+        if len(lost_examples) >= LOST_EXAMPLES:
+            break
+    latency = {}
+    if histogram.total_count:
+        latency = summary_ms(histogram)
+        for percentile, value in percentiles_ms(histogram, [50, 90, 95, 99, 99.9]).items():
+            latency[f"p{percentile:g}"] = value
+    return {
+        "accepted": accepted.count,
+        "delivered": delivered,
+        "lost": accepted.count - delivered,
+        "duplicated": duplicated,
+        "unexpected": unexpected,
+        "untraced": accepted.untraced,
+        "early": early,
+        "run_ids": sorted(accepted.run_ids),
+        "lost_examples": lost_examples,
+        "latency_ms": latency,
+        "latency_histogram": encode(histogram),
+    }
+
+
+# -- the relay's queue ------------------------------------------------------------------
+
+
+def postfix_queue_size(state_dir: Path) -> int:
+    """Messages in the queues of the Postfix instance in `state_dir` (``postqueue -j``)."""
+    from loadkit.instances import InstanceError, Postfix
+
+    postfix = Postfix.from_state(state_dir)
+    if postfix is None:
+        raise InstanceError(f"no Postfix instance in {state_dir} (start one: loadkit target postfix up)")
+    return postfix.queue_size()
+
+
+def drain(queue_size, timeout: float, interval: float = DRAIN_INTERVAL, sleep=time.sleep) -> dict:
+    """Wait until ``queue_size()`` is 0, at most `timeout` seconds: {drained, seconds, left}."""
+    started = time.monotonic()
+    while True:
+        left = queue_size()
+        waited = time.monotonic() - started
+        if left == 0 or waited >= timeout:
+            return {"drained": left == 0, "seconds": round(waited, 3), "timeout": timeout, "left": left}
+        sleep(interval)
+
+
+def sink_trace_log(postfix_state: Path) -> Path | None:
+    """The trace log of the sink a Postfix instance relays to (from its instance.json)."""
+    try:
+        info = json.loads((Path(postfix_state) / "instance.json").read_text())
+    except (OSError, ValueError):
+        return None
+    sink = info.get("sink") or {}
+    return Path(sink["trace_log"]) if sink.get("trace_log") else None
+
+
+def write_e2e(folder: Path, summary: dict, drain_result: dict | None, trace_log: Path, target: str | None) -> Path:
+    record = {
+        **summary,
+        "target": target,
+        "trace_log": str(trace_log),
+        "drain": drain_result,
+        "clock_offset_ms": 0,
+        "clock_offset_method": "same host",
+        "written_at": time.time(),
+    }
+    path = Path(folder) / E2E_FILE
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, path)
+    return path
