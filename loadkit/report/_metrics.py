@@ -29,12 +29,15 @@ TAIL_BYTES = 1 << 16
 REPLY_CODE = re.compile(r"\s*([2-5]\d\d)\b")
 # A failure message that quotes a reply: "SMTPReplyError(550, ...)", "Exception('550 5.7.1 ...')".
 QUOTED_REPLY_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ ,\-]|$)")
+# Locust's FastHttpUser fails a request with "LocustBadStatusCode(code=404)": the HTTP status.
+HTTP_STATUS_CODE = re.compile(r"\bcode=([1-5]\d\d)\b")
 MAX_PROBLEMS = 5  # bad lines reported by number; more are counted
 
 
 def reply_code(error: str) -> str:
-    """The SMTP reply code an error key starts with ("550 5.1.1 at RCPT" -> "550"), else the key."""
-    match = REPLY_CODE.match(error) or QUOTED_REPLY_CODE.search(error)
+    """The SMTP reply code an error key starts with ("550 5.1.1 at RCPT" -> "550"), or the HTTP
+    status of a failed web request ("LocustBadStatusCode(code=404)" -> "404"), else the key."""
+    match = REPLY_CODE.match(error) or QUOTED_REPLY_CODE.search(error) or HTTP_STATUS_CODE.search(error)
     return match.group(1) if match else error.strip() or "(empty)"
 
 

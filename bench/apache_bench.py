@@ -1,0 +1,255 @@
+"""loadkit's web path against Apache's `ab`, on the same real Apache, in one run.
+
+    python bench/apache_bench.py [--quick] [--concurrency N] [--seconds S] [--path /1k.bin]
+                                 [--modes keepalive,close] [--runs N] [--json PATH]
+
+The benchmark starts a loopback Apache (`loadkit.instances.Apache`, in a
+temporary folder) and drives it in turn with
+
+  ab       ``ab [-k] -c N -t S -n LARGE URL`` (apache2-utils);
+  locust   ``locust -f locustfiles/apache.py --headless -u N -r N -t S`` with
+           every task of `WebUser` on the same path (a subclass written to the
+           temporary folder), `KeepAliveWebUser` or `NewConnectionWebUser`.
+
+Both are single processes with N concurrent connections. Start-up is left
+out: once Apache's counter moves, the benchmark waits a warm-up second, then
+reads Apache's ``Total Accesses`` (mod_status) and the client's CPU time
+(utime + stime from /proc) at the start and the end of a window. So both
+sides are measured by the same server, the same way:
+
+  requests/s            Apache's requests in the window / its wall seconds
+  requests/s per core   the same requests / the client's CPU seconds in it
+
+Counts are checked after each run: every request Apache logged must be one
+the client counted (ab's "Complete requests", Locust's CSV), give or take
+the N requests in flight when a client stops, and none may have failed.
+Client and server share this machine's CPUs, so run it on a quiet machine.
+Exit status: 0 measured, 2 a failed or miscounted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from loadkit.instances import Apache, InstanceError, parse_server_status  # noqa: E402
+
+LOCUSTFILES = REPO / "locustfiles"
+CLIENTS = ("ab", "locust")
+MODES = ("keepalive", "close")
+LOCUST_USER = {"keepalive": "KeepAliveWebUser", "close": "NewConnectionWebUser"}
+AB_MAX_REQUESTS = 10_000_000  # ab stops at -n or -t, whichever first: let -t decide
+WARM_UP = 1.0  # seconds after the first requests before the window opens
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+ONE_PATH_LOCUSTFILE = """\
+# Written by bench/apache_bench.py: locustfiles/apache.py's user on one path, as ab asks.
+import apache  # locustfiles/ is on sys.path (PYTHONPATH)
+
+class OnePath{mode}(apache.{user}):
+    def get_one_path(self):
+        self.fetch({path!r})
+
+OnePath{mode}.tasks = [OnePath{mode}.get_one_path]  # in place of the weighted mix
+"""
+
+
+class BenchError(Exception):
+    """A run that failed or miscounted: its numbers would mean nothing."""
+
+
+@dataclass
+class Measure:
+    client: str
+    mode: str
+    rates: list[float] = field(default_factory=list)  # requests/s in the window
+    per_core: list[float] = field(default_factory=list)  # requests per client CPU second in the window
+
+    @property
+    def rate(self) -> float:
+        return statistics.median(self.rates)
+
+    @property
+    def rate_per_core(self) -> float:
+        return statistics.median(self.per_core)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (its threads included), from /proc."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def total_accesses(apache: Apache) -> int:
+    with urllib.request.urlopen(apache.status_url, timeout=10) as response:
+        return parse_server_status(response.read().decode())["Total Accesses"]
+
+
+def logged_requests(apache: Apache, path: str) -> int:
+    marker = f'"GET {path} '
+    with open(apache.access_log_path) as log:
+        return sum(marker in line for line in log)
+
+
+def client_command(client: str, mode: str, apache: Apache, args, workdir: Path) -> tuple[list[str], dict]:
+    seconds = str(math.ceil(args.seconds + WARM_UP + 2))  # the window fits inside the run; whole seconds for both
+    if client == "ab":
+        keep_alive = ["-k"] if mode == "keepalive" else []
+        return [shutil.which("ab") or "/usr/bin/ab", *keep_alive, "-c", str(args.concurrency), "-t", seconds,
+                "-n", str(AB_MAX_REQUESTS), apache.base_url + args.path], dict(os.environ)
+    locustfile = workdir / f"one_path_{mode}.py"
+    locustfile.write_text(ONE_PATH_LOCUSTFILE.format(mode=mode.title(), user=LOCUST_USER[mode], path=args.path))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOCUSTFILES), str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return [sys.executable, "-m", "locust", "-f", str(locustfile), "-H", apache.base_url, "--headless",
+            "-u", str(args.concurrency), "-r", str(args.concurrency), "-t", f"{seconds}s", "--only-summary",
+            "--results", str(results_parent(workdir, mode))], env
+
+
+def results_parent(workdir: Path, mode: str) -> Path:
+    return workdir / f"results-{mode}"
+
+
+def client_count(client: str, mode: str, output: str, workdir: Path) -> tuple[int, int]:
+    """(requests the client completed, failed) from its own report (Locust's: its results folder's CSV)."""
+    if client == "ab":
+        complete = re.search(r"Complete requests:\s+(\d+)", output)
+        failed = re.search(r"Failed requests:\s+(\d+)", output)
+        non_2xx = re.search(r"Non-2xx responses:\s+(\d+)", output)
+        if not complete or not failed:
+            raise BenchError(f"ab printed no counts: {output.strip()[-300:]!r}")
+        return int(complete.group(1)), int(failed.group(1)) + int(non_2xx.group(1) if non_2xx else 0)
+    folder = max(results_parent(workdir, mode).iterdir())  # this run's: folders are named by start time
+    with open(folder / "locust_stats.csv", newline="") as handle:
+        row = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
+    return int(row["Request Count"]), int(row["Failure Count"])
+
+
+def measure(client: str, mode: str, apache: Apache, args, workdir: Path) -> tuple[float, float]:
+    command, env = client_command(client, mode, apache, args, workdir)
+    logged_before = logged_requests(apache, args.path)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir)
+    try:
+        start_accesses = total_accesses(apache)
+        deadline = time.monotonic() + args.timeout
+        while total_accesses(apache) < start_accesses + 10:  # the client's start-up is not measured
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise BenchError(f"{client} ({mode}) sent no requests: {process.communicate()[0].strip()[-300:]!r}")
+            time.sleep(0.05)
+        time.sleep(WARM_UP)
+        accesses_0, cpu_0, wall_0 = total_accesses(apache), cpu_seconds(process.pid), time.perf_counter()
+        time.sleep(args.seconds)
+        accesses_1, cpu_1, wall_1 = total_accesses(apache), cpu_seconds(process.pid), time.perf_counter()
+        if process.poll() is not None:
+            output = process.communicate()[0].strip()[-300:]
+            raise BenchError(f"{client} ({mode}) ended inside the window (exit {process.returncode}): {output!r}")
+        output, _ = process.communicate(timeout=args.timeout)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    if process.returncode != 0:
+        raise BenchError(f"{client} ({mode}) exited with status {process.returncode}: {output.strip()[-300:]!r}")
+    completed, failed = client_count(client, mode, output, workdir)
+    time.sleep(0.3)  # Apache writes a log line after the response has gone out
+    logged = logged_requests(apache, args.path) - logged_before
+    if failed or not completed <= logged <= completed + args.concurrency:
+        raise BenchError(f"{client} ({mode}): {completed} completed, {failed} failed, Apache logged {logged}")
+    requests = accesses_1 - accesses_0 - 1  # the status request that opened the window is counted in it
+    rate = requests / (wall_1 - wall_0)
+    per_core = requests / (cpu_1 - cpu_0) if cpu_1 > cpu_0 else float("inf")
+    return rate, per_core
+
+
+def run(args) -> dict:
+    if not (shutil.which("ab") or os.path.exists("/usr/bin/ab")):
+        raise BenchError("ab is not installed (apt-get install apache2-utils)")
+    root = Path(tempfile.mkdtemp(prefix="loadkit-apache-bench-"))
+    root.chmod(0o755)  # Apache's workers (www-data when run as root) must enter it
+    measures = {(client, mode): Measure(client, mode) for mode in args.modes for client in CLIENTS}
+    try:
+        with Apache(root / "apache") as apache:
+            if args.path not in apache.static_files:
+                raise BenchError(f"--path {args.path}: Apache serves {', '.join(apache.static_files)}")
+            print(f"apache {apache.version} at {apache.base_url}{args.path}, {args.concurrency} connections, "
+                  f"{args.seconds:g} s windows, {args.runs} run(s), {os.cpu_count()} CPUs", flush=True)
+            for _ in range(args.runs):
+                for mode in args.modes:
+                    for client in CLIENTS:  # interleaved: noise on the machine hits both sides alike
+                        rate, per_core = measure(client, mode, apache, args, root)
+                        measures[(client, mode)].rates.append(rate)
+                        measures[(client, mode)].per_core.append(per_core)
+                        print(f"  {client:<7} {mode:<10} {rate:9.0f} req/s {per_core:9.0f} req/s per core", flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return report(measures, args)
+
+
+def report(measures: dict, args) -> dict:
+    print(f"\n{'mode':<10} {'client':<7} {'req/s':>9} {'per core':>9} {'ratio':>7} {'ratio/core':>10}")
+    results = []
+    for mode in args.modes:
+        ab = measures[("ab", mode)]
+        for client in CLIENTS:
+            one = measures[(client, mode)]
+            ratio, ratio_per_core = one.rate / ab.rate, one.rate_per_core / ab.rate_per_core
+            print(f"{mode:<10} {client:<7} {one.rate:9.0f} {one.rate_per_core:9.0f} {ratio:6.2f}x {ratio_per_core:9.2f}x")
+            results.append({"mode": mode, "client": client, "requests_per_second": round(one.rate, 1),
+                            "requests_per_cpu_second": round(one.rate_per_core, 1),
+                            "ratio_to_ab": round(ratio, 3), "ratio_per_core_to_ab": round(ratio_per_core, 3)})
+    return {"path": args.path, "concurrency": args.concurrency, "seconds": args.seconds, "runs": args.runs,
+            "cpus": os.cpu_count(), "results": results}
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="2 s windows, keep-alive only, one run")
+    parser.add_argument("--concurrency", "-c", type=int, default=10, help="connections of each client (default 10)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="measured window per run (default 5)")
+    parser.add_argument("--path", default="/1k.bin", help="the file both clients ask for (default /1k.bin)")
+    parser.add_argument("--modes", default="keepalive,close", help="keepalive,close (default both)")
+    parser.add_argument("--runs", type=int, default=1, help="runs per pairing, median reported (default 1)")
+    parser.add_argument("--timeout", type=float, default=60.0, help="per client process (default 60 s)")
+    parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.seconds, args.modes, args.runs = 2.0, "keepalive", 1
+    args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    for mode in args.modes:
+        if mode not in MODES:
+            parser.error(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+    if args.concurrency < 1 or args.seconds <= 0 or args.runs < 1:
+        parser.error("--concurrency, --seconds and --runs must be positive")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        results = run(args)
+    except (BenchError, InstanceError) as error:
+        print(f"apache bench: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
