@@ -19,6 +19,7 @@ from loadkit.report._locust_csv import ReportError
 from loadkit.report._metrics import METRICS_FILE
 from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
+from loadkit.report._server_side import e2e_chart, probe_charts
 
 DEFAULT_OUTPUT = "report.html"
 MAX_NAME_CHARTS = 8  # percentiles-over-time charts; the busiest names first
@@ -64,6 +65,14 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
          lambda: knee_chart(run.knee, run.noun, baseline.knee if baseline else None, run.bucket_seconds))
     )  # fmt: skip
     plan.append(("phases", "phases", "Latency per protocol phase", "", lambda: phases_chart(run.phases, baseline.phases if baseline else None)))
+    side = run.server_side
+    if side is not None and side.e2e_distribution is not None:
+        plan.append(("e2e", "e2e-distribution", "End-to-end delivery latency distribution and by percentile",
+                     "From the sink's arrival of each delivered message minus its send time.", lambda: e2e_chart(side)))
+    if side is not None and side.probes is not None:
+        for key, alt, png in probe_charts(side, run.origin, run.timeline):
+            # under the client's charts, on their time axis
+            plan.append(("time", key, alt, "Sampled by the probes once a second.", lambda png=png: png))
     return plan
 
 

@@ -19,6 +19,7 @@ from html import escape
 from loadkit import __version__
 from loadkit.report._compare import Change
 from loadkit.report._run import NORMAL_EVENTS, Row, Run, integrity_problems
+from loadkit.report._server_side import e2e_html, server_html
 
 MISSING = "\u2014"  # an em dash where there is no number
 START_KEYS = ("started_at", "start_time", "started", "start")
@@ -504,6 +505,9 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
     phases_html = ""
     if run.phases:
         phases_html = _section("phases", "Phases", charts.get("phases", []), phases_table(run))
+    side = run.server_side
+    e2e_section = _section("e2e", "End-to-end delivery", charts.get("e2e", []), e2e_html(side)) if side else ""
+    server_section = _section("server", "Server side", charts.get("server", []), server_html(side)) if side else ""
     sections = [
         ("thresholds", "Thresholds", bool(run.verdicts)),
         ("baseline", "Baseline", baseline is not None),
@@ -511,6 +515,8 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
         ("over-time", "Over time", bool(charts.get("time"))),
         ("latency", "Latency", bool(charts.get("latency"))),
         ("phases", "Phases", bool(phases_html)),
+        ("e2e", "Delivery", bool(e2e_section)),
+        ("server", "Server side", bool(server_section)),
         ("errors", "Errors", True),
         ("integrity", "Integrity", bool(run.events)),
         ("run", "Run", bool(run.metadata)),
@@ -536,6 +542,8 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
             _section("over-time", "Over time", charts.get("time", []), baseline_note),
             _section("latency", "Latency", charts.get("latency", [])),
             phases_html,
+            e2e_section,
+            server_section,
             errors_section(run),
             exceptions_section(run),
             events_section(run),

@@ -107,6 +107,7 @@ class Run:
     origin: float | None = None  # epoch seconds at elapsed 0
     verdicts: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    server_side: object = None  # a `_server_side.ServerSide`: e2e.json, probes.jsonl, postfix_log.json
 
     @property
     def folder(self) -> Path:
@@ -469,6 +470,9 @@ def load_run(results: str | Path, progress=None) -> Run:
     if errors is not None:
         run.errors, run.errors_source = errors, ERRORS_FILE
     run.verdicts = read_verdicts(folder, run.problems)
+    from loadkit.report._server_side import read_server_side  # imports _charts: matplotlib only when loading
+
+    run.server_side = read_server_side(folder, run.problems)
     return run
 
 

@@ -18,6 +18,7 @@ import pytest
 from loadkit.instances import Postfix
 from loadkit.instances._system import is_root, wait_until
 from loadkit.metrics import decode, percentiles_ms
+from loadkit.report import build_report
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "postfix_e2e.py"
@@ -92,6 +93,12 @@ def test_nothing_lost_and_the_histogram_is_the_sinks_arrivals(postfix_peer, inst
     assert queue_rows[-1]["total"] == 0  # sampled once more after the drain
     assert run["started_at"] <= queue_rows[0]["time"] <= run["started_at"] + 2
     assert host_rows[0]["target_processes"] >= 2 and 0 <= host_rows[-1]["memory_percent"] <= 100
+
+    page = build_report(folder).read_text()
+    assert '<h2 id="e2e">End-to-end delivery</h2>' in page and "one clock: no clock offset" in page
+    assert f'<td>Delivered</td><td class="num">{e2e["delivered"]:,}</td>' in page
+    for alt in ("End-to-end delivery latency distribution", "Postfix queues over time", "Host CPU over time"):
+        assert f'alt="{alt}' in page
 
 
 def test_messages_the_sink_refuses_are_bounced_by_postfix_and_counted_lost(postfix_peer, instance_root):

@@ -1,0 +1,197 @@
+"""What the report shows beside the client's numbers: end-to-end delivery and the probes.
+
+Read from a results folder, each file optional (a broken one is a note):
+
+- ``e2e.json``: accepted / delivered / lost / duplicated and the delivery
+  latency histogram (see `loadkit.e2e`): a table and a distribution chart;
+- ``probes.jsonl``: the server's side once a second (see `loadkit.probes`):
+  one chart per probe, on the client charts' time axis;
+- ``postfix_log.json``: Postfix's status counts and ``delays=a/b/c/d``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
+from loadkit.report._hdr import Distribution, decode_counts
+
+E2E_FILE = "e2e.json"
+PROBES_FILE = "probes.jsonl"
+POSTFIX_LOG_FILE = "postfix_log.json"
+E2E_LABEL = "delivery (send to sink)"
+
+# probe -> (chart title, y label, [(column, legend label)])
+PROBE_CHARTS = {
+    "postfix": ("Postfix queues", "messages", [("active", "active"), ("incoming", "incoming"), ("deferred", "deferred"),
+                                              ("maildrop", "maildrop"), ("hold", "hold")]),
+    "apache": ("Apache workers and requests", "workers / requests per s",
+               [("busy_workers", "busy workers"), ("idle_workers", "idle workers"), ("requests_per_s", "requests/s")]),
+    "host": ("Host CPU", "% of one CPU (process) / of all CPUs (machine)",
+             [("cpu_percent", "machine"), ("generator_cpu_percent", "load generator process"),
+              ("target_cpu_percent", "target's processes")]),
+}
+
+
+@dataclass
+class ServerSide:
+    e2e: dict | None = None
+    e2e_distribution: Distribution | None = None
+    probes: pd.DataFrame | None = None  # time, probe, columns...
+    probe_errors: dict[str, str] = field(default_factory=dict)
+    postfix_log: dict | None = None
+
+
+def _read_json(path: Path, problems: list[str]) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        problems.append(f"{path.name} unreadable: {error}")
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def read_server_side(folder: Path, problems: list[str]) -> ServerSide:
+    side = ServerSide()
+    if not Path(folder).is_dir():
+        return side
+    folder = Path(folder)
+    side.e2e = _read_json(folder / E2E_FILE, problems)
+    if side.e2e and side.e2e.get("latency_histogram"):
+        try:
+            side.e2e_distribution = Distribution.from_counts(decode_counts(side.e2e["latency_histogram"]))
+        except Exception as error:  # noqa: BLE001 - a broken histogram leaves the table
+            problems.append(f"{E2E_FILE}: latency histogram unreadable: {error}")
+    side.postfix_log = _read_json(folder / POSTFIX_LOG_FILE, problems)
+    path = folder / PROBES_FILE
+    if path.is_file():
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except ValueError:
+                problems.append(f"{PROBES_FILE} line {number} unreadable")
+                continue
+            if "error" in row:
+                side.probe_errors.setdefault(str(row.get("probe")), str(row["error"]))
+            else:
+                rows.append(row)
+        side.probes = pd.DataFrame(rows) if rows else None
+    return side
+
+
+# -- charts -------------------------------------------------------------------------------
+
+
+def e2e_chart(side: ServerSide) -> bytes | None:
+    if side.e2e_distribution is None or not side.e2e_distribution.total:
+        return None
+    return distribution_chart({E2E_LABEL: side.e2e_distribution})
+
+
+def probe_charts(side: ServerSide, origin: float | None, timeline: pd.DataFrame) -> list[tuple[str, str, bytes]]:
+    """(key, alt text, png) per probe with data, elapsed seconds from the run's origin."""
+    if side.probes is None or origin is None or "probe" not in side.probes:
+        return []
+    charts = []
+    for probe, (title, y_label, columns) in PROBE_CHARTS.items():
+        rows = side.probes[side.probes["probe"] == probe]
+        present = [(column, label) for column, label in columns if column in rows and rows[column].notna().any()]
+        if rows.empty or not present:
+            continue
+        figure, axes, scale = _time_axes(title, y_label, timeline)
+        x = (rows["time"] - origin) / scale
+        for index, (column, label) in enumerate(present):
+            axes.plot(x, rows[column], color=SERIES_COLORS[index % len(SERIES_COLORS)], linewidth=1.3, label=label)
+        axes.set_ylim(bottom=0)
+        _legend(axes)
+        charts.append((f"probe-{probe}", f"{title} over time", _render(figure)))
+    return charts
+
+
+# -- HTML -------------------------------------------------------------------------------------
+
+
+def _count(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else "–"
+
+
+def e2e_html(side: ServerSide) -> str:
+    e2e = side.e2e
+    if not e2e:
+        return ""
+    accepted = e2e.get("accepted")
+    rows = [
+        ("Accepted by the target", e2e.get("accepted"), "a positive end-of-data reply to the users"),
+        ("Delivered", e2e.get("delivered"), "reached the sink (first arrival of each accepted message)"),
+        ("Lost", e2e.get("lost"), "accepted, never delivered"),
+        ("Duplicated", e2e.get("duplicated"), "arrivals beyond the first of a message"),
+        ("Unexpected", e2e.get("unexpected"), "delivered without the users having seen them accepted"),
+    ]
+    cells = "".join(
+        f"<tr><td>{escape(name)}</td><td class=\"num\">{_count(value)}</td>"
+        f"<td class=\"num\">{_share(value, accepted)}</td><td>{escape(note)}</td></tr>"
+        for name, value, note in rows
+    )
+    table = ('<table id="e2e-table"><thead><tr><th>Messages</th><th class="num">count</th>'
+             f'<th class="num">of accepted</th><th></th></tr></thead><tbody>{cells}</tbody></table>')
+    latency = e2e.get("latency_ms") or {}
+    latency_text = ""
+    if latency:
+        parts = [f"{key} {latency[key]:,.1f} ms" for key in ("p50", "p90", "p99", "p99.9", "max") if key in latency]
+        latency_text = f'<p>Delivery latency (send to the sink\'s arrival): {escape(", ".join(parts))}.</p>'
+    drain = e2e.get("drain") or {}
+    notes = []
+    if drain:
+        if drain.get("drained"):
+            notes.append(f"The target's queue was drained {drain.get('seconds', 0):.1f} s after the test stopped.")
+        else:
+            notes.append(f"The target's queue was NOT empty after the drain ({drain.get('left', '?')} messages left, "
+                         f"timeout {drain.get('timeout', '?')} s): those count as lost.")
+    offset = e2e.get("clock_offset_ms")
+    method = e2e.get("clock_offset_method")
+    if method == "same host":
+        notes.append("Senders and sink ran on one host, one clock: no clock offset to correct (0 ms). "
+                     "Runs across hosts would need the offset measured; that is not done yet.")
+    elif offset is not None:
+        notes.append(f"Clock offset corrected: {offset} ms ({method}).")
+    note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)
+    return table + latency_text + note
+
+
+def _share(value, total) -> str:
+    if not isinstance(value, int) or not isinstance(total, int) or total <= 0:
+        return "–"
+    return f"{100.0 * value / total:.3g}%"
+
+
+def server_html(side: ServerSide) -> str:
+    parts = []
+    for probe, error in sorted(side.probe_errors.items()):
+        parts.append(f'<p class="problem">probe {escape(probe)} failed: {escape(error)}</p>')
+    log = side.postfix_log
+    if log:
+        status = ", ".join(f"{word} {count:,}" for word, count in (log.get("status") or {}).items()) or "none"
+        parts.append(f"<p>Postfix's log: {log.get('deliveries', 0):,} delivery attempts ({escape(status)}).</p>")
+        delays = log.get("delays_ms") or {}
+        if delays:
+            names = [("total", "delay"), ("before_queue", "a: before the queue manager"), ("in_queue", "b: in the queue"),
+                     ("connection", "c: connection setup"), ("transmission", "d: transmission")]
+            rows = "".join(
+                f"<tr><td>{escape(label)}</td>" + "".join(
+                    f'<td class="num">{delays[key].get(p, float("nan")):,.1f}</td>' for p in ("p50", "p90", "p99", "max"))
+                + "</tr>"
+                for key, label in names if key in delays
+            )
+            parts.append('<table id="postfix-delays"><thead><tr><th>Postfix delays (ms)</th><th class="num">p50</th>'
+                         '<th class="num">p90</th><th class="num">p99</th><th class="num">max</th></tr></thead>'
+                         f"<tbody>{rows}</tbody></table>"
+                         '<p class="note">Postfix logs delays in steps of 10 ms (0.01 s) and rounds small ones to 0.</p>')
+    return "".join(parts)
