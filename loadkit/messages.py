@@ -91,7 +91,9 @@ class MessageFactory:
     ``subject`` replaces the generated one (``smtp-source -S``); ``seed``
     makes the pool's content repeatable. ``run_id`` and ``source_tag`` go into
     every Message-ID and trace header; by default the run id is random and
-    the source tag is ``<short hostname>-<pid>``.
+    the source tag is ``<short hostname>-<pid>``. ``dkim``, a
+    `loadkit.dkim.DkimSigner`, signs each pooled message once (From, To,
+    Subject, MIME-Version, Content-Type and the body; not the stamped headers).
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class MessageFactory:
         sender: str = "loadkit@loadkit.test",
         recipient: str = "user@loadkit.test",
         hostname: str = "loadkit.test",
+        dkim=None,
     ):
         if isinstance(payload_size, bool) or not isinstance(payload_size, int) or payload_size < 0:
             raise ValueError(f"payload size must be a whole number of bytes, 0 or more, not {payload_size!r}")
@@ -128,6 +131,9 @@ class MessageFactory:
         self._stamp = _STAMP.format(run=self.run_id, src=self.source_tag, host=self.hostname,
                                     digits=SEQUENCE_DIGITS).encode("ascii")
         self._pool = _make_pool(payload_size, pool_size, seed, subject, self.sender, self.recipient)
+        if dkim is not None:
+            # Signed once per pooled message: see loadkit.dkim for why the stamped headers stay unsigned.
+            self._pool = [dkim.signature_header(message) + message for message in self._pool]
         self._pool_size = pool_size
         # Shared by every factory of this process with the same run and source, so that
         # several users (each with its own factory) never stamp the same sequence twice.

@@ -96,6 +96,12 @@ class SmtpUser(User):
     """DSN NOTIFY= on every RCPT, e.g. "SUCCESS,FAILURE"; the server must offer DSN."""
     dsn_ret: str | None = None
     """DSN RET= on MAIL: "HDRS" or "FULL"."""
+    dkim_domain: str | None = None
+    """DKIM-sign every message as this domain (needs dkimpy: the `dkim` extra); None: no signature."""
+    dkim_selector: str = "loadkit"
+    """DKIM selector (the key's TXT record lives at SELECTOR._domainkey.DOMAIN)."""
+    dkim_key: str | None = None
+    """PEM file of the DKIM private key; None generates one per process (its TXT record is logged)."""
     phase_stats: bool = False
     """Also fire one entry per phase under request type SMTP-phase (LMTP-phase), so Locust's UI and
     CSV show the time of connect, tls, banner, helo, auth, mail, rcpt, data and end-of-data. Those
@@ -212,7 +218,7 @@ def message_factory_for(user_class) -> MessageFactory:
     """The process's shared factory for this user class's message settings."""
     key = (
         user_class.payload_size, user_class.message_pool_size, user_class.seed, user_class.subject,
-        user_class.mail_from, user_class.rcpt_to,
+        user_class.mail_from, user_class.rcpt_to, user_class.dkim_domain, user_class.dkim_selector, user_class.dkim_key,
     )
     factory = _factories.get(key)
     if factory is None:
@@ -225,10 +231,24 @@ def message_factory_for(user_class) -> MessageFactory:
                 # UTF-8 envelope addresses (SMTPUTF8) keep ASCII headers: the factory writes 7-bit messages
                 sender=_ascii_or(user_class.mail_from, "loadkit@loadkit.test"),
                 recipient=_ascii_or(user_class.rcpt_to, "user@loadkit.test"),
+                dkim=_dkim_signer(user_class),
             )
         except ValueError as error:
             raise SetupError(f"{user_class.__name__}: {error}") from None
     return factory
+
+
+def _dkim_signer(user_class):
+    if not user_class.dkim_domain:
+        return None
+    from loadkit.dkim import DkimSigner
+
+    if user_class.dkim_key:
+        return DkimSigner.from_file(user_class.dkim_selector, user_class.dkim_domain, user_class.dkim_key)
+    signer = DkimSigner.generate(user_class.dkim_selector, user_class.dkim_domain)
+    log.info("loadkit: DKIM key generated; publish %s._domainkey.%s TXT %s", user_class.dkim_selector,
+             user_class.dkim_domain, signer.dns_txt_record().decode("ascii"))
+    return signer
 
 
 def _ascii_or(address: str, fallback: str) -> str:
