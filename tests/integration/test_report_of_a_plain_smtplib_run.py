@@ -1,0 +1,51 @@
+"""The report of a plain Locust run: a user on Python's smtplib, no loadkit code in the run.
+
+Locust writes its --json-file at shutdown (complete) and its --csv once a
+second (the last second can be missing: a Locust limitation loadkit's own
+runs work around). `loadkit report` must show what each file says.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.integration.peers import loadkit_sink
+
+SMTPLIB_LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "smtplib_locustfile.py"
+
+
+def report_of(target: Path, output: Path) -> str:
+    built = subprocess.run(
+        [sys.executable, "-m", "loadkit", "report", str(target), "-o", str(output)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert built.returncode == 0, built.stderr
+    return output.read_text().replace(",", "")
+
+
+def test_report_of_a_plain_locust_smtplib_run(tmp_path):
+    environment = dict(os.environ, BENCH_MESSAGES="4000", BENCH_REUSE="1", BENCH_LENGTH="1000")
+    with loadkit_sink(tmp_path) as (url, read_stats):
+        run = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(SMTPLIB_LOCUSTFILE), "-H", url, "--headless",
+             "-u", "5", "-r", "5", "-t", "60s", "--only-summary", "--csv", str(tmp_path / "plain"),
+             "--json-file", str(tmp_path / "plain")],
+            capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path,
+        )
+        stats = read_stats()
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert stats["messages"] == 4000
+
+    html = report_of(tmp_path / "plain.json", tmp_path / "from-json.html")
+    assert ">4000<" in html  # the count, in a table cell
+
+    with open(tmp_path / "plain_stats.csv", newline="") as handle:
+        csv_count = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")["Request Count"]
+    assert 0 < int(csv_count) <= 4000
+    html = report_of(tmp_path / "plain", tmp_path / "from-csv.html")
+    assert f">{csv_count}<" in html
+    assert html.count("data:image/png;base64,") >= 2
