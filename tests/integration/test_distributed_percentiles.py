@@ -1,0 +1,74 @@
+"""Merged percentiles of a distributed run against the raw samples of every worker.
+
+A master and two worker processes on loopback send to `loadkit sink`; each
+worker also keeps every raw response time. The master's merged histograms
+(metrics.jsonl) must give p50/p99 within 1% of the exact percentiles of all
+raw samples, and count exactly what the workers sent and the sink received.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from loadkit.metrics._histogram import add_into, decode, new_histogram, percentiles_ms
+from tests.conftest import free_port
+from tests.integration.peers import loadkit_sink
+
+LOCUSTFILE = str(Path(__file__).resolve().parent / "raw_samples_locustfile.py")
+
+
+def test_merged_percentiles_match_the_raw_samples_of_both_workers(tmp_path):
+    port = free_port()
+    results, samples_dir = tmp_path / "results", tmp_path / "samples"
+    samples_dir.mkdir()
+    environment = dict(os.environ, RAW_SAMPLES_DIR=str(samples_dir))
+    with loadkit_sink(tmp_path) as (url, read_stats):
+        master = subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "6", "-r", "6",
+             "-t", "4s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
+             "--results", str(results)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment,
+        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+                 "--master-port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+            )
+            for _ in range(2)
+        ]
+        try:
+            _, err = master.communicate(timeout=90)
+            for worker in workers:
+                worker.wait(30)
+        finally:
+            for process in (master, *workers):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+        sink = read_stats()
+    assert master.returncode == 0, err[-2000:]
+
+    raw = [json.loads(path.read_text()) for path in samples_dir.iterdir()]
+    assert len(raw) == 2 and all(raw)  # both workers sent
+    samples = np.concatenate([np.asarray(worker, dtype=float) for worker in raw])
+
+    (folder,) = results.iterdir()
+    merged = new_histogram()
+    for line in (folder / "metrics.jsonl").read_text().splitlines():
+        for series in json.loads(line)["series"]:
+            if series["kind"] == "request":
+                add_into(merged, decode(series["histogram"]))
+    assert merged.total_count == len(samples) == sink["messages"]
+
+    ours = percentiles_ms(merged, [50.0, 99.0])
+    for percentile in (50.0, 99.0):
+        exact = float(np.percentile(samples, percentile, method="inverted_cdf"))
+        assert abs(ours[percentile] - exact) <= 0.01 * exact, (percentile, ours[percentile], exact)
