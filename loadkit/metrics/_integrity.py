@@ -1,13 +1,19 @@
 """events.jsonl: what could make a run's numbers wrong, as it happened.
 
 Workers joining, going missing (no heartbeat for a few seconds), coming
-back, being lost (removed after a long silence) or quitting; a CPU above
+back, being lost (removed after a long silence, or silent when the test
+stopped) or quitting; a CPU above
 Locust's warning threshold (the load generator, not the target, may be the
 bottleneck); the run starting and stopping.
 
 Locust has an event for a worker connecting but none for the others: the
 master's view of its workers (`runner.clients`) is compared from one tick to
 the next instead.
+
+Locust notices a silent worker only after about four missed heartbeats, so a
+worker that dies in the last seconds of a run would end it unnoticed. When
+the test stops, every worker still alive is expected to speak once more (a
+heartbeat, its final report): one that stays silent is lost.
 """
 
 from __future__ import annotations
@@ -48,6 +54,10 @@ class WorkerWatch:
         self.log = log
         self.missing = missing_state  # locust.runners.STATE_MISSING
         self.states: dict[str, str] = {}
+        self.last_heard: dict[str, float] = {}
+        self.stopping_at: float | None = None
+        self.awaited: set[str] = set()  # workers alive when the test began to stop
+        self.lost: set[str] = set()
 
     def joined(self, worker: str, at: float | None = None) -> None:
         self.log.record(WORKER_JOINED, worker, "connected to the master", at=at)
@@ -66,13 +76,40 @@ class WorkerWatch:
             if worker in now:
                 continue
             if before == missing:
+                self.lost.add(worker)
                 self.log.record(WORKER_LOST, worker, "removed after a minute without heartbeat; its users were redistributed")
             elif running:
                 self.log.record(WORKER_QUIT, worker, f"left the master during the test (was {before})")
         self.states = now
 
+    def heard(self, worker: str, at: float | None = None) -> None:
+        """The master got a heartbeat or a report from `worker`."""
+        self.last_heard[worker] = time.time() if at is None else at
+
+    def stopping(self, clients, at: float | None = None) -> None:
+        """The test begins to stop: each worker not missing now must be heard from after `at`."""
+        self.stopping_at = time.time() if at is None else at
+        self.awaited = {client.id for client in clients.values() if client.state != self.missing}
+
+    def silent(self) -> list[str]:
+        """Workers awaited since the test began to stop, not heard from since, not known missing or lost."""
+        if self.stopping_at is None:
+            return []
+        return sorted(
+            worker for worker in self.awaited
+            if self.last_heard.get(worker, 0.0) < self.stopping_at
+            and self.states.get(worker) != self.missing and worker not in self.lost
+        )
+
     def close(self) -> None:
-        """At the end of the run: a worker still missing never delivered the rest of its numbers."""
+        """At the end of the run: a worker still missing, or silent since the test began to stop,
+        never delivered the rest of its numbers."""
         for worker, state in self.states.items():
             if state == self.missing:
+                self.lost.add(worker)
                 self.log.record(WORKER_LOST, worker, "still missing when the run stopped")
+        for worker in self.silent():
+            self.lost.add(worker)
+            last = self.last_heard.get(worker)
+            since = f"; last heard {self.stopping_at - last:.1f} s before the test stopped" if last else ""
+            self.log.record(WORKER_LOST, worker, f"no final report: died in the last seconds{since}")

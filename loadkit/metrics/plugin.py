@@ -35,6 +35,9 @@ DEFAULT_PARENT = "reports"
 # second (see `_worker`); the folder is written after this wait, or at quit
 # (a headless run quits about a second after its test stops).
 MASTER_STOP_WAIT = 4.0
+# When a test stops, a master waits this long for each live worker to speak once
+# more (workers send a heartbeat every second): one that stays silent is recorded lost.
+FINAL_WORD_WAIT = 2.0
 
 _controller = None
 
@@ -142,6 +145,8 @@ class ResultsController:
         if self.distributed:
             events_.worker_report.add_listener(self.on_worker_report)
             events_.worker_connect.add_listener(self.on_worker_connect)
+            events_.heartbeat_sent.add_listener(self.on_worker_heard)
+            events_.test_stopping.add_listener(self.on_test_stopping)
 
     def on_test_start(self, environment, **_kwargs) -> None:
         from loadkit.metrics._csv import LocustCsv
@@ -166,13 +171,23 @@ class ResultsController:
         else:
             self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
 
+    def on_test_stopping(self, environment, **_kwargs) -> None:
+        if self.run is not None and self.run.running and self.runner is not None:
+            self.run.watch.stopping(self.runner.clients)
+
+    def on_worker_heard(self, client_id, **_kwargs) -> None:
+        if self.run is not None:
+            self.run.watch.heard(client_id)
+
     def on_test_stop(self) -> None:
         if self.run is None:
             return
         self.run.test_stopped()
         if not self.distributed:
             self.finish()
-        elif self._pending_finish is None:
+            return
+        self._wait_for_final_word()
+        if self._pending_finish is None:
             self._pending_finish = gevent.spawn_later(MASTER_STOP_WAIT, self.finish)
 
     def quitting(self) -> None:
@@ -182,9 +197,18 @@ class ResultsController:
             self.runner.stop()  # interrupted: stop the users so Locust's totals are final (finishes via test_stop)
         self.finish()
 
+    def _wait_for_final_word(self) -> None:
+        """A worker killed in the last seconds is not missing yet for Locust: give every
+        live worker time for one more heartbeat, so the silent ones are told apart."""
+        deadline = time.monotonic() + FINAL_WORD_WAIT
+        while self.run is not None and self.run.watch.silent() and time.monotonic() < deadline:
+            gevent.sleep(0.1)
+
     def on_worker_report(self, client_id, data, **_kwargs) -> None:
         from loadkit.metrics._worker import PAYLOAD_KEY
 
+        if self.run is not None:
+            self.run.watch.heard(client_id)
         payload = data.get(PAYLOAD_KEY)
         if payload and self.run is not None:
             self.run.add_worker_report(client_id, payload)

@@ -1,0 +1,81 @@
+"""A worker killed in the last seconds of a run: `locust --master` and two `locust --worker`, against `loadkit sink`.
+
+Locust marks a worker missing only after about four silent heartbeats, so a
+worker killed 1.5 s before the end is not missing yet when the run stops.
+The master still records it lost (no heartbeat, no final report after the
+test stopped) and `--check no_worker_lost` fails the run; the healthy worker
+is not flagged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.conftest import free_port
+from tests.integration.peers import loadkit_sink
+from tests.integration.test_distributed_worker_lost import _wait_for_run_start
+
+LOCUSTFILE = str(Path(__file__).resolve().parent / "worker_id_locustfile.py")
+RUN_SECONDS = 6
+KILL_AFTER = 4.5
+
+
+def test_worker_killed_in_the_last_seconds_is_lost_and_fails_the_check(tmp_path):
+    port = free_port()
+    results = tmp_path / "results"
+    ids = tmp_path / "ids"
+    ids.mkdir()
+    with loadkit_sink(tmp_path) as (url, _read_stats):
+        master = subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "4", "-r", "4",
+             "-t", f"{RUN_SECONDS}s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
+             "--results", str(results), "--check", "no_worker_lost"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+                 "--master-port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "WORKER_IDS_DIR": str(ids)},
+            )
+            for _ in range(2)
+        ]
+        try:
+            started = _wait_for_run_start(results)
+            time.sleep(max(0.0, started + KILL_AFTER - time.time()))
+            workers[0].send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            out, err = master.communicate(timeout=60)
+            survivor_code = workers[1].wait(30)
+        finally:
+            for process in (master, *workers):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+    assert master.returncode == 3, err[-2000:]
+    assert "0 of 1 passed" in out
+    assert survivor_code == 0
+    dead = (ids / str(workers[0].pid)).read_text()
+    healthy = (ids / str(workers[1].pid)).read_text()
+
+    (folder,) = results.iterdir()
+    (verdict,) = json.loads((folder / "verdicts.json").read_text())["verdicts"]
+    assert verdict["expression"] == "no_worker_lost" and verdict["status"] == "failed"
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert {e["worker"] for e in events if e["kind"] == "worker_joined"} == {dead, healthy}
+    lost = [e for e in events if e["kind"] == "worker_lost"]
+    assert [e["worker"] for e in lost] == [dead], lost
+    assert lost[0]["detail"].startswith("no final report: died in the last seconds"), lost
+    assert lost[0]["time"] > killed_at
+    stopped = next(e for e in events if e["kind"] == "run_stopped")
+    # Killed before the end, and not missing yet for Locust when the run stopped.
+    assert killed_at < stopped["time"]
+    assert not [e for e in events if e["kind"] == "worker_missing" and e["time"] <= stopped["time"]]
+    assert not [e for e in events if e["worker"] == healthy and e["kind"] not in ("worker_joined", "cpu_high")]
