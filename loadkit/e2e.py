@@ -22,8 +22,12 @@ Each message carries ``X-Loadkit-Trace: run=..; src=..; seq=..; t=..``:
                    HdrHistogram of µs plus its summary in ms
 
 The delay compares the sender's clock with the sink's. On one host they are
-the same clock (``clock_offset_ms: 0``, method "same host"); measuring the
-offset between hosts is not done yet.
+the same clock (``clock_offset_ms: 0``, method "same host"). In a distributed
+run each worker sends the trace ids it saw accepted to the master with its
+reports (`AcceptedMessages.take_new` / `merge`: ranges of sequence numbers,
+only what is new since the last report), and measures the offset between its
+clock and the sink's (`loadkit.e2e_clock`); the master corrects each source's
+delays by its worker's offset (``clock_offsets_ms: {source: offset}``).
 """
 
 from __future__ import annotations
@@ -79,14 +83,25 @@ class SequenceSet:
 class AcceptedMessages:
     """Trace ids of the messages a target accepted, as {(run, source): SequenceSet}."""
 
-    def __init__(self) -> None:
+    def __init__(self, journal: bool = False) -> None:
         self.sequences: dict[tuple[str, str], SequenceSet] = {}
         self.untraced = 0  # accepted messages without a readable trace header
+        # On a worker: what was added since the last `take_new`, to send to the master.
+        self._new: dict[tuple[str, str], list[int]] | None = {} if journal else None
+        self._new_untraced = 0
+
+    def clear(self) -> None:
+        self.sequences.clear()
+        self.untraced = 0
+        if self._new is not None:
+            self._new = {}
+        self._new_untraced = 0
 
     def add(self, message: bytes) -> None:
         trace = parse_trace(message)
         if trace is None:
             self.untraced += 1
+            self._new_untraced += 1
             return
         self.add_id(trace.run_id, trace.source, trace.sequence)
 
@@ -95,7 +110,30 @@ class AcceptedMessages:
         numbers = self.sequences.get(key)
         if numbers is None:
             numbers = self.sequences[key] = SequenceSet()
-        numbers.add(sequence)
+        if numbers.add(sequence) and self._new is not None:
+            self._new.setdefault(key, []).append(sequence)
+
+    def take_new(self) -> dict | None:
+        """What was added since the last call, JSON-ready ranges for `merge`; None when nothing."""
+        if not self._new and not self._new_untraced:
+            return None
+        new = {
+            "accepted": [[run_id, source, _ranges(sorted(numbers))] for (run_id, source), numbers in self._new.items()],
+            "untraced": self._new_untraced,
+        }
+        self._new, self._new_untraced = {}, 0
+        return new
+
+    def merge(self, new: dict) -> list[str]:
+        """Add what another process's `take_new` returned; the sources it names."""
+        self.untraced += int(new.get("untraced", 0))
+        sources = []
+        for run_id, source, ranges in new.get("accepted", ()):
+            sources.append(source)
+            for first, last in ranges:
+                for sequence in range(first, last + 1):
+                    self.add_id(run_id, source, sequence)
+        return sources
 
     @property
     def count(self) -> int:
@@ -104,6 +142,17 @@ class AcceptedMessages:
     @property
     def run_ids(self) -> set[str]:
         return {run_id for run_id, _ in self.sequences}
+
+
+def _ranges(numbers: list[int]) -> list[list[int]]:
+    """Sorted whole numbers as [first, last] runs: a worker's sequences are nearly all consecutive."""
+    runs: list[list[int]] = []
+    for number in numbers:
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    return runs
 
 
 def read_trace_log(path: Path, run_ids: set[str]):
@@ -118,8 +167,13 @@ def read_trace_log(path: Path, run_ids: set[str]):
                 yield run_id, fields[1].decode("ascii", "replace"), int(fields[2]), float(fields[3]), float(fields[4])
 
 
-def delivery_summary(accepted: AcceptedMessages, trace_log: Path) -> dict:
-    """Accepted, delivered, lost, duplicated, unexpected and the latency histogram (see the module)."""
+def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_ms: dict[str, float] | None = None) -> dict:
+    """Accepted, delivered, lost, duplicated, unexpected and the latency histogram (see the module).
+
+    `clock_offsets_ms`: {source: the sink's clock minus that source's}; a send
+    time of that source is moved onto the sink's clock before it is subtracted.
+    """
+    offsets = {source: offset / 1000.0 for source, offset in (clock_offsets_ms or {}).items()}
     from loadkit.metrics import encode, new_histogram, percentiles_ms, record_ms, summary_ms
 
     histogram = new_histogram()
@@ -138,7 +192,7 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path) -> dict:
         if numbers is None or sequence not in numbers:
             unexpected += 1
             continue
-        delay = arrival - sent_at
+        delay = arrival - (sent_at + offsets.get(source, 0.0))
         if delay < 0:
             early += 1
             delay = 0.0
@@ -209,14 +263,15 @@ def sink_trace_log(postfix_state: Path) -> Path | None:
     return Path(sink["trace_log"]) if sink.get("trace_log") else None
 
 
-def write_e2e(folder: Path, summary: dict, drain_result: dict | None, trace_log: Path, target: str | None) -> Path:
+def write_e2e(folder: Path, summary: dict, drain_result: dict | None, trace_log: Path, target: str | None,
+              clock: dict | None = None) -> Path:
+    """`clock`: how send times were put on the sink's clock; None for one host (offset 0)."""
     record = {
         **summary,
         "target": target,
         "trace_log": str(trace_log),
         "drain": drain_result,
-        "clock_offset_ms": 0,
-        "clock_offset_method": "same host",
+        **(clock if clock is not None else {"clock_offset_ms": 0, "clock_offset_method": "same host"}),
         "written_at": time.time(),
     }
     path = Path(folder) / E2E_FILE

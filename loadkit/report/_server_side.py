@@ -160,6 +160,16 @@ def e2e_html(side: ServerSide) -> str:
     if method == "same host":
         notes.append("Senders and sink ran on one host, one clock: no clock offset to correct (0 ms). "
                      "Runs across hosts would need the offset measured; that is not done yet.")
+    elif e2e.get("clock_offsets_ms") is not None:
+        offsets = e2e["clock_offsets_ms"]
+        round_trips = e2e.get("clock_round_trips_ms") or {}
+        measured = ", ".join(
+            f"{source} {value:+.3f} ms" + (f" (±{round_trips[source] / 2:.3f})" if source in round_trips else "")
+            for source, value in sorted(offsets.items()))
+        notes.append(f"Clock offsets corrected, the sink's clock minus each sender's: {measured or 'none measured'}; "
+                     f"measured {method}.")
+        for source, problem in sorted((e2e.get("clock_offsets_unmeasured") or {}).items()):
+            notes.append(f"No clock offset for {source}, its delays are not corrected: {problem}.")
     elif offset is not None:
         notes.append(f"Clock offset corrected: {offset} ms ({method}).")
     note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)

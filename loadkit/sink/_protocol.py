@@ -23,6 +23,7 @@ session: `closing` (send the replies, then stop reading) and `starttls`
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 from loadkit.sink._auth import Authenticator, SaslExchange
@@ -628,6 +629,11 @@ class SmtpSession:
         return S250_OK
 
     def smtp_NOOP(self, argument: bytes) -> bytes:
+        # ``NOOP clock`` asks for the sink's clock, so a sender on another host can
+        # measure the offset between its clock and the one stamping arrivals in the
+        # trace log (`loadkit.e2e_clock`). Any other NOOP gets the usual reply.
+        if argument.strip().lower() == b"clock":
+            return b"250 2.0.0 Ok clock=%.6f\r\n" % time.time()
         return S250_OK
 
     def smtp_QUIT(self, argument: bytes) -> bytes:

@@ -1,0 +1,94 @@
+"""End-to-end delivery in a distributed run: `locust --master` and two workers through a real Postfix.
+
+Postfix is the peer that accepts and relays; loadkit's sink receives. The
+master's e2e.json must count what both workers saw accepted, and match the
+sink's own counters and trace log exactly; each worker's clock offset to the
+sink (one host here, so near 0) is measured and applied.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from loadkit.e2e_clock import ClockError, measure_sink_clock_offset
+from loadkit.instances import Postfix
+from loadkit.metrics import decode
+from loadkit.report import build_report
+from loadkit.targets import parse_url
+from tests.conftest import free_port
+from tests.integration.peers import PostfixSink, loadkit_sink
+from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
+from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
+
+
+def test_noop_clock_of_a_real_sink_on_this_host_is_within_5_ms(tmp_path):
+    with loadkit_sink(tmp_path) as (url, _read_stats):
+        clock = measure_sink_clock_offset(*parse_url(url).address, samples=5)
+    assert clock.samples == 5 and 0 < clock.round_trip_ms < 50
+    assert abs(clock.offset_ms) < 5
+
+
+def test_a_server_without_noop_clock_is_a_clear_error():
+    sink = PostfixSink()  # Postfix's smtp-sink: a plain 250 to any NOOP
+    try:
+        with pytest.raises(ClockError, match="did not say its clock"):
+            measure_sink_clock_offset("127.0.0.1", sink.port, samples=2, timeout=5)
+    finally:
+        sink.stop()
+
+
+def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
+    port = free_port()
+    results = instance_root / "results"
+    with Postfix(instance_root / "postfix") as postfix:
+        master = subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "-H", postfix.smtp_url, "--headless",
+             "-u", "8", "-r", "8", "-t", "5s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
+             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
+             "--results", str(results), "--e2e-postfix-state", str(postfix.state_dir), "--e2e-drain-timeout", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
+                 "--master-port", str(port)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            )
+            for _ in range(2)
+        ]
+        try:
+            out, err = master.communicate(timeout=150)
+            for worker in workers:
+                worker.wait(30)
+        finally:
+            for process in (master, *workers):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(5)
+        assert master.returncode == 0, err[-3000:]
+        assert postfix.queue_size() == 0
+        (folder,) = results.iterdir()
+        e2e = json.loads((folder / "e2e.json").read_text())
+        run = json.loads((folder / "run.json").read_text())
+    sink = postfix.sink_stats()  # written when the sink stopped
+
+    assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 300
+    assert e2e["accepted"] == e2e["delivered"] == sink["messages"] == sink["trace"]["messages"]
+    assert e2e["lost"] == e2e["duplicated"] == e2e["unexpected"] == e2e["untraced"] == 0
+    assert e2e["drain"]["drained"] is True
+
+    rows = trace_lines(postfix.sink.trace_log_path, set(e2e["run_ids"]))
+    sources = {source for _, source, *_ in rows}
+    assert len(sources) == 2 and len(rows) == e2e["delivered"]
+    assert set(e2e["clock_offsets_ms"]) == sources and "clock_offsets_unmeasured" not in e2e
+    assert all(abs(offset) < 5 for offset in e2e["clock_offsets_ms"].values())
+    assert e2e["clock_offset_method"].startswith("NTP-style")
+    assert decode(e2e["latency_histogram"]).total_count == e2e["delivered"]
+
+    page = build_report(folder).read_text()
+    assert '<h2 id="e2e">End-to-end delivery</h2>' in page and "Clock offsets" in page
+    assert f'<td>Delivered</td><td class="num">{e2e["delivered"]:,}</td>' in page
