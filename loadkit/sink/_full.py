@@ -8,9 +8,10 @@ short as they were, and the cost of a feature is paid only when it is on.
 What the classes here add:
 
 - the message is kept while it is scanned (`capture`): all of it for
-  ``--store``, its first TRACE_CAPTURE bytes for the trace header (as it
-  came, dot-stuffed: a header line does not start with a dot, and undoing
-  the stuffing of a whole message costs more than the rest of its handling);
+  ``--store``; for the trace header alone, its header block (up to the
+  blank line, at most TRACE_CAPTURE bytes), as it came, dot-stuffed: a
+  header line does not start with a dot, and undoing the stuffing of a
+  whole message costs more than the rest of its handling;
 - at the end of the message: the "." faults, the store (a failed write is
   answered 451 and the message is not counted), the count, then the trace
   (`loadkit.messages.parse_trace`, header block only) into
@@ -74,8 +75,10 @@ class _Capturing:
         profile = self.profile
         if profile.store is not None and not profile.store.full:
             self._capture_left = profile.max_size + 2 if profile.max_size else 1 << 62
+            self._capture_headers = False
         elif profile.trace:
             self._capture_left = TRACE_CAPTURE
+            self._capture_headers = True
         else:
             return
         self._capture = []
@@ -83,11 +86,17 @@ class _Capturing:
 
     def capture(self, buf: bytes, start: int, end: int) -> None:
         left = self._capture_left
-        if left > 0:
-            if end - start > left:
-                end = start + left
-            self._capture.append(buf[start:end])
-            self._capture_left = left - (end - start)
+        if left <= 0:
+            return
+        if end - start > left:
+            end = start + left
+        if self._capture_headers:  # for the trace alone: stop at the blank line (usually in the first read)
+            blank = buf.find(b"\r\n\r\n", start, end)
+            if blank >= 0:
+                end = blank + 4
+                left = end - start
+        self._capture.append(buf[start:end])
+        self._capture_left = left - (end - start)
 
     def end_of_data(self, size: int) -> bytes:
         pieces = self._capture
@@ -127,6 +136,8 @@ class _Capturing:
                 self.stats.stored += 1
         reply = super().end_of_data(size)
         if captured is not None and profile.trace and reply[:1] == b"2":
+            if self._capture_left <= 0 and self._capture_headers and not captured.endswith(b"\r\n\r\n"):
+                captured = captured[:captured.rfind(b"\r\n") + 2]  # cut by the budget: whole lines only
             trace = parse_trace(captured)  # a leading CRLF is no header line: the header block is the same
             if trace is not None:
                 self.stats.trace.record(trace, time.time())

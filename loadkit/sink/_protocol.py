@@ -216,7 +216,7 @@ class SmtpSession:
     __slots__ = (
         "profile", "stats", "on_limit", "closing", "starttls", "tls", "peer", "verbs",
         "_buf", "_greeted", "_mail", "_rcpts", "_utf8", "_in_data", "_data_count", "_data_dots", "_skipping",
-        "_ehlo_reply", "_authenticated", "_sasl", "_capture", "_capture_left", "_capture_stuffed",
+        "_ehlo_reply", "_authenticated", "_sasl", "_capture", "_capture_left", "_capture_stuffed", "_capture_headers",
         "_chunking", "_chunk_left", "_chunk_last", "_chunk_error", "_chunked_size",
         "_sender", "_recipients",
     )
