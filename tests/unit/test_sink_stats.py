@@ -149,3 +149,21 @@ def test_maildir_names_are_unique():
     store._counter = iter(range(1, 1001))
     names = {store.unique_name() for _ in range(1000)}
     assert len(names) == 1000
+
+
+def test_trace_in_a_long_header_block_and_a_trace_line_cut_by_the_budget():
+    from loadkit.sink._full import TRACE_CAPTURE
+
+    trace_line = b"X-Loadkit-Trace: run=r; src=s; seq=0000000001; t=1795652101.123456\r\n"
+    filler = b"".join(b"X-Filler-%05d: %s\r\n" % (n, b"y" * 60) for n in range(400))  # about 30 KB
+    smtp, stats = full_session(trace=True)
+    send(smtp, trace_line + filler + b"\r\nbody\r\n", reads=9)
+    assert stats.trace.messages == 1  # found although the block is longer than the budget
+    # a trace line that the budget cuts inside its t= value is left out rather than read short
+    lines = filler[: filler.rfind(b"\r\n", 0, TRACE_CAPTURE - 200) + 2]
+    start = TRACE_CAPTURE - (trace_line.index(b"t=") + 6)  # where the trace line begins in the stream
+    pad = start - 2 - len(lines) - len(b"X-Pad: \r\n")
+    head = lines + b"X-Pad: " + b"p" * pad + b"\r\n"
+    assert 2 + len(head) == start and start + len(trace_line) > TRACE_CAPTURE
+    send(smtp, head + trace_line.replace(b"seq=0000000001", b"seq=0000000002") + b"\r\nbody\r\n")
+    assert (stats.messages, stats.trace.messages) == (2, 1)
