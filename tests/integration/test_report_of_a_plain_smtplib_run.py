@@ -28,23 +28,26 @@ def report_of(target: Path, output: Path) -> str:
 
 
 def test_report_of_a_plain_locust_smtplib_run(tmp_path):
-    environment = dict(os.environ, BENCH_MESSAGES="4000", BENCH_REUSE="1", BENCH_LENGTH="1000")
+    # bounded by time (3 s), not by count: Locust's CSV then has rows whatever the machine's speed;
+    # --stop-timeout lets the message in flight finish, so Locust's JSON counts what the sink got
+    environment = dict(os.environ, BENCH_MESSAGES="1000000000", BENCH_REUSE="1", BENCH_LENGTH="1000")
     with loadkit_sink(tmp_path) as (url, read_stats):
         run = subprocess.run(
             [sys.executable, "-m", "locust", "-f", str(SMTPLIB_LOCUSTFILE), "-H", url, "--headless",
-             "-u", "5", "-r", "5", "-t", "60s", "--only-summary", "--csv", str(tmp_path / "plain"),
+             "-u", "5", "-r", "5", "-t", "3s", "--stop-timeout", "10", "--only-summary", "--csv", str(tmp_path / "plain"),
              "--json-file", str(tmp_path / "plain")],
             capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path,
         )
         stats = read_stats()
     assert run.returncode == 0, run.stderr[-2000:]
-    assert stats["messages"] == 4000
+    sent = stats["messages"]
+    assert sent > 0
 
     html = report_of(tmp_path / "plain.json", tmp_path / "from-json.html")
-    assert ">4000<" in html  # the count, in a table cell
+    assert f">{sent}<" in html  # the count, in a table cell
 
     with open(tmp_path / "plain_stats.csv", newline="") as handle:
         csv_count = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")["Request Count"]
-    assert 0 < int(csv_count) <= 4000
+    assert 0 < int(csv_count) <= sent
     html = report_of(tmp_path / "plain", tmp_path / "from-csv.html")
     assert f">{csv_count}<" in html
