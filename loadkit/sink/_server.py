@@ -52,7 +52,7 @@ from loadkit.sink._protocol import (
 )
 from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SinkStats
 from loadkit.sink._store import MaildirStore
-from loadkit.sink._tls import TlsSetupError, server_context
+from loadkit.sink._tls import TlsSetupError, self_signing_problem, server_context
 from loadkit.targets import Target, TargetError, parse_listen
 
 RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
@@ -108,8 +108,8 @@ class SinkServer:
     greeting         the banner's text after the host name
     max_size         SIZE limit in bytes, for MAIL SIZE= and the data (0: none)
     tls_cert/tls_key PEM files; without them a self-signed certificate is
-                     made (STARTTLS is then dropped, with `tls_problem` set,
-                     when no certificate can be made and none was asked for)
+                     made at the first STARTTLS (STARTTLS is not offered, with
+                     `tls_problem` set, when the tools to make one are missing)
     implicit_tls     TLS from the first byte (smtps, port 465 style)
     auth_users       None: AUTH accepts everyone; a {user: password} dict or
                      the path of a ``user:password`` file
@@ -163,14 +163,16 @@ class SinkServer:
         )
         self.tls_problem: str | None = None
         self._tls_context = None
-        wants_tls = implicit_tls or bool(tls_cert) or (esmtp and "STARTTLS" in capabilities)
-        if wants_tls:
+        self._tls_hostname = hostname
+        if implicit_tls or tls_cert:  # asked for: check it now
             try:
                 self._tls_context = server_context(tls_cert, tls_key, hostname)
             except TlsSetupError as error:
-                if implicit_tls or tls_cert:
-                    raise SinkError(str(error)) from None
-                self.tls_problem = str(error)  # STARTTLS was only a default: go without it
+                raise SinkError(str(error)) from None
+        elif esmtp and "STARTTLS" in capabilities:
+            # Only a default: the certificate is made at the first STARTTLS, so runs
+            # without TLS never pay for it (about 80 ms of imports and key making).
+            self.tls_problem = self_signing_problem()
         authenticator = None
         if "AUTH" in capabilities and esmtp:
             try:
@@ -194,7 +196,8 @@ class SinkServer:
             self.profile = SinkProfile(
                 hostname=hostname, lmtp=lmtp, capabilities=capabilities,
                 max_size=max_size, max_messages=max_messages, greeting=greeting, esmtp=esmtp,
-                tls=self._tls_context is not None, authenticator=authenticator, plaintext_auth=auth_plaintext,
+                tls=self._tls_context is not None or (esmtp and "STARTTLS" in capabilities and not self.tls_problem),
+                authenticator=authenticator, plaintext_auth=auth_plaintext,
                 faults=faults or None, greylist=greylist, store=maildir, trace=trace,
             )
         except ValueError as error:
@@ -626,6 +629,13 @@ class SinkServer:
         """Handshake on a duplicate of the connection's descriptor; a `_TlsChannel`, or None."""
         import gevent.socket
 
+        if self._tls_context is None:
+            try:
+                self._tls_context = server_context(hostname=self._tls_hostname)
+            except TlsSetupError as error:
+                self.tls_problem = str(error)
+                self.stats.tls_failures += 1
+                return None
         duplicate = gevent.socket.socket(sock.family, _socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
         if sock.family != _socket.AF_UNIX:
             # TLS writes records as they come (handshake, then the reply): without this,

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 import time
-from array import array
 
 FOLD_REPLIES_ABOVE = 256  # distinct reply objects kept before folding them into codes
-TRACE_FLUSH = 4096  # trace delays buffered before they go into the histogram in one numpy call
+DELAY_LOWEST_US, DELAY_HIGHEST_US, DELAY_DIGITS = 1, 3_600_000_000, 3  # loadkit.metrics' histograms
 SEEN_BITMAP_LIMIT = 1 << 27  # sequence numbers below this are remembered in a bitmap (16 MiB per source at most)
 
 
@@ -146,47 +145,40 @@ class TraceStats:
     The delay is arrival (the sink's clock at the end of data) minus the
     trace's ``t=`` (the sender's clock when it built the message), kept in an
     HdrHistogram of microseconds (1 µs to 1 h, 3 digits), the same kind as a
-    results folder's. A delay below zero means the two clocks disagree: it
-    is counted in `early` and recorded as 0.
+    results folder's, recorded one value at a time (about 1 µs: no numpy to
+    load at start, no batch to fold in the middle of a run). A delay below
+    zero means the two clocks disagree: it is counted in `early` and
+    recorded as the lowest value.
 
     Duplicates: each (run, source) pair gets a bitmap of the sequence
     numbers seen, one bit each (a million messages of one source: 125 KB);
     sequence numbers from 2**27 on go to a set instead (about 100 bytes each).
     A message seen three times counts as two duplicates.
-
-    `log`, when set to a file descriptor (``loadkit sink --trace-log``),
-    gets one line per traced message as it arrives, written at once so a
-    reader sees every message the sink has answered:
-    ``RUN SOURCE SEQUENCE SENT_AT ARRIVAL`` (epoch seconds).
     """
 
     def __init__(self) -> None:
-        from loadkit.metrics import new_histogram  # numpy and hdrh: only when traces are read
+        from hdrh.histogram import HdrHistogram
 
         self.messages = 0
         self.duplicates = 0
         self.early = 0
-        self._histogram = new_histogram()
-        self._pending = array("d")  # delays in ms not yet in the histogram
+        self.histogram = HdrHistogram(DELAY_LOWEST_US, DELAY_HIGHEST_US, DELAY_DIGITS)
         self._seen: dict[tuple[str, str], bytearray] = {}
         self._seen_far: set[tuple[str, str, int]] = set()
-        self.log: int | None = None
 
     def record(self, trace, arrival: float) -> None:
         """One traced message (a `loadkit.messages.Trace`) that arrived at `arrival` (epoch seconds)."""
         self.messages += 1
-        delay = arrival - trace.sent_at
-        if delay < 0:
-            self.early += 1
-            delay = 0.0
-        self._pending.append(delay * 1000.0)
-        if len(self._pending) >= TRACE_FLUSH:
-            self._flush()
+        micros = int((arrival - trace.sent_at) * 1e6 + 0.5)
+        if micros < DELAY_LOWEST_US:
+            if micros < 0:
+                self.early += 1
+            micros = DELAY_LOWEST_US
+        elif micros > DELAY_HIGHEST_US:
+            micros = DELAY_HIGHEST_US
+        self.histogram.record_value(micros)
         if self._seen_before(trace.run_id, trace.source, trace.sequence):
             self.duplicates += 1
-        if self.log is not None:
-            line = f"{trace.run_id} {trace.source} {trace.sequence} {trace.sent_at:.6f} {arrival:.6f}\n"
-            os.write(self.log, line.encode("ascii"))  # one write per line: O_APPEND keeps lines whole
 
     def _seen_before(self, run_id: str, source: str, sequence: int) -> bool:
         if sequence >= SEEN_BITMAP_LIMIT:
@@ -207,33 +199,21 @@ class TraceStats:
         bits[index] |= mask
         return False
 
-    def _flush(self) -> None:
-        from loadkit.metrics import record_ms
-
-        # Copy then delete that many: each is one C call, so values appended by
-        # sessions meanwhile (another thread reading) are kept, not lost.
-        values = self._pending[:]
-        del self._pending[:len(values)]
-        record_ms(self._histogram, values)
-
-    def histogram(self):
-        """The delay histogram (µs), everything recorded so far included."""
-        self._flush()
-        return self._histogram
-
     def as_dict(self) -> dict:
-        from loadkit.metrics import encode, percentiles_ms, summary_ms
-
-        histogram = self.histogram()
+        histogram = self.histogram
         delay = {}
         if histogram.total_count:
-            delay = summary_ms(histogram)
-            for percentile, value in percentiles_ms(histogram, [50, 90, 99, 99.9]).items():
-                delay[f"p{percentile:g}"] = value
+            delay = {
+                "min": histogram.get_min_value() / 1000.0,
+                "mean": round(histogram.get_mean_value() / 1000.0, 3),
+                "max": histogram.get_max_value() / 1000.0,
+            }
+            for percentile in (50, 90, 99, 99.9):
+                delay[f"p{percentile:g}"] = histogram.get_value_at_percentile(percentile) / 1000.0
         return {
             "messages": self.messages,
             "duplicates": self.duplicates,
             "early": self.early,
             "delay_ms": delay,
-            "delay_histogram": encode(histogram),
+            "delay_histogram": histogram.encode().decode("ascii"),  # hdrh's V2 text, as in metrics.jsonl
         }

@@ -5,7 +5,8 @@ any certificate will do; when none is given the sink makes a self-signed
 one (EC P-256, ten years, the host name, ``localhost``, 127.0.0.1 and ::1
 as subject alternative names): with the ``cryptography`` package when it is
 installed, else with ``openssl req -x509`` into a temporary directory. It is
-made once per process and host name, and kept in memory only.
+made once per process and host name, when first needed, and kept in memory
+only.
 
 The context is gevent's (`gevent.ssl.SSLContext`): the sockets it wraps
 wait on the hub, so a handshake never blocks other sessions.
@@ -56,6 +57,15 @@ def server_context(certificate: str | None = None, key: str | None = None, hostn
             stream.write(key_pem)
         context.load_cert_chain(certificate_path, key_path)
     return context
+
+
+def self_signing_problem() -> str | None:
+    """Why no self-signed certificate could be made here, or None (checked without making one)."""
+    import importlib.util
+
+    if importlib.util.find_spec("cryptography") is not None or shutil.which("openssl"):
+        return None
+    return "cannot make a TLS certificate: neither the cryptography package nor openssl is installed"
 
 
 def self_signed(hostname: str) -> tuple[bytes, bytes]:
