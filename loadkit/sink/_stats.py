@@ -15,6 +15,7 @@ once there are many keys, so the dict stays small.
 from __future__ import annotations
 
 import os
+import os
 import time
 
 FOLD_REPLIES_ABOVE = 256  # distinct reply objects kept before folding them into codes
@@ -154,6 +155,11 @@ class TraceStats:
     numbers seen, one bit each (a million messages of one source: 125 KB);
     sequence numbers from 2**27 on go to a set instead (about 100 bytes each).
     A message seen three times counts as two duplicates.
+
+    `log`, when set to a file descriptor (``loadkit sink --trace-log``),
+    gets one line per traced message as it arrives, written at once so a
+    reader sees every message the sink has answered:
+    ``RUN SOURCE SEQUENCE SENT_AT ARRIVAL`` (epoch seconds).
     """
 
     def __init__(self) -> None:
@@ -165,6 +171,7 @@ class TraceStats:
         self.histogram = HdrHistogram(DELAY_LOWEST_US, DELAY_HIGHEST_US, DELAY_DIGITS)
         self._seen: dict[tuple[str, str], bytearray] = {}
         self._seen_far: set[tuple[str, str, int]] = set()
+        self.log: int | None = None
 
     def record(self, trace, arrival: float) -> None:
         """One traced message (a `loadkit.messages.Trace`) that arrived at `arrival` (epoch seconds)."""
@@ -179,6 +186,9 @@ class TraceStats:
         self.histogram.record_value(micros)
         if self._seen_before(trace.run_id, trace.source, trace.sequence):
             self.duplicates += 1
+        if self.log is not None:
+            line = f"{trace.run_id} {trace.source} {trace.sequence} {trace.sent_at:.6f} {arrival:.6f}\n"
+            os.write(self.log, line.encode("ascii"))  # one write per line: O_APPEND keeps lines whole
 
     def _seen_before(self, run_id: str, source: str, sequence: int) -> bool:
         if sequence >= SEEN_BITMAP_LIMIT:

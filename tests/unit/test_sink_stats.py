@@ -167,3 +167,17 @@ def test_trace_in_a_long_header_block_and_a_trace_line_cut_by_the_budget():
     assert 2 + len(head) == start and start + len(trace_line) > TRACE_CAPTURE
     send(smtp, head + trace_line.replace(b"seq=0000000001", b"seq=0000000002") + b"\r\nbody\r\n")
     assert (stats.messages, stats.trace.messages) == (2, 1)
+
+
+def test_trace_log_gets_one_line_per_traced_message(tmp_path):
+    path = tmp_path / "traces.log"
+    trace = TraceStats()
+    trace.log = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        trace.record(Trace("run1", "src1", 7, 100.25), 100.5)
+        trace.record(Trace("run1", "src1", 7, 100.25), 101.0)
+    finally:
+        os.close(trace.log)
+    assert path.read_text().splitlines() == [
+        "run1 src1 7 100.250000 100.500000", "run1 src1 7 100.250000 101.000000",
+    ]
