@@ -102,3 +102,38 @@ def loadkit_sink(tmp_path, *options: str, listen: str = "127.0.0.1:0"):
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+def run_master_and_workers(
+    locustfile: str, host: str, master_options: list[str], workers: int = 2,
+    environment: dict | None = None, timeout: float = 90,
+) -> subprocess.CompletedProcess:
+    """A headless `locust --master` and `workers` `locust --worker` processes on loopback.
+
+    Returns the master's exit status and output; every process is gone afterwards.
+    """
+    port = free_port()
+    master = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", locustfile, "-H", host, "--headless", "--master",
+         "--expect-workers", str(workers), "--expect-workers-max-wait", "30",
+         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary", *master_options],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+    )
+    worker_processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
+             "--master-port", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        out, err = master.communicate(timeout=timeout)
+        for worker in worker_processes:
+            worker.wait(30)
+    finally:
+        for process in (master, *worker_processes):
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+    return subprocess.CompletedProcess(master.args, master.returncode, out, err)

@@ -10,50 +10,26 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from loadkit.metrics._histogram import add_into, decode, new_histogram, percentiles_ms
-from tests.conftest import free_port
-from tests.integration.peers import loadkit_sink
+from tests.integration.peers import loadkit_sink, run_master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "raw_samples_locustfile.py")
 
 
 def test_merged_percentiles_match_the_raw_samples_of_both_workers(tmp_path):
-    port = free_port()
     results, samples_dir = tmp_path / "results", tmp_path / "samples"
     samples_dir.mkdir()
     environment = dict(os.environ, RAW_SAMPLES_DIR=str(samples_dir))
     with loadkit_sink(tmp_path) as (url, read_stats):
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "6", "-r", "6",
-             "-t", "4s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
-             "--results", str(results)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment,
+        master = run_master_and_workers(
+            LOCUSTFILE, url, ["-u", "6", "-r", "6", "-t", "4s", "--results", str(results)], environment=environment
         )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
-                 "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
-            )
-            for _ in range(2)
-        ]
-        try:
-            _, err = master.communicate(timeout=90)
-            for worker in workers:
-                worker.wait(30)
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
         sink = read_stats()
+    err = master.stderr
     assert master.returncode == 0, err[-2000:]
 
     raw = [json.loads(path.read_text()) for path in samples_dir.iterdir()]

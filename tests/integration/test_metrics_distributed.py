@@ -8,45 +8,23 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.integration.peers import loadkit_sink
+from tests.integration.peers import loadkit_sink, run_master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 
 
 def test_master_merges_two_workers_exactly(tmp_path):
-    port = free_port()
     results = tmp_path / "results"
     with loadkit_sink(tmp_path) as (url, read_stats):
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "6", "-r", "6",
-             "-t", "4s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
-             "--results", str(results), "--check", "no_worker_lost", "--check", "send:fail_ratio==0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        master = run_master_and_workers(
+            LOCUSTFILE, url,
+            ["-u", "6", "-r", "6", "-t", "4s", "--results", str(results),
+             "--check", "no_worker_lost", "--check", "send:fail_ratio==0"],
         )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
-                 "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )
-            for _ in range(2)
-        ]
-        try:
-            out, err = master.communicate(timeout=90)
-            for worker in workers:
-                worker.wait(30)
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
         sink = read_stats()
+    out, err = master.stdout, master.stderr
     assert master.returncode == 0, err[-2000:]
 
     (folder,) = results.iterdir()

@@ -9,8 +9,6 @@ sink (one host here, so near 0) is measured and applied.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -19,8 +17,7 @@ from loadkit.instances import Postfix
 from loadkit.metrics import decode
 from loadkit.report import build_report
 from loadkit.targets import parse_url
-from tests.conftest import free_port
-from tests.integration.peers import PostfixSink, loadkit_sink
+from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
 
@@ -42,33 +39,15 @@ def test_a_server_without_noop_clock_is_a_clear_error():
 
 
 def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
-    port = free_port()
     results = instance_root / "results"
     with Postfix(instance_root / "postfix") as postfix:
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "-H", postfix.smtp_url, "--headless",
-             "-u", "8", "-r", "8", "-t", "5s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
-             "--results", str(results), "--e2e-postfix-state", str(postfix.state_dir), "--e2e-drain-timeout", "60"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        master = run_master_and_workers(
+            str(LOCUSTFILE), postfix.smtp_url,
+            ["-u", "8", "-r", "8", "-t", "5s", "--results", str(results),
+             "--e2e-postfix-state", str(postfix.state_dir), "--e2e-drain-timeout", "60"],
+            timeout=150,
         )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--worker", "--master-host", "127.0.0.1",
-                 "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )
-            for _ in range(2)
-        ]
-        try:
-            out, err = master.communicate(timeout=150)
-            for worker in workers:
-                worker.wait(30)
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
+        err = master.stderr
         assert master.returncode == 0, err[-3000:]
         assert postfix.queue_size() == 0
         (folder,) = results.iterdir()
