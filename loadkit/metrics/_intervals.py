@@ -9,8 +9,23 @@ was cut off for a while) goes into the oldest open one, so totals stay exact.
 from __future__ import annotations
 
 import json
+import math
+import time
 
 from loadkit.metrics._series import REQUEST, Series
+
+
+def tick_every_second(tick) -> None:
+    """Call `tick(boundary)` at each whole second of the clock, forever (run it in a greenlet).
+
+    Whole seconds make intervals of different processes line up when merged.
+    """
+    import gevent  # only the recording side ticks; the report reads intervals without gevent
+
+    while True:
+        now = time.time()
+        gevent.sleep(math.floor(now) + 1 - now)
+        tick(math.floor(time.time()))
 
 
 class Interval:

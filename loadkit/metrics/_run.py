@@ -16,7 +16,7 @@ from pathlib import Path
 import gevent
 
 from loadkit.metrics._integrity import COUNT_MISMATCH, LATE_DATA, RUN_STARTED, RUN_STOPPED, IntegrityLog, WorkerWatch
-from loadkit.metrics._intervals import IntervalStore
+from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import ErrorExample, RequestRecorder
 from loadkit.metrics._series import REQUEST, Series
 
@@ -67,14 +67,8 @@ class RunRecorder:
             self.environment.events.request.add_listener(self.recorder.on_request)
         self.events.record(RUN_STARTED, None, f"results in {self.folder}", at=self.started_at)
         if ticking:
-            self._ticker = gevent.spawn(self._tick_on_seconds)
+            self._ticker = gevent.spawn(tick_every_second, self.tick)
         return self
-
-    def _tick_on_seconds(self) -> None:
-        while True:
-            now = time.time()
-            gevent.sleep(math.floor(now) + 1 - now)
-            self.tick(math.floor(time.time()))
 
     def tick(self, boundary: float) -> None:
         """Close the interval that ends at `boundary` and write what has settled."""

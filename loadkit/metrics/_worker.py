@@ -21,6 +21,7 @@ import time
 import gevent
 
 from loadkit.metrics._integrity import CPU_HIGH
+from loadkit.metrics._intervals import tick_every_second
 from loadkit.metrics._recorder import RequestRecorder
 
 log = logging.getLogger(__name__)
@@ -44,14 +45,8 @@ class WorkerReporter:
         events.report_to_master.add_listener(self.on_report_to_master)
         events.test_stop.add_listener(self.on_test_stop)
         events.cpu_warning.add_listener(self.on_cpu_warning)
-        self._ticker = gevent.spawn(self._tick_on_seconds)
+        self._ticker = gevent.spawn(tick_every_second, self.tick)
         return self
-
-    def _tick_on_seconds(self) -> None:
-        while True:
-            now = time.time()
-            gevent.sleep(math.floor(now) + 1 - now)
-            self.tick(math.floor(time.time()))
 
     def tick(self, boundary: float) -> None:
         if boundary <= self.current_start:
