@@ -104,13 +104,14 @@ def loadkit_sink(tmp_path, *options: str, listen: str = "127.0.0.1:0"):
             process.wait(5)
 
 
-def run_master_and_workers(
+@contextmanager
+def master_and_workers(
     locustfile: str, host: str, master_options: list[str], workers: int = 2,
-    environment: dict | None = None, timeout: float = 90,
-) -> subprocess.CompletedProcess:
+    environment: dict | None = None, worker_environment: dict | None = None,
+):
     """A headless `locust --master` and `workers` `locust --worker` processes on loopback.
 
-    Returns the master's exit status and output; every process is gone afterwards.
+    Yields (master, worker processes); every process is gone afterwards.
     """
     port = free_port()
     master = subprocess.Popen(
@@ -123,17 +124,26 @@ def run_master_and_workers(
         subprocess.Popen(
             [sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
              "--master-port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=environment,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=worker_environment or environment,
         )
         for _ in range(workers)
     ]
     try:
-        out, err = master.communicate(timeout=timeout)
-        for worker in worker_processes:
-            worker.wait(30)
+        yield master, worker_processes
     finally:
         for process in (master, *worker_processes):
             if process.poll() is None:
                 process.kill()
                 process.wait(5)
+
+
+def run_master_and_workers(
+    locustfile: str, host: str, master_options: list[str], workers: int = 2,
+    environment: dict | None = None, timeout: float = 90,
+) -> subprocess.CompletedProcess:
+    """Run a master and its workers to the end; returns the master's exit status and output."""
+    with master_and_workers(locustfile, host, master_options, workers, environment) as (master, worker_processes):
+        out, err = master.communicate(timeout=timeout)
+        for worker in worker_processes:
+            worker.wait(30)
     return subprocess.CompletedProcess(master.args, master.returncode, out, err)

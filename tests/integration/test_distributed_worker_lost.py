@@ -13,13 +13,10 @@ from __future__ import annotations
 import csv
 import json
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.integration.peers import loadkit_sink
+from tests.integration.peers import loadkit_sink, master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 RUN_SECONDS = 9
@@ -39,36 +36,16 @@ def _wait_for_run_start(results: Path, timeout: float = 40.0) -> float:
 
 
 def test_killed_worker_is_recorded_fails_the_check_and_keeps_its_numbers(tmp_path):
-    port = free_port()
     results = tmp_path / "results"
     with loadkit_sink(tmp_path) as (url, read_stats):
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "4", "-r", "4",
-             "-t", f"{RUN_SECONDS}s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
-             "--results", str(results), "--check", "no_worker_lost"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
-                 "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )
-            for _ in range(2)
-        ]
-        try:
+        options = ["-u", "4", "-r", "4", "-t", f"{RUN_SECONDS}s", "--results", str(results), "--check", "no_worker_lost"]
+        with master_and_workers(LOCUSTFILE, url, options) as (master, workers):
             started = _wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
             out, err = master.communicate(timeout=60)
             workers[1].wait(30)
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
         sink = read_stats()
     assert master.returncode == 3, err[-2000:]
     assert "0 of 1 passed" in out

@@ -12,13 +12,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from tests.conftest import free_port
-from tests.integration.peers import loadkit_sink
+from tests.integration.peers import loadkit_sink, master_and_workers
 from tests.integration.test_distributed_worker_lost import _wait_for_run_start
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "worker_id_locustfile.py")
@@ -27,38 +24,19 @@ KILL_AFTER = 4.5
 
 
 def test_worker_killed_in_the_last_seconds_is_lost_and_fails_the_check(tmp_path):
-    port = free_port()
     results = tmp_path / "results"
     ids = tmp_path / "ids"
     ids.mkdir()
     with loadkit_sink(tmp_path) as (url, _read_stats):
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "4", "-r", "4",
-             "-t", f"{RUN_SECONDS}s", "--master", "--expect-workers", "2", "--expect-workers-max-wait", "30",
-             "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary",
-             "--results", str(results), "--check", "no_worker_lost"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        workers = [
-            subprocess.Popen(
-                [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
-                 "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "WORKER_IDS_DIR": str(ids)},
-            )
-            for _ in range(2)
-        ]
-        try:
+        options = ["-u", "4", "-r", "4", "-t", f"{RUN_SECONDS}s", "--results", str(results), "--check", "no_worker_lost"]
+        worker_environment = {**os.environ, "WORKER_IDS_DIR": str(ids)}
+        with master_and_workers(LOCUSTFILE, url, options, worker_environment=worker_environment) as (master, workers):
             started = _wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
             out, err = master.communicate(timeout=60)
             survivor_code = workers[1].wait(30)
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
     assert master.returncode == 3, err[-2000:]
     assert "0 of 1 passed" in out
     assert survivor_code == 0
