@@ -13,6 +13,10 @@ import importlib
 import sys
 
 from loadkit import __version__
+from loadkit.errors import LoadkitError, UsageError
+
+# The old name, kept for the commands that raise it.
+CommandError = UsageError
 
 COMMANDS = {
     "demo": ("loadkit.demo", "start a sink, run a short SMTP load against it, write a report"),
@@ -22,10 +26,6 @@ COMMANDS = {
     "target": ("loadkit.instances.command", "start, stop or check a real Postfix, Dovecot or Apache on loopback"),
     "check": ("loadkit.thresholds", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
 }
-
-
-class CommandError(Exception):
-    """Bad input or an unusable environment: one line for the user, exit code 2."""
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
         return module.run(args)
-    except CommandError as error:
+    except LoadkitError as error:
         print(f"loadkit {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
