@@ -85,7 +85,7 @@ class Stage:
 class _Segment:
     """One linear piece of the plan: rate r0 -> r1 from `start` over `duration`; `before` arrivals precede it."""
 
-    __slots__ = ("start", "duration", "r0", "slope", "before", "count")
+    __slots__ = ("before", "count", "duration", "r0", "slope", "start")
 
     def __init__(self, start: float, duration: float, r0: float, r1: float, before: float):
         self.start = start
@@ -137,7 +137,7 @@ class RatePlan:
         return self.stages[0].target if self.is_constant else 0.0
 
     @classmethod
-    def constant(cls, rate: float) -> "RatePlan":
+    def constant(cls, rate: float) -> RatePlan:
         return cls((Stage(float(rate), math.inf),), f"{rate:g}")
 
     @property
@@ -237,7 +237,7 @@ class GlobalArrivals:
 
 
 class _Split:
-    __slots__ = ("index", "count", "from_k", "from_time")
+    __slots__ = ("count", "from_k", "from_time", "index")
 
     def __init__(self, index: int, count: int, from_k: int, from_time: float):
         self.index, self.count, self.from_k, self.from_time = index, count, from_k, from_time

@@ -53,7 +53,7 @@ class OpenModelError(LoadkitError):
 class Arrival:
     """One message of the schedule, from its intended time to its start on a session slot."""
 
-    __slots__ = ("k", "intended", "sent", "slot")
+    __slots__ = ("intended", "k", "sent", "slot")
 
     def __init__(self, k: int, intended: float):
         self.k = k

@@ -47,7 +47,7 @@ class Limit:
     value: float
     unit: str = ""
 
-    def check(self, step: StepResult) -> "LimitCheck":
+    def check(self, step: StepResult) -> LimitCheck:
         if self.measure == RATE_REACHED:
             if not step.offered:
                 return LimitCheck(self.expression, None, False, "nothing was offered")
@@ -72,7 +72,7 @@ class LimitCheck:
         return {"expression": self.expression, "measured": self.measured, "passed": self.passed, "error": self.error}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "LimitCheck":
+    def from_dict(cls, data: dict) -> LimitCheck:
         return cls(data["expression"], data.get("measured"), bool(data["passed"]), data.get("error"))
 
 

@@ -53,7 +53,7 @@ class StepResult:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "StepResult":
+    def from_dict(cls, data: dict) -> StepResult:
         known = {f.name for f in fields(cls)}
         return cls(**{key: value for key, value in data.items() if key in known})
 

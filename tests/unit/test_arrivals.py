@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import random
-from itertools import islice
+from itertools import islice, pairwise
 
 import pytest
 
@@ -135,7 +135,7 @@ def ks_statistic_exponential(gaps: list[float], rate: float) -> float:
 def test_poisson_gaps_fit_an_exponential():
     rate = 200.0
     times = [t for _, t in islice(GlobalArrivals(parse_rate_plan("200"), "poisson", seed=7), 10_001)]
-    gaps = [b - a for a, b in zip(times, times[1:])]
+    gaps = [b - a for a, b in pairwise(times)]
     d = ks_statistic_exponential(gaps, rate)
     assert d < 1.63 / math.sqrt(len(gaps))  # KS critical value at alpha = 0.01
     assert sum(gaps) / len(gaps) == pytest.approx(1 / rate, rel=0.03)

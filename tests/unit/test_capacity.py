@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-import loadkit.capacity as capacity
+from loadkit import capacity
 from loadkit.arrivals import WorkerArrivals, parse_rate_plan
 from loadkit.capacity import (
     CAPACITY,
