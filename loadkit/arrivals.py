@@ -137,8 +137,11 @@ class RatePlan:
         return self.stages[0].target if self.is_constant else 0.0
 
     @classmethod
-    def constant(cls, rate: float) -> RatePlan:
-        return cls((Stage(float(rate), math.inf),), f"{rate:g}")
+    def constant(cls, rate: float, duration: float = math.inf) -> RatePlan:
+        """`rate`/s from the first moment, for `duration` seconds (a capacity step) or for ever."""
+        if math.isinf(duration):
+            return cls((Stage(float(rate), math.inf),), f"{rate:g}")
+        return cls((Stage(float(rate), 0.0), Stage(float(rate), float(duration))), f"{rate:g}:0s,{rate:g}:{duration:g}s")
 
     @property
     def is_constant(self) -> bool:
@@ -223,6 +226,18 @@ class GlobalArrivals:
         self._x = 0.0
         self._segment = 0
 
+    @property
+    def next_k(self) -> int:
+        return self._k
+
+    def go_to(self, k: int) -> None:
+        """Go on from arrival `k`, ahead or back (even spacing only: a Poisson arrival depends on every gap)."""
+        if self._gap is not None:
+            raise ArrivalError("only an even schedule can jump to an arrival")
+        if k < self._k:
+            self._segment = 0
+        self._k = k
+
     def __iter__(self):
         return self
 
@@ -286,7 +301,12 @@ class WorkerArrivals:
         for position, (k, t) in enumerate(walked):
             if self._owns(k, t):
                 return position
-        for k, t in self._global:
+        splits, walker = self._splits, self._global
+        if len(splits) == 1 and walker.arrival == "even":
+            # one split, even spacing: jump over the other workers' arrivals (a resplit walks back)
+            split, k = splits[0], walker.next_k
+            walker.go_to(k + (split.index - k) % split.count)
+        for k, t in walker:
             walked.append((k, t))
             if self._owns(k, t):
                 return len(walked) - 1
@@ -331,3 +351,6 @@ class WorkerArrivals:
         """
         _check_split(index, count)
         self._splits.append(_Split(index, count, self._next_k, float(from_time)))
+        if self._global.arrival == "even":  # arrivals jumped over may be this worker's now
+            self._walked.clear()
+            self._global.go_to(self._next_k)

@@ -59,6 +59,18 @@ def test_stages_ramp_linearly_and_the_first_ramps_from_zero():
     assert plan.arrivals_by(150) == plan.total == pytest.approx(750 + 125 * 120)
 
 
+def test_a_fixed_rate_for_a_step():
+    plan = RatePlan.constant(250, 30)
+    assert plan.rate_at(0) == 250 and plan.duration == 30
+    assert len(list(GlobalArrivals(plan))) == 7500
+    assert RatePlan.constant(250).is_constant
+
+
+def test_only_an_even_schedule_jumps():
+    with pytest.raises(ArrivalError, match="only an even schedule"):
+        GlobalArrivals(parse_rate_plan("10"), "poisson", seed=1).go_to(5)
+
+
 def test_a_zero_length_stage_jumps():
     plan = parse_rate_plan("200:0s,200:1m,0:0s,0:10s,100:10s")
     assert plan.rate_at(0) == 200
@@ -226,10 +238,12 @@ def test_a_resplit_never_gives_back_an_arrival_already_taken():
     assert [next(worker) for _ in range(3)] == [(5, 0.5), (6, 0.6), (7, 0.7)]
 
 
-def test_many_resplits_stay_consistent():
+@pytest.mark.parametrize("arrival", ["even", "poisson"])
+def test_many_resplits_stay_consistent(arrival):
     plan = parse_rate_plan("1000:0s,1000:5s")
+    everything = [k for k, _ in GlobalArrivals(plan, arrival, seed=2)]
     rng = random.Random(1)
-    workers = {0: WorkerArrivals(plan, index=0, count=1)}
+    workers = {0: WorkerArrivals(plan, arrival, seed=2, index=0, count=1)}
     taken: list[int] = []
     now = 0.0
     while now < 5.0:
@@ -241,13 +255,13 @@ def test_many_resplits_stay_consistent():
         survivors = list(workers.values())[:count]
         workers = {i: w for i, w in enumerate(survivors)}
         for i in range(len(survivors), count):
-            workers[i] = WorkerArrivals(plan, index=i, count=count, from_time=change_at)
+            workers[i] = WorkerArrivals(plan, arrival, seed=2, index=i, count=count, from_time=change_at)
         for i, worker in enumerate(survivors):
             worker.resplit(i, count, change_at)
         now += 0.25
     for worker in workers.values():
         taken.extend(k for k, _ in worker)
-    assert sorted(taken) == list(range(5000))
+    assert sorted(taken) == everything
 
 
 def test_bad_split():

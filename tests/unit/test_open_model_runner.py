@@ -113,6 +113,7 @@ def test_the_stop_event_ends_the_run_and_in_flight_messages_finish():
 def test_a_staged_plan_ends_by_itself():
     summary = run(sleeper(0.001), WorkerArrivals(parse_rate_plan("100:0s,100:1s")))
     assert summary.offered == summary.started == 100
+    assert summary.elapsed == 1.0 and summary.achieved_rate == 100.0
 
 
 def test_a_resplit_takes_the_lost_workers_share_at_once():
