@@ -135,7 +135,7 @@ class OpenModelRunner:
                 wake.wait(min(timeout, self.poll))
         elapsed = min(self.now(), end)
         plan = getattr(dispatcher.schedule, "plan", None)
-        if dispatcher.finished and plan is not None and plan.duration < end:
+        if dispatcher.finished and plan is not None and plan.duration <= end:
             elapsed = plan.duration  # the plan ran out: it covered its whole duration, not up to its last arrival
         dispatcher.stop()
         self._group.join(timeout=drain_timeout)

@@ -6,8 +6,10 @@
     sys.exit(result.exit_code(expect=400))  # 3 when no capacity, or below the one expected
 
 `run_step(rate, duration) -> StepResult` runs one fixed-rate open-model step
-and says what it measured; everything else here is pure, so a search can be
-tested against a simulated server. Errors, all ``LoadkitError``:
+and says what it measured; the search is pure, so it can be tested against a
+simulated server. ``local_step_runner(work_fn)`` is a run_step that sends
+from this process with the gevent runner; ``StepMeter`` turns a runner's
+outcomes into a StepResult. Errors, all ``LoadkitError``:
 
     LimitError          a limit that cannot be parsed
     SearchError         search settings that cannot be used, or a step that returned no StepResult
@@ -23,6 +25,7 @@ from loadkit.capacity._file import (
     write_capacity,
 )
 from loadkit.capacity._limits import Limit, LimitCheck, LimitError, parse_limit, parse_limits
+from loadkit.capacity._local import SATURATED_CPU, StepMeter, local_step_runner
 from loadkit.capacity._search import (
     CAPACITY,
     EXIT_NOT_MET,
@@ -50,6 +53,7 @@ __all__ = [
     "NOT_CONFIRMED",
     "NO_RATE_HELD",
     "OUT_OF_STEPS",
+    "SATURATED_CPU",
     "CapacityFileError",
     "CapacityResult",
     "Limit",
@@ -58,12 +62,14 @@ __all__ = [
     "SearchError",
     "SearchSettings",
     "Step",
+    "StepMeter",
     "StepResult",
     "Verdict",
     "capacity_from_dict",
     "capacity_to_dict",
     "format_steps",
     "format_verdict",
+    "local_step_runner",
     "parse_limit",
     "parse_limits",
     "read_capacity",
