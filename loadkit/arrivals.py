@@ -305,6 +305,8 @@ class WorkerArrivals:
         if len(splits) == 1 and walker.arrival == "even":
             # one split, even spacing: jump over the other workers' arrivals (a resplit walks back)
             split, k = splits[0], walker.next_k
+            if split.from_time > -math.inf:  # a worker that joined late starts at its first arrival
+                k = max(k, math.ceil(self.plan.arrivals_by(split.from_time) - 1e-9))
             walker.go_to(k + (split.index - k) % split.count)
         for k, t in walker:
             walked.append((k, t))

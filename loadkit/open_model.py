@@ -110,6 +110,8 @@ class RateCounter:
     dropped: int = 0
     done: int = 0
     unsent: int = 0
+    worst_lateness: float = 0.0
+    """The longest the generator took to see an arrival after its intended time (s): a stalled generator shows here."""
 
     def _at(self, t: float) -> SecondCounts:
         second = math.floor(t)
@@ -233,6 +235,7 @@ class OpenModelDispatcher:
         while (upcoming := schedule.peek()) is not None and upcoming[1] <= now:
             k, intended = next(schedule)
             counts.count_offered(intended)
+            counts.worst_lateness = max(counts.worst_lateness, now - intended)
             arrival = Arrival(k, intended)
             if not queue and self.has_free_session:
                 started.append(self._start(arrival, now))

@@ -220,6 +220,14 @@ def test_a_joining_worker_takes_half_from_its_start():
     assert all(k % 2 == 0 for k, t in rest if t >= 5.0)
 
 
+def test_a_worker_joining_an_hour_in_starts_at_once():
+    plan = parse_rate_plan("1000")
+    joined = WorkerArrivals(plan, index=2, count=3, from_time=3600.0)
+    assert [next(joined) for _ in range(3)] == [(3_600_002, pytest.approx(3600.002)),
+                                                (3_600_005, pytest.approx(3600.005)),
+                                                (3_600_008, pytest.approx(3600.008))]
+
+
 def test_peek_does_not_take_and_a_resplit_changes_what_is_next():
     plan = parse_rate_plan("10")
     worker = WorkerArrivals(plan, index=1, count=2)

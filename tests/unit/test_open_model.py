@@ -42,6 +42,7 @@ def test_without_a_cap_every_arrival_starts_at_its_intended_time():
     counts = dispatcher.counts
     assert (counts.offered, counts.started, counts.dropped, counts.done, counts.unsent) == (500, 500, 0, 500, 0)
     assert all(o.lag == 0 and o.service == pytest.approx(0.3) and o.corrected == pytest.approx(0.3) for o in outcomes)
+    assert counts.worst_lateness == 0
     assert [row.offered for row in counts.rows()[:5]] == [100] * 5
 
 
@@ -96,6 +97,7 @@ def test_a_late_tick_starts_everything_due_with_its_lag():
     started = dispatcher.on_tick(0.095)
     assert [a.k for a in started] == list(range(10))
     assert all(a.sent == 0.095 for a in started)
+    assert dispatcher.counts.worst_lateness == pytest.approx(0.095)
     outcome = dispatcher.on_done(started[3], 0.1)
     assert outcome.lag == pytest.approx(0.065) and outcome.service == pytest.approx(0.005)
     assert outcome.corrected == pytest.approx(0.07)
