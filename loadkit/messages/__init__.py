@@ -1,0 +1,81 @@
+"""The messages loadkit sends: Faker-made once, stamped per message.
+
+Faker costs tens of microseconds per call, far too much for a send loop, so a
+`MessageFactory` makes a pool of messages when it starts (From and To display
+names, Subject, body paragraphs, MIME parts) and `build()` only stamps the
+headers that must differ per message onto one of them::
+
+    Date: Thu, 26 Nov 2026 00:15:01 GMT
+    Message-ID: <1f2e3d4c.mx1-4242.0000000042@loadkit.test>
+    X-Loadkit-Trace: run=1f2e3d4c; src=mx1-4242; seq=0000000042; t=1795652101.123456
+
+Stamping is one ``bytes %`` format, one table lookup and one concatenation:
+no Faker, no `email` package and no random draw in the send loop, whatever
+the profile. The stamp is always the first three lines and has the same
+length in every message, so the sink reads the trace header back from the
+start of the header block with `parse_trace` to measure end-to-end delivery
+time and to find lost or duplicated mail.
+
+Sizes are exact, as with Postfix's ``smtp-source -l``: ``payload_size`` is the
+number of bytes after the blank line that ends the headers, CRLF counted as 2.
+The body is 7-bit text wrapped at 76 characters, every line CRLF-terminated;
+its last line is cut to fit (a cut that ends on a space ends with a "."
+instead). The one size that cannot end in CRLF is 1: that body is a single
+letter, and the SMTP client's end-of-data CRLF ends the line on the wire.
+With the default profile the header block has the same length in every
+message of a factory (fixed width sequence and time, equal-length names, a
+Subject fitted to a fixed width), so `MessageFactory.message_size` is the
+exact size of every message.
+
+A `MailProfile` (see `loadkit.messages._profile` for the grammar) makes the
+pool look like real mail: body sizes from a distribution (fixed, lognormal,
+or a table of buckets such as ``mix:realistic``), MIME kinds by share
+(multipart/alternative with HTML, multipart/mixed with base64 attachments,
+UTF-8 bodies and headers), recipients per message and their domains by
+weight. Every body still has its exact drawn size; `MessageFactory.message_sizes`
+gives each built message's length. A message with an 8-bit body needs
+BODY=8BITMIME and one with UTF-8 headers needs SMTPUTF8: `needs_8bitmime`,
+`needs_smtputf8` (per message) and the factory's attributes of the same
+names (any message of its pool) say so.
+
+Nothing here dot-stuffs: the SMTP client does that on the wire. No generated
+line starts with "." anyway.
+
+Errors: bad factory arguments raise ValueError; bad profile settings raise
+`MessageSettingsError` (a `loadkit.errors.UsageError`, and a ValueError).
+"""
+
+from loadkit.messages._factory import (
+    MAX_HEADER_LINE,
+    MessageFactory,
+    default_source_tag,
+    needs_8bitmime,
+    needs_smtputf8,
+)
+from loadkit.messages._profile import (
+    KINDS,
+    SIZE_TABLES,
+    DomainMix,
+    FixedSize,
+    LognormalSize,
+    MailProfile,
+    MessageSettingsError,
+    MimeMix,
+    RecipientCounts,
+    SizeTable,
+    Spread,
+    parse_domains,
+    parse_mime,
+    parse_recipients,
+    parse_size,
+)
+from loadkit.messages._text import BODY_WIDTH, FAKER_LOCALE, SUBJECT_WIDTH, TEXT_PER_MESSAGE
+from loadkit.messages._trace import MAX_SEQUENCE, SEQUENCE_DIGITS, TRACE_HEADER, Trace, parse_trace
+
+__all__ = [
+    "MessageFactory", "Trace", "parse_trace", "TRACE_HEADER", "MAX_SEQUENCE", "SEQUENCE_DIGITS",
+    "MailProfile", "MessageSettingsError", "parse_size", "parse_mime", "parse_recipients", "parse_domains",
+    "FixedSize", "LognormalSize", "SizeTable", "MimeMix", "RecipientCounts", "DomainMix", "Spread",
+    "KINDS", "SIZE_TABLES", "needs_8bitmime", "needs_smtputf8", "default_source_tag",
+    "BODY_WIDTH", "SUBJECT_WIDTH", "FAKER_LOCALE", "TEXT_PER_MESSAGE", "MAX_HEADER_LINE",
+]
