@@ -24,7 +24,9 @@ from loadkit.messages._profile import (
 from loadkit.messages._text import (
     FAKER_LOCALE,
     SUBJECT_WIDTH,
+    TEXT_PER_MESSAGE,
     UTF8_LOCALES,
+    ascii_only,
     body,
     equal_length_names,
     fitted_sentence,
@@ -35,6 +37,7 @@ from loadkit.messages._text import (
 from loadkit.messages._trace import MAX_SEQUENCE, SEQUENCE_DIGITS, STAMP
 
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1, without the CRLF
+TEXT_VARIANTS = 32  # distinct body texts per locale in a pool that a profile made larger than asked
 
 _ATOMS = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom, safe in Message-ID and trace
 _HOSTNAME = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
@@ -123,7 +126,8 @@ class MessageFactory:
         self._stamp = STAMP.format(run=self.run_id, src=self.source_tag, host=self.hostname,
                                    digits=SEQUENCE_DIGITS).encode("ascii")
         sizes, kinds = _layout(self.profile, payload_size, pool_size, random.Random(f"{seed}:layout"))
-        self._pool, kinds = _make_pool(sizes, kinds, seed, subject, self.sender, self.recipient)
+        self._pool, kinds = _make_pool(sizes, kinds, seed, subject, self.sender, self.recipient,
+                                       shared_text=len(sizes) > pool_size)
         if dkim is not None:
             # Signed once per pooled message: see loadkit.dkim for why the stamped headers stay unsigned.
             self._pool = [dkim.signature_header(message) + message for message in self._pool]
@@ -257,7 +261,14 @@ def _fit_kinds(sizes: list[int], kinds: list[str]) -> None:
                 break
 
 
-def _make_pool(sizes, kinds, seed, subject, sender, recipient) -> tuple[list[bytes], list[str]]:
+def _make_pool(sizes, kinds, seed, subject, sender, recipient, shared_text=False) -> tuple[list[bytes], list[str]]:
+    """The pool's messages, and the kind each one got.
+
+    ``shared_text``: a pool that a profile made larger than asked draws its
+    body text from TEXT_VARIANTS sets per locale (Faker's paragraphs are
+    most of the time spent here); subjects, names, sizes and attachments
+    still differ per message.
+    """
     from faker import Faker  # imported here: it is slow to import and only the pool needs it
 
     fake = Faker(FAKER_LOCALE)
@@ -270,6 +281,16 @@ def _make_pool(sizes, kinds, seed, subject, sender, recipient) -> tuple[list[byt
             words_by_length.setdefault(len(word), []).append(word)
     mime_rng = random.Random(f"{seed}:mime")  # its own stream: plain pools stay what they were
     international: dict[str, Faker] = {}
+    variants: dict[str, list[list[str]]] = {}
+
+    def text_lines(faker, locale, size, clean):
+        if not shared_text:
+            return paragraph_lines(faker, size, clean=clean)
+        made = variants.setdefault(locale, [])
+        if len(made) < TEXT_VARIANTS:
+            made.append(paragraph_lines(faker, TEXT_PER_MESSAGE, clean=clean))
+            return made[-1]
+        return made[mime_rng.randrange(TEXT_VARIANTS)]
 
     pool, made_kinds = [], []
     for size, kind in zip(sizes, kinds):
@@ -289,9 +310,9 @@ def _make_pool(sizes, kinds, seed, subject, sender, recipient) -> tuple[list[byt
             else:
                 from_name = quoted(from_name)
             content_type = "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n"
-            content = body(paragraph_lines(local_fake, size, clean=printable), size)
+            content = body(text_lines(local_fake, locale, size, printable), size)
         else:
-            lines = paragraph_lines(fake, size)
+            lines = text_lines(fake, FAKER_LOCALE, size, ascii_only)
             made = None
             if kind == "html":
                 made = _mime.alternative(lines, size, _mime.boundary(mime_rng), text)

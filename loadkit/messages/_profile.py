@@ -16,7 +16,8 @@ Sizes are bytes, or with a unit: ``k``/``KiB`` = 1024, ``m``/``MiB`` =
 1024 * 1024. A size is always a body's: the bytes after the blank line that
 ends the message's own headers, as smtp-source's ``-l`` (for a MIME
 message: all its parts, their headers and boundaries included). Weights are
-relative (``60,25,15`` and ``0.6,0.25,0.15`` are the same); a MIME share is
+relative (``60,25,15`` and ``0.6,0.25,0.15`` are the same); a bucket LOW-HIGH
+holds LOW up to, not including, HIGH (``1k-2k`` is 1024 to 2047); a MIME share is
 a fraction or a percentage (``0.2`` or ``20%``).
 
 The size table ``realistic`` (payload bytes, weight in percent)::
@@ -138,13 +139,13 @@ class LognormalSize:
 @dataclass(frozen=True)
 class SizeBucket:
     low: int
-    high: int  # inclusive; equal to low for a single size
+    high: int  # excluded: 1k-2k is 1024 to 2047; a single size N is N to N+1
     weight: Fraction
 
 
 @dataclass(frozen=True)
 class SizeTable:
-    """Body sizes from buckets by weight; within a bucket, spread evenly from low to high."""
+    """Body sizes from buckets by weight; within a bucket, spread evenly from low up to high."""
 
     buckets: tuple[SizeBucket, ...]
     name: str | None = None
@@ -158,7 +159,7 @@ class SizeTable:
 
     def bucket_of(self, size: int) -> int | None:
         for index, bucket in enumerate(self.buckets):
-            if bucket.low <= size <= bucket.high:
+            if bucket.low <= size < bucket.high:
                 return index
         return None
 
@@ -167,14 +168,14 @@ class SizeTable:
         for bucket, entries in zip(self.buckets, counts_for([b.weight for b in self.buckets], count)):
             width = bucket.high - bucket.low
             for stratum in range(entries):
-                sizes.append(bucket.low + min(width, int(width * (stratum + rng.random()) / entries)))
+                sizes.append(bucket.low + min(width - 1, int(width * (stratum + rng.random()) / entries)))
         return sizes
 
     def __str__(self) -> str:
         if self.name:
             return f"mix:{self.name}"
         return "mix:" + ",".join(
-            (f"{b.low}" if b.low == b.high else f"{b.low}-{b.high}") + f":{_weight_text(b.weight)}" for b in self.buckets
+            (f"{b.low}" if b.high == b.low + 1 else f"{b.low}-{b.high}") + f":{_weight_text(b.weight)}" for b in self.buckets
         )
 
 
@@ -216,13 +217,13 @@ def _parse_buckets(text: str, what: str) -> tuple[SizeBucket, ...]:
         sizes, weight = _pair(item, what, "SIZE:WEIGHT or LOW-HIGH:WEIGHT")
         low_text, dash, high_text = sizes.partition("-")
         low = _bytes(low_text, what)
-        high = _bytes(high_text, what) if dash else low
-        if high < low:
-            raise MessageSettingsError(f"{what}: bucket {sizes} runs backwards")
+        high = _bytes(high_text, what) if dash else low + 1
+        if high <= low:
+            raise MessageSettingsError(f"{what}: bucket {sizes} must run from a smaller size to a larger one")
         buckets.append(SizeBucket(low, high, weight))
     ordered = sorted(buckets, key=lambda bucket: bucket.low)
     for before, after in zip(ordered, ordered[1:]):
-        if after.low <= before.high:
+        if after.low < before.high:
             raise MessageSettingsError(f"{what}: buckets {before.low}-{before.high} and {after.low}-{after.high} overlap")
     return tuple(ordered)
 
