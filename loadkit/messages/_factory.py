@@ -302,8 +302,8 @@ def _make_pool(sizes, kinds, seed, subject, sender, recipient, shared_text=False
                 international[locale] = Faker(locale)
                 international[locale].seed_instance(f"{seed}:{locale}")
             local_fake = international[locale]
-            from_name = printable(local_fake.name())
-            text = subject if subject is not None else printable(local_fake.sentence(nb_words=6))
+            from_name = _non_ascii(local_fake.name)
+            text = subject if subject is not None else _non_ascii(lambda: local_fake.sentence(nb_words=6))
             if kind == "utf8":  # RFC 2047 encoded words: 7-bit headers, only the body needs 8BITMIME
                 from_name = Header(from_name, "utf-8").encode(linesep="\r\n")
                 text = Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")
@@ -335,3 +335,12 @@ def _make_pool(sizes, kinds, seed, subject, sender, recipient, shared_text=False
         pool.append(headers.encode("utf-8") + content)
         made_kinds.append(kind)
     return pool, made_kinds
+
+
+def _non_ascii(draw, tries: int = 50) -> str:
+    """A Faker text with at least one non-ASCII character (French or German text may have none)."""
+    for _ in range(tries):
+        text = printable(draw())
+        if not text.isascii():
+            return text
+    return text + " \u2013 \u00e9t\u00e9"
