@@ -69,13 +69,48 @@ from loadkit.messages._profile import (
     parse_recipients,
     parse_size,
 )
-from loadkit.messages._text import BODY_WIDTH, FAKER_LOCALE, SUBJECT_WIDTH, TEXT_PER_MESSAGE
-from loadkit.messages._trace import MAX_SEQUENCE, SEQUENCE_DIGITS, TRACE_HEADER, Trace, parse_trace
+from loadkit.messages._text import (
+    BODY_WIDTH,
+    FAKER_LOCALE,
+    SUBJECT_WIDTH,
+    TEXT_PER_MESSAGE,
+)
+from loadkit.messages._trace import (
+    MAX_SEQUENCE,
+    SEQUENCE_DIGITS,
+    TRACE_HEADER,
+    Trace,
+    parse_trace,
+)
 
 __all__ = [
-    "MessageFactory", "Trace", "parse_trace", "TRACE_HEADER", "MAX_SEQUENCE", "SEQUENCE_DIGITS",
-    "MailProfile", "MessageSettingsError", "parse_size", "parse_mime", "parse_recipients", "parse_domains",
-    "FixedSize", "LognormalSize", "SizeTable", "MimeMix", "RecipientCounts", "DomainMix", "Spread",
-    "KINDS", "SIZE_TABLES", "needs_8bitmime", "needs_smtputf8", "default_source_tag",
-    "BODY_WIDTH", "SUBJECT_WIDTH", "FAKER_LOCALE", "TEXT_PER_MESSAGE", "MAX_HEADER_LINE",
+    "BODY_WIDTH",
+    "FAKER_LOCALE",
+    "KINDS",
+    "MAX_HEADER_LINE",
+    "MAX_SEQUENCE",
+    "SEQUENCE_DIGITS",
+    "SIZE_TABLES",
+    "SUBJECT_WIDTH",
+    "TEXT_PER_MESSAGE",
+    "TRACE_HEADER",
+    "DomainMix",
+    "FixedSize",
+    "LognormalSize",
+    "MailProfile",
+    "MessageFactory",
+    "MessageSettingsError",
+    "MimeMix",
+    "RecipientCounts",
+    "SizeTable",
+    "Spread",
+    "Trace",
+    "default_source_tag",
+    "needs_8bitmime",
+    "needs_smtputf8",
+    "parse_domains",
+    "parse_mime",
+    "parse_recipients",
+    "parse_size",
+    "parse_trace",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
@@ -303,7 +304,7 @@ def _make_pool(sizes, kinds, seed, subject, sender, recipient, shared_text=False
                 international[locale].seed_instance(f"{seed}:{locale}")
             local_fake = international[locale]
             from_name = _non_ascii(local_fake.name)
-            text = subject if subject is not None else _non_ascii(lambda: local_fake.sentence(nb_words=6))
+            text = subject if subject is not None else _non_ascii(functools.partial(local_fake.sentence, nb_words=6))
             if kind == "utf8":  # RFC 2047 encoded words: 7-bit headers, only the body needs 8BITMIME
                 from_name = Header(from_name, "utf-8").encode(linesep="\r\n")
                 text = Header(text, "utf-8", header_name="Subject").encode(linesep="\r\n")

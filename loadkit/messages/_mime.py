@@ -39,7 +39,7 @@ ATTACHMENT_TYPES = (
 
 
 def boundary(rng) -> str:
-    return "=_lk%016x" % rng.getrandbits(64)
+    return f"=_lk{rng.getrandbits(64):016x}"
 
 
 def alternative(lines: list[str], size: int, mark: str, title: str) -> tuple[str, bytes] | None:
@@ -65,7 +65,7 @@ def mixed(lines: list[str], size: int, mark: str, rng) -> tuple[str, bytes] | No
     free = size - len(text_head) - len(closing)
     count = rng.choice(ATTACHMENT_COUNTS)
     kinds = [rng.choice(ATTACHMENT_TYPES) for _ in range(count)]
-    names = ["%s-%08x.%s" % (stem, rng.getrandbits(32), extension) for _, stem, extension, _ in kinds]
+    names = [f"{stem}-{rng.getrandbits(32):08x}.{extension}" for _, stem, extension, _ in kinds]
     while kinds and free - 2 < sum(_smallest_part(mark, kind, name) for kind, name in zip(kinds, names)):
         kinds.pop(), names.pop()  # too small for that many: fewer attachments
     if not kinds:
@@ -134,6 +134,6 @@ def smallest(kind: str) -> int:
         return len(f"--{mark}\r\n{TEXT_PART}--{mark}\r\n{HTML_PART}{HTML_HEAD}{HTML_TAIL}--{mark}--\r\n") + 2 + 200
     if kind == "attachments":
         longest = max(ATTACHMENT_TYPES, key=lambda kind: len(kind[0]) + 2 * len(kind[1] + kind[2]))
-        name = "%s-%08x.%s" % (longest[1], 0, longest[2])
+        name = f"{longest[1]}-{0:08x}.{longest[2]}"
         return len(f"--{mark}\r\n{TEXT_PART}--{mark}--\r\n") + _smallest_part(mark, longest, name) + 2
     return 0

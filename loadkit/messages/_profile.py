@@ -53,6 +53,7 @@ it in one line; also a `ValueError`, like the factory's other complaints).
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -222,7 +223,7 @@ def _parse_buckets(text: str, what: str) -> tuple[SizeBucket, ...]:
             raise MessageSettingsError(f"{what}: bucket {sizes} must run from a smaller size to a larger one")
         buckets.append(SizeBucket(low, high, weight))
     ordered = sorted(buckets, key=lambda bucket: bucket.low)
-    for before, after in zip(ordered, ordered[1:]):
+    for before, after in itertools.pairwise(ordered):
         if after.low < before.high:
             raise MessageSettingsError(f"{what}: buckets {before.low}-{before.high} and {after.low}-{after.high} overlap")
     return tuple(ordered)
@@ -370,7 +371,7 @@ class MailProfile:
     domains: DomainMix | None = None
 
     @classmethod
-    def parse(cls, text: str | None) -> "MailProfile":
+    def parse(cls, text: str | None) -> MailProfile:
         """``size=... mime=... recipients=... domains=...`` (see the module docstring)."""
         parsers = {"size": parse_size, "mime": parse_mime, "recipients": parse_recipients, "domains": parse_domains}
         settings: dict = {}

@@ -6,7 +6,7 @@ from fractions import Fraction
 
 import pytest
 
-import loadkit.messages as messages
+from loadkit import messages
 from loadkit.errors import LoadkitError, UsageError
 from loadkit.messages import (
     FixedSize,

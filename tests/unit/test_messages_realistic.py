@@ -25,7 +25,6 @@ from loadkit.messages import (
     MessageFactory,
     needs_8bitmime,
     needs_smtputf8,
-    parse_recipients,
     parse_size,
     parse_trace,
 )
@@ -260,7 +259,7 @@ def test_the_same_seed_sends_the_same_mail():
     profile = "size=lognormal:8k:1.0 mime=attachments:0.3,html:0.3,utf8:0.2 recipients=1:2,2:1 domains=a.test:1,*:1"
     one, two, other = (MessageFactory(seed=seed, run_id="same", source_tag=f"s{n}", profile=profile)
                        for n, seed in enumerate((9, 9, 10)))
-    unstamped = lambda factory: [factory.build(n).split(b"\r\n", 3)[3] for n in range(len(factory.kinds))]  # noqa: E731
+    unstamped = lambda factory: [factory.build(n).split(b"\r\n", 3)[3] for n in range(len(factory.kinds))]
     assert unstamped(one) == unstamped(two) and one.kinds == two.kinds and one.payload_sizes == two.payload_sizes
     assert unstamped(one) != unstamped(other)
     assert [one.recipients() for _ in range(50)] == [two.recipients() for _ in range(50)]
@@ -283,5 +282,5 @@ def test_build_and_recipients_cost_is_measured(realistic):
             made.add(len(call()))
         results[name] = (time.perf_counter() - started) / count * 1e6
         assert made  # every call gave something
-    assert len(set(len(default.build()) for _ in range(100))) == 1
+    assert len({len(default.build()) for _ in range(100)}) == 1
     print("\n" + "; ".join(f"{name}: {micros:.2f} us" for name, micros in results.items()))
