@@ -27,16 +27,26 @@ message of a factory (fixed width sequence and time, equal-length names, a
 Subject fitted to a fixed width), so `MessageFactory.message_size` is the
 exact size of every message.
 
-A `MailProfile` (see `loadkit.messages._profile` for the grammar) makes the
-pool look like real mail: body sizes from a distribution (fixed, lognormal,
-or a table of buckets such as ``mix:realistic``), MIME kinds by share
-(multipart/alternative with HTML, multipart/mixed with base64 attachments,
-UTF-8 bodies and headers), recipients per message and their domains by
-weight. Every body still has its exact drawn size; `MessageFactory.message_sizes`
-gives each built message's length. A message with an 8-bit body needs
-BODY=8BITMIME and one with UTF-8 headers needs SMTPUTF8: `needs_8bitmime`,
-`needs_smtputf8` (per message) and the factory's attributes of the same
-names (any message of its pool) say so.
+A `MailProfile` makes the pool look like real mail. It is one line of
+``NAME=VALUE`` settings, each optional (the whole grammar, the ``realistic``
+table and the MIME kinds are in `loadkit.messages._profile`)::
+
+    size=lognormal:20k:1.0 | size=mix:realistic | size=mix:1k:20,4k-16k:80 | size=fixed:5k
+    mime=attachments:0.2,html:0.3,utf8:0.1,smtputf8:0.05    (plain text is the rest)
+    recipients=1:80,2:15,5:5
+    domains=example.com:60,example.net:25,*:15               (* = 100 generated domains)
+
+    factory = MessageFactory(seed=7, profile="size=mix:realistic mime=attachments:0.2")
+    message, recipients = factory.build(), factory.recipients()
+
+Every body still has its exact drawn size; `MessageFactory.message_sizes`
+gives each built message's length, `kinds` its MIME kind. The pool holds
+enough messages for the shares to hold exactly over one turn, and messages
+are sent in its (shuffled) order. `recipients()` draws a message's envelope
+recipients by weight, a few table lookups per recipient. A message with an
+8-bit body needs BODY=8BITMIME and one with UTF-8 headers needs SMTPUTF8:
+`needs_8bitmime`, `needs_smtputf8` (per message) and the factory's
+attributes of the same names (any message of its pool) say so.
 
 Nothing here dot-stuffs: the SMTP client does that on the wire. No generated
 line starts with "." anyway.

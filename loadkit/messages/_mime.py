@@ -26,6 +26,7 @@ HTML_TAIL = "</div></body></html>\r\n"
 TEXT_SHARE_OF_ALTERNATIVE = 0.4  # the rest is HTML, which is longer in real mail too
 TEXT_WITH_ATTACHMENTS = (64, 2048)  # bytes of text before attachments, at least / at most
 ATTACHMENT_COUNTS = (1, 1, 1, 1, 1, 1, 1, 2, 2, 3)  # mostly one
+TITLE_ROOM = 200  # bytes kept for the HTML <title> (the Subject) when judging whether html fits a size
 
 # (content type, file name stem, extension, magic bytes): what content filters sniff first.
 ATTACHMENT_TYPES = (
@@ -131,7 +132,7 @@ def smallest(kind: str) -> int:
     """A lower bound of the body size the kind needs (the pool gives smaller sizes to plain messages)."""
     mark = "=_lk" + "0" * 16
     if kind == "html":
-        return len(f"--{mark}\r\n{TEXT_PART}--{mark}\r\n{HTML_PART}{HTML_HEAD}{HTML_TAIL}--{mark}--\r\n") + 2 + 200
+        return len(f"--{mark}\r\n{TEXT_PART}--{mark}\r\n{HTML_PART}{HTML_HEAD}{HTML_TAIL}--{mark}--\r\n") + 2 + TITLE_ROOM
     if kind == "attachments":
         longest = max(ATTACHMENT_TYPES, key=lambda kind: len(kind[0]) + 2 * len(kind[1] + kind[2]))
         name = f"{longest[1]}-{0:08x}.{longest[2]}"
