@@ -19,6 +19,7 @@ from loadkit.messages._profile import (
     EXACT_SLOTS_LIMIT,
     FixedSize,
     MailProfile,
+    MessageSettingsError,
     Spread,
     counts_for,
 )
@@ -38,6 +39,7 @@ from loadkit.messages._text import (
 from loadkit.messages._trace import MAX_SEQUENCE, SEQUENCE_DIGITS, STAMP
 
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1, without the CRLF
+POOL_BYTES_LIMIT = 1 << 30  # a profile's pool is held in memory by every process that sends
 TEXT_VARIANTS = 32  # distinct body texts per locale in a pool that a profile made larger than asked
 
 _ATOMS = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom, safe in Message-ID and trace
@@ -241,6 +243,10 @@ def _layout(profile: MailProfile, payload_size: int, pool_size: int, rng: random
         entries = max(slots)  # shares then hold to within one entry
     entries *= -(-pool_size // entries)  # at least the pool asked for
     sizes = sizes_from.pool_sizes(entries, rng)
+    if profile.size is not None and sum(sizes) > POOL_BYTES_LIMIT:
+        raise MessageSettingsError(
+            f"size={profile.size}: a pool of {entries} such messages would hold {sum(sizes) >> 20} MiB, "
+            f"more than {POOL_BYTES_LIMIT >> 20} MiB: ask for smaller sizes")
     rng.shuffle(sizes)
     if profile.mime is None:
         return sizes, ["plain"] * entries

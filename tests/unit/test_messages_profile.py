@@ -116,6 +116,12 @@ def test_the_factory_takes_a_profile_as_text_and_complains_the_same_way():
         MessageFactory(profile="mime=movies:0.5")
 
 
+def test_a_pool_too_large_for_memory_is_refused_before_it_is_made():
+    with pytest.raises(MessageSettingsError, match="would hold .* MiB") as caught:
+        MessageFactory(profile="size=mix:60m:1", pool_size=20)
+    assert "\n" not in str(caught.value)
+
+
 def test_raised_errors_are_exported():
     assert "MessageSettingsError" in messages.__all__
     for name in messages.__all__:
