@@ -186,6 +186,8 @@ class MessageFactory:
         ``1user@...``, ``2user@...``; each draws its own domain. Without those
         settings: the factory's one recipient.
         """
+        if not self.draws_recipients:
+            return [self.recipient]
         draw = (rng or self._recipient_rng).random
         domains = self._domain_slots
         slots = len(domains)

@@ -14,6 +14,7 @@ contain. Attachments carry their decoded length in Content-Disposition's
 from __future__ import annotations
 
 import base64
+import functools
 import html
 
 from loadkit.messages._text import body
@@ -128,6 +129,7 @@ def _attachment(mark: str, kind, name: str, room: int, rng) -> bytes:
     return _part_head(mark, kind, name, length) + lines + b"\r\n"
 
 
+@functools.cache
 def smallest(kind: str) -> int:
     """A lower bound of the body size the kind needs (the pool gives smaller sizes to plain messages)."""
     mark = "=_lk" + "0" * 16
