@@ -1,11 +1,13 @@
-"""Realistic mail through loadkit's client into a real `loadkit sink --store` process.
+"""Realistic mail through loadkit's client into loadkit's sink and Postfix's smtp-sink.
 
-One whole turn of a realistic pool (500 messages: the size table, every
+Into a real `loadkit sink --store` process: one whole turn of a realistic pool (500 messages: the size table, every
 MIME kind, 1 to 5 recipients over weighted domains) is sent with
 `loadkit.smtp.SmtpClient`; the sink keeps every message as a maildir file.
 Each stored message must be, byte for byte, the one built; every one must
 parse with Python's `email` package; the bytes and recipients the sink
-counted must equal what the factory produced.
+counted must equal what the factory produced. Into Postfix's smtp-sink, a
+peer we did not write: every kind is accepted (8-bit bodies declared with
+BODY=8BITMIME) and counted once.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from email.parser import BytesParser
 
 from loadkit.messages import MessageFactory, needs_smtputf8, parse_trace
 from loadkit.smtp import SmtpClient
-from loadkit.targets import parse_url
-from tests.integration.peers import loadkit_sink
+from loadkit.targets import parse_endpoint, parse_url
+from tests.integration.peers import loadkit_sink, postfix_sink
 
 PROFILE = ("size=mix:realistic mime=attachments:0.2,html:0.3,utf8:0.1,smtputf8:0.05 "
            "recipients=1:80,2:15,5:5 domains=example.com:60,example.net:25,*:15")
@@ -89,3 +91,24 @@ def split_envelope(stored: bytes) -> tuple[list[bytes], bytes]:
         lines.append(stored[at:end])
         at = end + 2
     return lines, stored[at:]
+
+
+def test_postfix_smtp_sink_accepts_every_kind():
+    factory = MessageFactory(seed=8, run_id="real", source_tag="postfix", profile=(
+        "size=lognormal:8k:1.0 mime=attachments:0.25,html:0.25,utf8:0.25 recipients=1:3,3:1 domains=a.test:1,*:1"))
+    turn = len(factory.message_sizes)
+    recipients_sent = 0
+    with postfix_sink() as sink:
+        client = SmtpClient(parse_endpoint(sink.url, "smtp"), timeout=30)
+        deadline = time.monotonic() + SEND_SECONDS
+        for sequence in range(turn):
+            assert time.monotonic() < deadline, f"only {sequence} of {turn} messages sent in {SEND_SECONDS} s"
+            recipients = factory.recipients()
+            delivery = client.send(factory.sender, recipients, factory.build(sequence), quit=sequence == turn - 1)
+            assert delivery.ok and delivery.delivered == len(recipients), factory.kinds[sequence]
+            recipients_sent += len(recipients)
+        assert "8BITMIME" in client.capabilities
+        counts = sink.stop(sessions=1)
+    assert counts["messages"] == turn == 256
+    assert turn < recipients_sent < 3 * turn
+    assert Counter(factory.kinds) == {"plain": 64, "html": 64, "attachments": 64, "utf8": 64}
