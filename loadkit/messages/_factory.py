@@ -85,9 +85,11 @@ class MessageFactory:
     and domains. The pool then holds as many messages as the profile needs
     for its shares to hold exactly over one turn of the pool (at most 1,000
     unless ``pool_size`` asks for more): 500 for ``size=mix:realistic``, 256
-    for a lognormal size. Messages are sent in the pool's (shuffled) order,
-    so the mix sent is the pool's. A message too small for its kind's MIME
-    structure trades kinds with a larger plain one, or stays plain.
+    for a lognormal size. Message ``n`` is pool entry ``n % len(pool)``, in
+    a shuffled order, so the mix of any run of consecutive sequence numbers
+    is the pool's (factories that share a run id and source tag share the
+    numbers: each then holds the mix only roughly). A message too small for
+    its kind's MIME structure trades kinds with a larger one, or stays plain.
     """
 
     def __init__(
