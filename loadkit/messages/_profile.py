@@ -251,22 +251,16 @@ class Weighted:
         size = exact_total(list(self.weights), limit) or limit
         return [value for value, count in zip(self.values, counts_for(list(self.weights), size)) for _ in range(count)]
 
-    def spec(self, show=str) -> str:
-        return ",".join(f"{show(value)}:{_weight_text(weight)}" for value, weight in zip(self.values, self.weights))
+    def __str__(self) -> str:
+        return ",".join(f"{value}:{_weight_text(weight)}" for value, weight in zip(self.values, self.weights))
 
 
 class MimeMix(Weighted):
     """Shares of the MIME kinds; ``plain`` holds what the others leave."""
 
-    def __str__(self) -> str:
-        return self.spec()
-
 
 class RecipientCounts(Weighted):
     """Recipients per message, by weight."""
-
-    def __str__(self) -> str:
-        return self.spec()
 
 
 @dataclass(frozen=True)
@@ -287,9 +281,6 @@ class Spread:
 
 class DomainMix(Weighted):
     """Recipient domains by weight; a `Spread` entry stands for many domains."""
-
-    def __str__(self) -> str:
-        return self.spec()
 
 
 def parse_mime(text: str) -> MimeMix:
