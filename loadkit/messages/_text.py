@@ -95,8 +95,12 @@ def body(lines: list[str], size: int) -> bytes:
     if size == 1:
         first = encoded[0][:1]
         return first if first and first.isascii() else b"x"
-    out: list[bytes] = []
-    left = size  # never 1 after a line: that could not be a CRLF-terminated line
+    # Whole turns of the text first, as one repeated block: the same bytes the
+    # line loop below would make, without a Python step per line of a large body.
+    turn = b"".join(line + b"\r\n" for line in encoded + [b""])
+    turns = max(0, size // len(turn) - 1)  # leaves the loop at least one turn: its end is what it decides
+    out: list[bytes] = [turn * turns] if turns else []
+    left = size - turns * len(turn)  # never 1 after a line: that could not be a CRLF-terminated line
     for line in itertools.cycle(encoded + [b""]):
         cost = len(line) + 2
         if cost < left - 1:
@@ -113,8 +117,7 @@ def body(lines: list[str], size: int) -> bytes:
         else:  # cost > left: cut this line to fit and stop
             out.append(cut(line, left - 2))
             break
-    out.append(b"")
-    return b"\r\n".join(out)
+    return out[0] + b"\r\n".join(out[1:] + [b""]) if turns else b"\r\n".join(out + [b""])
 
 
 def cut(line: bytes, length: int) -> bytes:
