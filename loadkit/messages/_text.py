@@ -41,12 +41,14 @@ def quoted(name: str) -> str:
 
 
 def ascii_only(text: str) -> str:
+    if text.isascii() and text.isprintable():  # the usual case, without a step per character
+        return text
     return "".join(char for char in text if " " <= char <= "~")
 
 
 def printable(text: str) -> str:
     """``text`` without control characters, any script kept (for UTF-8 headers and bodies)."""
-    return "".join(char for char in text if char.isprintable())
+    return text if text.isprintable() else "".join(char for char in text if char.isprintable())
 
 
 def fitted_sentence(fake, rng, words_by_length, width) -> str:
