@@ -15,7 +15,8 @@ from email.parser import BytesParser
 
 import pytest
 
-from loadkit.messages import MAX_SEQUENCE, MessageFactory, Trace, _body, parse_trace
+from loadkit.messages import MAX_SEQUENCE, MessageFactory, Trace, parse_trace
+from loadkit.messages._text import body as _body
 
 STAMPED = (b"Date:", b"Message-ID:", b"X-Loadkit-Trace:")
 
