@@ -38,6 +38,7 @@ from pathlib import Path
 from loadkit.messages import parse_trace
 from loadkit.results import instance_sink
 from loadkit.results import write_e2e as write_e2e_json
+
 DRAIN_INTERVAL = 0.2  # seconds between queue reads while draining
 LOST_EXAMPLES = 20  # trace ids of lost messages kept in e2e.json, to look them up in logs
 

@@ -20,6 +20,7 @@ from typing import ClassVar
 
 from loadkit.instances._system import InstanceError
 from loadkit.results import ResultsError, instance_path, read_instance, write_instance
+
 START_TIMEOUT = 30.0  # seconds a server gets to listen after its start command
 STOP_TIMEOUT = 15.0  # seconds a server gets to exit before it is killed
 

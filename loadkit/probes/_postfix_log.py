@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from loadkit import results
-from loadkit.results import POSTFIX_LOG_FILE  # re-exported by loadkit.probes
+from loadkit.results import POSTFIX_LOG_FILE  # noqa: F401 - re-exported by loadkit.probes
+
 DELAY_PARTS = ("before_queue", "in_queue", "connection", "transmission")
 
 _SENDER = re.compile(r"postfix/[\w/-]+\[\d+\]: (\w+): from=<([^>]*)>")

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import gevent
 
-from loadkit.results import PROBES_FILE, open_probes, probes_path, write_probe_row  # PROBES_FILE: re-exported by loadkit.probes
+from loadkit.results import PROBES_FILE, open_probes, probes_path, write_probe_row  # noqa: F401 - re-exported by loadkit.probes
+
 INTERVAL = 1.0
 OFFSET = 0.05  # seconds after the whole second: clear of the metrics' own tick
 

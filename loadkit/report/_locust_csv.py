@@ -61,7 +61,8 @@ def find_prefix(results: str | Path) -> Path:
         raise ReportError(str(error)) from None
 
 
-def _read_csv(path: Path, required: tuple[str, ...] = (), columns: tuple[str, ...] = (), notes: Notes | None = None) -> pd.DataFrame:
+def _read_csv(path: Path, required: tuple[str, ...] = (), columns: tuple[str, ...] = (),
+              notes: Notes | None = None) -> pd.DataFrame:
     """One Locust CSV, text columns as str and the rest as numbers (NaN for "N/A")."""
     try:
         table = files.read_locust_csv(path, notes if notes is not None else Notes())

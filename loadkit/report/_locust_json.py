@@ -19,7 +19,6 @@ from loadkit import results as files
 from loadkit.report._hdr import Distribution
 from loadkit.results import ResultsError, looks_like_locust_json
 
-
 __all__ = ["JsonEntry", "LocustJsonError", "json_timeline", "looks_like_locust_json", "read_locust_json"]
 
 

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from loadkit.report._hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
-from loadkit.results import METRICS_FILE, Notes, first_and_last_intervals, read_intervals
+from loadkit.results import Notes, first_and_last_intervals, read_intervals
+
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
 REPLY_CODE = re.compile(r"\s*([2-5]\d\d)\b")

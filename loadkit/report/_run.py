@@ -37,7 +37,15 @@ from loadkit.report._locust_csv import (
 )
 from loadkit.report._locust_json import LocustJsonError, json_timeline, read_locust_json
 from loadkit.report._metrics import read_metrics, reply_code
-from loadkit.results import ERRORS_COLUMNS, ERRORS_FILE, FAILURES_SUFFIX, METRICS_FILE, STATS_SUFFIX, Notes, ResultsError
+from loadkit.results import (
+    ERRORS_COLUMNS,
+    ERRORS_FILE,
+    FAILURES_SUFFIX,
+    METRICS_FILE,
+    STATS_SUFFIX,
+    Notes,
+    ResultsError,
+)
 
 ERROR_COLUMNS = list(ERRORS_COLUMNS)
 LATENCY_KEYS = ("min", *(percentile_key(p) for p in SUMMARY_PERCENTILES), "max")

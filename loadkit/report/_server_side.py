@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
 from loadkit import results as files
+from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
 from loadkit.report._hdr import Distribution, decode_counts
 from loadkit.results import E2E_FILE, Notes
+
 E2E_LABEL = "delivery (send to sink)"
 
 # probe -> (chart title, y label, [(column, legend label)])

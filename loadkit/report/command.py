@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if verdicts is not None:
         failed = [v for v in verdicts if not v.get("passed")]
         for verdict in failed:
-            reason = verdict.get("error") or verdict.get("detail") or f"measured {verdict.get('measured')}, limit {verdict.get('limit')}"
+            measured = f"measured {verdict.get('measured')}, limit {verdict.get('limit')}"
+            reason = verdict.get("error") or verdict.get("detail") or measured
             print(f"loadkit report: threshold failed: {verdict['expression']} ({reason})", file=sys.stderr)
         if failed:
             return EXIT_THRESHOLD_FAILED
