@@ -24,7 +24,7 @@ COMMANDS = {
     "sink": ("loadkit.sink.command", "accept and discard mail fast, like Postfix's smtp-sink"),
     "report": ("loadkit.report.command", "build the HTML report of a results folder"),
     "target": ("loadkit.instances.command", "start, stop or check a real Postfix, Dovecot or Apache on loopback"),
-    "check": ("loadkit.thresholds", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
+    "check": ("loadkit.check", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
 }
 
 

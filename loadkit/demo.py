@@ -14,7 +14,6 @@ share in run.json); the demo adds the sink's counters and builds the report.
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import subprocess
@@ -29,7 +28,7 @@ from locust.util.timespan import parse_timespan
 from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
 from loadkit.metrics import RequestRecorder, RunRecorder
-from loadkit.results import CSV_PREFIX, ResultsError, new_results_folder, write_run_json
+from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, ResultsError, new_results_folder, read_run_json, write_run_json
 from loadkit.sink import SinkServer
 from loadkit.users import SmtpUser
 
@@ -158,7 +157,9 @@ def _run_distributed(args, duration: float) -> int:
         tail = errors.strip().splitlines()[-1:] or [f"exit code {processes[0].returncode}"]
         raise CommandError(f"the Locust master wrote no results: {tail[0]}")
     folder = Path(found.group(1).strip())
-    run = json.loads((folder / "run.json").read_text())
+    run = read_run_json(folder, Notes())
+    if run is None:
+        raise CommandError(f"the Locust master wrote no readable {RUN_FILE} in {folder}")
     run.update(command=f"loadkit demo --workers {args.workers}", sink=sink.stats.as_dict())
     write_run_json(folder, **run)
     shares = ", ".join(str(count) for count in run.get("worker_shares", {}).values())

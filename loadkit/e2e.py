@@ -32,14 +32,13 @@ delays by its worker's offset (``clock_offsets_ms: {source: offset}``).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from pathlib import Path
 
 from loadkit.messages import parse_trace
+from loadkit.results import instance_sink
+from loadkit.results import write_e2e as write_e2e_json
 
-E2E_FILE = "e2e.json"
 DRAIN_INTERVAL = 0.2  # seconds between queue reads while draining
 LOST_EXAMPLES = 20  # trace ids of lost messages kept in e2e.json, to look them up in logs
 
@@ -255,12 +254,8 @@ def drain(queue_size, timeout: float, interval: float = DRAIN_INTERVAL, sleep=ti
 
 def sink_trace_log(postfix_state: Path) -> Path | None:
     """The trace log of the sink a Postfix instance relays to (from its instance.json)."""
-    try:
-        info = json.loads((Path(postfix_state) / "instance.json").read_text())
-    except (OSError, ValueError):
-        return None
-    sink = info.get("sink") or {}
-    return Path(sink["trace_log"]) if sink.get("trace_log") else None
+    trace_log = instance_sink(Path(postfix_state)).get("trace_log")
+    return Path(trace_log) if isinstance(trace_log, str) and trace_log else None
 
 
 def write_e2e(folder: Path, summary: dict, drain_result: dict | None, trace_log: Path, target: str | None,
@@ -274,8 +269,4 @@ def write_e2e(folder: Path, summary: dict, drain_result: dict | None, trace_log:
         **(clock if clock is not None else {"clock_offset_ms": 0, "clock_offset_method": "same host"}),
         "written_at": time.time(),
     }
-    path = Path(folder) / E2E_FILE
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(temporary, path)
-    return path
+    return write_e2e_json(Path(folder), record)

@@ -27,7 +27,6 @@ folder itself.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -40,6 +39,7 @@ from loadkit.e2e import AcceptedMessages, delivery_summary, drain, postfix_queue
 from loadkit.e2e_clock import METHOD as CLOCK_METHOD
 from loadkit.e2e_clock import ClockError, measure_sink_clock_offset
 from loadkit.metrics.plugin import MASTER_STOP_WAIT, results_folder
+from loadkit.results import ResultsError, instance_path, read_instance
 from loadkit.targets import TargetError, parse_endpoint, parse_url
 from loadkit.users import SmtpUser
 
@@ -197,10 +197,11 @@ def sink_address(options) -> tuple[str, int] | None:
     try:
         if text:
             return parse_endpoint(text).address
-        info = json.loads((Path(options.e2e_postfix_state) / "instance.json").read_text())
-        url = (info.get("sink") or {}).get("url") or info.get("relay_url")
-        target = parse_url(url) if url else None
-    except (OSError, ValueError, TargetError):
+        info = read_instance(Path(options.e2e_postfix_state)) or {}
+        sink = info.get("sink") if isinstance(info.get("sink"), dict) else {}
+        url = sink.get("url") or info.get("relay_url")
+        target = parse_url(url) if isinstance(url, str) and url else None
+    except (ResultsError, TargetError):
         return None
     return None if target is None or target.is_unix else target.address
 
@@ -241,7 +242,7 @@ def write_results(environment, clock: dict | None) -> None:
         log.error("loadkit e2e: no trace log: pass --e2e-trace-log or --e2e-postfix-state of a Postfix instance with its sink")
         return
     drained = None
-    if (state / "instance.json").exists():
+    if instance_path(state).exists():
         try:
             drained = drain(lambda: postfix_queue_size(state), options.e2e_drain_timeout)
         except Exception as error:  # noqa: BLE001 - a broken drain still leaves the counts

@@ -1,6 +1,4 @@
-"""Thresholds: k6-style pass/fail checks on a results folder, and ``loadkit check``.
-
-    loadkit check RESULTS --check EXPR [--check EXPR ...] [--json FILE] [--junit FILE]
+"""Thresholds: k6-style pass/fail checks on a run's results (``loadkit check`` is in `loadkit.check`).
 
 An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
 
@@ -8,42 +6,69 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
     fail_ratio<0.01  fail_ratio<1%  rps>500  requests>=1000  failures==0
     send:p95<250ms         requests named "send" (any type; or a type: SMTP:p95<...)
     phase.rcpt:p99<20ms    the RCPT phase of mail requests
-    no_worker_lost  no_worker_missing  no_cpu_high
+    no_worker_lost  no_worker_missing  no_cpu_high  run_complete
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
 HdrHistograms (metrics.jsonl, 3 significant digits); without them, from
-Locust's own CSV (locust_stats.csv, whose percentiles Locust rounds). Integrity
-checks read events.jsonl. A threshold on something the run never measured
-is an error, never a silent pass: errors fail a check like failures do.
+Locust's own CSV (``--csv PREFIX``) or JSON (``--json-file``), whose
+percentiles Locust rounds. Integrity checks read events.jsonl. A threshold
+on something the run never measured is an error, never a silent pass:
+errors fail a check like failures do. Every file is read by
+`loadkit.results`, with the report's policy: damaged lines are skipped and
+said in the notes.
 
-`evaluate(folder, expressions) -> list[Verdict]` is what reports use.
+A loadkit run that never finished (no run.json, no run_stopped event: killed,
+or its disk full) gets a failed ``run_complete`` verdict whatever was asked.
+
+`evaluate(results, expressions) -> list[Verdict]` is what reports use.
 Exit codes of ``loadkit check`` (and of a ``locust --check`` run): 0 every
 threshold passed, 3 one failed or could not be measured, 2 bad input.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 import re
-import sys
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from xml.etree import ElementTree
+
+from loadkit.errors import LoadkitError
+from loadkit.results import (
+    EVENTS_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    RUN_INCOMPLETE,
+    STATS_SUFFIX,
+    Notes,
+    ResultsError,
+    csv_path,
+    find_prefix,
+    incomplete_run,
+    locate,
+    read_events,
+    read_intervals,
+    read_locust_csv,
+    read_locust_json,
+    read_run_json,
+    read_verdicts_json,
+    results_folder_of,
+    verdict_paths,
+    write_verdicts_json,
+)
+from loadkit.results import (
+    write_junit as write_junit_xml,
+)
 
 EXIT_FAILED = 3
-VERDICTS_FILE = "verdicts.json"
-JUNIT_FILE = "junit.xml"
-METRICS_FILE = "metrics.jsonl"
-EVENTS_FILE = "events.jsonl"
-RUN_FILE = "run.json"
-LOCUST_STATS_FILE = "locust_stats.csv"
 
 TIME_UNITS = {"": 1.0, "ms": 1.0, "us": 0.001, "µs": 0.001, "s": 1000.0, "m": 60_000.0}
 TIME_METRICS = {"min", "max", "avg", "mean", "median", "med"}
 COUNT_METRICS = {"requests", "failures"}
-INTEGRITY = {"no_worker_lost": "worker_lost", "no_worker_missing": "worker_missing", "no_cpu_high": "cpu_high"}
+# An integrity check passes when the run has no event of its kind.
+INTEGRITY = {"no_worker_lost": "worker_lost", "no_worker_missing": "worker_missing", "no_cpu_high": "cpu_high",
+             "run_complete": RUN_INCOMPLETE}
+RUN_COMPLETE = "run_complete"
 OPERATORS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
@@ -57,7 +82,7 @@ _EXPRESSION = re.compile(
 _PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
 
 
-class ThresholdError(Exception):
+class ThresholdError(LoadkitError):
     """A threshold expression that cannot be understood; the message is one line."""
 
 
@@ -93,6 +118,7 @@ class Verdict:
     unit: str = ""
     error: str | None = None
     source: str = ""  # the file the measure came from
+    detail: str = ""  # what an integrity check found
 
     @property
     def status(self) -> str:
@@ -174,6 +200,7 @@ def parse_all(expressions) -> list[Threshold]:
     return [one if isinstance(one, Threshold) else parse(one) for one in expressions or ()]
 
 
+
 # -- measuring -----------------------------------------------------------
 
 
@@ -186,56 +213,122 @@ class _Scope:
         self.histogram = None
         self.series = 0
 
+    def add_histogram(self, histogram) -> None:
+        from loadkit.metrics._histogram import add_into, new_histogram
+
+        if self.histogram is None:
+            self.histogram = new_histogram()
+        add_into(self.histogram, histogram)
+
 
 class _Measurements:
-    """The files of a results folder, read once for every threshold."""
+    """A run's files, read once for every threshold through `loadkit.results`."""
 
-    def __init__(self, folder: Path, thresholds: list[Threshold]):
-        self.folder = folder
-        self.run = _read_json(folder / RUN_FILE)
-        self.events = _read_event_kinds(folder / EVENTS_FILE)
+    def __init__(self, results, thresholds: list[Threshold]):
+        self.notes = Notes()
+        try:
+            self.kind, self.path = locate(results)
+        except ResultsError as error:
+            raise ThresholdError(str(error)) from None
+        self.folder = results_folder_of(self.kind, self.path)
+        self.run = read_run_json(self.folder, self.notes) or {}
+        self.event_list = read_events(self.folder, self.notes)
+        self.events = None if self.event_list is None else Counter(event["kind"] for event in self.event_list)
+        self.incomplete = incomplete_run(self.folder, self.event_list, self.notes)
+        if self.incomplete is not None and self.events is not None:
+            self.events[RUN_INCOMPLETE] += 1
         self.scopes: dict[str | None, _Scope] = {}
         self.span: tuple[float, float] | None = None
-        self.has_metrics = (folder / METRICS_FILE).is_file()
+        self.source = METRICS_FILE
+        self.locust_rows = None
         wanted = {t.scope for t in thresholds if t.metric not in INTEGRITY}
-        if self.has_metrics and wanted:
+        if not wanted:
+            return
+        if self.kind == "metrics":
             self._read_metrics(wanted)
-        self.locust_rows = None if self.has_metrics else _read_locust_stats(folder / LOCUST_STATS_FILE)
+            if self.span is None:  # killed before its first interval: Locust's CSV may have more
+                self._fall_back_to_locust_csv()
+        elif self.kind == "csv":
+            self._read_locust_csv(self.path)
+        else:
+            self._read_locust_json(wanted)
 
     def _read_metrics(self, wanted: set[str | None]) -> None:
-        from loadkit.metrics._histogram import add_into, decode, new_histogram
+        from loadkit.metrics._histogram import decode
 
         phases = {s[len("phase."):] for s in wanted if s and s.startswith("phase.")}
         names = {s for s in wanted if s and not s.startswith("phase.")}
         first = last = None
-        with open(self.folder / METRICS_FILE, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    interval = json.loads(line)
-                    start, end = float(interval["start"]), float(interval["end"])
-                except (ValueError, KeyError, TypeError):
-                    raise ThresholdError(f"{self.folder / METRICS_FILE} line {number} is not an interval") from None
-                first = start if first is None else min(first, start)
-                last = end if last is None else max(last, end)
-                for series in interval.get("series", ()):
-                    for scope in self._scopes_of(series, wanted, names, phases):
-                        measured = self.scopes.setdefault(scope, _Scope())
-                        measured.ok += int(series.get("ok", 0))
-                        measured.failed += int(series.get("failed", 0))
-                        measured.series += 1
-                        if series.get("histogram"):
-                            if measured.histogram is None:
-                                measured.histogram = new_histogram()
-                            add_into(measured.histogram, decode(series["histogram"]))
+        for _number, interval in read_intervals(self.folder, self.notes, decode=decode):
+            start = float(interval["start"])
+            end = float(interval.get("end", start + 1))
+            first = start if first is None else min(first, start)
+            last = end if last is None else max(last, end)
+            for series in interval.get("series", ()):
+                for scope in self._scopes_of(series, wanted, names, phases):
+                    measured = self.scopes.setdefault(scope, _Scope())
+                    measured.ok += series.get("ok", 0)
+                    measured.failed += series.get("failed", 0)
+                    measured.series += 1
+                    if series.get("histogram"):
+                        measured.add_histogram(series["histogram"])
         if first is not None:
             self.span = (first, last)
+
+    def _fall_back_to_locust_csv(self) -> None:
+        try:
+            prefix = find_prefix(self.folder)
+        except ResultsError:
+            return
+        self._read_locust_csv(prefix)
+
+    def _read_locust_csv(self, prefix: Path) -> None:
+        self.source = prefix.name + STATS_SUFFIX
+        try:
+            table = read_locust_csv(csv_path(prefix, STATS_SUFFIX), self.notes)
+        except ResultsError as error:
+            self.notes.add(str(error))
+            table = None
+        if table is not None:
+            header, rows = table
+            self.locust_rows = [dict(zip(header, row)) for row in rows]
+
+    def _read_locust_json(self, wanted: set[str | None]) -> None:
+        from loadkit.metrics._histogram import new_histogram
+
+        self.source = self.path.name
+        try:
+            entries = read_locust_json(self.path)
+        except ResultsError as error:
+            raise ThresholdError(str(error)) from None
+        names = {s for s in wanted if s and not s.startswith("phase.")}
+        starts, ends = [], []
+        for entry in entries:
+            histogram = new_histogram()
+            times = entry.get("response_times") if isinstance(entry.get("response_times"), dict) else {}
+            for ms, count in times.items():
+                try:
+                    histogram.record_value(max(round(float(ms) * 1000.0), 1), int(count))
+                except (TypeError, ValueError):
+                    continue
+            series = {"kind": "request", "type": str(entry.get("method") or ""), "name": str(entry.get("name"))}
+            requests, failures = _count(entry.get("num_requests")), _count(entry.get("num_failures"))
+            for scope in self._scopes_of(series, wanted, names, set()):
+                measured = self.scopes.setdefault(scope, _Scope())
+                measured.ok += requests - failures
+                measured.failed += failures
+                measured.series += 1
+                measured.add_histogram(histogram)
+            if _float(entry.get("start_time")) and _float(entry.get("last_request_timestamp")):
+                starts.append(_float(entry["start_time"]))
+                ends.append(_float(entry["last_request_timestamp"]))
+        if starts:
+            self.span = (min(starts), max(ends))
 
     @staticmethod
     def _scopes_of(series: dict, wanted, names, phases):
         """The scopes a series counts in: all requests, its name (or else its type), its phase."""
-        kind, name, type_ = series.get("kind"), series.get("name"), series.get("type")
+        kind, name, type_ = series.get("kind", "request"), series.get("name"), series.get("type")
         if kind == "phase":
             if name in phases:
                 yield f"phase.{name}"
@@ -263,41 +356,44 @@ class _Measurements:
             if self.events is None:
                 return None, f"no {EVENTS_FILE} in {self.folder}: integrity was not recorded", EVENTS_FILE
             return float(self.events.get(INTEGRITY[threshold.metric], 0)), None, EVENTS_FILE
-        if not self.has_metrics:
+        if self.locust_rows is not None:
             return self._measure_from_locust_csv(threshold)
+        source = self.source
+        if self.kind == "csv":
+            return None, f"no readable {source} for {self.path}", source
         scope = self.scopes.get(threshold.scope)
         where = _describe_scope(threshold.scope)
+        if self.kind == "json" and threshold.scope is not None and threshold.scope.startswith("phase."):
+            return None, f"never measured: phases are only in {METRICS_FILE}", source
         if scope is None or not scope.series:
-            return None, f"never measured: no {where} in {METRICS_FILE}", METRICS_FILE
+            return None, f"never measured: no {where} in {source}", source
         total = scope.ok + scope.failed
         metric = threshold.metric
         if metric == "requests":
-            return float(total), None, METRICS_FILE
+            return float(total), None, source
         if metric == "failures":
-            return float(scope.failed), None, METRICS_FILE
+            return float(scope.failed), None, source
         if metric == "fail_ratio":
             if not total:
-                return None, f"never measured: {where} has no requests", METRICS_FILE
-            return scope.failed / total, None, METRICS_FILE
+                return None, f"never measured: {where} has no requests", source
+            return scope.failed / total, None, source
         if metric == "rps":
             duration = self.duration()
             if not duration:
-                return None, "the run's duration is unknown (run.json has no started_at/stopped_at)", METRICS_FILE
-            return total / duration, None, METRICS_FILE
+                return None, f"the run's duration is unknown ({RUN_FILE} has no started_at/stopped_at)", source
+            return total / duration, None, source
         histogram = scope.histogram
         if histogram is None or not histogram.total_count:
-            return None, f"never measured: {where} has no latency samples", METRICS_FILE
+            return None, f"never measured: {where} has no latency samples", source
         from loadkit.metrics._histogram import percentiles_ms, summary_ms
 
         if threshold.percentile is not None or metric == "median":
             level = 50.0 if metric == "median" else threshold.percentile
-            return percentiles_ms(histogram, [level])[level], None, METRICS_FILE
-        return summary_ms(histogram)[metric], None, METRICS_FILE
+            return percentiles_ms(histogram, [level])[level], None, source
+        return summary_ms(histogram)[metric], None, source
 
     def _measure_from_locust_csv(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
-        source = LOCUST_STATS_FILE
-        if self.locust_rows is None:
-            return None, f"no {METRICS_FILE} or {LOCUST_STATS_FILE} in {self.folder}", source
+        source = self.source
         if threshold.scope is not None and threshold.scope.startswith("phase."):
             return None, f"never measured: phases are only in {METRICS_FILE}", source
         rows = self.locust_rows
@@ -351,54 +447,36 @@ def _float(text) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _read_json(path: Path) -> dict:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
+def _count(value) -> int:
+    number = _float(value)
+    return int(number) if number is not None and number > 0 else 0
 
 
-def _read_event_kinds(path: Path) -> dict[str, int] | None:
-    if not path.is_file():
-        return None
-    kinds: dict[str, int] = {}
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            try:
-                kind = json.loads(line)["kind"]
-            except (ValueError, KeyError, TypeError):
-                continue
-            kinds[kind] = kinds.get(kind, 0) + 1
-    return kinds
+def evaluate_with_notes(results, expressions) -> tuple[list[Verdict], list[str]]:
+    """Every expression (text or Threshold) against a run's files, and the readers' notes.
 
-
-def _read_locust_stats(path: Path) -> list[dict] | None:
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            return list(csv.DictReader(handle))
-    except OSError:
-        return None
-
-
-def evaluate(results_folder, expressions) -> list[Verdict]:
-    """Every expression (text or Threshold) against the files of `results_folder`.
-
-    Raises ThresholdError for an expression that does not parse or a folder
-    that does not exist; anything the run did not measure is a Verdict with
-    an error.
+    `results` is a results folder, a Locust ``--csv`` prefix or a ``--json-file``
+    output. Raises ThresholdError for an expression that does not parse or
+    results that are not there; anything the run did not measure is a
+    Verdict with an error. A loadkit run that never finished adds a failed
+    ``run_complete`` verdict.
     """
-    folder = Path(results_folder)
     thresholds = parse_all(expressions)
-    if not folder.is_dir():
-        raise ThresholdError(f"no such results folder: {folder}")
-    measurements = _Measurements(folder, thresholds)
+    measurements = _Measurements(results, thresholds)
+    if measurements.incomplete is not None and not any(t.metric == RUN_COMPLETE for t in thresholds):
+        thresholds.append(parse(RUN_COMPLETE))
     verdicts = []
     for threshold in thresholds:
         value, error, source = measurements.measure(threshold)
         passed = error is None and OPERATORS[threshold.op](value, threshold.limit)
-        verdicts.append(Verdict(threshold.expression, value, threshold.limit, passed, threshold.unit, error, source))
-    return verdicts
+        detail = measurements.incomplete["detail"] if threshold.metric == RUN_COMPLETE and not passed and not error else ""
+        verdicts.append(Verdict(threshold.expression, value, threshold.limit, passed, threshold.unit, error, source, detail))
+    return verdicts, measurements.notes.lines()
+
+
+def evaluate(results, expressions) -> list[Verdict]:
+    """The verdicts of `evaluate_with_notes`."""
+    return evaluate_with_notes(results, expressions)[0]
 
 
 def all_passed(verdicts: list[Verdict]) -> bool:
@@ -412,86 +490,50 @@ def exit_code(verdicts: list[Verdict]) -> int:
 # -- output --------------------------------------------------------------
 
 
-def format_table(verdicts: list[Verdict]) -> str:
-    """The verdicts as a small text table for the console."""
+def format_table(verdicts: list[Verdict], notes: list[str] = ()) -> str:
+    """The verdicts as a small text table for the console, then what the readers skipped."""
     rows = [("", "threshold", "measured", "limit")]
     for v in verdicts:
         rows.append((v.status.upper(), v.expression, v.measured_text, v.limit_text))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     for v in verdicts:
-        if v.error:
-            lines.append(f"{v.expression}: {v.error}")
+        if v.error or v.detail:
+            lines.append(f"{v.expression}: {v.error or v.detail}")
+    lines.extend(f"note: {note}" for note in notes)
     passed = sum(v.passed for v in verdicts)
     lines.append(f"thresholds: {passed} of {len(verdicts)} passed")
     return "\n".join(lines)
 
 
-def write_json(verdicts: list[Verdict], path: Path) -> Path:
-    data = {"passed": all_passed(verdicts),
-            "verdicts": [{**asdict(v), "status": v.status} for v in verdicts]}
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+def as_dicts(verdicts: list[Verdict]) -> list[dict]:
+    return [{**asdict(v), "status": v.status} for v in verdicts]
+
+
+def write_json(verdicts: list[Verdict], path: Path, notes: list[str] = ()) -> Path:
+    return write_verdicts_json(path, as_dicts(verdicts), notes)
 
 
 def write_junit(verdicts: list[Verdict], path: Path, suite: str = "loadkit thresholds") -> Path:
-    failures = sum(v.status == "failed" for v in verdicts)
-    errors = sum(v.status == "error" for v in verdicts)
-    root = ElementTree.Element("testsuites", tests=str(len(verdicts)), failures=str(failures), errors=str(errors))
-    suite_element = ElementTree.SubElement(root, "testsuite", name=suite, tests=str(len(verdicts)),
-                                           failures=str(failures), errors=str(errors))
+    cases = []
     for v in verdicts:
-        case = ElementTree.SubElement(suite_element, "testcase", classname="loadkit.thresholds", name=v.expression)
         if v.status == "failed":
-            message = f"measured {v.measured_text}, limit {v.limit_text}"
-            ElementTree.SubElement(case, "failure", message=message, type="threshold").text = f"{v.expression}: {message}"
+            message = f"measured {v.measured_text}, limit {v.limit_text}" + (f": {v.detail}" if v.detail else "")
         elif v.status == "error":
-            ElementTree.SubElement(case, "error", message=v.error, type="unmeasured").text = v.error
+            message = v.error
         else:
-            ElementTree.SubElement(case, "system-out").text = f"measured {v.measured_text}"
-    ElementTree.indent(root)
-    path.write_bytes(ElementTree.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n")
-    return path
+            message = f"measured {v.measured_text}"
+        cases.append({"name": v.expression, "status": v.status, "message": message})
+    return write_junit_xml(path, cases, suite)
 
 
-def write_verdicts(folder, verdicts: list[Verdict]) -> tuple[Path, Path]:
+def write_verdicts(folder, verdicts: list[Verdict], notes: list[str] = ()) -> tuple[Path, Path]:
     """verdicts.json and junit.xml into a results folder."""
-    folder = Path(folder)
-    return write_json(verdicts, folder / VERDICTS_FILE), write_junit(verdicts, folder / JUNIT_FILE)
+    json_path, junit_path = verdict_paths(folder)
+    return write_json(verdicts, json_path, notes), write_junit(verdicts, junit_path)
 
 
 def read_verdicts(folder) -> list[Verdict]:
     """The verdicts a run wrote (empty when it had no thresholds)."""
-    data = _read_json(Path(folder) / VERDICTS_FILE)
     fields = Verdict.__dataclass_fields__
-    return [Verdict(**{k: v for k, v in one.items() if k in fields}) for one in data.get("verdicts", ())]
-
-
-# -- loadkit check -------------------------------------------------------
-
-
-def add_arguments(parser):
-    parser.add_argument("results", metavar="RESULTS", help="a results folder (or one written by locust --csv)")
-    parser.add_argument("--check", action="append", required=True, metavar="EXPR",
-                        help=f"a threshold, repeatable: {EXAMPLES}")
-    parser.add_argument("--json", metavar="FILE", help="also write the verdicts as JSON")
-    parser.add_argument("--junit", metavar="FILE", help="also write the verdicts as JUnit XML")
-
-
-def run(args) -> int:
-    from loadkit.cli import CommandError
-
-    try:
-        verdicts = evaluate(args.results, args.check)
-    except ThresholdError as error:
-        raise CommandError(str(error)) from None
-    print(format_table(verdicts))
-    try:
-        if args.json:
-            write_json(verdicts, Path(args.json))
-        if args.junit:
-            write_junit(verdicts, Path(args.junit))
-    except OSError as error:
-        raise CommandError(f"cannot write {error.filename}: {error.strerror}") from None
-    sys.stdout.flush()
-    return exit_code(verdicts)
+    return [Verdict(**{k: v for k, v in one.items() if k in fields}) for one in read_verdicts_json(folder, Notes())]

@@ -12,7 +12,6 @@ rather than wiped.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -20,8 +19,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from loadkit.instances._system import InstanceError
+from loadkit.results import ResultsError, instance_path, read_instance, write_instance
 
-INSTANCE_FILE = "instance.json"
 START_TIMEOUT = 30.0  # seconds a server gets to listen after its start command
 STOP_TIMEOUT = 15.0  # seconds a server gets to exit before it is killed
 
@@ -68,7 +67,7 @@ class Instance:
     def stop(self, timeout: float = STOP_TIMEOUT) -> None:
         """Stop everything this instance started and wait until it is gone."""
         self._stop(timeout)
-        if (self.state_dir / INSTANCE_FILE).exists():
+        if self.info_path.exists():
             self._write_info(running=False)
 
     def is_running(self) -> bool:
@@ -92,17 +91,17 @@ class Instance:
 
     @property
     def info_path(self) -> Path:
-        return self.state_dir / INSTANCE_FILE
+        return instance_path(self.state_dir)
 
     @classmethod
     def read_info(cls, state_dir) -> dict | None:
-        path = Path(state_dir).absolute() / INSTANCE_FILE
+        path = instance_path(Path(state_dir).absolute())
         try:
-            info = json.loads(path.read_text())
-        except FileNotFoundError:
+            info = read_instance(path.parent)
+        except ResultsError as error:
+            raise InstanceError(str(error)) from None
+        if info is None:
             return None
-        except (OSError, ValueError) as error:
-            raise InstanceError(f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from None
         if info.get("server") != cls.server:
             raise InstanceError(f"{path.parent} is the state folder of {info.get('server')}, not {cls.server}")
         return info
@@ -153,9 +152,10 @@ class Instance:
             "started_at": self.started_at,
             **self._describe(),
         }
-        temporary = self.info_path.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(temporary, self.info_path)
+        try:
+            write_instance(self.state_dir, record)
+        except ResultsError as error:
+            raise InstanceError(str(error)) from None
 
     def path(self, *parts: str) -> Path:
         """A path inside the state folder."""

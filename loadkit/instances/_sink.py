@@ -9,7 +9,6 @@ message is a line of ``traces.log`` as soon as it arrives.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import loadkit
 from loadkit.instances._system import InstanceError, is_alive, stop_pid, tail, wait_until
+from loadkit.results import read_sink_stats, sink_files
 
 LISTENING = "loadkit sink: listening on "
 SINK_START_TIMEOUT = 20.0  # seconds: a cold Python start plus gevent's import
@@ -35,15 +35,15 @@ class SinkProcess:
 
     @property
     def stats_path(self) -> Path:
-        return self.folder / "stats.json"
+        return sink_files(self.folder)[0]
 
     @property
     def trace_log_path(self) -> Path:
-        return self.folder / "traces.log"
+        return sink_files(self.folder)[1]
 
     @property
     def log_path(self) -> Path:
-        return self.folder / "sink.log"
+        return sink_files(self.folder)[2]
 
     @property
     def port(self) -> int | None:
@@ -100,10 +100,7 @@ class SinkProcess:
 
     def stats(self) -> dict | None:
         """The sink's counters (sessions, messages, recipients, bytes, ...), once it has stopped."""
-        try:
-            return json.loads(self.stats_path.read_text())
-        except (OSError, ValueError):
-            return None
+        return read_sink_stats(self.stats_path)
 
     def describe(self) -> dict:
         return {

@@ -18,11 +18,12 @@ heartbeat, its final report): one that stays silent is lost.
 
 from __future__ import annotations
 
-import json
 import time
 
+from loadkit.results import write_event
+
 RUN_STARTED = "run_started"
-RUN_STOPPED = "run_stopped"
+RUN_STOPPED = "run_stopped"  # its absence makes a run incomplete (see loadkit.results)
 WORKER_JOINED = "worker_joined"
 WORKER_MISSING = "worker_missing"
 WORKER_RECOVERED = "worker_recovered"
@@ -41,9 +42,7 @@ class IntegrityLog:
         self.counts: dict[str, int] = {}
 
     def record(self, kind: str, worker: str | None = None, detail: str = "", at: float | None = None) -> None:
-        line = {"time": time.time() if at is None else at, "kind": kind, "worker": worker, "detail": detail}
-        self.out.write(json.dumps(line) + "\n")
-        self.out.flush()
+        write_event(self.out, kind, worker, detail, at)
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
 

@@ -1,4 +1,5 @@
-"""Intervals of a run: series merged per interval start, written in time order once settled.
+"""Intervals of a run: series merged per interval start, written in time order once settled
+(the format: `loadkit.results._metrics`).
 
 Locally an interval is complete at its tick. On a master, workers report
 every few seconds, so an interval stays open for `settle` seconds before it
@@ -8,11 +9,11 @@ was cut off for a while) goes into the oldest open one, so totals stay exact.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 
 from loadkit.metrics._series import REQUEST, Series
+from loadkit.results import write_interval
 
 
 def tick_every_second(tick) -> None:
@@ -123,7 +124,7 @@ class IntervalStore:
             interval = self.open[start]
             if now is not None and interval.end > now - self.settle:
                 break
-            self.out.write(json.dumps(interval.to_json(), separators=(",", ":")) + "\n")
+            write_interval(self.out, interval.to_json())
             self.written_until = max(self.written_until, interval.end)
             del self.open[start]
             written += 1

@@ -8,7 +8,6 @@ interval, so the intervals of every process of a distributed run line up.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -19,11 +18,7 @@ from loadkit.metrics._integrity import COUNT_MISMATCH, LATE_DATA, RUN_STARTED, R
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import ErrorExample, RequestRecorder
 from loadkit.metrics._series import REQUEST, Series
-
-METRICS_FILE = "metrics.jsonl"
-EVENTS_FILE = "events.jsonl"
-ERRORS_FILE = "errors.csv"
-ERRORS_COLUMNS = ("type", "name", "error", "phase", "code", "count", "example")
+from loadkit.results import open_events, open_metrics, write_errors
 
 # A master hears from each worker every WORKER_REPORT_INTERVAL (3 s): an interval
 # stays open this long so every worker's share of it is in before it is written.
@@ -37,8 +32,8 @@ class RunRecorder:
         self.environment = environment
         self.folder = Path(folder)
         self.recorder = recorder
-        self._metrics_out = open(self.folder / METRICS_FILE, "a", encoding="utf-8")
-        self._events_out = open(self.folder / EVENTS_FILE, "a", encoding="utf-8")
+        self._metrics_out = open_metrics(self.folder)
+        self._events_out = open_events(self.folder)
         self.store = IntervalStore(self._metrics_out, settle=settle)
         self.events = IntegrityLog(self._events_out)
         self.watch = WorkerWatch(self.events)
@@ -153,10 +148,8 @@ class RunRecorder:
         return facts
 
     def _write_errors(self) -> None:
-        with open(self.folder / ERRORS_FILE, "w", newline="", encoding="utf-8") as handle:
-            out = csv.writer(handle)
-            out.writerow(ERRORS_COLUMNS)
-            rows = sorted(self.store.totals.errors.items(), key=lambda item: (-item[1], item[0]))
-            for (request_type, name, key), count in rows:
-                example = self.examples.get((request_type, name, key)) or ErrorExample("", "", "")
-                out.writerow((request_type, name, key, example.phase, example.code, count, example.example))
+        rows = []
+        for (request_type, name, key), count in sorted(self.store.totals.errors.items(), key=lambda item: (-item[1], item[0])):
+            example = self.examples.get((request_type, name, key)) or ErrorExample("", "", "")
+            rows.append((request_type, name, key, example.phase, example.code, count, example.example))
+        write_errors(self.folder, rows)

@@ -18,13 +18,14 @@ log shared by several runs counts only this one.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from pathlib import Path
 
-POSTFIX_LOG_FILE = "postfix_log.json"
+from loadkit import results
+from loadkit.results import POSTFIX_LOG_FILE  # noqa: F401 - re-exported by loadkit.probes
+
 DELAY_PARTS = ("before_queue", "in_queue", "connection", "transmission")
 
 _SENDER = re.compile(r"postfix/[\w/-]+\[\d+\]: (\w+): from=<([^>]*)>")
@@ -91,8 +92,4 @@ def wait_for_quiet_log(path: str | Path, quiet: float = 0.5, timeout: float = 5.
 
 
 def write_postfix_log(folder: str | Path, summary: dict) -> Path:
-    path = Path(folder) / POSTFIX_LOG_FILE
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(temporary, path)
-    return path
+    return results.write_postfix_log(Path(folder), summary)

@@ -9,7 +9,6 @@ report's time axis. A probe that fails says so once (a log line, an
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -17,7 +16,8 @@ from pathlib import Path
 
 import gevent
 
-PROBES_FILE = "probes.jsonl"
+from loadkit.results import PROBES_FILE, open_probes, probes_path, write_probe_row  # noqa: F401 - re-exported by loadkit.probes
+
 INTERVAL = 1.0
 OFFSET = 0.05  # seconds after the whole second: clear of the metrics' own tick
 
@@ -29,7 +29,7 @@ class ProbeSampler:
 
     def __init__(self, probes: list, folder: str | Path, on_failure=None, interval: float = INTERVAL):
         self.probes = list(probes)
-        self.path = Path(folder) / PROBES_FILE
+        self.path = probes_path(Path(folder))
         self.interval = interval
         self.on_failure = on_failure  # (probe name, message) -> None, once per probe
         self.rows = 0
@@ -38,7 +38,7 @@ class ProbeSampler:
         self._greenlet = None
 
     def start(self) -> "ProbeSampler":
-        self._out = open(self.path, "a", encoding="utf-8")
+        self._out = open_probes(self.path.parent)
         self._greenlet = gevent.spawn(self._loop)
         return self
 
@@ -69,7 +69,7 @@ class ProbeSampler:
             self.on_failure(name, message)
 
     def _write(self, row: dict) -> None:
-        self._out.write(json.dumps(row, separators=(",", ":")) + "\n")
+        write_probe_row(self._out, row)
         self.rows += 1
 
     def stop(self) -> None:

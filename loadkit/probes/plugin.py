@@ -25,7 +25,7 @@ from loadkit.probes._base import ProbeError, parse_probe_spec
 from loadkit.probes._host import HostProbe
 from loadkit.probes._postfix import PostfixQueueProbe
 from loadkit.probes._postfix_log import postfix_log_summary, wait_for_quiet_log, write_postfix_log
-from loadkit.probes._sampler import ProbeSampler
+from loadkit.probes._sampler import PROBES_FILE, ProbeSampler
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 def _add_options(parser, **_kwargs):
     parser.add_argument(
         "--probe", action="append", default=None, metavar="NAME[=ARG]", include_in_web_ui=False,
-        help="loadkit: sample the server side once a second into probes.jsonl (repeatable): "
+        help=f"loadkit: sample the server side once a second into {PROBES_FILE} (repeatable): "
              "postfix[=STATE_DIR], apache=STATUS_URL, host",
     )
 

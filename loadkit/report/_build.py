@@ -16,12 +16,12 @@ from loadkit.report._charts import (
 from loadkit.report._compare import compare_runs
 from loadkit.report._html import Chart, render_page
 from loadkit.report._locust_csv import ReportError
-from loadkit.report._metrics import METRICS_FILE
 from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
 from loadkit.report._server_side import e2e_chart, probe_charts
+from loadkit.results import METRICS_FILE, REPORT_FILE
 
-DEFAULT_OUTPUT = "report.html"
+DEFAULT_OUTPUT = REPORT_FILE
 MAX_NAME_CHARTS = 8  # percentiles-over-time charts; the busiest names first
 
 

@@ -11,18 +11,14 @@ percentile early in a run) becomes NaN.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-STATS_SUFFIX = "_stats.csv"
-HISTORY_SUFFIX = "_stats_history.csv"
-FAILURES_SUFFIX = "_failures.csv"
-EXCEPTIONS_SUFFIX = "_exceptions.csv"
-DEFAULT_PREFIX = "locust"
-METADATA_FILE = "run.json"
+from loadkit import results as files
+from loadkit.results import EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, HISTORY_SUFFIX, STATS_SUFFIX, Notes, ResultsError
+
 AGGREGATED = "Aggregated"
 
 # Columns that hold text; every other column of the stats files is a number.
@@ -59,35 +55,25 @@ class Results:
 
 def find_prefix(results: str | Path) -> Path:
     """The ``--csv`` prefix of a results folder, of a prefix, or of a ``*_stats.csv`` path."""
-    path = Path(results)
-    if path.is_dir():
-        candidates = sorted(p for p in path.glob("*" + STATS_SUFFIX) if not p.name.endswith(HISTORY_SUFFIX))
-        if not candidates:
-            raise ReportError(f"no *{STATS_SUFFIX} in {path}: is it a folder written with locust --csv?")
-        preferred = path / (DEFAULT_PREFIX + STATS_SUFFIX)
-        if preferred in candidates:
-            return path / DEFAULT_PREFIX
-        if len(candidates) > 1:
-            names = ", ".join(p.name for p in candidates)
-            example = path / candidates[0].name[: -len(STATS_SUFFIX)]
-            raise ReportError(f"several stats files in {path} ({names}): pass the prefix, e.g. {example}")
-        return path / candidates[0].name[: -len(STATS_SUFFIX)]
-    if path.name.endswith(STATS_SUFFIX) and path.is_file():
-        return path.with_name(path.name[: -len(STATS_SUFFIX)])
-    if path.with_name(path.name + STATS_SUFFIX).is_file():
-        return path
-    raise ReportError(f"no such results folder or --csv prefix: {path}")
+    try:
+        return files.find_prefix(results)
+    except ResultsError as error:
+        raise ReportError(str(error)) from None
 
 
-def _read_csv(path: Path, required: tuple[str, ...] = (), columns: tuple[str, ...] = ()) -> pd.DataFrame:
+def _read_csv(path: Path, required: tuple[str, ...] = (), columns: tuple[str, ...] = (),
+              notes: Notes | None = None) -> pd.DataFrame:
     """One Locust CSV, text columns as str and the rest as numbers (NaN for "N/A")."""
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
+        table = files.read_locust_csv(path, notes if notes is not None else Notes())
+    except ResultsError as error:
+        raise ReportError(str(error)) from None
+    header, rows = table if table else ([], [])
+    if not header:
         # Locust was stopped before it wrote even the header row.
         frame = pd.DataFrame(columns=list(columns or required), dtype=str)
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as error:
-        raise ReportError(f"cannot read {path}: {error}") from None
+    else:
+        frame = pd.DataFrame(rows, columns=header, dtype=str)
     missing = [name for name in required if name not in frame.columns]
     if missing:
         raise ReportError(f"{path} has no column {missing[0]!r}: not a CSV file written by locust --csv")
@@ -104,7 +90,7 @@ def _is_aggregated(frame: pd.DataFrame) -> pd.Series:
 
 def load_stats(prefix: str | Path) -> pd.DataFrame:
     """``PREFIX_stats.csv``: one row per (Type, Name), the Aggregated row last."""
-    path = Path(f"{prefix}{STATS_SUFFIX}")
+    path = files.csv_path(prefix, STATS_SUFFIX)
     if not path.is_file():
         raise ReportError(f"no stats file {path}")
     frame = _read_csv(path, STATS_REQUIRED)
@@ -114,7 +100,7 @@ def load_stats(prefix: str | Path) -> pd.DataFrame:
 
 def load_history(prefix: str | Path) -> pd.DataFrame:
     """``PREFIX_stats_history.csv`` as written (empty when missing); Timestamp is epoch seconds."""
-    path = Path(f"{prefix}{HISTORY_SUFFIX}")
+    path = files.csv_path(prefix, HISTORY_SUFFIX)
     if not path.is_file():
         return pd.DataFrame(columns=list(HISTORY_REQUIRED))
     return _read_csv(path, HISTORY_REQUIRED)
@@ -122,7 +108,7 @@ def load_history(prefix: str | Path) -> pd.DataFrame:
 
 def load_failures(prefix: str | Path) -> pd.DataFrame:
     """``PREFIX_failures.csv``: Method, Name, Error, Occurrences (empty when missing)."""
-    path = Path(f"{prefix}{FAILURES_SUFFIX}")
+    path = files.csv_path(prefix, FAILURES_SUFFIX)
     if not path.is_file():
         return pd.DataFrame(columns=list(FAILURES_COLUMNS))
     return _read_csv(path, FAILURES_COLUMNS[:4], FAILURES_COLUMNS)
@@ -130,7 +116,7 @@ def load_failures(prefix: str | Path) -> pd.DataFrame:
 
 def load_exceptions(prefix: str | Path) -> pd.DataFrame:
     """``PREFIX_exceptions.csv``: exceptions raised inside users (empty when missing)."""
-    path = Path(f"{prefix}{EXCEPTIONS_SUFFIX}")
+    path = files.csv_path(prefix, EXCEPTIONS_SUFFIX)
     if not path.is_file():
         return pd.DataFrame(columns=list(EXCEPTIONS_COLUMNS))
     return _read_csv(path, ("Count", "Message"), EXCEPTIONS_COLUMNS)
@@ -138,16 +124,11 @@ def load_exceptions(prefix: str | Path) -> pd.DataFrame:
 
 def load_metadata(folder: str | Path) -> dict:
     """``run.json`` of a results folder, ``{}`` when there is none. Every key is optional."""
-    path = Path(folder) / METADATA_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ReportError(f"cannot read {path}: {error}") from None
-    if not isinstance(data, dict):
-        raise ReportError(f"{path} is not a JSON object")
-    return data
+    notes = Notes()
+    data = files.read_run_json(Path(folder), notes)
+    if notes:
+        raise ReportError("; ".join(notes.lines()))
+    return data or {}
 
 
 def load_results(results: str | Path) -> Results:

@@ -8,7 +8,6 @@ from it are as exact as Locust's rounding; the throughput over time is exact.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,9 +15,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loadkit import results as files
 from loadkit.report._hdr import Distribution
+from loadkit.results import ResultsError, looks_like_locust_json
 
-ENTRY_KEYS = ("name", "method", "num_requests", "num_failures")
+__all__ = ["JsonEntry", "LocustJsonError", "json_timeline", "looks_like_locust_json", "read_locust_json"]
 
 
 class LocustJsonError(ValueError):
@@ -39,16 +40,6 @@ class JsonEntry:
     last_request: float | None = None
 
 
-def looks_like_locust_json(path: Path) -> bool:
-    """True for a JSON file whose top level is a list of Locust stats entries (or is empty)."""
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(4096).lstrip()
-    except OSError:
-        return False
-    return head.startswith(b"[") and (head.rstrip() in (b"[", b"[]") or b'"num_requests"' in head or b'"method"' in head)
-
-
 def _per_second(mapping) -> dict[int, int]:
     if not isinstance(mapping, dict):
         return {}
@@ -62,13 +53,10 @@ def _per_second(mapping) -> dict[int, int]:
 
 
 def read_locust_json(path: str | Path) -> list[JsonEntry]:
-    path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise LocustJsonError(f"cannot read {path}: {error}") from None
-    if not isinstance(data, list) or not all(isinstance(e, dict) and all(k in e for k in ENTRY_KEYS) for e in data):
-        raise LocustJsonError(f"{path} is not Locust's JSON stats (locust --json-file): expected a list of entries")
+        data = files.read_locust_json(path)
+    except ResultsError as error:
+        raise LocustJsonError(str(error)) from None
     entries = []
     for item in data:
         times = item.get("response_times") if isinstance(item.get("response_times"), dict) else {}

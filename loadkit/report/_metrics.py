@@ -10,7 +10,6 @@ they stay exact however long the run. The summary merges every interval.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -20,18 +19,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadkit.report._hdr import Distribution, HistogramError, add_span, decode_span, empty_counts, percentiles_of_counts
+from loadkit.report._hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
+from loadkit.results import Notes, first_and_last_intervals, read_intervals
 
-METRICS_FILE = "metrics.jsonl"
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
-TAIL_BYTES = 1 << 16
 REPLY_CODE = re.compile(r"\s*([2-5]\d\d)\b")
 # A failure message that quotes a reply: "SMTPReplyError(550, ...)", "Exception('550 5.7.1 ...')".
 QUOTED_REPLY_CODE = re.compile(r"(?<![\d.])([45]\d\d)(?=[ ,\-]|$)")
 # Locust's FastHttpUser fails a request with "LocustBadStatusCode(code=404)": the HTTP status.
 HTTP_STATUS_CODE = re.compile(r"\bcode=([1-5]\d\d)\b")
-MAX_PROBLEMS = 5  # bad lines reported by number; more are counted
 
 
 def reply_code(error: str) -> str:
@@ -82,52 +79,8 @@ class MetricsData:
         return [totals for key, totals in self.series.items() if key[0] == kind]
 
 
-def _first_and_last_records(path: Path) -> tuple[dict | None, dict | None]:
-    """The first and last JSON objects of the file, reading only its two ends."""
-    first = last = None
-    with path.open("rb") as handle:
-        for line in handle:
-            first = _parse(line)
-            if first is not None:
-                break
-        if first is None:
-            return None, None
-        size = handle.seek(0, 2)
-        chunk = TAIL_BYTES
-        while True:
-            handle.seek(max(size - chunk, 0))
-            tail = handle.read()
-            lines = tail.splitlines()
-            # The first line of a chunk may be cut: trust it only when the chunk is the whole file.
-            complete = lines if size <= chunk else lines[1:]
-            for line in reversed(complete):
-                last = _parse(line)
-                if last is not None:
-                    return first, last
-            if size <= chunk:
-                return first, first
-            chunk *= 4
-
-
-def _parse(line: bytes) -> dict | None:
-    line = line.strip()
-    if not line:
-        return None
-    try:
-        record = json.loads(line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if not isinstance(record, dict) or not _is_number(record.get("start")):
-        return None
-    return record
-
-
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _int(value) -> int:
-    return int(value) if _is_number(value) and value > 0 else 0
 
 
 class _Buckets:
@@ -218,87 +171,61 @@ def bucket_width(span: float) -> int:
     return max(1, math.ceil(span / MAX_POINTS))
 
 
-def read_metrics(path: str | Path, progress=None) -> MetricsData | None:
+def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) -> MetricsData | None:
     """metrics.jsonl as totals per series and time buckets; None when it holds no interval.
 
+    Damaged lines are skipped and said in `notes` (see `loadkit.results`).
     ``progress(fraction)`` is called now and then with the share of the file read.
     """
     path = Path(path)
-    first, last = _first_and_last_records(path)
+    folder = path.parent
+    notes = notes if notes is not None else Notes()
+    first, last = first_and_last_intervals(folder, decode_span)
     if first is None:
+        for _ in read_intervals(folder, notes):
+            pass  # nothing sound: say what is there
         return None
     origin = float(first["start"])
-    end = max(float(last.get("end", last["start"]) if _is_number(last.get("end")) else last["start"] + 1), origin)
+    end = max(float(last.get("end", last["start"] + 1)), origin)
     width = bucket_width(end - origin)
     buckets = _Buckets(origin, width, end)
     series: dict[tuple[str, str, str], SeriesTotals] = {}
-    problems: list[str] = []
-    bad_lines = 0
     intervals = 0
-    size = max(path.stat().st_size, 1)
-    read = 0
-    next_report = 0.0
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            read += len(line)
-            if progress is not None and read / size >= next_report:
-                progress(read / size)
-                next_report += 0.02
-            record = _parse(line)
-            if record is None:
-                if line.strip():
-                    bad_lines += 1
-                    if bad_lines <= MAX_PROBLEMS:
-                        problems.append(f"{path.name} line {number} is not an interval object: skipped")
-                continue
-            intervals += 1
-            start = float(record["start"])
-            record_end = float(record["end"]) if _is_number(record.get("end")) else start + 1
-            end = max(end, record_end)
-            index = buckets.index(start)
-            if _is_number(record.get("users")):
-                buckets.users[index] = float(record["users"])
-            for entry in record.get("series") or ():
-                if not isinstance(entry, dict):
-                    continue
-                kind = str(entry.get("kind", "request"))
-                key = (kind, str(entry.get("type", "")), str(entry.get("name", "")))
-                totals = series.get(key)
-                if totals is None:
-                    totals = series[key] = SeriesTotals(*key)
-                ok, failed = _int(entry.get("ok")), _int(entry.get("failed"))
-                totals.ok += ok
-                totals.failed += failed
-                totals.bytes += _int(entry.get("bytes"))
-                errors = entry.get("errors") if isinstance(entry.get("errors"), dict) else {}
+    for _number, record in read_intervals(folder, notes, decode=decode_span, progress=progress):
+        intervals += 1
+        start = float(record["start"])
+        end = max(end, float(record.get("end", start + 1)))
+        index = buckets.index(start)
+        if _is_number(record.get("users")):
+            buckets.users[index] = float(record["users"])
+        for entry in record.get("series", ()):
+            kind = entry.get("kind", "request")
+            key = (kind, entry.get("type", ""), entry.get("name", ""))
+            totals = series.get(key)
+            if totals is None:
+                totals = series[key] = SeriesTotals(*key)
+            ok, failed = entry.get("ok", 0), entry.get("failed", 0)
+            totals.ok += ok
+            totals.failed += failed
+            totals.bytes += entry.get("bytes", 0)
+            errors = entry.get("errors", {})
+            for error, count in errors.items():
+                totals.errors[str(error)] += count
+            if kind == "request":
+                buckets.ok[index] += ok
+                buckets.failed[index] += failed
                 for error, count in errors.items():
-                    totals.errors[str(error)] += _int(count)
-                if kind == "request":
-                    buckets.ok[index] += ok
-                    buckets.failed[index] += failed
-                    for error, count in errors.items():
-                        buckets.codes[index][reply_code(str(error))] += _int(count)
-                encoded = entry.get("histogram")
-                if not encoded:
-                    continue
-                try:
-                    span = decode_span(encoded)
-                except HistogramError as error:
-                    bad_lines += 1
-                    if bad_lines <= MAX_PROBLEMS:
-                        problems.append(f"{path.name} line {number}, {key[1]} {key[2]}: {error}: skipped")
-                    continue
-                add_span(totals.counts, span)
-                if kind == "request":
-                    buckets.add_histogram(index, key[1:], span)
+                    buckets.codes[index][reply_code(str(error))] += count
+            span = entry.get("histogram")
+            if not span:
+                continue
+            add_span(totals.counts, span)
+            if kind == "request":
+                buckets.add_histogram(index, key[1:], span)
     if intervals == 0:
         return None
-    if bad_lines > MAX_PROBLEMS:
-        problems.append(f"{path.name}: {bad_lines} bad lines or histograms in all, skipped")
     buckets.end = end
     timeline, over_time, total, codes = buckets.frames()
-    if progress is not None:
-        progress(1.0)
     return MetricsData(
         origin=origin,
         end=end,
@@ -309,5 +236,5 @@ def read_metrics(path: str | Path, progress=None) -> MetricsData | None:
         percentiles_over_time=over_time,
         total_over_time=total,
         reply_codes=codes,
-        problems=problems,
+        problems=notes.lines(),
     )

@@ -16,21 +16,16 @@ is optional and a broken one becomes a note on the page, not a failure.
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from loadkit import results as files
 from loadkit.report._hdr import SUMMARY_PERCENTILES, Distribution, percentile_key
 from loadkit.report._locust_csv import (
     AGGREGATED,
-    FAILURES_SUFFIX,
-    HISTORY_SUFFIX,
-    METADATA_FILE,
-    STATS_SUFFIX,
     ReportError,
     aggregated_timeline,
     find_prefix,
@@ -38,16 +33,21 @@ from loadkit.report._locust_csv import (
     load_exceptions,
     load_failures,
     load_history,
-    load_metadata,
     load_stats,
 )
-from loadkit.report._locust_json import LocustJsonError, json_timeline, looks_like_locust_json, read_locust_json
-from loadkit.report._metrics import METRICS_FILE, read_metrics, reply_code
+from loadkit.report._locust_json import LocustJsonError, json_timeline, read_locust_json
+from loadkit.report._metrics import read_metrics, reply_code
+from loadkit.results import (
+    ERRORS_COLUMNS,
+    ERRORS_FILE,
+    FAILURES_SUFFIX,
+    METRICS_FILE,
+    STATS_SUFFIX,
+    Notes,
+    ResultsError,
+)
 
-EVENTS_FILE = "events.jsonl"
-ERRORS_FILE = "errors.csv"
-VERDICTS_FILE = "verdicts.json"
-ERROR_COLUMNS = ["type", "name", "error", "phase", "code", "count", "example"]
+ERROR_COLUMNS = list(ERRORS_COLUMNS)
 LATENCY_KEYS = ("min", *(percentile_key(p) for p in SUMMARY_PERCENTILES), "max")
 TOTAL_LABEL = "All requests"
 # Where a mail transaction spends its time, in protocol order; other phases follow by name.
@@ -131,73 +131,30 @@ def _is_number(value) -> bool:
 # -- the files beside the measurements ------------------------------------------
 
 
-def read_events(folder: Path, problems: list[str]) -> list[dict]:
-    path = folder / EVENTS_FILE
-    if not path.is_file():
-        return []
-    events = []
-    bad = 0
-    try:
-        with path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    event = json.loads(line)
-                except json.JSONDecodeError:
-                    bad += 1
-                    continue
-                if isinstance(event, dict):
-                    events.append(event)
-                else:
-                    bad += 1
-    except OSError as error:
-        problems.append(f"cannot read {path}: {error.strerror or error}")
-    if bad:
-        problems.append(f"{path.name}: {bad} lines are not JSON objects: skipped")
-    return events
+def read_events(folder: Path, notes: Notes) -> list[dict]:
+    """events.jsonl, and the run_incomplete event the reader derives (see `loadkit.results`)."""
+    events = files.read_events(folder, notes)
+    incomplete = files.incomplete_run(folder, events, notes)
+    return (events or []) + ([incomplete] if incomplete is not None else [])
 
 
-def read_errors_csv(folder: Path, problems: list[str]) -> pd.DataFrame | None:
-    path = folder / ERRORS_FILE
-    if not path.is_file():
+def read_errors_csv(folder: Path, notes: Notes) -> pd.DataFrame | None:
+    rows = files.read_errors(folder, notes)
+    if rows is None:
         return None
-    try:
-        with path.open(newline="", encoding="utf-8", errors="replace") as handle:
-            rows = list(csv.DictReader(handle))
-    except (OSError, csv.Error) as error:
-        problems.append(f"cannot read {path}: {error}")
-        return None
-    frame = pd.DataFrame([{column: (row.get(column) or "") for column in ERROR_COLUMNS} for row in rows], columns=ERROR_COLUMNS)
+    frame = pd.DataFrame(rows, columns=ERROR_COLUMNS)
     frame["count"] = pd.to_numeric(frame["count"], errors="coerce")
     return frame.sort_values("count", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def read_verdicts(folder: Path, problems: list[str]) -> list[dict]:
+def read_verdicts(folder: Path, notes: Notes) -> list[dict]:
     """verdicts.json: a list of {expression, value, limit, passed} (or {"verdicts": [...]})."""
-    path = folder / VERDICTS_FILE
-    if not path.is_file():
-        return []
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        problems.append(f"cannot read {path}: {error}")
-        return []
-    if isinstance(data, dict):
-        data = data.get("verdicts", [])
-    if not isinstance(data, list):
-        problems.append(f"{path} holds no list of verdicts")
-        return []
-    return [item for item in data if isinstance(item, dict)]
+    return files.read_verdicts_json(folder, notes)
 
 
-def _metadata(folder: Path, problems: list[str]) -> dict:
-    try:
-        return load_metadata(folder)
-    except ReportError as error:
-        # A run that crashed may leave run.json half written; its numbers are still worth a report.
-        problems.append(str(error))
-        return {}
+def _metadata(folder: Path, notes: Notes) -> dict:
+    # A run that crashed may leave no run.json, or a damaged one; its numbers are still worth a report.
+    return files.read_run_json(folder, notes) or {}
 
 
 def _failures_as_errors(failures: pd.DataFrame) -> pd.DataFrame:
@@ -228,12 +185,11 @@ def _order_phases(rows: list[Row]) -> list[Row]:
 # -- metrics.jsonl -----------------------------------------------------------------
 
 
-def _from_metrics(folder: Path, run: Run, progress) -> bool:
-    metrics = read_metrics(folder / METRICS_FILE, progress)
+def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
+    metrics = read_metrics(folder / METRICS_FILE, progress, notes)
     if metrics is None:
         run.problems.append(f"{METRICS_FILE} holds no interval")
         return False
-    run.problems.extend(metrics.problems)
     run.source = METRICS_FILE
     run.duration = metrics.duration
     run.origin = metrics.origin
@@ -411,35 +367,15 @@ def _from_json(path: Path, run: Run) -> None:
 # -- finding and loading ---------------------------------------------------------------------
 
 
-def _locust_json_in(folder: Path) -> Path | None:
-    skip = {METADATA_FILE, VERDICTS_FILE}
-    candidates = [p for p in sorted(folder.glob("*.json")) if p.name not in skip and looks_like_locust_json(p)]
-    return candidates[0] if len(candidates) == 1 else None
-
-
 def locate(results: str | Path) -> tuple[str, Path]:
     """What ``results`` is, without reading it: ("json", file), ("metrics", folder) or ("csv", prefix).
 
     Raises ``ReportError`` (one line) when nothing readable is there.
     """
-    path = Path(results)
-    if path.is_file() and path.name == METRICS_FILE:
-        path = path.parent
-    if path.is_file() and path.suffix == ".json" and path.name != METADATA_FILE:
-        return "json", path
-    if path.is_dir() and (path / METRICS_FILE).is_file():
-        return "metrics", path
-    if not path.is_dir() and Path(f"{path}.json").is_file() and not Path(f"{path}{STATS_SUFFIX}").is_file():
-        return "json", Path(f"{path}.json")  # the NAME given to --json-file
-    if path.is_dir() and not any(p for p in path.glob("*" + STATS_SUFFIX) if not p.name.endswith(HISTORY_SUFFIX)):
-        found = _locust_json_in(path)
-        if found is None:
-            raise ReportError(
-                f"no {METRICS_FILE}, *{STATS_SUFFIX} or Locust JSON stats in {path}: "
-                "is it a results folder, or a folder written with locust --csv?"
-            )
-        return "json", found
-    return "csv", find_prefix(path)
+    try:
+        return files.locate(results)
+    except ResultsError as error:
+        raise ReportError(str(error)) from None
 
 
 def load_run(results: str | Path, progress=None) -> Run:
@@ -449,30 +385,32 @@ def load_run(results: str | Path, progress=None) -> Run:
     Raises ``ReportError`` (one line) when nothing readable is there.
     """
     kind, path = locate(results)
+    notes = Notes()
     if kind == "json":
         run = Run(path=path, source=path.name)
-        run.metadata = _metadata(path.parent, run.problems)
+        run.metadata = _metadata(path.parent, notes)
         _from_json(path, run)
     elif kind == "metrics":
         run = Run(path=path, source=METRICS_FILE)
-        run.metadata = _metadata(path, run.problems)
-        if _from_metrics(path, run, progress):
+        run.metadata = _metadata(path, notes)
+        if _from_metrics(path, run, progress, notes):
             _add_locust_extras(path, run)
         else:
             _fallback_to_locust_files(path, run)
     else:
         run = Run(path=path.parent, source=path.name + STATS_SUFFIX)
-        run.metadata = _metadata(path.parent, run.problems)
+        run.metadata = _metadata(path.parent, notes)
         _from_csv(path, run)
     folder = run.folder
-    run.events = read_events(folder, run.problems)
-    errors = read_errors_csv(folder, run.problems)
+    run.events = read_events(folder, notes)
+    errors = read_errors_csv(folder, notes)
     if errors is not None:
         run.errors, run.errors_source = errors, ERRORS_FILE
-    run.verdicts = read_verdicts(folder, run.problems)
+    run.verdicts = read_verdicts(folder, notes)
     from loadkit.report._server_side import read_server_side  # imports _charts: matplotlib only when loading
 
-    run.server_side = read_server_side(folder, run.problems)
+    run.server_side = read_server_side(folder, notes)
+    run.problems.extend(notes.lines())
     return run
 
 

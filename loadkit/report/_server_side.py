@@ -11,19 +11,17 @@ Read from a results folder, each file optional (a broken one is a note):
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
 import pandas as pd
 
+from loadkit import results as files
 from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
 from loadkit.report._hdr import Distribution, decode_counts
+from loadkit.results import E2E_FILE, Notes
 
-E2E_FILE = "e2e.json"
-PROBES_FILE = "probes.jsonl"
-POSTFIX_LOG_FILE = "postfix_log.json"
 E2E_LABEL = "delivery (send to sink)"
 
 # probe -> (chart title, y label, [(column, legend label)])
@@ -47,42 +45,23 @@ class ServerSide:
     postfix_log: dict | None = None
 
 
-def _read_json(path: Path, problems: list[str]) -> dict | None:
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as error:
-        problems.append(f"{path.name} unreadable: {error}")
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def read_server_side(folder: Path, problems: list[str]) -> ServerSide:
+def read_server_side(folder: Path, notes: Notes) -> ServerSide:
     side = ServerSide()
     if not Path(folder).is_dir():
         return side
     folder = Path(folder)
-    side.e2e = _read_json(folder / E2E_FILE, problems)
+    side.e2e = files.read_e2e(folder, notes)
     if side.e2e and side.e2e.get("latency_histogram"):
         try:
             side.e2e_distribution = Distribution.from_counts(decode_counts(side.e2e["latency_histogram"]))
         except Exception as error:  # noqa: BLE001 - a broken histogram leaves the table
-            problems.append(f"{E2E_FILE}: latency histogram unreadable: {error}")
-    side.postfix_log = _read_json(folder / POSTFIX_LOG_FILE, problems)
-    path = folder / PROBES_FILE
-    if path.is_file():
-        rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
-            try:
-                row = json.loads(line)
-            except ValueError:
-                problems.append(f"{PROBES_FILE} line {number} unreadable")
-                continue
-            if "error" in row:
-                side.probe_errors.setdefault(str(row.get("probe")), str(row["error"]))
-            else:
-                rows.append(row)
+            notes.add(f"{E2E_FILE}: latency histogram unreadable: {error}")
+    side.postfix_log = files.read_postfix_log(folder, notes)
+    rows = files.read_probes(folder, notes)
+    if rows is not None:
+        for row in [row for row in rows if "error" in row]:
+            side.probe_errors.setdefault(str(row.get("probe")), str(row["error"]))
+        rows = [row for row in rows if "error" not in row]
         side.probes = pd.DataFrame(rows) if rows else None
     return side
 

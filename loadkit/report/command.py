@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
 
-from loadkit.report import DEFAULT_OUTPUT, Progress, ReportError, build_report, load_run
+from loadkit.report import DEFAULT_OUTPUT, Progress, ReportError, build_report
 
 EXIT_THRESHOLD_FAILED = 3
 
@@ -44,14 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _verdicts(results: str, expressions: list[str]) -> list[dict]:
     from loadkit.cli import CommandError
-    from loadkit.thresholds import ThresholdError, evaluate
+    from loadkit.thresholds import ThresholdError, as_dicts, evaluate
 
-    folder = load_run(results).folder  # thresholds read a folder; RESULTS may be a prefix or a file
     try:
-        verdicts = evaluate(folder, expressions)
+        verdicts = evaluate(results, expressions)  # read like the report reads it: same notes on the page
     except ThresholdError as error:
         raise CommandError(str(error)) from None
-    return [{**asdict(verdict), "status": verdict.status} for verdict in verdicts]
+    return as_dicts(verdicts)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -68,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if verdicts is not None:
         failed = [v for v in verdicts if not v.get("passed")]
         for verdict in failed:
-            reason = verdict.get("error") or f"measured {verdict.get('measured')}, limit {verdict.get('limit')}"
+            measured = f"measured {verdict.get('measured')}, limit {verdict.get('limit')}"
+            reason = verdict.get("error") or verdict.get("detail") or measured
             print(f"loadkit report: threshold failed: {verdict['expression']} ({reason})", file=sys.stderr)
         if failed:
             return EXIT_THRESHOLD_FAILED

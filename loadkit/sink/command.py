@@ -82,7 +82,6 @@ SIGINT and SIGTERM end the sink cleanly (stats written, exit 0).
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -352,12 +351,10 @@ def _open_trace_log(path: str) -> int:
 
 
 def _write_stats(path: str, server: SinkServer) -> None:
+    from loadkit.results import ResultsError, write_sink_stats
+
     record = {"address": server.url, "protocol": server.target.protocol, **server.stats.as_dict()}
-    temporary = f"{path}.tmp{os.getpid()}"
     try:
-        with open(temporary, "w") as stream:
-            json.dump(record, stream, indent=2)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except OSError as error:
-        raise CommandError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
+        write_sink_stats(path, record)
+    except ResultsError as error:
+        raise CommandError(f"--stats-json: {error}") from None

@@ -30,8 +30,11 @@ def results(tmp_path):
         store.add(1003.0, 1004.0, [rcpt])
         store.flush()
     (tmp_path / "run.json").write_text(json.dumps({"started_at": 1000.0, "stopped_at": 1010.0}))
-    (tmp_path / "events.jsonl").write_text(
-        json.dumps({"time": 1005.0, "kind": "worker_missing", "worker": "w1", "detail": ""}) + "\n")
+    (tmp_path / "events.jsonl").write_text("".join(json.dumps(event) + "\n" for event in (
+        {"time": 1000.0, "kind": "run_started", "worker": None, "detail": ""},
+        {"time": 1005.0, "kind": "worker_missing", "worker": "w1", "detail": ""},
+        {"time": 1010.0, "kind": "run_stopped", "worker": None, "detail": ""},
+    )))
     return tmp_path
 
 

@@ -1,4 +1,4 @@
-"""The results folder of a run: where it goes and what describes it.
+"""The results folder of a run: where it goes, and run.json, what describes it.
 
 One folder per run (``reports/20261126-001200-demo/`` by default) holds
 Locust's CSV files (prefix ``locust``), ``run.json`` and the report.
@@ -6,19 +6,15 @@ Locust's CSV files (prefix ``locust``), ``run.json`` and the report.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
+from importlib import metadata as package_metadata
 from pathlib import Path
 
 import loadkit
-
-CSV_PREFIX = "locust"
-
-
-class ResultsError(Exception):
-    """The results folder cannot be made or written."""
+from loadkit.results._lines import Notes, ResultsError, read_json_object, write_json_atomically
+from loadkit.results._names import RUN_FILE
 
 
 def new_results_folder(parent: str | Path, label: str) -> Path:
@@ -38,14 +34,24 @@ def new_results_folder(parent: str | Path, label: str) -> Path:
     return folder
 
 
+def _version(package: str) -> str | None:
+    try:
+        return package_metadata.version(package)
+    except package_metadata.PackageNotFoundError:
+        return None
+
+
 def write_run_json(folder: Path, **metadata) -> Path:
-    """run.json: what ran, against what, when, with which versions."""
-    import locust
+    """run.json: what ran, against what, when, with which versions. Written last: its
+    absence says the run never finished (see `integrity`)."""
 
     metadata.setdefault("loadkit_version", loadkit.__version__)
-    metadata.setdefault("locust_version", locust.__version__)
+    metadata.setdefault("locust_version", _version("locust"))  # not imported: readers stay Locust-free
     metadata.setdefault("python_version", platform.python_version())
     metadata.setdefault("hostname", platform.node())
-    path = folder / "run.json"
-    path.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return path
+    return write_json_atomically(Path(folder) / RUN_FILE, metadata, sort_keys=True)
+
+
+def read_run_json(folder: Path, notes: Notes) -> dict | None:
+    """run.json of a results folder; None when there is none (the run did not finish) or it is damaged."""
+    return read_json_object(Path(folder) / RUN_FILE, notes)

@@ -1,0 +1,85 @@
+"""events.jsonl: integrity events as they happen, and what a reader derives from the folder.
+
+    {"time": 1795652205.1, "kind": "worker_missing", "worker": "c0ffee...", "detail": "no heartbeat for 3 seconds"}
+
+``time`` is epoch seconds, ``worker`` a worker's id or null. The kinds are
+those of `loadkit.metrics._integrity` (run_started, run_stopped,
+worker_lost, cpu_high, ...). A line is damaged when it is not such an object.
+
+One fact is derived, never written: a run is incomplete when its folder
+has no run.json (written last) or its events.jsonl has no run_stopped
+(written when the recording stops). A run killed with SIGKILL, or whose
+disk filled up, leaves exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from loadkit.results._lines import Notes, is_number, json_lines
+from loadkit.results._names import EVENTS_FILE, METRICS_FILE, RUN_FILE
+
+RUN_STOPPED = "run_stopped"
+RUN_INCOMPLETE = "run_incomplete"  # derived by the reader, see `incomplete_run`
+
+
+def open_events(folder: Path):
+    """The file the integrity log appends to."""
+    return open(Path(folder) / EVENTS_FILE, "a", encoding="utf-8")
+
+
+def write_event(out, kind: str, worker: str | None = None, detail: str = "", at: float | None = None) -> None:
+    line = {"time": time.time() if at is None else at, "kind": kind, "worker": worker, "detail": detail}
+    out.write(json.dumps(line) + "\n")
+    out.flush()  # at once: a run killed later still has it
+
+
+def _event(record):
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        return None
+    if "time" in record and record["time"] is not None and not is_number(record["time"]):
+        return None
+    return record
+
+
+def read_events(folder: Path, notes: Notes) -> list[dict] | None:
+    """The sound events, in file order; None when the folder has no events.jsonl."""
+    path = Path(folder) / EVENTS_FILE
+    if not path.is_file():
+        return None
+    return [event for _number, event in json_lines(path, notes, _event)]
+
+
+def is_loadkit_run(folder: Path) -> bool:
+    """A folder loadkit recorded (not a plain Locust --csv or --json-file run)."""
+    folder = Path(folder)
+    return (folder / METRICS_FILE).is_file() or (folder / EVENTS_FILE).is_file()
+
+
+def incomplete_run(folder: Path, events: list[dict] | None, notes: Notes | None = None) -> dict | None:
+    """The run_incomplete event of a loadkit run that never finished, else None.
+
+    `events` as `read_events` returned them. Plain Locust runs are not judged:
+    nothing in them says whether they finished.
+    """
+    folder = Path(folder)
+    if not is_loadkit_run(folder):
+        return None
+    missing = []
+    if not (folder / RUN_FILE).is_file():
+        missing.append(f"no {RUN_FILE}")
+    if events is not None and not any(event.get("kind") == RUN_STOPPED for event in events):
+        damaged = notes.damaged_lines(EVENTS_FILE) if notes is not None else 0
+        missing.append(f"no {RUN_STOPPED} event in {EVENTS_FILE}" + (f" ({damaged} damaged lines)" if damaged else ""))
+    if not missing:
+        return None
+    times = [event["time"] for event in events or () if is_number(event.get("time"))]
+    return {
+        "time": max(times) if times else None,
+        "kind": RUN_INCOMPLETE,
+        "worker": None,
+        "detail": f"{' and '.join(missing)}: the run was killed or stopped recording before its end; "
+                  "its last seconds and totals may be missing",
+    }

@@ -1,0 +1,113 @@
+"""metrics.jsonl: one JSON object per interval, written in time order once settled.
+
+    {"start": 1795652195.0, "end": 1795652196.0, "users": 10,
+     "series": [{"kind": "request", "type": "SMTP", "name": "send",
+                 "ok": 40, "failed": 1, "bytes": 204800,
+                 "errors": {"550 5.1.1 at RCPT": 1},
+                 "histogram": "HISTFAAA..."}, ...]}
+
+``start``/``end`` are epoch seconds (whole seconds on every process, so
+intervals of a distributed run line up); ``users`` is optional; ``kind`` is
+"request" or "phase"; ``histogram`` is an HdrHistogram of µs in its V2
+compressed text form. A line is damaged when it is not such an object, a
+count is not a whole number, or a histogram does not decode.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from loadkit.results._lines import Notes, is_count, is_number, json_lines
+from loadkit.results._names import METRICS_FILE
+
+TAIL_BYTES = 1 << 16
+
+
+def open_metrics(folder: Path):
+    """The file the interval writer appends to."""
+    return open(Path(folder) / METRICS_FILE, "a", encoding="utf-8")
+
+
+def write_interval(out, interval: dict) -> None:
+    out.write(json.dumps(interval, separators=(",", ":")) + "\n")
+
+
+def interval_checker(decode=None):
+    """A `valid` for `json_lines`: the interval with its numbers checked and, given
+    `decode`, each series' histogram decoded (a histogram that does not decode is damage)."""
+
+    def valid(record):
+        if not isinstance(record, dict) or not is_number(record.get("start")):
+            return None
+        if "end" in record and not is_number(record["end"]):
+            return None
+        if "users" in record and record["users"] is not None and not is_number(record["users"]):
+            return None
+        series = record.get("series", [])
+        if not isinstance(series, list):
+            return None
+        for entry in series:
+            if not isinstance(entry, dict):
+                return None
+            for key in ("kind", "type", "name"):
+                if key in entry and not isinstance(entry[key], str):
+                    return None
+            for key in ("ok", "failed", "bytes"):
+                if key in entry and not is_count(entry[key]):
+                    return None
+            errors = entry.get("errors", {})
+            if not isinstance(errors, dict) or not all(is_count(count) for count in errors.values()):
+                return None
+            encoded = entry.get("histogram")
+            if encoded:
+                if not isinstance(encoded, str):
+                    return None
+                if decode is not None:
+                    entry["histogram"] = decode(encoded)
+        return record
+
+    return valid
+
+
+def read_intervals(folder: Path, notes: Notes, decode=None, progress=None):
+    """(line number, interval) for every sound line of metrics.jsonl, in file order."""
+    return json_lines(Path(folder) / METRICS_FILE, notes, interval_checker(decode), progress)
+
+
+def first_and_last_intervals(folder: Path, decode=None) -> tuple[dict | None, dict | None]:
+    """The first and last sound intervals, reading only the file's two ends (damage is said
+    by the full read that follows)."""
+    path = Path(folder) / METRICS_FILE
+    valid = interval_checker(decode)
+
+    def parse(line: bytes):
+        if not line.strip():
+            return None
+        try:
+            return valid(json.loads(line))
+        except Exception:  # noqa: BLE001 - a damaged line is skipped
+            return None
+
+    first = last = None
+    with path.open("rb") as handle:
+        for line in handle:
+            first = parse(line)
+            if first is not None:
+                break
+        if first is None:
+            return None, None
+        size = handle.seek(0, 2)
+        chunk = TAIL_BYTES
+        while True:
+            handle.seek(max(size - chunk, 0))
+            lines = handle.read().splitlines()
+            # The first line of a chunk may be cut: trust it only when the chunk is the whole file.
+            complete = lines if size <= chunk else lines[1:]
+            for line in reversed(complete):
+                last = parse(line)
+                if last is not None:
+                    return first, last
+            if size <= chunk:
+                return first, first
+            chunk *= 4
