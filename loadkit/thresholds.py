@@ -203,7 +203,7 @@ class _Measurements:
         self.locust_rows = None if self.has_metrics else _read_locust_stats(folder / LOCUST_STATS_FILE)
 
     def _read_metrics(self, wanted: set[str | None]) -> None:
-        from loadkit.metrics._histogram import add_into, decode, new_histogram
+        from loadkit.hdr import decode, merge_into, new_histogram
 
         phases = {s[len("phase."):] for s in wanted if s and s.startswith("phase.")}
         names = {s for s in wanted if s and not s.startswith("phase.")}
@@ -228,7 +228,7 @@ class _Measurements:
                         if series.get("histogram"):
                             if measured.histogram is None:
                                 measured.histogram = new_histogram()
-                            add_into(measured.histogram, decode(series["histogram"]))
+                            merge_into(measured.histogram, decode(series["histogram"]))
         if first is not None:
             self.span = (first, last)
 
@@ -287,7 +287,7 @@ class _Measurements:
         histogram = scope.histogram
         if histogram is None or not histogram.total_count:
             return None, f"never measured: {where} has no latency samples", METRICS_FILE
-        from loadkit.metrics._histogram import percentiles_ms, summary_ms
+        from loadkit.hdr import percentiles_ms, summary_ms
 
         if threshold.percentile is not None or metric == "median":
             level = 50.0 if metric == "median" else threshold.percentile

@@ -13,7 +13,7 @@ percentiles), Locust's ``--csv`` files, or Locust's ``--json-file`` stats::
 
 from loadkit.report._build import DEFAULT_OUTPUT, build_report, draw_charts
 from loadkit.report._compare import Change, compare_runs
-from loadkit.report._hdr import Distribution, decode_counts
+from loadkit.hdr import Distribution, decode_counts
 from loadkit.report._locust_csv import (
     ReportError,
     aggregated_timeline,

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadkit.report._hdr import Distribution
+from loadkit.hdr import Distribution
 
 ENTRY_KEYS = ("name", "method", "num_requests", "num_failures")
 

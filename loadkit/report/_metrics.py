@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadkit.report._hdr import Distribution, HistogramError, add_span, decode_span, empty_counts, percentiles_of_counts
+from loadkit.hdr import Distribution, HistogramError, add_span, decode_span, empty_counts, percentiles_of_counts
 
 METRICS_FILE = "metrics.jsonl"
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
