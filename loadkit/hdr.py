@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import struct
 import zlib
 from dataclasses import dataclass
@@ -90,8 +89,14 @@ class HistogramError(LoadkitError, ValueError):
 
 def nearest_rank(percentile: float, total: int) -> int:
     """The 1-based rank of the value at `percentile` (0..100) among `total` sorted values."""
-    share = min(max(Fraction(repr(float(percentile))), Fraction(0)), Fraction(100))
-    return max(math.ceil(share * total / 100), 1)
+    share = _share(float(percentile))
+    return max(-(-share.numerator * total // share.denominator), 1)  # ceil, in integers
+
+
+@lru_cache(maxsize=1024)
+def _share(percentile: float) -> Fraction:
+    """percentile / 100 as an exact fraction of the decimal written (99.9 -> 999/1000), within 0..1."""
+    return min(max(Fraction(repr(percentile)), Fraction(0)), Fraction(100)) / 100
 
 
 def percentile_of_sorted(sorted_values, percentile: float):
