@@ -29,17 +29,17 @@ Merge
 Percentiles: one rule
     The value at percentile p of N values is the sample of rank
     ceil(p * N / 100), at least 1, in sorted order: the nearest-rank rule,
-    as HdrHistogram's reference implementation counts it. p is read as the
-    decimal it is written as, so p99.9 of 1,000 values is the 999th, never
-    the 1,000th by a rounding error. The histogram answers with the highest
-    value of the bucket holding that sample (the lowest, for p0): never
-    below the sample, above it by less than the bucket's width.
-    hdrh 0.10's own ``get_value_at_percentile`` rounds the rank to the
-    nearest integer instead (int(p * N / 100 + 0.5)), one rank lower
-    whenever p * N / 100 has a fraction under one half (p99.9 of 1,600
-    values: the 1,598th); loadkit never uses it. Every percentile loadkit
-    shows or checks (metrics, report tables and series, thresholds, the
-    sink, e2e, probes, ``loadkit source``) comes from `nearest_rank`.
+    as HdrHistogram's reference (Java) ``getValueAtPercentile`` counts it.
+    p is read as the decimal it is written as, so p99.9 of 1,000 values is
+    the 999th, never the 1,000th by a rounding error. The histogram answers
+    with the highest value of the bucket holding that sample (the lowest,
+    for p0): never below the sample (to the µs), above it by less than the
+    bucket's width. hdrh 0.10's own ``get_value_at_percentile`` rounds the
+    rank to the nearest integer instead (int(p * N / 100 + 0.5)), one rank
+    lower whenever p * N / 100 has a fraction under one half (p99.9 of
+    1,600 values: the 1,598th); loadkit never uses it. Every percentile
+    loadkit shows or checks (metrics, report tables and series, thresholds,
+    the sink, e2e, probes, ``loadkit source``) comes from `nearest_rank`.
 
 numpy is imported on first use, not with this module: the sink records its
 trace delays one at a time and starts without it.
@@ -64,8 +64,8 @@ __all__ = [
     "HIGHEST_US", "LOWEST_US", "SIGNIFICANT_FIGURES", "SUMMARY_PERCENTILES", "UNIT",
     "Distribution", "HistogramError", "Layout",
     "add_span", "decode", "decode_counts", "decode_span", "empty_counts", "encode", "layout_of", "merge_into",
-    "nearest_rank", "new_histogram", "percentile_key", "percentile_of_sorted", "percentiles_ms", "percentiles_of_counts", "record_ms",
-    "record_us", "standard_layout", "summary_ms",
+    "nearest_rank", "new_histogram", "percentile_key", "percentile_of_sorted", "percentiles_ms",
+    "percentiles_of_counts", "record_ms", "record_us", "standard_layout", "summary_ms",
 ]
 
 UNIT = "µs"
