@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
 from loadkit.hdr import Distribution, decode_counts
+from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
 
 E2E_FILE = "e2e.json"
 PROBES_FILE = "probes.jsonl"

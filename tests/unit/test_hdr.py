@@ -202,7 +202,7 @@ def test_the_codec_round_trips():
     assert back.equals(histogram) and back.total_count == histogram.total_count
     assert encode(back) == text
     assert np.array_equal(decode_counts(text), np.frombuffer(histogram.counts, dtype=np.int64))
-    start, values = decode_span(text)
+    _, values = decode_span(text)
     assert values[0] and values[-1] and values.sum() == histogram.total_count
     empty = encode(new_histogram())
     assert decode(empty).total_count == 0 and len(decode_span(empty)[1]) == 0
