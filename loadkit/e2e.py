@@ -173,7 +173,7 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_
     time of that source is moved onto the sink's clock before it is subtracted.
     """
     offsets = {source: offset / 1000.0 for source, offset in (clock_offsets_ms or {}).items()}
-    from loadkit.metrics import encode, new_histogram, percentiles_ms, record_ms, summary_ms
+    from loadkit.hdr import SUMMARY_PERCENTILES, encode, new_histogram, percentile_key, percentiles_ms, record_ms, summary_ms
 
     histogram = new_histogram()
     delays_ms = []
@@ -211,8 +211,8 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_
     latency = {}
     if histogram.total_count:
         latency = summary_ms(histogram)
-        for percentile, value in percentiles_ms(histogram, [50, 90, 95, 99, 99.9]).items():
-            latency[f"p{percentile:g}"] = value
+        for percentile, value in percentiles_ms(histogram, SUMMARY_PERCENTILES).items():
+            latency[percentile_key(percentile)] = value
     return {
         "accepted": accepted.count,
         "delivered": delivered,

@@ -52,6 +52,7 @@ from locust.exception import StopUser
 
 from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
+from loadkit.hdr import percentile_of_sorted
 from loadkit.targets import TargetError, parse_endpoint
 from loadkit.users import LmtpUser, SmtpUser, setup_problem
 
@@ -242,14 +243,6 @@ class _Counter:
         sys.stdout.write("\n")
 
 
-def percentile(sorted_values, fraction: float) -> float:
-    """Nearest-rank percentile of sorted values (exact: every sample was kept)."""
-    if not sorted_values:
-        return float("nan")
-    rank = max(1, -(-int(fraction * len(sorted_values) * 1000) // 1000))
-    return sorted_values[min(rank, len(sorted_values)) - 1]
-
-
 def print_summary(args, tally: Tally, elapsed: float) -> None:
     latencies = sorted(tally.latencies)
     sent = len(latencies)
@@ -260,7 +253,7 @@ def print_summary(args, tally: Tally, elapsed: float) -> None:
         f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s"
     )
     if latencies:
-        p50, p95, p99 = (percentile(latencies, f) for f in (0.50, 0.95, 0.99))
+        p50, p95, p99 = (percentile_of_sorted(latencies, p) for p in (50, 95, 99))  # every sample was kept
         print(f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1]:.2f}")
     if tally.errors:
         print("failures:")

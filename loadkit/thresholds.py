@@ -214,11 +214,11 @@ class _Scope:
         self.series = 0
 
     def add_histogram(self, histogram) -> None:
-        from loadkit.metrics._histogram import add_into, new_histogram
+        from loadkit.hdr import merge_into, new_histogram
 
         if self.histogram is None:
             self.histogram = new_histogram()
-        add_into(self.histogram, histogram)
+        merge_into(self.histogram, histogram)
 
 
 class _Measurements:
@@ -254,7 +254,7 @@ class _Measurements:
             self._read_locust_json(wanted)
 
     def _read_metrics(self, wanted: set[str | None]) -> None:
-        from loadkit.metrics._histogram import decode
+        from loadkit.hdr import decode
 
         phases = {s[len("phase."):] for s in wanted if s and s.startswith("phase.")}
         names = {s for s in wanted if s and not s.startswith("phase.")}
@@ -294,7 +294,7 @@ class _Measurements:
             self.locust_rows = [dict(zip(header, row)) for row in rows]
 
     def _read_locust_json(self, wanted: set[str | None]) -> None:
-        from loadkit.metrics._histogram import new_histogram
+        from loadkit.hdr import new_histogram
 
         self.source = self.path.name
         try:
@@ -385,7 +385,7 @@ class _Measurements:
         histogram = scope.histogram
         if histogram is None or not histogram.total_count:
             return None, f"never measured: {where} has no latency samples", source
-        from loadkit.metrics._histogram import percentiles_ms, summary_ms
+        from loadkit.hdr import percentiles_ms, summary_ms
 
         if threshold.percentile is not None or metric == "median":
             level = 50.0 if metric == "median" else threshold.percentile

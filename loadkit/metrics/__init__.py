@@ -1,6 +1,5 @@
 """Numbers of a run: HdrHistograms per interval, worker->master merge, the results folder.
 
-    _histogram   record a whole array into an HdrHistogram at once; encode, merge, percentiles
     _recorder    the request listener (hot path): raw values into buffers, folded at each tick
     _series      one series of one interval, and its JSON form
     _intervals   intervals merged by start and written to metrics.jsonl once settled
@@ -10,8 +9,9 @@
     _csv         Locust's own CSV in the folder, complete at the end
     plugin       --results and --check on the locust command line
 
-Names are loaded on first use: numpy and hdrh are not imported by merely
-importing loadkit's users (``loadkit source`` does not record histograms).
+Histograms themselves (layout, recording, codec, merge, percentiles) are
+``loadkit.hdr``'s. Names are loaded on first use: numpy is not imported by
+merely importing loadkit's users (``loadkit source`` records no histogram).
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ from __future__ import annotations
 import importlib
 
 _WHERE = {
-    "new_histogram": "_histogram", "record_ms": "_histogram", "add_into": "_histogram", "encode": "_histogram",
-    "decode": "_histogram", "percentiles_ms": "_histogram", "summary_ms": "_histogram",
     "RequestRecorder": "_recorder", "Series": "_series", "IntervalStore": "_intervals",
     "IntegrityLog": "_integrity", "WorkerReporter": "_worker", "RunRecorder": "_run", "LocustCsv": "_csv",
 }

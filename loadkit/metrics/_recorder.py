@@ -3,7 +3,7 @@
 This is a hot path: a process may see 5-10k requests a second, each with
 about eight phase times. Per request the listener only appends floats to
 ``array('d')`` buffers and bumps a few counters; histograms are built at the
-tick, for a whole buffer at a time (see `_histogram.record_ms`). Failures
+tick, for a whole buffer at a time (see `loadkit.hdr.record_ms`). Failures
 are rare and take the slower path.
 
 Gevent switches greenlets only when one blocks, so `take()` swapping the
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from array import array
 
-from loadkit.metrics._histogram import record_ms
+from loadkit.hdr import record_ms
 from loadkit.metrics._series import PHASE, REQUEST, Series
 
 PHASE_SUFFIX = "-phase"

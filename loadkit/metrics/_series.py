@@ -8,7 +8,7 @@ with the same key by adding them.
 
 from __future__ import annotations
 
-from loadkit.metrics._histogram import add_into, decode, encode, new_histogram
+from loadkit.hdr import decode, encode, merge_into, new_histogram
 
 REQUEST = "request"
 PHASE = "phase"
@@ -32,7 +32,7 @@ class Series:
         return (self.kind, self.type, self.name)
 
     def merge(self, other: "Series") -> None:
-        add_into(self.histogram, other.histogram)
+        merge_into(self.histogram, other.histogram)
         self.ok += other.ok
         self.failed += other.failed
         self.bytes += other.bytes

@@ -37,7 +37,7 @@ _DELIVERY = re.compile(
 
 def postfix_log_summary(path: str | Path, offset: int = 0) -> dict:
     """Status counts (all, and per sender) and delay histograms of the log from byte `offset` on."""
-    from loadkit.metrics import encode, new_histogram, percentiles_ms, record_ms, summary_ms
+    from loadkit.hdr import encode, new_histogram, percentile_key, percentiles_ms, record_ms, summary_ms
 
     senders: dict[str, str] = {}
     status: dict[str, int] = {}
@@ -65,7 +65,7 @@ def postfix_log_summary(path: str | Path, offset: int = 0) -> dict:
         record_ms(histogram, values)
         if histogram.total_count:
             delays_ms[name] = {**summary_ms(histogram),
-                               **{f"p{p:g}": v for p, v in percentiles_ms(histogram, [50, 90, 99]).items()}}
+                               **{percentile_key(p): v for p, v in percentiles_ms(histogram, [50, 90, 99]).items()}}
         histograms[name] = encode(histogram)
     return {
         "log": str(path),

@@ -11,9 +11,9 @@ percentiles), Locust's ``--csv`` files, or Locust's ``--json-file`` stats::
     build_report("new-run", baseline="old-run")                 # what got worse
 """
 
+from loadkit.hdr import Distribution, decode_counts
 from loadkit.report._build import DEFAULT_OUTPUT, build_report, draw_charts
 from loadkit.report._compare import Change, compare_runs
-from loadkit.report._hdr import Distribution, decode_counts
 from loadkit.report._locust_csv import (
     ReportError,
     aggregated_timeline,

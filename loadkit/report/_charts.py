@@ -20,7 +20,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from loadkit.report._hdr import Distribution
+from loadkit.hdr import Distribution
 
 WIDE = (10.0, 3.3)  # inches
 SHORT = (10.0, 2.4)

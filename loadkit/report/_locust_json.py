@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from loadkit import results as files
-from loadkit.report._hdr import Distribution
+from loadkit.hdr import Distribution
 from loadkit.results import ResultsError, looks_like_locust_json
 
 __all__ = ["JsonEntry", "LocustJsonError", "json_timeline", "looks_like_locust_json", "read_locust_json"]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from loadkit.report._hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
+from loadkit.hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
 from loadkit.results import Notes, first_and_last_intervals, read_intervals
 
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw

@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadkit import results as files
-from loadkit.report._hdr import SUMMARY_PERCENTILES, Distribution, percentile_key
+from loadkit.hdr import SUMMARY_PERCENTILES, Distribution, percentile_key
 from loadkit.report._locust_csv import (
     AGGREGATED,
     ReportError,

@@ -19,7 +19,7 @@ import pandas as pd
 
 from loadkit import results as files
 from loadkit.report._charts import COLORS, SERIES_COLORS, _legend, _render, _time_axes, distribution_chart
-from loadkit.report._hdr import Distribution, decode_counts
+from loadkit.hdr import Distribution, decode_counts
 from loadkit.results import E2E_FILE, Notes
 
 E2E_LABEL = "delivery (send to sink)"

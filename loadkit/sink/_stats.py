@@ -15,11 +15,11 @@ once there are many keys, so the dict stays small.
 from __future__ import annotations
 
 import os
-import os
 import time
 
+from loadkit.hdr import encode, new_histogram, percentile_key, percentiles_ms, record_us, summary_ms
+
 FOLD_REPLIES_ABOVE = 256  # distinct reply objects kept before folding them into codes
-DELAY_LOWEST_US, DELAY_HIGHEST_US, DELAY_DIGITS = 1, 3_600_000_000, 3  # loadkit.metrics' histograms
 SEEN_BITMAP_LIMIT = 1 << 27  # sequence numbers below this are remembered in a bitmap (16 MiB per source at most)
 
 
@@ -145,11 +145,10 @@ class TraceStats:
 
     The delay is arrival (the sink's clock at the end of data) minus the
     trace's ``t=`` (the sender's clock when it built the message), kept in an
-    HdrHistogram of microseconds (1 µs to 1 h, 3 digits), the same kind as a
-    results folder's, recorded one value at a time (about 1 µs: no numpy to
-    load at start, no batch to fold in the middle of a run). A delay below
-    zero means the two clocks disagree: it is counted in `early` and
-    recorded as the lowest value.
+    HdrHistogram of `loadkit.hdr`'s layout, as a results folder's, recorded
+    one value at a time (about 1 µs: no numpy to load at start, no batch to
+    fold in the middle of a run). A delay below zero means the two clocks
+    disagree: it is counted in `early` and recorded as the lowest value.
 
     Duplicates: each (run, source) pair gets a bitmap of the sequence
     numbers seen, one bit each (a million messages of one source: 125 KB);
@@ -163,12 +162,10 @@ class TraceStats:
     """
 
     def __init__(self) -> None:
-        from hdrh.histogram import HdrHistogram
-
         self.messages = 0
         self.duplicates = 0
         self.early = 0
-        self.histogram = HdrHistogram(DELAY_LOWEST_US, DELAY_HIGHEST_US, DELAY_DIGITS)
+        self.histogram = new_histogram()
         self._seen: dict[tuple[str, str], bytearray] = {}
         self._seen_far: set[tuple[str, str, int]] = set()
         self.log: int | None = None
@@ -177,13 +174,9 @@ class TraceStats:
         """One traced message (a `loadkit.messages.Trace`) that arrived at `arrival` (epoch seconds)."""
         self.messages += 1
         micros = int((arrival - trace.sent_at) * 1e6 + 0.5)
-        if micros < DELAY_LOWEST_US:
-            if micros < 0:
-                self.early += 1
-            micros = DELAY_LOWEST_US
-        elif micros > DELAY_HIGHEST_US:
-            micros = DELAY_HIGHEST_US
-        self.histogram.record_value(micros)
+        if micros < 0:
+            self.early += 1
+        record_us(self.histogram, micros)
         if self._seen_before(trace.run_id, trace.source, trace.sequence):
             self.duplicates += 1
         if self.log is not None:
@@ -213,17 +206,14 @@ class TraceStats:
         histogram = self.histogram
         delay = {}
         if histogram.total_count:
-            delay = {
-                "min": histogram.get_min_value() / 1000.0,
-                "mean": round(histogram.get_mean_value() / 1000.0, 3),
-                "max": histogram.get_max_value() / 1000.0,
-            }
-            for percentile in (50, 90, 99, 99.9):
-                delay[f"p{percentile:g}"] = histogram.get_value_at_percentile(percentile) / 1000.0
+            summary = summary_ms(histogram)
+            delay = {"min": summary["min"], "mean": round(summary["mean"], 3), "max": summary["max"]}
+            for percentile, value in percentiles_ms(histogram, (50, 90, 99, 99.9)).items():
+                delay[percentile_key(percentile)] = value
         return {
             "messages": self.messages,
             "duplicates": self.duplicates,
             "early": self.early,
             "delay_ms": delay,
-            "delay_histogram": histogram.encode().decode("ascii"),  # hdrh's V2 text, as in metrics.jsonl
+            "delay_histogram": encode(histogram),  # hdrh's V2 text, as in metrics.jsonl
         }

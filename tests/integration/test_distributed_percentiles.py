@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from loadkit.metrics._histogram import add_into, decode, new_histogram, percentiles_ms
+from loadkit.hdr import decode, merge_into, nearest_rank, new_histogram, percentiles_ms
 from tests.integration.peers import loadkit_sink, run_master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "raw_samples_locustfile.py")
@@ -41,12 +41,12 @@ def test_merged_percentiles_match_the_raw_samples_of_both_workers(tmp_path):
     for line in (folder / "metrics.jsonl").read_text().splitlines():
         for series in json.loads(line)["series"]:
             if series["kind"] == "request":
-                add_into(merged, decode(series["histogram"]))
+                merge_into(merged, decode(series["histogram"]))
     assert merged.total_count == len(samples) == sink["messages"]
 
     ours = percentiles_ms(merged, [50.0, 99.0])
     samples.sort()
     for percentile in (50.0, 99.0):
-        # the sample at HdrHistogram's rank (the nearest, int(p*N/100 + 0.5))
-        exact = float(samples[max(int(percentile * len(samples) / 100 + 0.5), 1) - 1])
+        # the sample at loadkit's one rank rule (nearest rank: ceil(p*N/100))
+        exact = float(samples[nearest_rank(percentile, len(samples)) - 1])
         assert abs(ours[percentile] - exact) <= 0.01 * exact, (percentile, ours[percentile], exact)

@@ -14,7 +14,7 @@ import pytest
 
 from loadkit.e2e_clock import ClockError, measure_sink_clock_offset
 from loadkit.instances import Postfix
-from loadkit.metrics import decode
+from loadkit.hdr import decode
 from loadkit.report import build_report
 from loadkit.targets import parse_url
 from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers

@@ -9,7 +9,7 @@ import subprocess
 import time
 
 from loadkit.messages import MessageFactory
-from loadkit.metrics import decode
+from loadkit.hdr import decode
 from loadkit.sink import SinkServer
 from tests.integration.test_sink_cli import sink_process
 

@@ -7,7 +7,7 @@ from array import array
 import numpy as np
 import pytest
 
-from loadkit.metrics._histogram import add_into, decode, encode, new_histogram, percentiles_ms, record_ms, summary_ms
+from loadkit.hdr import decode, encode, merge_into, new_histogram, percentiles_ms, record_ms, summary_ms
 
 LEVELS = [50, 90, 95, 99, 99.9]
 
@@ -40,6 +40,7 @@ def test_percentiles_match_hdrh_and_numpy_on_a_skewed_lognormal():
     within_one_percent(histogram, samples)
     ours = percentiles_ms(histogram, LEVELS + [0, 100])
     for level in LEVELS + [0, 100]:
+        # p * N / 100 is whole for each level: hdrh's rounded rank and the nearest rank agree
         assert ours[level] == histogram.get_value_at_percentile(level) / 1000
 
 
@@ -63,7 +64,7 @@ def test_workers_histograms_merged_after_encoding_match_the_pooled_samples():
     for shard in shards:
         histogram = new_histogram()
         record_ms(histogram, shard)
-        add_into(merged, decode(encode(histogram)))  # as it travels from worker to master
+        merge_into(merged, decode(encode(histogram)))  # as it travels from worker to master
     pooled = np.concatenate(shards)
     assert merged.total_count == len(pooled)
     within_one_percent(merged, pooled)
@@ -76,5 +77,5 @@ def test_empty_histogram_has_no_percentiles():
     assert histogram.total_count == 0
     assert percentiles_ms(histogram, [99]) == {} and summary_ms(histogram) == {}
     target = new_histogram()
-    add_into(target, histogram)
+    merge_into(target, histogram)
     assert target.total_count == 0

@@ -9,7 +9,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from loadkit.metrics._histogram import record_ms
+from loadkit.hdr import record_ms
 from loadkit.metrics._intervals import IntervalStore
 from loadkit.metrics._series import Series
 from loadkit.thresholds import ThresholdError, evaluate, format_table, parse, read_verdicts, write_verdicts
