@@ -61,7 +61,7 @@ def find_peer(name: str) -> str:
 @functools.cache
 def _swaks_support(path: str) -> dict[str, str | None]:
     """`swaks --support`: feature -> None when supported, else swaks's own reason."""
-    done = subprocess.run([path, "--support"], capture_output=True, text=True, timeout=30)
+    done = subprocess.run([path, "--support"], capture_output=True, text=True, timeout=30, check=False)
     features: dict[str, str | None] = {}
     for line in (done.stdout + done.stderr).splitlines():
         if supported := re.match(r"=== (.+) supported$", line):

@@ -76,13 +76,11 @@ def test_a_chatty_process_never_stalls_on_a_full_pipe():
 def test_watching_checks_every_process_after_the_block_and_leaves_none_running():
     good = child("pass")
     bad = child("import sys; sys.exit(3)")
-    with pytest.raises(AssertionError, match="exited with 3"):
-        with watching([good, bad]):
-            pass
+    with pytest.raises(AssertionError, match="exited with 3"), watching([good, bad]):
+        pass
     sleeper = child("import time; time.sleep(60)")
-    with pytest.raises(RuntimeError, match="the test failed"):
-        with watching([sleeper]):
-            raise RuntimeError("the test failed")
+    with pytest.raises(RuntimeError, match="the test failed"), watching([sleeper]):
+        raise RuntimeError("the test failed")
     assert sleeper.poll() is not None  # killed, and the test's own error is the one reported
 
 
@@ -100,9 +98,8 @@ def test_listening_port_is_the_port_the_process_bound_at_0():
 
 
 def test_a_refused_port_refuses_while_it_is_held():
-    with refused_port() as port:
-        with pytest.raises(ConnectionRefusedError):
-            socket.create_connection(("127.0.0.1", port), timeout=5)
+    with refused_port() as port, pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5)
 
 
 INNER_CONFTEST = "from tests.conftest import pytest_collectreport, pytest_runtest_logreport, " \
@@ -132,7 +129,7 @@ def inner_pytest(tmp_path, tests: str, ci: bool) -> subprocess.CompletedProcess:
     if ci:
         env["CI"] = "true"
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path)
+                          capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path, check=False)
 
 
 def last_line(result: subprocess.CompletedProcess) -> str:
