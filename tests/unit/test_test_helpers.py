@@ -15,7 +15,7 @@ import textwrap
 
 import pytest
 
-from tests.conftest import listening_port, refused_port
+from tests.conftest import listening_port, refused_port, swaks_with
 from tests.integration.peers import WatchedProcess, watching
 
 
@@ -101,6 +101,23 @@ def test_a_refused_port_refuses_while_it_is_held():
     with refused_port() as port, pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", port), timeout=5)
 
+
+FAKE_SWAKS = """#!/bin/sh
+# what Debian's swaks says with --support when installed without its Recommends
+echo '=== Basic AUTH supported'
+echo '*** TLS not available: requires Net::SSLeay' >&2
+"""
+
+
+def test_swaks_with_asks_swaks_and_names_the_package_it_lacks(tmp_path, monkeypatch):
+    fake = tmp_path / "swaks"
+    fake.write_text(FAKE_SWAKS)
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert swaks_with("Basic AUTH") == str(fake)
+    with pytest.raises((pytest.skip.Exception, pytest.fail.Exception)) as refused:
+        swaks_with("Basic AUTH", "TLS")
+    assert "swaks cannot do TLS (requires Net::SSLeay): apt-get install libnet-ssleay-perl" in str(refused.value)
 
 INNER_CONFTEST = "from tests.conftest import pytest_collectreport, pytest_runtest_logreport, " \
                  "pytest_sessionfinish, pytest_terminal_summary  # noqa: F401\n"
