@@ -1,4 +1,11 @@
-"""Real peers started by the tests: Postfix's smtp-sink, loadkit's own sink CLI."""
+"""Processes the tests start: Postfix's smtp-sink, loadkit's own sink CLI, Locust masters and workers.
+
+Every one is a `WatchedProcess`: its output is read as it comes and kept,
+and when the test is done it must have exited with the status the test
+expects and printed no traceback, or the test fails with its output. A
+helper that ignored a peer's exit status or dropped its stderr would let
+a crash pass as a green test.
+"""
 
 from __future__ import annotations
 
@@ -12,39 +19,138 @@ import threading
 import time
 from contextlib import contextmanager
 
-from tests.conftest import find_peer, free_port, wait_for_port
+from tests.conftest import find_peer, listening_port
 
-_COUNTERS = re.compile(rb"sess=(\d+) quit=(\d+) mesg=(\d+)")
+_COUNTERS = re.compile(r"sess=(\d+) quit=(\d+) mesg=(\d+)")
+OUTPUT_SHOWN = 3000  # characters of a failed process's output in the failure message
+
+
+class WatchedProcess(subprocess.Popen):
+    """A process a test helper started, watched so that its failures cannot hide.
+
+    stdout and stderr are read as they come (a full pipe never stalls it) and
+    kept. `finish()` sends `stop_signal` if it is still running, waits, and
+    asserts its exit status is `expected_status` and its output holds no
+    "Traceback". A test that kills it on purpose (SIGKILL) expects -SIGKILL.
+    """
+
+    def __init__(self, name: str, command: list[str], *, expected_status: int = 0,
+                 stop_signal: int | None = None, first_line: bool = False, env: dict | None = None):
+        super().__init__(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self.name = name
+        self.expected_status = expected_status
+        self.stop_signal = stop_signal
+        # read before the readers start: a server's "listening on" line
+        self.first_line = self.stdout.readline().decode(errors="replace") if first_line else ""
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._readers = [
+            threading.Thread(target=self._drain, args=(stream, chunks), daemon=True)
+            for stream, chunks in ((self.stdout, self._out), (self.stderr, self._err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _drain(stream, chunks: list[bytes]) -> None:
+        with stream:
+            while chunk := stream.read1(65536):
+                chunks.append(chunk)
+
+    def send_signal(self, sig: int) -> None:
+        if sig == signal.SIGKILL:
+            self.expected_status = -signal.SIGKILL
+        super().send_signal(sig)
+
+    def stdout_text(self) -> str:
+        """What it wrote to stdout so far (all of it once it has exited)."""
+        self._join_if_exited()
+        return self.first_line + b"".join(self._out).decode(errors="replace")
+
+    def stderr_text(self) -> str:
+        self._join_if_exited()
+        return b"".join(self._err).decode(errors="replace")
+
+    def communicate(self, input=None, timeout=None) -> tuple[str, str]:
+        """Wait for the exit (TimeoutExpired as Popen's) and return (stdout, stderr) as text."""
+        self.wait(timeout)
+        return self.stdout_text(), self.stderr_text()
+
+    def _join_if_exited(self) -> None:
+        if self.poll() is not None:
+            for reader in self._readers:
+                reader.join(10)  # a child that inherited the pipe could hold it open
+
+    def finish(self, timeout: float = 30.0) -> None:
+        """Stop it with `stop_signal` if it runs, then assert its exit status and that it printed no traceback."""
+        if self.stop_signal is not None and self.poll() is None:
+            super().send_signal(self.stop_signal)
+        try:
+            self.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.stop_now()
+            raise AssertionError(f"{self.name} was still running {timeout}s after the test:\n{self._shown()}") from None
+        problems = []
+        if self.returncode != self.expected_status:
+            problems.append(f"exited with {self.returncode}, expected {self.expected_status}")
+        if "Traceback" in self.stdout_text() + self.stderr_text():
+            problems.append("printed a traceback")
+        assert not problems, f"{self.name} {' and '.join(problems)}:\n{self._shown()}"
+
+    def stop_now(self) -> None:
+        if self.poll() is None:
+            super().send_signal(signal.SIGKILL)
+        try:
+            self.wait(10)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _shown(self) -> str:
+        out, err = self.stdout_text(), self.stderr_text()
+        return f"--- stdout ---\n{out[-OUTPUT_SHOWN:]}\n--- stderr ---\n{err[-OUTPUT_SHOWN:]}"
+
+
+@contextmanager
+def watching(processes: list[WatchedProcess], timeout: float = 30.0):
+    """After a block that succeeded, `finish` every process; whatever happened, none is left running."""
+    try:
+        yield
+        for process in processes:
+            process.finish(timeout)
+    finally:
+        for process in processes:
+            process.stop_now()
 
 
 class PostfixSink:
-    """Postfix's smtp-sink with running counters (-c); `counts()` after `stop()`."""
+    """Postfix's smtp-sink with running counters (-c); `counts()` after `stop()`.
 
-    def __init__(self, lmtp: bool = False):
-        self.port = free_port()
-        command = [find_peer("smtp-sink"), "-c"]
+    smtp-sink binds port 0 but does not say which port it got: the port is
+    read from the kernel's socket table (`listening_port`).
+    """
+
+    def __init__(self, lmtp: bool = False, options: tuple[str, ...] = ()):
+        command = [find_peer("smtp-sink"), "-c", *options]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
         if lmtp:
             command.append("-L")
-        command += [f"127.0.0.1:{self.port}", "256"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.output = b""
-        self._reader = threading.Thread(target=self._read_counters, daemon=True)
-        self._reader.start()
-        wait_for_port("127.0.0.1", self.port)
+        command += ["127.0.0.1:0", "256"]
+        # smtp-sink has no handler for SIGTERM: stopped so, it ends by that signal
+        self.process = WatchedProcess("Postfix's smtp-sink", command, expected_status=-signal.SIGTERM,
+                                      stop_signal=signal.SIGTERM)
+        try:
+            self.port = listening_port(self.process)
+        except BaseException:
+            self.process.stop_now()
+            raise
 
-    def _read_counters(self) -> None:
-        while chunk := self.process.stdout.read1(4096):
-            self.output += chunk
-
-    def _counts(self) -> dict | None:
-        counters = _COUNTERS.findall(self.output)
-        if not counters:
-            return None
+    def _counts(self) -> dict:
+        counters = _COUNTERS.findall(self.process.stdout_text())
+        if not counters:  # -c prints a line only once a session has ended
+            return {"sessions": 0, "quits": 0, "messages": 0}
         sessions, quits, messages = (int(n) for n in counters[-1])
-        # wait_for_port's probe connection is a session too
-        return {"sessions": sessions - 1, "quits": quits, "messages": messages}
+        return {"sessions": sessions, "quits": quits, "messages": messages}
 
     @property
     def url(self) -> str:
@@ -56,93 +162,87 @@ class PostfixSink:
         closed it, which can be after our client saw the 221)."""
         deadline = time.monotonic() + timeout
         while sessions is not None and time.monotonic() < deadline:
-            counts = self._counts()
-            if counts and counts["sessions"] >= sessions:
+            if self._counts()["sessions"] >= sessions:
                 break
             time.sleep(0.02)
-        self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout)
-        self._reader.join(timeout)
-        counts = self._counts()
-        assert counts, f"smtp-sink printed no counters: {self.output[-200:]!r}"
-        return counts
+        self.process.finish(timeout)
+        return self._counts()
 
 
 @contextmanager
-def postfix_sink(lmtp: bool = False):
-    sink = PostfixSink(lmtp)
-    try:
+def postfix_sink(lmtp: bool = False, options: tuple[str, ...] = ()):
+    """Postfix's smtp-sink on 127.0.0.1 (port 0); checked to end as expected after the block."""
+    sink = PostfixSink(lmtp, options)
+    with watching([sink.process]):
         yield sink
-    finally:
-        if sink.process.poll() is None:
-            sink.process.kill()
-            sink.process.wait(5)
 
 
 @contextmanager
-def loadkit_sink(tmp_path, *options: str, listen: str = "127.0.0.1:0"):
-    """`loadkit sink` as a user runs it; yields (url, read_stats) with stats read after SIGTERM."""
+def loadkit_sink(tmp_path, *options: str, listen: str = "127.0.0.1:0", stop_timeout: float = 10.0):
+    """`loadkit sink` as a user runs it; yields (url, read_stats) with stats read after SIGTERM.
+
+    It must exit 0 without a traceback when stopped, whether by read_stats or after the block.
+    """
     stats_path = tmp_path / "sink-stats.json"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "loadkit", "sink", "--stats-json", str(stats_path), *options, listen],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    process = WatchedProcess(
+        "loadkit sink", [sys.executable, "-m", "loadkit", "sink", "--stats-json", str(stats_path), *options, listen],
+        stop_signal=signal.SIGTERM, first_line=True,
     )
-    try:
-        line = process.stdout.readline()
-        assert "listening on" in line, f"loadkit sink did not start: {line!r} {process.stderr.read()}"
+    with watching([process], stop_timeout):
+        line = process.first_line
+        if "listening on" not in line:
+            process.stop_now()
+            raise AssertionError(f"loadkit sink did not start: {line!r} {process.stderr_text()}")
         url = line.rsplit(" ", 1)[-1].strip()
 
         def read_stats() -> dict:
-            process.send_signal(signal.SIGTERM)
-            process.wait(10)
+            process.finish(stop_timeout)
             return json.loads(stats_path.read_text())
 
         yield url, read_stats
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
 
 
 @contextmanager
 def master_and_workers(
     locustfile: str, host: str, master_options: list[str], workers: int = 2,
-    environment: dict | None = None, worker_environment: dict | None = None,
+    environment: dict | None = None, worker_environment: dict | None = None, master_status: int = 0,
+    bind: str = "127.0.0.1", worker_prefixes: list[list[str]] | None = None,
 ):
-    """A headless `locust --master` and `workers` `locust --worker` processes on loopback.
+    """A headless `locust --master` on `bind` (port 0, read from the kernel) and its `locust --worker` processes.
 
-    Yields (master, worker processes); every process is gone afterwards.
+    Each worker command may start with a prefix (`ip netns exec NAME`). Yields
+    (master, worker processes). After the block the master must have exited
+    with `master_status`, each worker with 0 (or -SIGKILL if the test killed
+    it), and none may have printed a traceback; every process is gone afterwards.
     """
-    port = free_port()
-    master = subprocess.Popen(
+    prefixes = worker_prefixes if worker_prefixes is not None else [[] for _ in range(workers)]
+    master = WatchedProcess(
+        "locust --master",
         [sys.executable, "-m", "locust", "-f", locustfile, "-H", host, "--headless", "--master",
-         "--expect-workers", str(workers), "--expect-workers-max-wait", "30",
-         "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port), "--only-summary", *master_options],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment,
+         "--expect-workers", str(len(prefixes)), "--expect-workers-max-wait", "30",
+         "--master-bind-host", bind, "--master-bind-port", "0", "--only-summary", *master_options],
+        expected_status=master_status, env=environment,
     )
-    worker_processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
-             "--master-port", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=worker_environment or environment,
-        )
-        for _ in range(workers)
-    ]
-    try:
-        yield master, worker_processes
-    finally:
-        for process in (master, *worker_processes):
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
+    processes = [master]
+    with watching(processes):
+        port = listening_port(master)
+        for index, prefix in enumerate(prefixes):
+            processes.append(WatchedProcess(
+                f"locust --worker {index}",
+                [*prefix, sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", bind,
+                 "--master-port", str(port)],
+                env=worker_environment or environment,
+            ))
+        yield master, processes[1:]
 
 
 def run_master_and_workers(
     locustfile: str, host: str, master_options: list[str], workers: int = 2,
-    environment: dict | None = None, timeout: float = 90,
+    environment: dict | None = None, timeout: float = 90, master_status: int = 0,
 ) -> subprocess.CompletedProcess:
     """Run a master and its workers to the end; returns the master's exit status and output."""
-    with master_and_workers(locustfile, host, master_options, workers, environment) as (master, worker_processes):
+    with master_and_workers(locustfile, host, master_options, workers, environment,
+                            master_status=master_status) as (master, worker_processes):
         out, err = master.communicate(timeout=timeout)
         for worker in worker_processes:
             worker.wait(30)

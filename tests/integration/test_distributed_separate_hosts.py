@@ -26,48 +26,27 @@ import random
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import IN_CI, free_port
-from tests.integration.peers import loadkit_sink
+from tests.conftest import cannot_run
+from tests.integration.peers import loadkit_sink, master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 
 
 def _run(tmp_path, bind: str, worker_prefixes: list[list[str]]):
     """Master + one worker per prefix (a command put before `python -m locust --worker`)."""
-    port = free_port(bind)
     results = tmp_path / "results"
     trace_log = tmp_path / "trace.log"
     with loadkit_sink(tmp_path, "--trace-log", str(trace_log), listen=f"{bind}:0") as (url, read_stats):
-        master = subprocess.Popen(
-            [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", url, "--headless", "-u", "4", "-r", "4",
-             "-t", "4s", "--master", "--expect-workers", str(len(worker_prefixes)),
-             "--expect-workers-max-wait", "30", "--master-bind-host", bind, "--master-bind-port", str(port),
-             "--only-summary", "--results", str(results), "--check", "no_worker_lost"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )
-        workers = [
-            subprocess.Popen(
-                [*prefix, sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker",
-                 "--master-host", bind, "--master-port", str(port)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            )
-            for prefix in worker_prefixes
-        ]
-        try:
+        options = ["-u", "4", "-r", "4", "-t", "4s", "--results", str(results), "--check", "no_worker_lost"]
+        with master_and_workers(LOCUSTFILE, url, options, bind=bind, worker_prefixes=worker_prefixes) as (
+                master, workers):
             out, err = master.communicate(timeout=90)
-            worker_errors = [worker.communicate(timeout=30)[1] for worker in workers]
-        finally:
-            for process in (master, *workers):
-                if process.poll() is None:
-                    process.kill()
-                    process.wait(5)
+            for worker in workers:
+                worker.wait(30)
         sink = read_stats()
-    assert master.returncode == 0, err[-2000:] + "".join(e[-1000:] for e in worker_errors)
+    assert master.returncode == 0, err[-2000:]
     (folder,) = results.iterdir()
     sources = collections.Counter(line.split()[1] for line in trace_log.read_text().splitlines())
     return folder, sink, sources, [worker.pid for worker in workers]
@@ -113,9 +92,7 @@ def _require_namespaces() -> str:
         else:
             subprocess.run([ip, "netns", "del", probe], capture_output=True)
     if reason:
-        if IN_CI:
-            pytest.fail(reason + "; with CI=true this test must run", pytrace=False)
-        pytest.skip(reason)
+        cannot_run(reason)
     return ip
 
 

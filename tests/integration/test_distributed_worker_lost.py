@@ -39,7 +39,7 @@ def test_killed_worker_is_recorded_fails_the_check_and_keeps_its_numbers(tmp_pat
     results = tmp_path / "results"
     with loadkit_sink(tmp_path) as (url, read_stats):
         options = ["-u", "4", "-r", "4", "-t", f"{RUN_SECONDS}s", "--results", str(results), "--check", "no_worker_lost"]
-        with master_and_workers(LOCUSTFILE, url, options) as (master, workers):
+        with master_and_workers(LOCUSTFILE, url, options, master_status=3) as (master, workers):
             started = _wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)

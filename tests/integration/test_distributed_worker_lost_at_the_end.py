@@ -30,7 +30,8 @@ def test_worker_killed_in_the_last_seconds_is_lost_and_fails_the_check(tmp_path)
     with loadkit_sink(tmp_path) as (url, _read_stats):
         options = ["-u", "4", "-r", "4", "-t", f"{RUN_SECONDS}s", "--results", str(results), "--check", "no_worker_lost"]
         worker_environment = {**os.environ, "WORKER_IDS_DIR": str(ids)}
-        with master_and_workers(LOCUSTFILE, url, options, worker_environment=worker_environment) as (master, workers):
+        with master_and_workers(LOCUSTFILE, url, options, worker_environment=worker_environment,
+                                master_status=3) as (master, workers):
             started = _wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)

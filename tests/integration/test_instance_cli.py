@@ -20,7 +20,8 @@ import pytest
 
 from loadkit import cli
 from loadkit.instances import Apache, Dovecot, MissingPackages, Postfix, _system
-from loadkit.instances._system import is_alive, is_root, listens
+from loadkit.instances._system import is_alive, listens
+from tests.conftest import cannot_run, require_root
 
 COMMAND_TIMEOUT = 60
 
@@ -45,7 +46,7 @@ def listening_addresses(port: int) -> set[str]:
         try:
             lines = Path(f"/proc/net/{name}").read_text().splitlines()[1:]
         except OSError:
-            pytest.skip("no /proc/net to read listening sockets from")
+            cannot_run("no /proc/net to read listening sockets from")
         for line in lines:
             local, state = line.split()[1], line.split()[3]
             address, port_hex = local.split(":")
@@ -72,8 +73,8 @@ def one_line_error(result: subprocess.CompletedProcess, text: str) -> None:
 @pytest.mark.parametrize("server, program", [("apache", "apache2"), ("dovecot", "dovecot"), ("postfix", "postfix")])
 def test_up_status_down_from_the_command_line(peer, instance_root, server, program):
     peer(program)
-    if server == "postfix" and not is_root():
-        pytest.skip("a Postfix instance needs root")
+    if server == "postfix":
+        require_root("a Postfix instance")
     state = instance_root / server
     up = target(server, "up", "--dir", str(state))
     assert up.returncode == 0, up.stderr
@@ -147,8 +148,8 @@ def test_a_folder_of_another_server_is_refused(peer, instance_root):
         one_line_error(target("dovecot", "status", "--dir", str(instance_root / "web")), "is the state folder of apache, not dovecot")
 
 
-@pytest.mark.skipif(not is_root(), reason="only root's servers drop to users that the folder's mode shuts out")
 def test_a_state_folder_the_server_users_cannot_enter_is_refused(peer, tmp_path):
+    require_root("dropping to users that the folder's mode shuts out")
     peer("dovecot")
     closed = tmp_path / "closed"
     closed.mkdir(mode=0o700)

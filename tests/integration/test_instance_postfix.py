@@ -16,7 +16,8 @@ import sys
 import pytest
 
 from loadkit.instances import Dovecot, InstanceError, Postfix
-from loadkit.instances._system import is_alive, is_root, listens, wait_until
+from loadkit.instances._system import is_alive, listens, wait_until
+from tests.conftest import require_root
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
 SEND_TIMEOUT = 120  # seconds for a bounded loadkit source run
@@ -26,8 +27,7 @@ DRAIN_TIMEOUT = 60  # seconds for Postfix's queue to empty
 @pytest.fixture
 def postfix_peer(peer):
     peer("postfix")
-    if not is_root():
-        pytest.skip("a Postfix instance needs root")
+    require_root("a Postfix instance")
 
 
 def loadkit_source(*args: str) -> subprocess.CompletedProcess:

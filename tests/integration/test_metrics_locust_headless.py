@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import find_peer, free_port, wait_for_port
-from tests.integration.peers import loadkit_sink
+from tests.integration.peers import loadkit_sink, postfix_sink
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 PHASES = {"connect", "banner", "helo", "mail", "rcpt", "data", "end-of-data", "quit"}
@@ -88,17 +86,10 @@ def test_results_folder_counts_match_locust_and_the_sink(tmp_path):
 
 def test_rejected_mail_in_errors_csv_and_a_failed_threshold_exits_3(tmp_path):
     """Postfix's smtp-sink -f RCPT rejects every recipient; the checks come from [tool.locust]."""
-    port = free_port()
-    command = [find_peer("smtp-sink")] + (["-u", "nobody"] if os.geteuid() == 0 else [])
-    sink = subprocess.Popen(command + ["-f", "RCPT", f"127.0.0.1:{port}", "64"])
     (tmp_path / "pyproject.toml").write_text(
         '[tool.locust]\ncheck = ["fail_ratio<0.01", "phase.rcpt:failures>0", "nothing:p95<1s"]\n')
-    try:
-        wait_for_port("127.0.0.1", port)
-        result = run_locust(f"smtp://127.0.0.1:{port}", tmp_path / "results", cwd=tmp_path)
-    finally:
-        sink.kill()
-        sink.wait(5)
+    with postfix_sink(options=("-f", "RCPT")) as sink:
+        result = run_locust(f"smtp://{sink.url}", tmp_path / "results", cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-2000:]
     folder = only_folder(tmp_path / "results")
     failed = int(locust_aggregated(folder)["Failure Count"])

@@ -16,9 +16,11 @@ import numpy as np
 import pytest
 
 from loadkit.instances import Postfix
-from loadkit.instances._system import is_root, wait_until
+from loadkit.instances._system import wait_until
 from loadkit.hdr import decode, nearest_rank, percentiles_ms
 from loadkit.report import build_report
+from tests.conftest import require_root
+from tests.integration.peers import loadkit_sink
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "postfix_e2e.py"
@@ -28,8 +30,7 @@ SENDER = "loadkit@loadkit.test"
 @pytest.fixture
 def postfix_peer(peer):
     peer("postfix")
-    if not is_root():
-        pytest.skip("a Postfix instance needs root")
+    require_root("a Postfix instance")
 
 
 def run_e2e(postfix: Postfix, results: Path, *extra: str, seconds: int = 4) -> subprocess.CompletedProcess:
@@ -104,22 +105,14 @@ def test_nothing_lost_and_the_histogram_is_the_sinks_arrivals(postfix_peer, inst
 
 def test_messages_the_sink_refuses_are_bounced_by_postfix_and_counted_lost(postfix_peer, instance_root):
     trace_log = instance_root / "own-sink-traces.log"
-    sink = subprocess.Popen(
-        [sys.executable, "-m", "loadkit", "sink", "--trace-log", str(trace_log), "--reject", "data-end:550:0.05",
-         "--seed", "5", "--stats-json", str(instance_root / "own-sink.json"), "127.0.0.1:0"],
-        stdout=subprocess.PIPE, text=True,
-    )
-    try:
-        url = sink.stdout.readline().split("listening on ")[1].strip()
+    with loadkit_sink(instance_root, "--trace-log", str(trace_log), "--reject", "data-end:550:0.05", "--seed", "5",
+                      stop_timeout=20) as (url, _read_stats):
         with Postfix(instance_root / "postfix", relay_to=url) as postfix:
             run_e2e(postfix, instance_root / "results", "--e2e-trace-log", str(trace_log),
                     "--probe", f"postfix={postfix.state_dir}", seconds=3)
             folder = only_folder(instance_root / "results")
             e2e = json.loads((folder / "e2e.json").read_text())
             postfix_log = json.loads((folder / "postfix_log.json").read_text())
-    finally:
-        sink.terminate()
-        sink.wait(20)
     ours = postfix_log["by_sender"][SENDER]
     assert e2e["accepted"] > 200 and e2e["lost"] > 0
     # lost == what Postfix bounced of our messages (the sink said 550 after their data)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from loadkit.instances import Apache
-from tests.conftest import free_port
+from tests.conftest import refused_port
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "apache.py"
@@ -74,8 +74,9 @@ def test_probe_samples_apache_workers_and_request_rate_during_the_load(apache, t
 
 
 def test_probe_at_a_refused_port_says_so_once_and_the_run_succeeds(apache, tmp_path):
-    refused = f"http://127.0.0.1:{free_port()}/server-status"
-    result = run_with_probe(apache.base_url, refused, tmp_path / "results")
+    with refused_port() as port:
+        refused = f"http://127.0.0.1:{port}/server-status"
+        result = run_with_probe(apache.base_url, refused, tmp_path / "results")
     assert result.returncode == 0, result.stderr[-2000:]
     run, events, probes = read_folder(tmp_path / "results")
     assert run["requests"] > 0 and run["failures"] == 0

@@ -14,13 +14,15 @@ import time
 
 import pytest
 
+from tests.integration.peers import WatchedProcess, watching
+
 LISTENING = "loadkit sink: listening on "
 
 
 class SinkProcess:
     """A ``loadkit sink`` child process and what it said it listens on."""
 
-    def __init__(self, process: subprocess.Popen, url: str, stats_path: str | None):
+    def __init__(self, process: WatchedProcess, url: str, stats_path: str | None):
         self.process = process
         self.url = url
         self.stats_path = stats_path
@@ -30,7 +32,7 @@ class SinkProcess:
         """Signal the sink, wait for its exit (code 0 expected), return its stats file."""
         if self.process.poll() is None:
             self.process.send_signal(signum)
-        assert self.process.wait(timeout=10) == 0, self.process.stderr.read()
+        assert self.process.wait(timeout=10) == 0, self.process.stderr_text()
         if self.stats_path is None:
             return None
         with open(self.stats_path) as stream:
@@ -39,22 +41,19 @@ class SinkProcess:
 
 @contextlib.contextmanager
 def sink_process(*arguments: str, stats_path: str | None = None):
-    """Run ``loadkit sink ARGUMENTS`` (port 0 by default), yield once it listens."""
+    """Run ``loadkit sink ARGUMENTS`` (port 0 by default), yield once it listens; it must end
+    with exit 0 and no traceback (stopped with SIGTERM after the block if still running)."""
     command = [sys.executable, "-m", "loadkit", "sink"]
     if stats_path:
         command += ["--stats-json", stats_path]
     command += list(arguments) or ["127.0.0.1:0"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = process.stdout.readline()
-        assert line.startswith(LISTENING), (line, process.stderr.read() if process.poll() is not None else "")
+    process = WatchedProcess("loadkit sink", command, stop_signal=signal.SIGTERM, first_line=True)
+    with watching([process], timeout=10):
+        line = process.first_line
+        if not line.startswith(LISTENING):
+            process.stop_now()
+            raise AssertionError(f"loadkit sink did not start: {line!r} {process.stderr_text()}")
         yield SinkProcess(process, line[len(LISTENING):].strip(), stats_path)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        process.wait(timeout=10)
-        process.stdout.close()
-        process.stderr.close()
 
 
 def send_one(port: int, recipients=("a@example.com",)) -> None:
@@ -101,7 +100,7 @@ def test_counters_line_on_stderr(tmp_path):
         time.sleep(0.3)
         sink.process.send_signal(signal.SIGTERM)
         assert sink.process.wait(timeout=10) == 0
-        err = sink.process.stderr.read()
+        err = sink.process.stderr_text()
     assert err.rstrip().endswith("sessions 1 messages 1 recipients 1 bytes 20")
 
 

@@ -2,6 +2,8 @@
 
 swaks marks what it sends inside TLS with ``~>`` and what it reads with
 ``<~`` (``->``/``<-`` in clear), and an unexpected reply with ``<**``.
+Each test first asks swaks (``swaks --support``) whether it can do what the
+test needs: Debian's swaks has TLS only with libnet-ssleay-perl.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import subprocess
 import pytest
 
 from loadkit.sink import FaultPlan, SinkServer
+from tests.conftest import swaks_with
 
 RECIPIENTS = ["a@example.com", "b@example.com"]
 
@@ -26,8 +29,8 @@ def swaks(path: str, address, *options: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("pipeline", [False, True], ids=["plain", "pipeline"])
 @pytest.mark.parametrize("lmtp", [False, True], ids=["smtp", "lmtp"])
-def test_swaks_starttls(peer, lmtp, pipeline):
-    path = peer("swaks")
+def test_swaks_starttls(lmtp, pipeline):
+    path = swaks_with("TLS")
     options = ["--tls"] + (["--protocol", "LMTP"] if lmtp else []) + (["--pipeline"] if pipeline else [])
     with SinkServer("127.0.0.1:0", lmtp=lmtp) as server:
         for _ in range(2):
@@ -42,19 +45,20 @@ def test_swaks_starttls(peer, lmtp, pipeline):
     assert (stats.tls_sessions, stats.tls_failures) == (2, 0)
 
 
-def test_swaks_implicit_tls(peer):
+def test_swaks_implicit_tls():
+    path = swaks_with("TLS")
     with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
-        result = swaks(peer("swaks"), server.address, "--tlsc")
+        result = swaks(path, server.address, "--tlsc")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "=== TLS started with cipher" in result.stdout and "<~  220 loadkit-sink ESMTP loadkit" in result.stdout
     assert (server.stats.messages, server.stats.tls_sessions) == (1, 1)
 
 
 @pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
-def test_swaks_auth_over_starttls_with_a_users_file(peer, tmp_path, mechanism):
+def test_swaks_auth_over_starttls_with_a_users_file(tmp_path, mechanism):
     users = tmp_path / "users"
     users.write_text("alice:correct horse\n")
-    path = peer("swaks")
+    path = swaks_with("TLS", "Basic AUTH")
     # A non-loopback-only policy: AUTH is offered only once TLS is up.
     with SinkServer("127.0.0.1:0", auth_users=str(users), auth_plaintext=False) as server:
         good = swaks(path, server.address, "--tls", "--auth", mechanism,
@@ -69,9 +73,10 @@ def test_swaks_auth_over_starttls_with_a_users_file(peer, tmp_path, mechanism):
     assert (stats.auth_ok, stats.auth_failed, stats.messages) == (1, 1, 1)
 
 
-def test_swaks_auth_in_clear_on_loopback(peer):
+def test_swaks_auth_in_clear_on_loopback():
+    path = swaks_with("Basic AUTH")
     with SinkServer("127.0.0.1:0") as server:
-        result = swaks(peer("swaks"), server.address, "--auth", "LOGIN",
+        result = swaks(path, server.address, "--auth", "LOGIN",
                        "--auth-user", "anyone", "--auth-password", "anything")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "<-  235 2.7.0 Authentication successful" in result.stdout

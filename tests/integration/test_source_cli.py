@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import find_peer, free_port, wait_for_port
+from tests.conftest import refused_port
+from tests.integration.peers import postfix_sink
 
 
 def source(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -21,13 +21,8 @@ def source(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
 @pytest.fixture
 def rejecting_smtp_sink():
     """Postfix's smtp-sink rejecting every RCPT with a hard error (its -f option)."""
-    port = free_port()
-    command = [find_peer("smtp-sink")] + (["-u", "nobody"] if os.geteuid() == 0 else [])
-    process = subprocess.Popen(command + ["-f", "RCPT", f"127.0.0.1:{port}", "64"])
-    wait_for_port("127.0.0.1", port)
-    yield f"127.0.0.1:{port}"
-    process.kill()
-    process.wait(5)
+    with postfix_sink(options=("-f", "RCPT")) as sink:
+        yield sink.url
 
 
 def test_aborts_on_the_first_failure(rejecting_smtp_sink):
@@ -65,7 +60,8 @@ def test_bad_input_is_one_line_and_exit_2(args, expected):
 
 
 def test_a_refusing_host_is_a_clear_failure():
-    result = source("-m", "5", f"127.0.0.1:{free_port()}", timeout=30)
+    with refused_port() as port:
+        result = source("-m", "5", f"127.0.0.1:{port}", timeout=30)
     assert result.returncode == 1
     assert "connect failed at CONNECT" in result.stdout
     lines = result.stderr.strip().splitlines()

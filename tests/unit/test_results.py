@@ -93,7 +93,7 @@ def _damaged(case: str) -> bytes:
 
 @pytest.mark.parametrize("case", ["cut", "bytes", "utf8", "histogram", "ok", "series", "negative"])
 def test_a_damaged_metrics_line_is_skipped_counted_and_named(tmp_path, case):
-    from loadkit.metrics._histogram import decode
+    from loadkit.hdr import decode
 
     sound = json.dumps(INTERVAL).encode()
     (tmp_path / results.METRICS_FILE).write_bytes(b"\n".join([sound, _damaged(case), sound]) + b"\n")

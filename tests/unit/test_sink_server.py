@@ -16,6 +16,7 @@ import pytest
 
 from loadkit.sink import SinkError, SinkServer
 from loadkit.targets import Target
+from tests.conftest import cannot_run
 
 
 def connect(server: SinkServer) -> socket.socket:
@@ -217,11 +218,11 @@ def test_without_monkey_patching_start_serves_from_a_thread():
 
 def test_ipv6_loopback():
     if not socket.has_ipv6:
-        pytest.skip("no IPv6 on this machine")
+        cannot_run("no IPv6 on this machine")
     try:
         server = SinkServer("[::1]:0").start()
     except SinkError as error:
-        pytest.skip(f"cannot bind ::1 here: {error}")
+        cannot_run(f"cannot bind ::1 here: {error}")
     with server:
         assert server.address[0] == "::1"
         assert server.url == f"smtp://[::1]:{server.address[1]}"
