@@ -344,6 +344,10 @@ class SinkServer:
                 sock = _socket.socket(family, _socket.SOCK_STREAM)
                 try:
                     sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                    # Accepted sockets inherit it, at no cost per session. Without it a reply
+                    # sent in pieces (a delayed or dripped one after the rest of a pipelined
+                    # group, a TLS record) waits for the client's delayed ACK: some 40 ms.
+                    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
                     sock.bind(address)
                 except OSError:
                     sock.close()
@@ -636,11 +640,8 @@ class SinkServer:
                 self.tls_problem = str(error)
                 self.stats.tls_failures += 1
                 return None
+        # The duplicate shares the connection's TCP_NODELAY (set on the listener).
         duplicate = gevent.socket.socket(sock.family, _socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
-        if sock.family != _socket.AF_UNIX:
-            # TLS writes records as they come (handshake, then the reply): without this,
-            # Nagle holds the reply until the client's delayed ACK, some 40 ms a session.
-            duplicate.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         connection.tls = True
         try:
             tls_socket = self._tls_context.wrap_socket(duplicate, server_side=True)
