@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 import loadkit
+from loadkit.errors import LoadkitError
 
 CSV_PREFIX = "locust"
 
 
-class ResultsError(Exception):
+class ResultsError(LoadkitError):
     """The results folder cannot be made or written."""
 
 

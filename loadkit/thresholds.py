@@ -32,6 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from xml.etree import ElementTree
 
+from loadkit.errors import LoadkitError
+
 EXIT_FAILED = 3
 VERDICTS_FILE = "verdicts.json"
 JUNIT_FILE = "junit.xml"
@@ -57,7 +59,7 @@ _EXPRESSION = re.compile(
 _PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
 
 
-class ThresholdError(Exception):
+class ThresholdError(LoadkitError):
     """A threshold expression that cannot be understood; the message is one line."""
 
 
@@ -479,7 +481,7 @@ def add_arguments(parser):
 
 
 def run(args) -> int:
-    from loadkit.cli import CommandError
+    from loadkit.errors import UsageError as CommandError
 
     try:
         verdicts = evaluate(args.results, args.check)

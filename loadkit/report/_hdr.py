@@ -25,6 +25,8 @@ import pyhdrh  # hdrh's C extension
 from hdrh.codec import V2_COMPRESSION_COOKIE_BASE, V2_ENCODING_COOKIE_BASE, HdrCookieException, HdrLengthException
 from hdrh.histogram import HdrHistogram
 
+from loadkit.errors import LoadkitError
+
 LOWEST = 1  # µs
 HIGHEST = 3_600_000_000  # µs: one hour
 SIGNIFICANT_FIGURES = 3
@@ -35,7 +37,7 @@ PAYLOAD_HEADER = struct.Struct(">IIIIQQd")  # cookie, payload length, offset, fi
 DECODE_ERRORS = (binascii.Error, ValueError, TypeError, zlib.error, HdrCookieException, HdrLengthException)
 
 
-class HistogramError(ValueError):
+class HistogramError(LoadkitError, ValueError):
     """A histogram that cannot be decoded."""
 
 

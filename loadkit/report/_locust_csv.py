@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from loadkit.errors import LoadkitError
+
 STATS_SUFFIX = "_stats.csv"
 HISTORY_SUFFIX = "_stats_history.csv"
 FAILURES_SUFFIX = "_failures.csv"
@@ -33,7 +35,7 @@ FAILURES_COLUMNS = ("Method", "Name", "Error", "Occurrences", "First Seen", "Las
 EXCEPTIONS_COLUMNS = ("Count", "Message", "Traceback", "Nodes")
 
 
-class ReportError(Exception):
+class ReportError(LoadkitError):
     """Results that cannot be turned into a report; the message is one line."""
 
     def __init__(self, message: str):

@@ -16,12 +16,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from loadkit.errors import LoadkitError
 from loadkit.report._hdr import Distribution
 
 ENTRY_KEYS = ("name", "method", "num_requests", "num_failures")
 
 
-class LocustJsonError(ValueError):
+class LocustJsonError(LoadkitError, ValueError):
     """A file that is not Locust's JSON stats."""
 
 

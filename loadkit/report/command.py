@@ -12,7 +12,8 @@ import argparse
 import sys
 from dataclasses import asdict
 
-from loadkit.report import DEFAULT_OUTPUT, Progress, ReportError, build_report, load_run
+from loadkit.errors import LoadkitError
+from loadkit.report import DEFAULT_OUTPUT, Progress, build_report, load_run
 
 EXIT_THRESHOLD_FAILED = 3
 
@@ -43,27 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verdicts(results: str, expressions: list[str]) -> list[dict]:
-    from loadkit.cli import CommandError
-    from loadkit.thresholds import ThresholdError, evaluate
+    from loadkit.thresholds import evaluate
 
     folder = load_run(results).folder  # thresholds read a folder; RESULTS may be a prefix or a file
-    try:
-        verdicts = evaluate(folder, expressions)
-    except ThresholdError as error:
-        raise CommandError(str(error)) from None
+    verdicts = evaluate(folder, expressions)
     return [{**asdict(verdict), "status": verdict.status} for verdict in verdicts]
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadkit.cli import CommandError  # here, not at the top: cli imports this module
-
     progress = Progress()
     try:
         verdicts = _verdicts(args.results, args.check) if args.check else None
         path = build_report(args.results, args.output, baseline=args.baseline, verdicts=verdicts, progress=progress)
-    except ReportError as error:
-        progress.clear()
-        raise CommandError(str(error)) from None
+    except LoadkitError:
+        progress.clear()  # the error's one line starts on a clean line
+        raise
     print(path)
     if verdicts is not None:
         failed = [v for v in verdicts if not v.get("passed")]

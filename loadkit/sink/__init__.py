@@ -32,6 +32,7 @@ from loadkit.sink._protocol import (
 from loadkit.sink._server import DEFAULT_TIMEOUT, SinkError, SinkServer
 from loadkit.sink._stats import SinkStats, TraceStats
 from loadkit.sink._store import MaildirStore
+from loadkit.sink._tls import TlsSetupError
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
@@ -50,5 +51,6 @@ __all__ = [
     "SinkServer",
     "SinkStats",
     "SmtpSession",
+    "TlsSetupError",
     "TraceStats",
 ]

@@ -38,6 +38,7 @@ import gevent
 import gevent.event
 from gevent import monkey
 
+from loadkit.errors import LoadkitError
 from loadkit.sink._auth import DEFAULT_MECHANISMS, Authenticator
 from loadkit.sink._faults import FaultPlan, Greylist, SlowReply
 from loadkit.sink._full import rejected_verbs
@@ -67,7 +68,7 @@ _READ, _WRITE = 1, 2  # libev/libuv event masks
 _DONTWAIT = _socket.MSG_DONTWAIT
 
 
-class SinkError(Exception):
+class SinkError(LoadkitError):
     """The sink cannot listen or run; the message is one line for people."""
 
 

@@ -89,12 +89,12 @@ import sys
 
 import gevent
 
-from loadkit.cli import CommandError
+from loadkit.errors import UsageError
 from loadkit.sink._auth import MECHANISMS
-from loadkit.sink._faults import FaultError, FaultPlan, Greylist, command_list
+from loadkit.sink._faults import FaultPlan, Greylist, command_list
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
-from loadkit.sink._server import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkError, SinkServer
-from loadkit.targets import TargetError, parse_listen
+from loadkit.sink._server import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkServer
+from loadkit.targets import parse_listen
 
 COUNTER_INTERVAL = 0.1  # seconds between updates of the -c line
 
@@ -227,60 +227,53 @@ def add_arguments(parser) -> None:
 def fault_plan(args) -> FaultPlan | None:
     """The faults the options ask for, in the order given by kind; None when there are none."""
     plan = FaultPlan(seed=args.seed)
-    try:
-        for text in args.hard_reject:
-            for command in command_list(text):
-                plan.hard_reject(command)
-        for text in args.soft_reject:
-            for command in command_list(text):
-                plan.soft_reject(command)
-        for spec in args.reject:
-            plan.add_reject_spec(spec)
-        for text in args.disconnect:
-            for command in command_list(text):
-                plan.disconnect(command)
-        for text in args.shutdown:
-            for command in command_list(text):
-                plan.shutdown(command)
-        if args.data_delay is not None:
-            plan.delay("data", f"{args.data_delay:.6f}s")
-        for spec in args.delay:
-            plan.add_delay_spec(spec)
-        for spec in args.drip:
-            plan.add_drip_spec(spec)
-    except FaultError as error:
-        raise CommandError(str(error)) from None
+    for text in args.hard_reject:
+        for command in command_list(text):
+            plan.hard_reject(command)
+    for text in args.soft_reject:
+        for command in command_list(text):
+            plan.soft_reject(command)
+    for spec in args.reject:
+        plan.add_reject_spec(spec)
+    for text in args.disconnect:
+        for command in command_list(text):
+            plan.disconnect(command)
+    for text in args.shutdown:
+        for command in command_list(text):
+            plan.shutdown(command)
+    if args.data_delay is not None:
+        plan.delay("data", f"{args.data_delay:.6f}s")
+    for spec in args.delay:
+        plan.add_delay_spec(spec)
+    for spec in args.drip:
+        plan.add_drip_spec(spec)
     return plan or None
 
 
 def build_server(args) -> SinkServer:
-    """A `SinkServer` as the options describe it (CommandError for bad input)."""
+    """A `SinkServer` as the options describe it (UsageError for bad input)."""
     protocol = "lmtp" if args.lmtp else "smtp"
     endpoint = args.endpoint
     implicit_tls = args.implicit_tls
     if endpoint.startswith("smtps:"):
         endpoint = endpoint[len("smtps:"):]
         implicit_tls = True
-    try:
-        target = parse_listen(endpoint, protocol)
-    except TargetError as error:
-        raise CommandError(str(error)) from None
+    target = parse_listen(endpoint, protocol)
     if args.no_esmtp and args.lmtp:
-        raise CommandError("-e cannot go with -L: LMTP has no HELO to fall back to")
+        raise UsageError("-e cannot go with -L: LMTP has no HELO to fall back to")
     if args.greylist_delay is not None and not args.greylist:
-        raise CommandError("--greylist-delay needs --greylist")
+        raise UsageError("--greylist-delay needs --greylist")
     if args.store_max is not None and not args.store:
-        raise CommandError("--store-max needs --store")
+        raise UsageError("--store-max needs --store")
     if args.tls_key and not args.tls_cert:
-        raise CommandError("--tls-key needs --tls-cert")
+        raise UsageError("--tls-key needs --tls-cert")
     without = set(args.without or ())
     capabilities = tuple(name for name in DEFAULT_CAPABILITIES if name not in without)
     if implicit_tls:
         capabilities = tuple(name for name in capabilities if name != "STARTTLS")
     greylist = Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None
     mechanisms = tuple(word for word in args.auth_mechanisms.replace(",", " ").split() if word)
-    try:
-        return SinkServer(
+    return SinkServer(
             target, hostname=args.hostname, max_messages=args.max_messages,
             timeout=args.timeout, backlog=args.backlog, capabilities=capabilities, max_size=args.size,
             esmtp=not args.no_esmtp, greeting=args.greeting,
@@ -288,25 +281,20 @@ def build_server(args) -> SinkServer:
             auth_users=args.auth_users, auth_mechanisms=mechanisms,
             auth_plaintext=True if args.auth_plaintext else None,
             faults=fault_plan(args), greylist=greylist,
-            store=args.store, store_max=args.store_max, trace=args.trace,
-        )
-    except SinkError as error:
-        raise CommandError(str(error)) from None
+        store=args.store, store_max=args.store_max, trace=args.trace,
+    )
 
 
 def run(args) -> int:
     if args.stats_json:
         _check_writable(args.stats_json)
     if args.trace_log and not args.trace:
-        raise CommandError("--trace-log needs the traces read: drop --no-trace")
+        raise UsageError("--trace-log needs the traces read: drop --no-trace")
     trace_log = _open_trace_log(args.trace_log) if args.trace_log else None
     server = build_server(args)
     if server.tls_problem:
         print(f"loadkit sink: STARTTLS not offered: {server.tls_problem}", file=sys.stderr, flush=True)
-    try:
-        server.start(in_thread=False)
-    except SinkError as error:
-        raise CommandError(str(error)) from None
+    server.start(in_thread=False)
     if trace_log is not None:
         server.stats.trace.log = trace_log
     print(f"loadkit sink: listening on {server.url}", flush=True)
@@ -341,14 +329,14 @@ def _check_writable(path: str) -> None:
         with open(path, "a"):
             pass
     except OSError as error:
-        raise CommandError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
 
 
 def _open_trace_log(path: str) -> int:
     try:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     except OSError as error:
-        raise CommandError(f"cannot write --trace-log {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot write --trace-log {path}: {error.strerror or error}") from None
 
 
 def _write_stats(path: str, server: SinkServer) -> None:
@@ -360,4 +348,4 @@ def _write_stats(path: str, server: SinkServer) -> None:
             stream.write("\n")
         os.replace(temporary, path)
     except OSError as error:
-        raise CommandError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
