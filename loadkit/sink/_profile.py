@@ -26,7 +26,7 @@ class SinkProfile:
     are advertised; "SIZE" is advertised with `max_size` (0 means no limit),
     "AUTH" with the authenticator's mechanisms. STARTTLS is advertised only
     with `tls` on and before TLS; AUTH after TLS, and before it only with
-    `plaintext_auth` (the server sets it for loopback and unix sockets).
+    `plaintext_auth` (`SinkSettings` turns it on for loopback and unix sockets).
     Without ENHANCEDSTATUSCODES the owner strips the codes from replies.
     `esmtp=False` is smtp-sink's ``-e``: EHLO is unknown, nothing advertised.
 
