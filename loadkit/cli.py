@@ -13,10 +13,7 @@ import importlib
 import sys
 
 from loadkit import __version__
-from loadkit.errors import LoadkitError, UsageError
-
-# The old name, kept for the commands that raise it.
-CommandError = UsageError
+from loadkit.errors import LoadkitError
 
 COMMANDS = {
     "demo": ("loadkit.demo", "start a sink, run a short SMTP load against it, write a report"),

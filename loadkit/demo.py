@@ -25,10 +25,10 @@ from pathlib import Path
 from locust import constant, task
 from locust.util.timespan import parse_timespan
 
-from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
+from loadkit.errors import UsageError
 from loadkit.metrics import RequestRecorder, RunRecorder
-from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, ResultsError, new_results_folder, read_run_json, write_run_json
+from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, new_results_folder, read_run_json, write_run_json
 from loadkit.sink import SinkServer
 from loadkit.users import SmtpUser
 
@@ -56,17 +56,14 @@ def run(args) -> int:
     try:
         duration = parse_timespan(args.duration)
     except ValueError as error:
-        raise CommandError(f"--duration {args.duration!r}: {error}") from None
+        raise UsageError(f"--duration {args.duration!r}: {error}") from None
     if duration <= 0 or args.users < 1 or args.spawn_rate <= 0:
-        raise CommandError("--duration, --users and --spawn-rate must be positive")
+        raise UsageError("--duration, --users and --spawn-rate must be positive")
     if args.workers < 0:
-        raise CommandError("--workers must be 0 or more")
+        raise UsageError("--workers must be 0 or more")
     if args.workers:
         return _run_distributed(args, duration)
-    try:
-        folder = new_results_folder(args.out, "demo")
-    except ResultsError as error:
-        raise CommandError(str(error)) from None
+    folder = new_results_folder(args.out, "demo")
 
     sink = SinkServer("127.0.0.1:0").start()
     print(f"loadkit demo: sink listening on {sink.url}; {args.users} users for {duration}s -> {folder}")
@@ -115,7 +112,7 @@ def _run_distributed(args, duration: float) -> int:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise CommandError(f"cannot create results folder {parent}: {error.strerror or error}") from None
+        raise UsageError(f"cannot create results folder {parent}: {error.strerror or error}") from None
     seconds = max(1, round(duration))
     sink = SinkServer("127.0.0.1:0").start()
     port = _free_loopback_port()
@@ -155,11 +152,11 @@ def _run_distributed(args, duration: float) -> int:
     found = _RESULTS_LINE.search(output)
     if found is None:
         tail = errors.strip().splitlines()[-1:] or [f"exit code {processes[0].returncode}"]
-        raise CommandError(f"the Locust master wrote no results: {tail[0]}")
+        raise UsageError(f"the Locust master wrote no results: {tail[0]}")
     folder = Path(found.group(1).strip())
     run = read_run_json(folder, Notes())
     if run is None:
-        raise CommandError(f"the Locust master wrote no readable {RUN_FILE} in {folder}")
+        raise UsageError(f"the Locust master wrote no readable {RUN_FILE} in {folder}")
     run.update(command=f"loadkit demo --workers {args.workers}", sink=sink.stats.as_dict())
     write_run_json(folder, **run)
     shares = ", ".join(str(count) for count in run.get("worker_shares", {}).values())

@@ -18,11 +18,13 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from loadkit.errors import LoadkitError
+
 SIGNED_HEADERS = (b"From", b"To", b"Subject", b"MIME-Version", b"Content-Type")
 KEY_BITS = 2048
 
 
-class DkimError(ValueError):
+class DkimError(LoadkitError, ValueError):
     """A key or signing setting that cannot be used (one line)."""
 
 

@@ -24,13 +24,15 @@ import socket
 import time
 from dataclasses import dataclass
 
+from loadkit.errors import LoadkitError
+
 METHOD = "NTP-style over SMTP: NOOP clock to the sink, offset from the sample with the smallest round trip"
 DEFAULT_SAMPLES = 8
 DEFAULT_TIMEOUT = 5.0
 _CLOCK = re.compile(rb"^250[ -].*\bclock=(\d+(?:\.\d+)?)", re.MULTILINE)
 
 
-class ClockError(Exception):
+class ClockError(LoadkitError):
     """The sink could not be reached or did not say its clock (not a loadkit sink)."""
 
 

@@ -50,10 +50,10 @@ from gevent.event import Event
 from locust import constant, task
 from locust.exception import StopUser
 
-from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
+from loadkit.errors import UsageError
 from loadkit.hdr import percentile_of_sorted
-from loadkit.targets import TargetError, parse_endpoint
+from loadkit.targets import parse_endpoint
 from loadkit.users import LmtpUser, SmtpUser, setup_problem
 
 
@@ -93,22 +93,19 @@ def check_arguments(args):
         (args.wait, "-w", 0), (args.random_wait, "-R", 0),
     ):
         if value < least:
-            raise CommandError(f"{flag} {value}: must be at least {least}")
+            raise UsageError(f"{flag} {value}: must be at least {least}")
     if args.tls and args.starttls:
-        raise CommandError("--tls and --starttls exclude each other: TLS from the start, or upgraded after EHLO")
+        raise UsageError("--tls and --starttls exclude each other: TLS from the start, or upgraded after EHLO")
     if args.auth is not None and ":" not in args.auth:
-        raise CommandError("--auth takes user:password")
-    try:
-        target = parse_endpoint(args.target, "lmtp" if args.lmtp else "smtp")
-    except TargetError as error:
-        raise CommandError(str(error)) from None
+        raise UsageError("--auth takes user:password")
+    target = parse_endpoint(args.target, "lmtp" if args.lmtp else "smtp")
     if args.tls:
         target = dataclasses.replace(target, tls="implicit")
     if not target.is_unix:
         try:
             socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
         except socket.gaierror as error:
-            raise CommandError(f"cannot resolve {target.host}: {error.strerror}") from None
+            raise UsageError(f"cannot resolve {target.host}: {error.strerror}") from None
     return target
 
 
@@ -211,7 +208,7 @@ def run(args) -> int:
     run_ = HeadlessRun([source_user_class(args, budget)], target.url(), finished=finished)
     problem = setup_problem(run_.environment)
     if problem:
-        raise CommandError(problem)
+        raise UsageError(problem)
     run_.environment.events.request.add_listener(tally.on_request)
     counter = _Counter(tally) if args.counter else None
     try:

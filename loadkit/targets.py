@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from loadkit.errors import LoadkitError
+
 DEFAULT_PORTS = {"smtp": 25, "lmtp": 24}
 # scheme -> (protocol, TLS mode, default port)
 URL_SCHEMES = {
@@ -26,7 +28,7 @@ URL_SCHEMES = {
 UNIX_SCHEMES = {"smtp+unix": "smtp", "lmtp+unix": "lmtp"}
 
 
-class TargetError(ValueError):
+class TargetError(LoadkitError, ValueError):
     """A target or listen address that cannot be used; the message says why."""
 
 

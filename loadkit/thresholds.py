@@ -60,6 +60,8 @@ from loadkit.results import (
     write_junit as write_junit_xml,
 )
 
+from loadkit.errors import LoadkitError
+
 EXIT_FAILED = 3
 
 TIME_UNITS = {"": 1.0, "ms": 1.0, "us": 0.001, "µs": 0.001, "s": 1000.0, "m": 60_000.0}

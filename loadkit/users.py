@@ -29,6 +29,7 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+from loadkit.errors import LoadkitError
 from loadkit.messages import MessageFactory
 from loadkit.metrics._recorder import PHASE_SUFFIX
 from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
@@ -255,7 +256,7 @@ def _ascii_or(address: str, fallback: str) -> str:
     return address if address.isascii() else fallback
 
 
-class SetupError(ValueError):
+class SetupError(LoadkitError, ValueError):
     """A user class set up with something unusable (an unreadable accounts_csv, ...)."""
 
 

@@ -21,11 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from loadkit.errors import LoadkitError
+
 COMMAND_TIMEOUT = 30.0  # seconds any server's control command (start, stop, check) may take
 PROGRAM_DIRS = ("/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin")
 
 
-class InstanceError(Exception):
+class InstanceError(LoadkitError):
     """An instance cannot start, stop or be read; the message is one line for people."""
 
 

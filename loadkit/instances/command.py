@@ -27,8 +27,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadkit.cli import CommandError
-from loadkit.instances import SERVERS, InstanceError, Postfix
+from loadkit.errors import UsageError
+from loadkit.instances import SERVERS, Postfix
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
@@ -65,20 +65,17 @@ def run(args) -> int:
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
     postfix_only = args.deliver or args.settings or args.sasl
     if args.server != "postfix" and postfix_only:
-        raise CommandError("--deliver, --sasl and --set are for postfix only")
+        raise UsageError("--deliver, --sasl and --set are for postfix only")
     if args.action != "up" and (postfix_only or args.port):
-        raise CommandError("--port, --deliver, --sasl and --set go with up")
+        raise UsageError("--port, --deliver, --sasl and --set go with up")
     if not 0 <= args.port <= 65535:
-        raise CommandError(f"--port {args.port}: out of range (0-65535)")
-    try:
-        if args.action == "up":
-            return _up(instance_class, state_dir, args)
-        instance = instance_class.from_state(state_dir)
-        if args.action == "down":
-            return _down(instance, args.server, state_dir)
-        return _status(instance, args.server, state_dir, args.json)
-    except InstanceError as error:
-        raise CommandError(str(error)) from None
+        raise UsageError(f"--port {args.port}: out of range (0-65535)")
+    if args.action == "up":
+        return _up(instance_class, state_dir, args)
+    instance = instance_class.from_state(state_dir)
+    if args.action == "down":
+        return _down(instance, args.server, state_dir)
+    return _status(instance, args.server, state_dir, args.json)
 
 
 def _up(instance_class, state_dir: Path, args) -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from loadkit.errors import LoadkitError
+
 NAMES = ("postfix", "apache", "host")
 DEFAULT_POSTFIX_STATE = "reports/instances/postfix"
 
 
-class ProbeError(Exception):
+class ProbeError(LoadkitError):
     """A probe could not read its source (one line for people)."""
 
 

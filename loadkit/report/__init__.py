@@ -11,7 +11,7 @@ percentiles), Locust's ``--csv`` files, or Locust's ``--json-file`` stats::
     build_report("new-run", baseline="old-run")                 # what got worse
 """
 
-from loadkit.hdr import Distribution, decode_counts
+from loadkit.hdr import Distribution, HistogramError, decode_counts
 from loadkit.report._build import DEFAULT_OUTPUT, build_report, draw_charts
 from loadkit.report._compare import Change, compare_runs
 from loadkit.report._locust_csv import (
@@ -24,6 +24,7 @@ from loadkit.report._locust_csv import (
     load_metadata,
     load_stats,
 )
+from loadkit.report._locust_json import LocustJsonError
 from loadkit.report._metrics import read_metrics
 from loadkit.report._progress import NoProgress, Progress
 from loadkit.report._run import TOTAL_LABEL, Row, Run, load_run
@@ -33,6 +34,8 @@ __all__ = [
     "TOTAL_LABEL",
     "Change",
     "Distribution",
+    "HistogramError",
+    "LocustJsonError",
     "NoProgress",
     "Progress",
     "ReportError",

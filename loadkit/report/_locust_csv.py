@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from loadkit import results as files
+from loadkit.errors import LoadkitError
 from loadkit.results import EXCEPTIONS_SUFFIX, FAILURES_SUFFIX, HISTORY_SUFFIX, STATS_SUFFIX, Notes, ResultsError
 
 AGGREGATED = "Aggregated"
@@ -29,7 +30,7 @@ FAILURES_COLUMNS = ("Method", "Name", "Error", "Occurrences", "First Seen", "Las
 EXCEPTIONS_COLUMNS = ("Count", "Message", "Traceback", "Nodes")
 
 
-class ReportError(Exception):
+class ReportError(LoadkitError):
     """Results that cannot be turned into a report; the message is one line."""
 
     def __init__(self, message: str):

@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from loadkit import results as files
+from loadkit.errors import LoadkitError
 from loadkit.hdr import Distribution
 from loadkit.results import ResultsError, looks_like_locust_json
 
 __all__ = ["JsonEntry", "LocustJsonError", "json_timeline", "looks_like_locust_json", "read_locust_json"]
 
 
-class LocustJsonError(ValueError):
+class LocustJsonError(LoadkitError, ValueError):
     """A file that is not Locust's JSON stats."""
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from loadkit.report import DEFAULT_OUTPUT, Progress, ReportError, build_report
+from loadkit.errors import LoadkitError
+from loadkit.report import DEFAULT_OUTPUT, Progress, build_report
 
 EXIT_THRESHOLD_FAILED = 3
 
@@ -42,26 +43,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _verdicts(results: str, expressions: list[str]) -> list[dict]:
-    from loadkit.cli import CommandError
-    from loadkit.thresholds import ThresholdError, as_dicts, evaluate
+    from loadkit.thresholds import as_dicts, evaluate
 
-    try:
-        verdicts = evaluate(results, expressions)  # read like the report reads it: same notes on the page
-    except ThresholdError as error:
-        raise CommandError(str(error)) from None
+    verdicts = evaluate(results, expressions)  # read like the report reads it: same notes on the page
     return as_dicts(verdicts)
 
 
 def run(args: argparse.Namespace) -> int:
-    from loadkit.cli import CommandError  # here, not at the top: cli imports this module
-
     progress = Progress()
     try:
         verdicts = _verdicts(args.results, args.check) if args.check else None
         path = build_report(args.results, args.output, baseline=args.baseline, verdicts=verdicts, progress=progress)
-    except ReportError as error:
-        progress.clear()
-        raise CommandError(str(error)) from None
+    except LoadkitError:
+        progress.clear()  # the error's one line starts on a clean line
+        raise
     print(path)
     if verdicts is not None:
         failed = [v for v in verdicts if not v.get("passed")]

@@ -11,6 +11,9 @@ and throws the message away. Embed it next to Locust users or in tests::
         ...
     sink.stats.as_dict()  # {"sessions": ..., "messages": ..., "faults": ..., ...}
 
+The keywords are those of `SinkSettings`, which holds them, checked once
+(``SinkServer(SinkSettings("127.0.0.1:0", lmtp=True))`` is the same server).
+
 or run it from the command line: ``loadkit sink 127.0.0.1:2525`` (see
 ``loadkit sink --help``). It speaks ESMTP with STARTTLS (or implicit TLS),
 AUTH, SIZE, 8BITMIME, SMTPUTF8, DSN and CHUNKING, each of which can be
@@ -20,18 +23,15 @@ delivery time and find duplicates.
 """
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import Delay, FaultError, FaultPlan, Greylist
-from loadkit.sink._protocol import (
-    DEFAULT_CAPABILITIES,
-    DEFAULT_MAX_SIZE,
-    MAX_LINE,
-    LmtpSession,
-    SinkProfile,
-    SmtpSession,
-)
-from loadkit.sink._server import DEFAULT_TIMEOUT, SinkError, SinkServer
+from loadkit.sink._profile import SinkProfile
+from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, MAX_LINE, LmtpSession, SmtpSession
+from loadkit.sink._server import SinkServer
+from loadkit.sink._settings import DEFAULT_TIMEOUT, SinkSettings
 from loadkit.sink._stats import SinkStats, TraceStats
 from loadkit.sink._store import MaildirStore
+from loadkit.sink._tls import TlsSetupError
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
@@ -48,7 +48,9 @@ __all__ = [
     "SinkError",
     "SinkProfile",
     "SinkServer",
+    "SinkSettings",
     "SinkStats",
     "SmtpSession",
+    "TlsSetupError",
     "TraceStats",
 ]

@@ -29,16 +29,21 @@ S504_MECHANISM = b"504 5.5.4 Error: unsupported authentication mechanism\r\n"
 S535_FAILED = b"535 5.7.8 Error: authentication failed\r\n"
 
 
+def checked_mechanisms(names) -> tuple[str, ...]:
+    """The mechanism names upper-cased; ValueError naming any this sink does not speak."""
+    mechanisms = tuple(name.upper() for name in names)
+    unknown = [name for name in mechanisms if name not in MECHANISMS]
+    if unknown or not mechanisms:
+        raise ValueError(f"unknown AUTH mechanism {', '.join(unknown) or '(none)'}: use {', '.join(MECHANISMS)}")
+    return mechanisms
+
+
 class Authenticator:
     """Who may log in: everyone (`users` None) or the pairs of `users`."""
 
     def __init__(self, users: dict[str, str] | None = None, mechanisms=DEFAULT_MECHANISMS):
-        mechanisms = tuple(name.upper() for name in mechanisms)
-        unknown = [name for name in mechanisms if name not in MECHANISMS]
-        if unknown or not mechanisms:
-            raise ValueError(f"unknown AUTH mechanism {', '.join(unknown) or '(none)'}: use {', '.join(MECHANISMS)}")
         self.users = users
-        self.mechanisms = mechanisms
+        self.mechanisms = checked_mechanisms(mechanisms)
 
     @classmethod
     def from_file(cls, path: str, mechanisms=DEFAULT_MECHANISMS) -> "Authenticator":

@@ -38,6 +38,8 @@ import random
 import re
 from typing import Callable, NamedTuple
 
+from loadkit.errors import LoadkitError
+
 COMMANDS = (
     "CONNECT", "HELO", "EHLO", "LHLO", "MAIL", "RCPT", "DATA", ".", "BDAT",
     "RSET", "NOOP", "QUIT", "VRFY", "HELP", "STARTTLS", "AUTH",
@@ -55,7 +57,7 @@ _DURATION = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(us|µs|ms|s|m)?\Z")
 _UNITS = {None: 1.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "m": 60.0}
 
 
-class FaultError(ValueError):
+class FaultError(LoadkitError, ValueError):
     """A fault specification that cannot be used; the message is one line for people."""
 
 

@@ -15,7 +15,7 @@ The extensions: SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531),
 DSN parameters (RFC 3461, accepted and ignored), CHUNKING, STARTTLS
 (RFC 3207: the session asks its owner to start TLS, then forgets the EHLO)
 and AUTH PLAIN/LOGIN/CRAM-MD5 (RFC 4954). Each is advertised and accepted
-only when the profile has it. What the owner must do is signalled on the
+only when the profile (`loadkit.sink._profile`) has it. What the owner must do is signalled on the
 session: `closing` (send the replies, then stop reading) and `starttls`
 (send the replies, start TLS, call `tls_started`).
 """
@@ -24,9 +24,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass, field
 
-from loadkit.sink._auth import Authenticator, SaslExchange
+from loadkit.sink._auth import SaslExchange
 from loadkit.sink._stats import SinkStats
 
 MAX_LINE = 4096  # longest command line accepted, CRLF included
@@ -92,116 +91,10 @@ def strip_enhanced_codes(replies: bytes) -> bytes:
     return _ENHANCED_CODE.sub(rb"\1", replies)
 
 
-@dataclass
-class SinkProfile:
-    """What every session of one server shares: names, limits, capabilities, policies.
-
-    `capabilities` is plain data: the EHLO/LHLO keywords in the order they
-    are advertised; "SIZE" is advertised with `max_size` (0 means no limit),
-    "AUTH" with the authenticator's mechanisms. STARTTLS is advertised only
-    with `tls` on and before TLS; AUTH after TLS, and before it only with
-    `plaintext_auth` (the server sets it for loopback and unix sockets).
-    Without ENHANCEDSTATUSCODES the owner strips the codes from replies.
-    `esmtp=False` is smtp-sink's ``-e``: EHLO is unknown, nothing advertised.
-
-    `session_class` is chosen once from what is turned on: the plain
-    classes when only counting is asked for, `loadkit.sink._full`'s when
-    trace, store, faults or greylisting are (see that module).
-    """
-
-    hostname: str = "loadkit-sink"
-    lmtp: bool = False
-    capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES
-    max_size: int = DEFAULT_MAX_SIZE
-    max_messages: int | None = None
-    greeting: str | None = None  # the banner's text after the hostname
-    esmtp: bool = True
-    tls: bool = False  # a TLS context is ready: STARTTLS may be offered
-    authenticator: Authenticator | None = None
-    plaintext_auth: bool = False
-    faults: object = None  # a loadkit.sink._faults.FaultPlan
-    greylist: object = None  # a loadkit.sink._faults.Greylist
-    store: object = None  # a loadkit.sink._store.MaildirStore
-    trace: bool = False
-    banner: bytes = field(init=False)
-    helo_reply: bytes = field(init=False)
-    ehlo_plain: bytes = field(init=False)  # before TLS
-    ehlo_tls: bytes = field(init=False)  # after TLS
-    enhanced_codes: bool = field(init=False)
-    session_class: type = field(init=False)
-    verbs: dict = field(init=False)  # b"MAIL" -> the function that answers it
-
-    def __post_init__(self) -> None:
-        unknown = set(self.capabilities) - KNOWN_CAPABILITIES
-        if unknown:
-            raise ValueError(f"unknown capabilities: {', '.join(sorted(unknown))}")
-        host = self.hostname
-        greeting = self.greeting
-        if greeting is None:
-            greeting = ("LMTP loadkit" if self.lmtp else "ESMTP loadkit") if self.esmtp else "loadkit"
-        self.banner = f"220 {host} {greeting}".rstrip().encode() + b"\r\n"
-        self.helo_reply = f"250 {host}\r\n".encode()
-        self.ehlo_plain = self._ehlo_reply(tls=False)
-        self.ehlo_tls = self._ehlo_reply(tls=True)
-        self.enhanced_codes = "ENHANCEDSTATUSCODES" in self.capabilities and self.esmtp
-        if self.lmtp and not self.esmtp:
-            raise ValueError("LMTP needs LHLO: it cannot be turned off")
-        from loadkit.sink._full import session_class_for  # the full sessions subclass these
-
-        self.session_class = session_class_for(self)
-        self.verbs = self._verb_table()
-
-    def advertises(self, keyword: str) -> bool:
-        return self.esmtp and keyword in self.capabilities
-
-    def offers_auth(self, tls: bool) -> bool:
-        return self.authenticator is not None and self.advertises("AUTH") and (tls or self.plaintext_auth)
-
-    def _ehlo_reply(self, tls: bool) -> bytes:
-        keywords = [self.hostname]
-        for name in self.capabilities:
-            if name == "SIZE":
-                keywords.append(f"SIZE {self.max_size}" if self.max_size else "SIZE")
-            elif name == "STARTTLS":
-                if self.tls and not tls:
-                    keywords.append(name)
-            elif name == "AUTH":
-                if self.offers_auth(tls):
-                    keywords.append("AUTH " + " ".join(self.authenticator.mechanisms))
-            else:
-                keywords.append(name)
-        lines = [f"250-{word}" for word in keywords[:-1]] + [f"250 {keywords[-1]}"]
-        return ("\r\n".join(lines) + "\r\n").encode()
-
-    def _verb_table(self) -> dict:
-        """The verbs this profile answers; unadvertised extensions are unknown commands."""
-        cls = self.session_class
-        hidden = {"HELO", "EHLO"} if self.lmtp else {"LHLO"}
-        if not self.esmtp:
-            hidden |= {"EHLO", "STARTTLS", "AUTH", "BDAT"}
-        if not (self.tls and self.advertises("STARTTLS")):
-            hidden.add("STARTTLS")
-        if self.authenticator is None or not self.advertises("AUTH"):
-            hidden.add("AUTH")
-        if not self.advertises("CHUNKING"):
-            hidden.add("BDAT")
-        verbs = {
-            name[5:].encode(): getattr(cls, name)
-            for name in dir(cls)
-            if name.startswith("smtp_") and name[5:] not in hidden
-        }
-        if self.faults is not None:
-            verbs = self.faults.wrap_verbs(verbs)
-        return verbs
-
-    def new_session(self, stats: SinkStats, on_limit=None, peer: str = "", tls: bool = False) -> "SmtpSession":
-        """A session of this profile's class."""
-        return self.session_class(self, stats, on_limit, peer, tls)
-
-
 class SmtpSession:
     """One SMTP session's state; `feed_list` bytes in, get replies out.
 
+    `profile` is the `loadkit.sink.SinkProfile` its server's sessions share.
     The owner sends `profile.banner` first, sends whatever `feed_list`
     returns, and when `closing` is true either starts TLS (`starttls`) or
     closes the connection.
@@ -221,7 +114,7 @@ class SmtpSession:
         "_sender", "_recipients",
     )
 
-    def __init__(self, profile: SinkProfile, stats: SinkStats, on_limit=None, peer: str = "", tls: bool = False):
+    def __init__(self, profile, stats: SinkStats, on_limit=None, peer: str = "", tls: bool = False):
         self.profile = profile
         self.stats = stats
         self.on_limit = on_limit  # called once when stats.messages reaches profile.max_messages

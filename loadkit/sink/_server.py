@@ -31,33 +31,24 @@ import stat
 import threading
 import time
 
-import ipaddress
-
 import _socket
 import gevent
 import gevent.event
 from gevent import monkey
 
-from loadkit.sink._auth import DEFAULT_MECHANISMS, Authenticator
-from loadkit.sink._faults import FaultPlan, Greylist, SlowReply
+from loadkit.sink._auth import Authenticator
+from loadkit.sink._errors import SinkError
+from loadkit.sink._faults import SlowReply
 from loadkit.sink._full import rejected_verbs
-from loadkit.sink._protocol import (
-    DEFAULT_CAPABILITIES,
-    DEFAULT_MAX_SIZE,
-    S221_BYE,
-    S421_SHUTDOWN,
-    S421_TIMEOUT,
-    SinkProfile,
-    strip_enhanced_codes,
-)
+from loadkit.sink._profile import SinkProfile
+from loadkit.sink._protocol import S221_BYE, S421_SHUTDOWN, S421_TIMEOUT, strip_enhanced_codes
+from loadkit.sink._settings import SinkSettings
 from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SinkStats
 from loadkit.sink._store import MaildirStore
 from loadkit.sink._tls import TlsSetupError, self_signing_problem, server_context
-from loadkit.targets import Target, TargetError, parse_listen
+from loadkit.targets import Target
 
 RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
-DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
-DEFAULT_BACKLOG = 1024
 DRAIN_GRACE = 2.0  # seconds sessions get to say QUIT once max_messages is reached
 MAX_IDLE_GREENLETS = 256  # parked session greenlets kept for the next connections
 DRIP_TICK = 0.01  # seconds between the pieces of a dripped reply, at most
@@ -65,10 +56,6 @@ _READ, _WRITE = 1, 2  # libev/libuv event masks
 # Sessions keep blocking sockets and pass MSG_DONTWAIT on each call: that
 # saves an ioctl per connection, and a spurious wakeup still cannot block.
 _DONTWAIT = _socket.MSG_DONTWAIT
-
-
-class SinkError(Exception):
-    """The sink cannot listen or run; the message is one line for people."""
 
 
 class _Connection:
@@ -90,125 +77,59 @@ class SinkServer:
 
     ::
 
-        with SinkServer("127.0.0.1:0") as sink:       # or a Target
+        with SinkServer("127.0.0.1:0") as sink:       # or a Target, or SinkSettings
             send_mail_to(*sink.address)
             sink.wait(timeout=10)                        # until max_messages
         print(sink.stats.as_dict())
 
-    `target` is a `Target` or smtp-sink's ``[inet:][host]:port`` /
-    ``unix:path`` text; port 0 binds a free port (see `address`). `lmtp`
-    defaults to the target's protocol. With `max_messages` the server stops
-    by itself after answering that many messages.
+    It takes a `SinkSettings`, or what makes one: the listening address
+    (smtp-sink's ``[inet:][host]:port`` / ``unix:path`` text or a `Target`;
+    port 0 binds a free port, see `address`) and the settings' keywords
+    (``lmtp=True``, ``faults=...``, ``max_messages=...``; see `SinkSettings`).
+    With `max_messages` the server stops by itself after answering that
+    many messages.
 
-    Extensions and policies (all keyword arguments):
-
-    capabilities     the EHLO keywords offered (`DEFAULT_CAPABILITIES`); one
-                     left out is neither advertised nor accepted
-    esmtp            False: EHLO is an unknown command (smtp-sink ``-e``)
-    greeting         the banner's text after the host name
-    max_size         SIZE limit in bytes, for MAIL SIZE= and the data (0: none)
-    tls_cert/tls_key PEM files; without them a self-signed certificate is
-                     made at the first STARTTLS (STARTTLS is not offered, with
-                     `tls_problem` set, when the tools to make one are missing)
-    implicit_tls     TLS from the first byte (smtps, port 465 style)
-    auth_users       None: AUTH accepts everyone; a {user: password} dict or
-                     the path of a ``user:password`` file
-    auth_mechanisms  offered mechanisms (PLAIN, LOGIN, CRAM-MD5)
-    auth_plaintext   offer AUTH before TLS: None decides by the listening
-                     address (yes on loopback and unix sockets, like a
-                     submission service that trusts only local clients)
-    faults           a `FaultPlan` (rejects, disconnects, delays, drips)
-    greylist         a `Greylist`, or seconds of greylisting delay
-    store, store_max keep messages as maildir files there, at most that many
-    trace            read X-Loadkit-Trace headers into `stats.trace` (default on)
+    Making the server reads what the settings name on disk (certificate,
+    users file, maildir, trace log); a problem is a `SinkError`. Without a
+    certificate one is made at the first STARTTLS; when the tools to make
+    one are missing, STARTTLS is not offered and `tls_problem` says why.
     """
 
-    def __init__(
-        self,
-        target: Target | str,
-        lmtp: bool | None = None,
-        hostname: str = "loadkit-sink",
-        max_messages: int | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        backlog: int = DEFAULT_BACKLOG,
-        capabilities: tuple[str, ...] = DEFAULT_CAPABILITIES,
-        max_size: int = DEFAULT_MAX_SIZE,
-        *,
-        esmtp: bool = True,
-        greeting: str | None = None,
-        tls_cert: str | None = None,
-        tls_key: str | None = None,
-        implicit_tls: bool = False,
-        auth_users: dict | str | None = None,
-        auth_mechanisms: tuple[str, ...] = DEFAULT_MECHANISMS,
-        auth_plaintext: bool | None = None,
-        faults: FaultPlan | None = None,
-        greylist: Greylist | float | None = None,
-        store: str | None = None,
-        store_max: int | None = None,
-        trace: bool = True,
-    ):
-        if isinstance(target, str):
-            try:
-                target = parse_listen(target)
-            except TargetError as error:
-                raise SinkError(str(error)) from None
-        if lmtp is None:
-            lmtp = target.protocol == "lmtp"
-        capabilities = tuple(capabilities)
-        # smtps:// names implicit TLS; there is no such scheme for LMTP.
-        self.target = Target(
-            "lmtp" if lmtp else "smtp", target.host, target.port, target.path,
-            tls="implicit" if implicit_tls and not lmtp else "",
-        )
+    def __init__(self, settings: SinkSettings | Target | str, **keywords):
+        if not isinstance(settings, SinkSettings):
+            settings = SinkSettings(settings, **keywords)
+        elif keywords:
+            raise TypeError("SinkServer takes SinkSettings or keywords, not both")
+        self.settings = settings
+        self.target = settings.listen
         self.tls_problem: str | None = None
         self._tls_context = None
-        self._tls_hostname = hostname
-        if implicit_tls or tls_cert:  # asked for: check it now
+        self._tls_hostname = settings.hostname
+        if settings.implicit_tls or settings.tls_cert:  # asked for: check it now
             try:
-                self._tls_context = server_context(tls_cert, tls_key, hostname)
+                self._tls_context = server_context(settings.tls_cert, settings.tls_key, settings.hostname)
             except TlsSetupError as error:
                 raise SinkError(str(error)) from None
-        elif esmtp and "STARTTLS" in capabilities:
+        elif settings.offers_starttls:
             # Only a default: the certificate is made at the first STARTTLS, so runs
             # without TLS never pay for it (about 80 ms of imports and key making).
             self.tls_problem = self_signing_problem()
-        authenticator = None
-        if "AUTH" in capabilities and esmtp:
-            try:
-                if isinstance(auth_users, str):
-                    authenticator = Authenticator.from_file(auth_users, auth_mechanisms)
-                else:
-                    authenticator = Authenticator(auth_users, auth_mechanisms)
-            except OSError as error:
-                raise SinkError(f"cannot read --auth-users {auth_users}: {error.strerror or error}") from None
-            except ValueError as error:
-                raise SinkError(str(error)) from None
-        if isinstance(greylist, (int, float)) and not isinstance(greylist, bool):
-            greylist = Greylist(delay=float(greylist))
-        try:
-            maildir = MaildirStore(store, store_max) if store else None
-        except OSError as error:
-            raise SinkError(f"cannot use --store {store}: {error.strerror or error}") from None
-        if auth_plaintext is None:
-            auth_plaintext = _is_local(self.target)
-        try:
-            self.profile = SinkProfile(
-                hostname=hostname, lmtp=lmtp, capabilities=capabilities,
-                max_size=max_size, max_messages=max_messages, greeting=greeting, esmtp=esmtp,
-                tls=self._tls_context is not None or (esmtp and "STARTTLS" in capabilities and not self.tls_problem),
-                authenticator=authenticator, plaintext_auth=auth_plaintext,
-                faults=faults or None, greylist=greylist, store=maildir, trace=trace,
-            )
-        except ValueError as error:
-            raise SinkError(str(error)) from None
-        self.timeout = timeout
-        self.backlog = backlog
-        self.stats = SinkStats(trace=trace)
-        self._implicit_tls = implicit_tls
+        self.profile = SinkProfile(
+            hostname=settings.hostname, lmtp=settings.lmtp, capabilities=settings.capabilities,
+            max_size=settings.max_size, max_messages=settings.max_messages, greeting=settings.greeting,
+            esmtp=settings.esmtp,
+            tls=self._tls_context is not None or (settings.offers_starttls and not self.tls_problem),
+            authenticator=_authenticator(settings), plaintext_auth=settings.auth_plaintext,
+            faults=settings.faults, greylist=settings.greylist, store=_maildir(settings), trace=settings.trace,
+        )
+        self._trace_log = _open_trace_log(settings.trace_log) if settings.trace_log else None
+        self.timeout = settings.timeout
+        self.backlog = settings.backlog
+        self.stats = self._new_stats()
+        self._implicit_tls = settings.implicit_tls
         # The plain loop sends replies as the session made them, at once.
         self._plain_loop = (
-            not implicit_tls and self.profile.faults is None and self.profile.enhanced_codes
+            not settings.implicit_tls and self.profile.faults is None and self.profile.enhanced_codes
         )
         self._rejected_verbs = rejected_verbs(self.profile.verbs)
         self._listener = None
@@ -344,6 +265,10 @@ class SinkServer:
                 sock = _socket.socket(family, _socket.SOCK_STREAM)
                 try:
                     sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+                    # Accepted sockets inherit it, at no cost per session. Without it a reply
+                    # sent in pieces (a delayed or dripped one after the rest of a pipelined
+                    # group, a TLS record) waits for the client's delayed ACK: some 40 ms.
+                    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
                     sock.bind(address)
                 except OSError:
                     sock.close()
@@ -356,7 +281,13 @@ class SinkServer:
             raise SinkError(f"cannot listen on {_spell(target)}: {reason}") from None
         self._listener = sock
         self._address = address
-        self.stats = SinkStats(trace=self.profile.trace)
+        self.stats = self._new_stats()
+
+    def _new_stats(self) -> SinkStats:
+        stats = SinkStats(trace=self.profile.trace)
+        if stats.trace is not None:  # with the trace off there is no trace log (the settings say so)
+            stats.trace.log = self._trace_log
+        return stats
 
     def _start_workers(self) -> None:
         self._stopped = gevent.event.Event()
@@ -394,6 +325,10 @@ class SinkServer:
                 os.unlink(self._address)
             except OSError:
                 pass
+        if self._trace_log is not None:
+            self.stats.trace.log = None
+            os.close(self._trace_log)
+            self._trace_log = None
         self._listener = None
         self._finished.set()
         self._stopped.set()
@@ -636,11 +571,8 @@ class SinkServer:
                 self.tls_problem = str(error)
                 self.stats.tls_failures += 1
                 return None
+        # The duplicate shares the connection's TCP_NODELAY (set on the listener).
         duplicate = gevent.socket.socket(sock.family, _socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
-        if sock.family != _socket.AF_UNIX:
-            # TLS writes records as they come (handshake, then the reply): without this,
-            # Nagle holds the reply until the client's delayed ACK, some 40 ms a session.
-            duplicate.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
         connection.tls = True
         try:
             tls_socket = self._tls_context.wrap_socket(duplicate, server_side=True)
@@ -724,16 +656,34 @@ def _hand_over(greenlet, sock, peer) -> None:
         greenlet.switch((sock, peer))
 
 
-def _is_local(target: Target) -> bool:
-    """A unix socket or a loopback address: every client is on this machine."""
-    if target.is_unix:
-        return True
-    if target.host == "localhost":
-        return True
+def _authenticator(settings: SinkSettings) -> Authenticator | None:
+    if not settings.offers_auth:
+        return None
+    users = settings.auth_users
     try:
-        return ipaddress.ip_address(target.host).is_loopback
-    except ValueError:
-        return False
+        if isinstance(users, str):
+            return Authenticator.from_file(users, settings.auth_mechanisms)
+        return Authenticator(None if users is None else dict(users), settings.auth_mechanisms)
+    except OSError as error:
+        raise SinkError(f"cannot read --auth-users {users}: {error.strerror or error}") from None
+    except ValueError as error:  # a malformed line of the users file
+        raise SinkError(str(error)) from None
+
+
+def _maildir(settings: SinkSettings) -> MaildirStore | None:
+    if not settings.store:
+        return None
+    try:
+        return MaildirStore(settings.store, settings.store_max)
+    except OSError as error:
+        raise SinkError(f"cannot use --store {settings.store}: {error.strerror or error}") from None
+
+
+def _open_trace_log(path: str) -> int:
+    try:
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    except OSError as error:
+        raise SinkError(f"cannot write --trace-log {path}: {error.strerror or error}") from None
 
 
 def _send_all(sock, data: bytes, hub) -> None:

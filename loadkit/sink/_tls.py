@@ -21,12 +21,14 @@ import shutil
 import subprocess
 import tempfile
 
+from loadkit.errors import LoadkitError
+
 CERTIFICATE_DAYS = 3650
 _HOSTNAME = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\Z")
 _self_signed: dict[str, tuple[bytes, bytes]] = {}  # host name -> (certificate PEM, key PEM)
 
 
-class TlsSetupError(Exception):
+class TlsSetupError(LoadkitError):
     """No usable certificate; the message is one line for people."""
 
 

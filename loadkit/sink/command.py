@@ -88,12 +88,12 @@ import sys
 
 import gevent
 
-from loadkit.cli import CommandError
+from loadkit.errors import UsageError
 from loadkit.sink._auth import MECHANISMS
-from loadkit.sink._faults import FaultError, FaultPlan, Greylist, command_list
+from loadkit.sink._faults import FaultPlan, Greylist, command_list
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
-from loadkit.sink._server import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkError, SinkServer
-from loadkit.targets import TargetError, parse_listen
+from loadkit.sink._server import SinkServer
+from loadkit.sink._settings import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkSettings
 
 COUNTER_INTERVAL = 0.1  # seconds between updates of the -c line
 
@@ -109,34 +109,6 @@ CAPABILITY_SWITCHES = (
     (None, "--no-smtputf8", "SMTPUTF8"),
     (None, "--no-chunking", "CHUNKING"),
 )
-
-
-def _positive_int(text: str) -> int:
-    if not text.isdigit() or int(text) <= 0:
-        raise ValueError(text)
-    return int(text)
-
-
-_positive_int.__name__ = "positive integer"  # argparse names the type in its error
-
-
-def _whole_number(text: str) -> int:
-    if not text.isdigit():
-        raise ValueError(text)
-    return int(text)
-
-
-_whole_number.__name__ = "whole number"
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError(text)
-    return value
-
-
-_positive_float.__name__ = "positive number"
 
 
 def _seconds(text: str) -> float:
@@ -156,10 +128,10 @@ def add_arguments(parser) -> None:
     add = parser.add_argument
     add("-L", dest="lmtp", action="store_true", help="speak LMTP instead of SMTP")
     add("-c", dest="counters", action="store_true", help="show running counters on stderr")
-    add("-M", dest="max_messages", type=_positive_int, metavar="COUNT", help="exit after answering COUNT messages")
+    add("-M", dest="max_messages", type=int, metavar="COUNT", help="exit after answering COUNT messages")
     add("-h", dest="hostname", default="loadkit-sink", metavar="HOSTNAME",
         help="the name in the greeting and HELO/EHLO reply (default: loadkit-sink)")
-    add("-t", dest="timeout", type=_positive_float, default=DEFAULT_TIMEOUT,
+    add("-t", dest="timeout", type=float, default=DEFAULT_TIMEOUT,
         metavar="SECONDS", help="close sessions silent that long (default: 100)")
     add("--stats-json", metavar="PATH",
         help="write the counters (messages, replies, faults, trace, ...), address and duration there on exit")
@@ -171,7 +143,7 @@ def add_arguments(parser) -> None:
                            help=f"do not offer {capability}")
     group.add_argument("-e", "--no-esmtp", dest="no_esmtp", action="store_true",
                        help="no ESMTP: EHLO is an unknown command")
-    group.add_argument("--size", type=_whole_number, default=DEFAULT_MAX_SIZE, metavar="BYTES",
+    group.add_argument("--size", type=int, default=DEFAULT_MAX_SIZE, metavar="BYTES",
                        help=f"message size limit, 0 for none (default: {DEFAULT_MAX_SIZE})")
     group.add_argument("--greeting", metavar="TEXT", help="the banner's text after the host name")
 
@@ -211,7 +183,7 @@ def add_arguments(parser) -> None:
 
     group = parser.add_argument_group("what is kept of the messages")
     group.add_argument("--store", metavar="DIR", help="keep each accepted message as a file in DIR/new/")
-    group.add_argument("--store-max", type=_positive_int, metavar="N", help="keep at most N messages")
+    group.add_argument("--store-max", type=int, metavar="N", help="keep at most N messages")
     group.add_argument("--no-trace", dest="trace", action="store_false",
                        help="do not read X-Loadkit-Trace headers (delivery delay, duplicates)")
     group.add_argument("--trace-log", metavar="PATH",
@@ -219,95 +191,69 @@ def add_arguments(parser) -> None:
 
     add("endpoint", metavar="[inet:][host]:port | smtps:[host]:port | unix:path",
         help="where to listen; a bare port binds 127.0.0.1")
-    add("backlog", nargs="?", type=_positive_int, default=DEFAULT_BACKLOG,
+    add("backlog", nargs="?", type=int, default=DEFAULT_BACKLOG,
         help=f"listen queue length (default: {DEFAULT_BACKLOG})")
 
 
 def fault_plan(args) -> FaultPlan | None:
     """The faults the options ask for, in the order given by kind; None when there are none."""
     plan = FaultPlan(seed=args.seed)
-    try:
-        for text in args.hard_reject:
-            for command in command_list(text):
-                plan.hard_reject(command)
-        for text in args.soft_reject:
-            for command in command_list(text):
-                plan.soft_reject(command)
-        for spec in args.reject:
-            plan.add_reject_spec(spec)
-        for text in args.disconnect:
-            for command in command_list(text):
-                plan.disconnect(command)
-        for text in args.shutdown:
-            for command in command_list(text):
-                plan.shutdown(command)
-        if args.data_delay is not None:
-            plan.delay("data", f"{args.data_delay:.6f}s")
-        for spec in args.delay:
-            plan.add_delay_spec(spec)
-        for spec in args.drip:
-            plan.add_drip_spec(spec)
-    except FaultError as error:
-        raise CommandError(str(error)) from None
+    for text in args.hard_reject:
+        for command in command_list(text):
+            plan.hard_reject(command)
+    for text in args.soft_reject:
+        for command in command_list(text):
+            plan.soft_reject(command)
+    for spec in args.reject:
+        plan.add_reject_spec(spec)
+    for text in args.disconnect:
+        for command in command_list(text):
+            plan.disconnect(command)
+    for text in args.shutdown:
+        for command in command_list(text):
+            plan.shutdown(command)
+    if args.data_delay is not None:
+        plan.delay("data", f"{args.data_delay:.6f}s")
+    for spec in args.delay:
+        plan.add_delay_spec(spec)
+    for spec in args.drip:
+        plan.add_drip_spec(spec)
     return plan or None
 
 
-def build_server(args) -> SinkServer:
-    """A `SinkServer` as the options describe it (CommandError for bad input)."""
-    protocol = "lmtp" if args.lmtp else "smtp"
+def settings_from_args(args) -> SinkSettings:
+    """The `SinkSettings` the options ask for (SinkError for a mistake, checked there)."""
+    if args.greylist_delay is not None and not args.greylist:
+        raise UsageError("--greylist-delay needs --greylist")
     endpoint = args.endpoint
     implicit_tls = args.implicit_tls
     if endpoint.startswith("smtps:"):
         endpoint = endpoint[len("smtps:"):]
         implicit_tls = True
-    try:
-        target = parse_listen(endpoint, protocol)
-    except TargetError as error:
-        raise CommandError(str(error)) from None
-    if args.no_esmtp and args.lmtp:
-        raise CommandError("-e cannot go with -L: LMTP has no HELO to fall back to")
-    if args.greylist_delay is not None and not args.greylist:
-        raise CommandError("--greylist-delay needs --greylist")
-    if args.store_max is not None and not args.store:
-        raise CommandError("--store-max needs --store")
-    if args.tls_key and not args.tls_cert:
-        raise CommandError("--tls-key needs --tls-cert")
     without = set(args.without or ())
     capabilities = tuple(name for name in DEFAULT_CAPABILITIES if name not in without)
     if implicit_tls:
         capabilities = tuple(name for name in capabilities if name != "STARTTLS")
-    greylist = Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None
-    mechanisms = tuple(word for word in args.auth_mechanisms.replace(",", " ").split() if word)
-    try:
-        return SinkServer(
-            target, hostname=args.hostname, max_messages=args.max_messages,
-            timeout=args.timeout, backlog=args.backlog, capabilities=capabilities, max_size=args.size,
-            esmtp=not args.no_esmtp, greeting=args.greeting,
-            tls_cert=args.tls_cert, tls_key=args.tls_key, implicit_tls=implicit_tls,
-            auth_users=args.auth_users, auth_mechanisms=mechanisms,
-            auth_plaintext=True if args.auth_plaintext else None,
-            faults=fault_plan(args), greylist=greylist,
-            store=args.store, store_max=args.store_max, trace=args.trace,
-        )
-    except SinkError as error:
-        raise CommandError(str(error)) from None
+    return SinkSettings(
+        endpoint, lmtp=args.lmtp, hostname=args.hostname, max_messages=args.max_messages,
+        timeout=args.timeout, backlog=args.backlog, capabilities=capabilities, max_size=args.size,
+        esmtp=not args.no_esmtp, greeting=args.greeting,
+        tls_cert=args.tls_cert, tls_key=args.tls_key, implicit_tls=implicit_tls,
+        auth_users=args.auth_users,
+        auth_mechanisms=tuple(word for word in args.auth_mechanisms.replace(",", " ").split() if word),
+        auth_plaintext=True if args.auth_plaintext else None,
+        faults=fault_plan(args), greylist=Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None,
+        store=args.store, store_max=args.store_max, trace=args.trace, trace_log=args.trace_log,
+    )
 
 
 def run(args) -> int:
     if args.stats_json:
         _check_writable(args.stats_json)
-    if args.trace_log and not args.trace:
-        raise CommandError("--trace-log needs the traces read: drop --no-trace")
-    trace_log = _open_trace_log(args.trace_log) if args.trace_log else None
-    server = build_server(args)
+    server = SinkServer(settings_from_args(args))
     if server.tls_problem:
         print(f"loadkit sink: STARTTLS not offered: {server.tls_problem}", file=sys.stderr, flush=True)
-    try:
-        server.start(in_thread=False)
-    except SinkError as error:
-        raise CommandError(str(error)) from None
-    if trace_log is not None:
-        server.stats.trace.log = trace_log
+    server.start(in_thread=False)
     print(f"loadkit sink: listening on {server.url}", flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, server.stop)
@@ -340,14 +286,7 @@ def _check_writable(path: str) -> None:
         with open(path, "a"):
             pass
     except OSError as error:
-        raise CommandError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
-
-
-def _open_trace_log(path: str) -> int:
-    try:
-        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    except OSError as error:
-        raise CommandError(f"cannot write --trace-log {path}: {error.strerror or error}") from None
+        raise UsageError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
 
 
 def _write_stats(path: str, server: SinkServer) -> None:
@@ -357,4 +296,4 @@ def _write_stats(path: str, server: SinkServer) -> None:
     try:
         write_sink_stats(path, record)
     except ResultsError as error:
-        raise CommandError(f"--stats-json: {error}") from None
+        raise UsageError(f"--stats-json: {error}") from None

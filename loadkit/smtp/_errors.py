@@ -18,10 +18,11 @@ it; `str()` carries the full text for people.
 
 from __future__ import annotations
 
+from loadkit.errors import LoadkitError
 from loadkit.smtp._reply import Reply
 
 
-class SMTPError(Exception):
+class SMTPError(LoadkitError):
     """Base of every client error."""
 
     kind = "error"

@@ -159,15 +159,8 @@ def test_without_esmtp_ehlo_is_unknown_and_helo_works():
                        b"555 Unsupported option\r\n250 Ok\r\n")
 
 
-def test_lmtp_cannot_turn_esmtp_off():
-    with pytest.raises(ValueError, match="LMTP"):
-        SinkProfile(lmtp=True, esmtp=False)
-
-
-def test_greeting_text_and_unknown_capabilities():
+def test_greeting_text():
     assert SinkProfile(hostname="mx.test", greeting="ready").banner == b"220 mx.test ready\r\n"
-    with pytest.raises(ValueError, match="unknown capabilities: XFOO"):
-        SinkProfile(capabilities=("XFOO",))
 
 
 # -- AUTH --------------------------------------------------------------------------

@@ -228,3 +228,16 @@ def test_ipv6_loopback():
         assert server.url == f"smtp://[::1]:{server.address[1]}"
         with socket.create_connection(server.address, timeout=5) as sock:
             assert sock.recv(100).startswith(b"220 ")
+
+
+@pytest.mark.parametrize("listen", ["127.0.0.1:0", "[::1]:0"])
+def test_every_session_socket_sends_at_once(listen):
+    """TCP_NODELAY on each session: a reply written in pieces must not wait for the client's delayed ACK."""
+    try:
+        server = SinkServer(listen).start()
+    except SinkError:
+        pytest.skip(f"cannot listen on {listen}")
+    with server, socket.create_connection(server.address[:2], timeout=5) as sock:
+        read_replies(sock, 1)
+        (connection,) = server._connections
+        assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
