@@ -346,9 +346,10 @@ class SmtpClient:
                 mark = self._rset(timings, mark)
             self._needs_rset = True  # until a final reply ends this transaction
             chunked = self._extensions.chunking
-            content = _bdat(message) if chunked else stuff_dots(message) + DOT
-            if quit_behind:
-                content += QUIT
+            if chunked:
+                content = _bdat(message) + QUIT if quit_behind else _bdat(message)
+            else:
+                content = stuff_dots(message) + (DOT_QUIT if quit_behind else DOT)
             envelope = _envelope(sender, recipients, mail_params, rcpt_params)
             if pipelined:
                 if chunked:  # no 354 to wait for: the content rides with the envelope
