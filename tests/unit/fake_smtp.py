@@ -395,9 +395,35 @@ def _hang_up(sock: socket.socket) -> None:
     sock.close()
 
 
+def certificate_pem() -> str:
+    """The fake's self-signed certificate, for a client that verifies it (as its own CA)."""
+    return _certificate()[1].decode()
+
+
 @lru_cache(maxsize=None)
 def _server_context() -> ssl.SSLContext:
-    """A server context with a self-signed certificate for 127.0.0.1, made once per process."""
+    """The server side's TLS context, with the one certificate."""
+    key_pem, certificate_pem_bytes = _certificate()
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "fake.pem")
+        with open(path, "wb") as handle:
+            handle.write(key_pem + certificate_pem_bytes)
+        context.load_cert_chain(path)
+    return context
+
+
+def _certificate() -> tuple[bytes, bytes]:
+    """(key, certificate) in PEM: self-signed for IP 127.0.0.1, made once per process."""
+    with _CERTIFICATE_LOCK:  # sessions' threads and the test may ask at once: all must get the same one
+        return _make_certificate()
+
+
+_CERTIFICATE_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=None)
+def _make_certificate() -> tuple[bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -411,14 +437,9 @@ def _server_context() -> ssl.SSLContext:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    with tempfile.TemporaryDirectory() as folder:
-        path = os.path.join(folder, "fake.pem")
-        with open(path, "wb") as handle:
-            handle.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-            handle.write(certificate.public_bytes(serialization.Encoding.PEM))
-        context.load_cert_chain(path)
-    return context
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, certificate.public_bytes(serialization.Encoding.PEM)

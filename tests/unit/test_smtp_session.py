@@ -11,9 +11,10 @@ import hashlib
 import hmac
 
 import pytest
+from gevent import ssl
 
-from loadkit.smtp import SMTPNotSupportedError, SMTPReplyError
-from tests.unit.fake_smtp import ehlo_offering
+from loadkit.smtp import SMTPConnectError, SMTPNotSupportedError, SMTPReplyError
+from tests.unit.fake_smtp import certificate_pem, ehlo_offering
 from tests.unit.test_smtp_client import MESSAGE, SENDER, client_for, serve  # noqa: F401
 
 CHALLENGE = b"<1896.697170952@fake.test>"
@@ -62,6 +63,28 @@ def test_implicit_tls_reads_the_banner_inside_tls(serve, client_for):
 
     assert server.sessions[0].tls and str(client.banner) == "220 fake.test ESMTP"
     assert list(timings)[:4] == ["connect", "tls", "banner", "helo"]
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_a_certificate_the_client_trusts_is_verified_and_the_message_goes(serve, client_for, tls):
+    server = serve(tls=tls, ehlo=ehlo_offering("STARTTLS"))
+    trusting = ssl.create_default_context(cadata=certificate_pem())  # verification on, host name included
+    client = client_for(server, starttls=tls == "starttls", tls_context=trusting)
+    assert client.send(SENDER, ["a@example.com"], MESSAGE).ok
+    assert server.sessions[0].tls and server.sessions[0].messages == [MESSAGE]
+
+
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
+def test_a_self_signed_certificate_fails_verification_by_default(serve, client_for, tls):
+    server = serve(tls=tls, ehlo=ehlo_offering("STARTTLS"))
+    client = client_for(server, starttls=tls == "starttls")
+    with pytest.raises(SMTPConnectError) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+
+    assert (repr(caught.value), caught.value.phase) == ("connect failed at TLS", "tls")
+    assert "certificate verify failed" in str(caught.value)
+    assert not client.connected
+    assert server.ended_session().messages == []
 
 
 def test_auth_plain_sends_one_line(serve, client_for):
