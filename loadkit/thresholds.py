@@ -7,8 +7,9 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
     p95<250ms  p99.9<1s  p(99)<=20  max<2s  min>=0.1ms  avg<50  median<30
     fail_ratio<0.01  fail_ratio<1%  rps>500  requests>=1000  failures==0
     send:p95<250ms         requests named "send" (any type; or a type: SMTP:p95<...)
-    phase.envelope:p99<20ms  a phase of mail requests (names in loadkit.phases; with
-                           PIPELINING the envelope, without it mail, rcpt, data)
+    phase.envelope:p99<20ms
+                           a phase of mail requests, named as in loadkit.phases
+                           (with PIPELINING: envelope; without: mail, rcpt, data)
     no_worker_lost  no_worker_missing  no_cpu_high
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
