@@ -52,8 +52,8 @@ from loadkit.smtp._errors import (
     SMTPTimeoutError,
     SMTPTransportError,
 )
-from loadkit.smtp._tls import client_context
 from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
+from loadkit.smtp._tls import client_context
 from loadkit.targets import Target
 
 RECV_SIZE = 65536

@@ -22,6 +22,10 @@ received, and the content of a LAST chunk's accepted transaction joins
 then speaks TLS, ``tls="implicit"`` speaks TLS from the first byte; both
 with a self-signed certificate made once per process. AUTH is accepted.
 
+Two pytest fixtures come with it, `serve` (servers stopped after the test)
+and `client_for` (clients with short timeouts, closed after it); a test
+module takes them as ``serve, client_for = fake_smtp.serve, fake_smtp.client_for``.
+
 Each connection is a `Session` in `server.sessions`. It runs in its own
 thread with plain blocking sockets, so it works whether or not gevent has
 monkey-patched the process (it then runs as a greenlet instead).
@@ -38,8 +42,12 @@ import ssl
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from functools import lru_cache
 
+import pytest
+
+from loadkit.smtp import SmtpClient
 from loadkit.targets import Target
 
 BANNER = b"220 fake.test ESMTP\r\n"
@@ -385,6 +393,30 @@ class FakeSmtpServer:
             session.events.append(("send", chunk))
             sock.sendall(chunk)
         return not hangup
+
+
+@pytest.fixture
+def serve():
+    """``serve(respond, **options)`` starts a FakeSmtpServer; all stop at the end of the test."""
+    with ExitStack() as stack:
+        yield lambda respond=None, **options: stack.enter_context(FakeSmtpServer(respond, **options))
+
+
+@pytest.fixture
+def client_for():
+    """``client_for(server, protocol, **options)``: a client with short timeouts, closed at the end."""
+    clients = []
+
+    def make(server, protocol="smtp", **options):
+        options.setdefault("timeout", 1.0)
+        options.setdefault("connect_timeout", 1.0)
+        client = SmtpClient(server.target(protocol) if isinstance(server, FakeSmtpServer) else server, **options)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 def _hang_up(sock: socket.socket) -> None:

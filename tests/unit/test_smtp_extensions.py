@@ -11,8 +11,11 @@ from __future__ import annotations
 import pytest
 
 from loadkit.smtp import SMTPNotSupportedError, SMTPReplyError
+from tests.unit import fake_smtp
 from tests.unit.fake_smtp import QUEUED, Split, ehlo_offering
-from tests.unit.test_smtp_client import MESSAGE, REJECT_USER, SENDER, client_for, on, serve  # noqa: F401
+from tests.unit.test_smtp_client import MESSAGE, REJECT_USER, SENDER
+
+serve, client_for = fake_smtp.serve, fake_smtp.client_for  # fixtures: a server per test, clients closed after it
 
 DOTTED = b".leading dot\r\n..two dots\r\nno final line break"  # BDAT sends it as it is: no stuffing, no dot
 EIGHT_BIT = "Subject: café\r\n\r\nçà et là\r\n".encode()

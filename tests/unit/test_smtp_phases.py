@@ -12,8 +12,11 @@ import pytest
 
 from loadkit.phases import PHASES
 from loadkit.smtp import SMTPReplyError
+from tests.unit import fake_smtp
 from tests.unit.fake_smtp import ehlo_offering
-from tests.unit.test_smtp_client import MESSAGE, REJECT_USER, SENDER, client_for, for_bad_recipients, on, serve  # noqa: F401
+from tests.unit.test_smtp_client import MESSAGE, REJECT_USER, SENDER, for_bad_recipients, on
+
+serve, client_for = fake_smtp.serve, fake_smtp.client_for  # fixtures: a server per test, clients closed after it
 
 SLOW = 0.1  # seconds a scripted reply waits
 SLOW_MS = SLOW * 1000 * 0.9  # what the client must have measured, at least

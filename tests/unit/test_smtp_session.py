@@ -14,8 +14,11 @@ import pytest
 from gevent import ssl
 
 from loadkit.smtp import SMTPConnectError, SMTPNotSupportedError, SMTPReplyError
+from tests.unit import fake_smtp
 from tests.unit.fake_smtp import certificate_pem, ehlo_offering
-from tests.unit.test_smtp_client import MESSAGE, SENDER, client_for, serve  # noqa: F401
+from tests.unit.test_smtp_client import MESSAGE, SENDER
+
+serve, client_for = fake_smtp.serve, fake_smtp.client_for  # fixtures: a server per test, clients closed after it
 
 CHALLENGE = b"<1896.697170952@fake.test>"
 
