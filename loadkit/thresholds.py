@@ -5,7 +5,9 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
     p95<250ms  p99.9<1s  p(99)<=20  max<2s  min>=0.1ms  avg<50  median<30
     fail_ratio<0.01  fail_ratio<1%  rps>500  requests>=1000  failures==0
     send:p95<250ms         requests named "send" (any type; or a type: SMTP:p95<...)
-    phase.rcpt:p99<20ms    the RCPT phase of mail requests
+    phase.envelope:p99<20ms
+                           a phase of mail requests, named as in loadkit.phases
+                           (with PIPELINING: envelope; without: mail, rcpt, data)
     no_worker_lost  no_worker_missing  no_cpu_high  run_complete
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
@@ -75,7 +77,7 @@ OPERATORS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
 }
-EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.rcpt:p99<20ms, no_worker_lost"
+EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, no_worker_lost"
 
 _EXPRESSION = re.compile(
     r"^(?:(?P<scope>.*):)?\s*(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"

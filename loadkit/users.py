@@ -31,7 +31,7 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from loadkit.errors import LoadkitError
 from loadkit.messages import MessageFactory
-from loadkit.metrics._recorder import PHASE_SUFFIX
+from loadkit.phases import PHASE_SUFFIX
 from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
 from loadkit.targets import Target, TargetError, parse_url
@@ -104,9 +104,10 @@ class SmtpUser(User):
     dkim_key: str | None = None
     """PEM file of the DKIM private key; None generates one per process (its TXT record is logged)."""
     phase_stats: bool = False
-    """Also fire one entry per phase under request type SMTP-phase (LMTP-phase), so Locust's UI and
-    CSV show the time of connect, tls, banner, helo, auth, mail, rcpt, data and end-of-data. Those
-    entries are phase times, not messages: count messages on the SMTP/LMTP rows only."""
+    """Also fire one entry per phase (`loadkit.phases`) under request type SMTP-phase (LMTP-phase), so
+    Locust's UI and CSV show the time of connect, tls, banner, helo, auth, rset, envelope (or mail, rcpt
+    and data without pipelining), end-of-data and quit. Those entries are phase times, not messages:
+    count messages on the SMTP/LMTP rows only."""
 
     def __init__(self, environment):
         super().__init__(environment)

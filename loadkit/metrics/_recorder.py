@@ -16,9 +16,7 @@ from array import array
 
 from loadkit.hdr import record_ms
 from loadkit.metrics._series import PHASE, REQUEST, Series
-
-PHASE_SUFFIX = "-phase"
-"""Request types ending with it carry phase times (the users' phase_stats), not messages."""
+from loadkit.phases import PHASE_SUFFIX
 
 
 class _Requests:

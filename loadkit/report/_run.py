@@ -24,6 +24,7 @@ import pandas as pd
 
 from loadkit import results as files
 from loadkit.hdr import SUMMARY_PERCENTILES, Distribution, percentile_key
+from loadkit.phases import is_phase_type, phase_position
 from loadkit.report._locust_csv import (
     AGGREGATED,
     ReportError,
@@ -50,8 +51,6 @@ from loadkit.results import (
 ERROR_COLUMNS = list(ERRORS_COLUMNS)
 LATENCY_KEYS = ("min", *(percentile_key(p) for p in SUMMARY_PERCENTILES), "max")
 TOTAL_LABEL = "All requests"
-# Where a mail transaction spends its time, in protocol order; other phases follow by name.
-PHASE_ORDER = ("connect", "banner", "helo", "ehlo", "lhlo", "starttls", "auth", "mail", "rcpt", "data", "body", "end-of-data", "quit")
 # Integrity events that mean the numbers may be wrong; the rest are shown plainly.
 NORMAL_EVENTS = frozenset({"run_started", "run_stopped", "worker_joined", "worker_recovered", "worker_quit"})
 MAIL_TYPES = frozenset({"SMTP", "LMTP"})
@@ -175,11 +174,16 @@ def _failures_as_errors(failures: pd.DataFrame) -> pd.DataFrame:
 
 
 def _order_phases(rows: list[Row]) -> list[Row]:
-    def position(row: Row):
-        name = row.name.lower()
-        return (row.type, PHASE_ORDER.index(name) if name in PHASE_ORDER else len(PHASE_ORDER), name)
+    """Phases in protocol order (`loadkit.phases`); names that are not phases follow, by name."""
+    return sorted(rows, key=lambda row: (row.type, phase_position(row.name), row.name))
 
-    return sorted(rows, key=position)
+
+def _phase_rows_in_protocol_order(rows: list[Row]) -> list[Row]:
+    """A user's phase_stats rows (type ``SMTP-phase``) in protocol order, after the other rows, which keep theirs."""
+    return sorted(
+        rows,
+        key=lambda row: (1, row.type, phase_position(row.name), row.name) if is_phase_type(row.type) else (0, ""),
+    )
 
 
 # -- metrics.jsonl -----------------------------------------------------------------
@@ -285,7 +289,7 @@ def _from_csv(prefix: Path, run: Run) -> None:
         if count:
             points = [(float(c.rstrip("%")), _csv_value(item, c)) for c in CSV_CURVE_COLUMNS]
             run.percentile_points[rows[-1].label] = [(p, v) for p, v in points if v is not None]
-    run.requests = [r for r in rows if r.kind == "request"]
+    run.requests = _phase_rows_in_protocol_order([r for r in rows if r.kind == "request"])
     run.total = next((r for r in rows if r.kind == "total"), None)
     if len(run.requests) == 1:
         run.percentile_points.pop(TOTAL_LABEL, None)
@@ -352,7 +356,7 @@ def _from_json(path: Path, run: Run) -> None:
     def row(type_: str, name: str, count: int, failures: int, distribution: Distribution, kind: str) -> Row:
         return Row(type_, name, count, failures, count / run.duration if run.duration else None, distribution.summary_ms(), kind)
 
-    entries = sorted(entries, key=lambda e: (e.type, e.name))
+    entries = sorted(entries, key=lambda e: (e.type, phase_position(e.name) if is_phase_type(e.type) else 0, e.name))
     run.requests = [row(e.type, e.name, e.requests, e.failures, e.distribution, "request") for e in entries]
     run.distributions = {r.label: e.distribution for r, e in zip(run.requests, entries)}
     if entries:

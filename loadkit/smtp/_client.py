@@ -7,8 +7,9 @@ that wants a new connection per message passes ``quit=True``.
 With PIPELINING (RFC 2920) a transaction costs two round trips: MAIL, every
 RCPT and DATA go out in one write and their replies are matched in order;
 the content, the final dot (and QUIT, when the session ends with this
-message) go out in a second write. LMTP (RFC 2033) reads one reply per
-accepted recipient after the dot.
+message) go out in a second write. With BDAT there is no 354 to wait for,
+so the chunk (and QUIT) goes out with the envelope. LMTP (RFC 2033) reads
+one reply per accepted recipient after the dot or the last chunk.
 
 ESMTP: STARTTLS (then EHLO again) or implicit TLS, AUTH (PLAIN, LOGIN,
 CRAM-MD5), SIZE declared on MAIL (a message over the server's limit is
@@ -17,11 +18,19 @@ UTF-8 addresses, DSN parameters, and CHUNKING (BDAT) when asked for. What a
 message needs and the server does not offer is an SMTPNotSupportedError,
 raised before anything of the message is sent.
 
-Timing: `timings` maps each phase to milliseconds. Phases are consecutive,
-so they add up to the transaction's time: with pipelining, ``mail`` ends
-when the MAIL reply arrives, ``rcpt`` when the last RCPT reply arrives,
-``data`` when the DATA reply arrives. ``tls`` is the TLS handshake alone;
-``starttls`` the STARTTLS command's round trip.
+A transaction reads like RFC 5321's sequence, one step each: RSET (only
+after a transaction that failed before its end), the envelope (MAIL, every
+RCPT, DATA unless BDAT), the content (body and dot, or one BDAT LAST chunk),
+the final replies (one, or one per accepted recipient for LMTP), and QUIT
+when the session ends with the message.
+
+Timing: `timings` maps each phase (`loadkit.phases`) to milliseconds.
+Phases are consecutive, so they add up to the transaction's time. A phase
+is a round trip: with pipelining the envelope is one, ``envelope``;
+without, ``mail``, ``rcpt`` and ``data`` are timed apart. ``rset`` is
+RSET's own round trip. ``tls`` is the TLS handshake alone; ``starttls``
+the STARTTLS command's round trip. An error names the command that
+failed (``550 5.1.1 at RCPT``), pipelined or not.
 """
 
 from __future__ import annotations
@@ -43,8 +52,8 @@ from loadkit.smtp._errors import (
     SMTPTimeoutError,
     SMTPTransportError,
 )
-from loadkit.smtp._tls import client_context
 from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
+from loadkit.smtp._tls import client_context
 from loadkit.targets import Target
 
 RECV_SIZE = 65536
@@ -136,8 +145,7 @@ class SmtpClient:
         self._at = 0
         self._addresses = None  # (family, sockaddr) pairs of the target, resolved at the first connect
         self._pipelined = False
-        self._needs_rset = False
-        self._quit_sent = False
+        self._needs_rset = False  # a transaction failed before its end: RSET before the next one
         self._extensions = _Extensions()
 
     @property
@@ -318,84 +326,110 @@ class SmtpClient:
         lacks (nothing is sent), and SMTPTransportError when the connection
         failed (the session is then closed). With ``quit=True`` the session
         ends after this message, delivered or not (QUIT is pipelined behind
-        the dot when the server allows it).
+        the content when the server allows it).
         """
         if timings is None:
             timings = {}
         if self._sock is None:
             self.connect(timings)
+        return self._transaction(sender, recipients, message, timings, quit)
+
+    def _transaction(self, sender, recipients, message, timings, quit) -> Delivery:
+        """RFC 5321's sequence, one step each: [RSET,] envelope, content, final replies, [QUIT]."""
+        mark = perf_counter()
+        pipelined = self._pipelined
+        quit_behind = quit and pipelined  # QUIT rides behind the content when the server pipelines
+        content_sent = False
         try:
-            return self._transaction(sender, recipients, message, timings, quit)
+            mail_params, rcpt_params = self._extensions.parameters(sender, recipients, message)
+            if self._needs_rset:
+                mark = self._rset(timings, mark)
+            self._needs_rset = True  # until a final reply ends this transaction
+            chunked = self._extensions.chunking
+            if chunked:
+                content = _bdat(message) + QUIT if quit_behind else _bdat(message)
+            else:
+                content = stuff_dots(message) + (DOT_QUIT if quit_behind else DOT)
+            envelope = _envelope(sender, recipients, mail_params, rcpt_params)
+            if pipelined:
+                if chunked:  # no 354 to wait for: the content rides with the envelope
+                    content_sent = True  # a write that fails closes the session
+                    accepted, errors = self._pipelined_envelope(envelope + content, recipients, chunked)
+                else:
+                    accepted, errors = self._pipelined_envelope(envelope + DATA, recipients, chunked)
+                mark = _lap(timings, "envelope", mark)
+            else:
+                accepted, errors, mark = self._envelope_step_by_step(envelope, recipients, chunked, timings, mark)
+            if not content_sent:
+                self._write(content, "end-of-data")
+                content_sent = True
+            reply, delivered = self._final_replies(accepted, errors)
+            mark = _lap(timings, "end-of-data", mark)
         except SMTPError:
             if quit and self._sock is not None:
-                if self._quit_sent:
-                    self.close()
+                if quit_behind and content_sent:
+                    self.close()  # QUIT is on its way already
                 else:
                     self.quit()
             raise
+        if quit:
+            self._quit_after(quit_behind)
+            _lap(timings, "quit", mark)
+        return Delivery(accepted, delivered, errors, reply)
 
-    def _transaction(self, sender, recipients, message, timings, quit) -> Delivery:
-        mark = perf_counter()
-        mail_params, rcpt_params = self._extensions.parameters(sender, recipients, message)
-        bdat = self._extensions.chunking
-        envelope = _envelope(sender, recipients, mail_params, rcpt_params)
-        needs_rset, self._needs_rset = self._needs_rset, True  # until this one completes
-        self._quit_sent = False
+    def _rset(self, timings: dict, mark: float) -> float:
+        """RSET after a transaction that failed before its end: its own round trip, so its own phase."""
+        self._expect_ok(self._call(RSET, "rset"), "rset")
+        return _lap(timings, "rset", mark)
 
-        if self._pipelined:
-            head = envelope if bdat else envelope + DATA
-            if needs_rset:
-                head = RSET + head
-            if bdat:  # the content goes in the same write: there is no 354 to wait for
-                head += _bdat(message) + (QUIT if quit else b"")
-                self._quit_sent = quit
-            self._write(head, "mail")
-            replies = self._read_group(
-                (["rset"] if needs_rset else []) + ["mail"] + ["rcpt"] * len(recipients) + ([] if bdat else ["data"])
-            )
-            if needs_rset:
-                self._expect_ok(replies.pop(0), "rset")
-            mail_reply = replies[0]
-            mark = _lap(timings, "mail", mark)
-            rcpt_replies = replies[1:1 + len(recipients)]
-            mark = _lap(timings, "rcpt", mark)
-            if bdat:
-                data_reply = None
-            else:
-                data_reply = replies[-1]
-                mark = _lap(timings, "data", mark)
-            if mail_reply.code == 250 and rcpt_replies and _all_ok(rcpt_replies) and (bdat or data_reply.code == 354):
-                accepted, errors = list(recipients), []  # the usual case, in short
-            else:
-                if bdat and mail_reply.code == 250 and not _any_ok(rcpt_replies):
-                    self._read_reply("end-of-data")  # the one reply to the refused BDAT
-                if data_reply is not None and data_reply.code == 354 and (
-                    mail_reply.code != 250 or not _any_ok(rcpt_replies)
-                ):
-                    self.close()  # a server that wants content for a failed envelope: hang up, send nothing
-                accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, data_reply)
-        else:
-            if needs_rset:
-                self._expect_ok(self._call(RSET, "rset"), "rset")
-            lines = envelope.split(b"\r\n")
-            mail_reply = self._call(lines[0] + b"\r\n", "mail")
-            self._expect_ok(mail_reply, "mail")
-            mark = _lap(timings, "mail", mark)
-            rcpt_replies = [self._call(line + b"\r\n", "rcpt") for line in lines[1:1 + len(recipients)]]
-            mark = _lap(timings, "rcpt", mark)
-            accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, None)
-            if not bdat:
-                data_reply = self._call(DATA, "data")
-                mark = _lap(timings, "data", mark)
-                if data_reply.code != 354:
-                    self._fail(data_reply, "data")
+    def _pipelined_envelope(self, head: bytes, recipients: list[str], chunked: bool):
+        """MAIL, every RCPT and DATA (or the BDAT content) in one write; their replies matched in order."""
+        self._write(head, "mail")
+        replies = self._read_group(["mail"] + ["rcpt"] * len(recipients) + ([] if chunked else ["data"]))
+        mail_reply = replies[0]
+        rcpt_replies = replies[1:1 + len(recipients)]
+        data_reply = None if chunked else replies[-1]
+        if mail_reply.code == 250 and rcpt_replies and _all_ok(rcpt_replies) and (chunked or data_reply.code == 354):
+            return list(recipients), []  # the usual case, in short
+        envelope_failed = mail_reply.code != 250 or not _any_ok(rcpt_replies)
+        if envelope_failed and data_reply is not None and data_reply.code == 354:
+            self.close()  # a server that wants content for a failed envelope: hang up, send nothing
+        try:
+            return self._check_envelope(recipients, mail_reply, rcpt_replies, data_reply)
+        except SMTPError:
+            if chunked and self._sock is not None:
+                self._read_refused_chunk()
+            raise
 
-        if not bdat:
-            pipelined_quit = quit and self._pipelined
-            self._write(stuff_dots(message) + (DOT_QUIT if pipelined_quit else DOT), "end-of-data")
-            self._quit_sent = pipelined_quit
-        elif not self._pipelined:
-            self._write(_bdat(message), "end-of-data")
+    def _read_refused_chunk(self) -> None:
+        """The reply to a BDAT sent behind a failed envelope, so the next transaction's replies line up."""
+        try:
+            self._read_reply("end-of-data")
+        except SMTPError:
+            pass  # the envelope's failure is the one to report
+
+    def _envelope_step_by_step(self, envelope: bytes, recipients: list[str], chunked: bool, timings: dict, mark: float):
+        """MAIL, each RCPT, then DATA (not with BDAT), each waiting for its reply."""
+        lines = envelope.split(b"\r\n")
+        mail_reply = self._call(lines[0] + b"\r\n", "mail")
+        self._expect_ok(mail_reply, "mail")
+        mark = _lap(timings, "mail", mark)
+        rcpt_replies = [self._call(line + b"\r\n", "rcpt") for line in lines[1:1 + len(recipients)]]
+        mark = _lap(timings, "rcpt", mark)
+        accepted, errors = self._check_envelope(recipients, mail_reply, rcpt_replies, None)
+        if not chunked:
+            data_reply = self._call(DATA, "data")
+            mark = _lap(timings, "data", mark)
+            if data_reply.code != 354:
+                self._fail(data_reply, "data")
+        return accepted, errors, mark
+
+    def _final_replies(self, accepted: list[str], errors: list[SMTPReplyError]) -> tuple[Reply, int]:
+        """The reply after the content, or for LMTP one per accepted recipient (RFC 2033 4.2).
+
+        (last reply, recipients delivered); raises when none was delivered.
+        Either way the transaction is over: the next one needs no RSET.
+        """
         if self.lmtp:
             delivered = 0
             reply = None
@@ -405,28 +439,25 @@ class SmtpClient:
                     delivered += 1
                 else:
                     errors.append(SMTPReplyError(reply, "end-of-data", recipient))
+            self._needs_rset = False
             if not delivered:
-                self._needs_rset = False
                 raise errors[-1]
-        else:
-            reply = self._read_reply("end-of-data")
-            if not 200 <= reply.code < 300:
-                self._needs_rset = False  # the end of the data ends the transaction either way
-                self._fail(reply, "end-of-data")
-            delivered = len(accepted)
+            return reply, delivered
+        reply = self._read_reply("end-of-data")
         self._needs_rset = False
-        mark = _lap(timings, "end-of-data", mark)
+        if not 200 <= reply.code < 300:
+            self._fail(reply, "end-of-data")
+        return reply, len(accepted)
 
-        if quit:
-            try:
-                if not self._quit_sent:
-                    self._write(QUIT, "quit")
-                self._read_reply("quit")
-            except SMTPError:
-                pass  # the message is delivered; how the server hangs up does not change that
-            self.close()
-            _lap(timings, "quit", mark)
-        return Delivery(accepted, delivered, errors, reply)
+    def _quit_after(self, quit_sent: bool) -> None:
+        """End the session after a delivered message; how the server hangs up does not change the delivery."""
+        try:
+            if not quit_sent:
+                self._write(QUIT, "quit")
+            self._read_reply("quit")
+        except SMTPError:
+            pass
+        self.close()
 
     def _read_group(self, phases: list[str]) -> list[Reply]:
         """The replies to a pipelined command group, in order.

@@ -1,19 +1,22 @@
-"""The exception tree of the SMTP/LMTP client.
+"""The exception tree of the SMTP/LMTP client, under loadkit's one root.
 
-    SMTPError                     anything that stopped a session or transaction
-    ├── SMTPTransportError        the connection itself failed
-    │   ├── SMTPConnectError      refused, unreachable, name does not resolve
-    │   ├── SMTPTimeoutError      no reply within the timeout
-    │   └── SMTPDisconnected      the server closed the connection
-    ├── SMTPProtocolError         the server sent something that is not a reply
-    ├── SMTPNotSupportedError     the message needs what the server does not offer
-    │                             (STARTTLS, AUTH, SMTPUTF8, 8BITMIME, DSN, a big enough SIZE)
-    └── SMTPReplyError            a negative reply: code, enhanced code, text, phase
+    LoadkitError (loadkit.errors)
+    └── SMTPError                     anything that stopped a session or transaction
+        ├── SMTPTransportError        the connection itself failed
+        │   ├── SMTPConnectError      refused, unreachable, name does not resolve
+        │   ├── SMTPTimeoutError      no reply within the timeout
+        │   └── SMTPDisconnected      the server closed the connection
+        ├── SMTPProtocolError         the server sent something that is not a reply
+        ├── SMTPNotSupportedError     the message needs what the server does not offer
+        │                             (STARTTLS, AUTH, SMTPUTF8, 8BITMIME, DSN, a big enough SIZE)
+        └── SMTPReplyError            a negative reply: code, enhanced code, text, phase
 
-Every error knows its `phase` (connect, tls, banner, helo, starttls, auth,
-mail, rcpt, data, end-of-data, quit). `repr()` of an error is a short key without server text
-("550 5.1.1 at RCPT", "timeout at BANNER") because Locust groups failures by
-it; `str()` carries the full text for people.
+Every error knows its `phase`: the step that failed (connect, tls, banner,
+helo, starttls, auth, rset, mail, rcpt, data, end-of-data, quit); with
+PIPELINING too it names the command whose reply failed, never ``envelope``.
+`repr()` of an error is a short key without server text ("550 5.1.1 at
+RCPT", "timeout at BANNER") because Locust groups failures by it; `str()`
+carries the full text for people.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from loadkit.smtp._reply import Reply
 
 
 class SMTPError(LoadkitError):
-    """Base of every client error."""
+    """Base of every client error; a `loadkit.errors.LoadkitError`, so the CLI prints it in one line."""
 
     kind = "error"
 

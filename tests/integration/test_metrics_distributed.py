@@ -39,7 +39,7 @@ def test_master_merges_two_workers_exactly(tmp_path):
             else:
                 phases.add(series["name"])
     assert merged == locust_count == sink["messages"] > 0
-    assert {"connect", "mail", "rcpt", "end-of-data"} <= phases
+    assert {"connect", "envelope", "end-of-data"} <= phases
 
     run = json.loads((folder / "run.json").read_text())
     assert run["workers"] == 2 and len(run["worker_shares"]) == 2

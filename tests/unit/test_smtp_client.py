@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import socket
 import time
-from contextlib import ExitStack
 
 import pytest
 
@@ -20,17 +19,16 @@ from loadkit.smtp import (
     SMTPReplyError,
     SMTPTimeoutError,
     SMTPTransportError,
-    SmtpClient,
     stuff_dots,
 )
 from loadkit.targets import Target, parse_url
+from tests.unit import fake_smtp
 from tests.unit.fake_smtp import (
     BANNER,
     CLOSE,
     EHLO_PLAIN,
     QUEUED,
     SILENT,
-    FakeSmtpServer,
     Hangup,
     Split,
 )
@@ -38,32 +36,11 @@ from tests.unit.fake_smtp import (
 MESSAGE = b"Subject: test\r\n\r\nhello\r\n"
 SENDER = "from@example.com"
 REJECT_USER = b"550 5.1.1 <bad@example.com>: Recipient address rejected: User unknown\r\n"
-ENVELOPE_PHASES = {"mail", "rcpt", "data", "end-of-data"}
+ENVELOPE_PHASES = {"envelope", "end-of-data"}  # pipelined: MAIL, RCPT and DATA are one round trip
 SESSION_PHASES = {"connect", "banner", "helo"}
 
 
-@pytest.fixture
-def serve():
-    """``serve(respond, **options)`` starts a FakeSmtpServer; all stop at the end of the test."""
-    with ExitStack() as stack:
-        yield lambda respond=None, **options: stack.enter_context(FakeSmtpServer(respond, **options))
-
-
-@pytest.fixture
-def client_for():
-    """``client_for(server, protocol, **options)``: a client with short timeouts, closed at the end."""
-    clients = []
-
-    def make(server, protocol="smtp", **options):
-        options.setdefault("timeout", 1.0)
-        options.setdefault("connect_timeout", 1.0)
-        client = SmtpClient(server.target(protocol) if isinstance(server, FakeSmtpServer) else server, **options)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.close()
+serve, client_for = fake_smtp.serve, fake_smtp.client_for  # fixtures: a server per test, clients closed after it
 
 
 def on(verb: bytes, reply, when=lambda line: True):
