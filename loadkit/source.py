@@ -52,7 +52,7 @@ from locust.exception import StopUser
 
 from loadkit.cli import CommandError
 from loadkit.engine import HeadlessRun
-from loadkit.targets import TargetError, parse_endpoint
+from loadkit.urls import TargetError, parse_endpoint
 from loadkit.users import LmtpUser, SmtpUser, setup_problem
 
 

@@ -33,7 +33,7 @@ from loadkit.messages import MessageFactory
 from loadkit.metrics._recorder import PHASE_SUFFIX
 from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
-from loadkit.targets import Target, TargetError, parse_url
+from loadkit.urls import Target, TargetError, parse_url
 
 log = logging.getLogger(__name__)
 

@@ -53,7 +53,7 @@ from loadkit.sink._protocol import (
 from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SinkStats
 from loadkit.sink._store import MaildirStore
 from loadkit.sink._tls import TlsSetupError, self_signing_problem, server_context
-from loadkit.targets import Target, TargetError, parse_listen
+from loadkit.urls import Target, TargetError, parse_listen
 
 RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
 DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink

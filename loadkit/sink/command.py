@@ -94,7 +94,7 @@ from loadkit.sink._auth import MECHANISMS
 from loadkit.sink._faults import FaultError, FaultPlan, Greylist, command_list
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
 from loadkit.sink._server import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkError, SinkServer
-from loadkit.targets import TargetError, parse_listen
+from loadkit.urls import TargetError, parse_listen
 
 COUNTER_INTERVAL = 0.1  # seconds between updates of the -c line
 

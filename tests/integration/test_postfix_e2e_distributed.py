@@ -12,11 +12,11 @@ import json
 
 import pytest
 
-from loadkit.e2e_clock import ClockError, measure_sink_clock_offset
+from loadkit.e2e import ClockError, measure_sink_clock_offset
 from loadkit.instances import Postfix
 from loadkit.metrics import decode
 from loadkit.report import build_report
-from loadkit.targets import parse_url
+from loadkit.urls import parse_url
 from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.targets import parse_listen
+from loadkit.urls import parse_listen
 from tests.conftest import find_peer
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import gevent.socket
 import pytest
 
 from loadkit.sink import SinkError, SinkServer
-from loadkit.targets import Target
+from loadkit.urls import Target
 
 
 def connect(server: SinkServer) -> socket.socket:

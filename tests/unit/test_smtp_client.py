@@ -23,7 +23,7 @@ from loadkit.smtp import (
     SmtpClient,
     stuff_dots,
 )
-from loadkit.targets import Target, parse_url
+from loadkit.urls import Target, parse_url
 from tests.unit.fake_smtp import (
     BANNER,
     CLOSE,
