@@ -3,6 +3,6 @@
 The end-to-end code lives in `loadkit.e2e`; the user in `loadkit.users`.
 """
 
-from loadkit.e2e.plugin import TracedSmtpUser
+from loadkit.users import TracedSmtpUser
 
 __all__ = ["TracedSmtpUser"]

@@ -1,6 +1,7 @@
-"""The Locust side of an end-to-end run: options, the traced user, the drain at the end.
+"""The Locust side of an end-to-end run: options, accepted messages, the drain at the end.
 
-Importing this module adds four options to the ``locust`` command line:
+Registered by `loadkit.plugin` (`add_options`, `register_e2e(events, results)`),
+it adds four options to the ``locust`` command line:
 
     --e2e-postfix-state DIR   the state folder of the Postfix instance the
                               users send through (``loadkit target postfix up
@@ -13,16 +14,17 @@ Importing this module adds four options to the ``locust`` command line:
     --e2e-sink HOST:PORT      the sink, for workers to measure their clock
                               offset to it (default: the Postfix instance's sink)
 
-At the end of a test the queue is drained and ``e2e.json`` written into the
-run's results folder (see `loadkit.e2e`).
+It works for the runs whose users remember what was accepted
+(`loadkit.users.TracedSmtpUser`, which calls `remember_accepted`). At the
+end of a test the queue is drained and ``e2e.json`` written into the run's
+results folder (see `loadkit.e2e`).
 
 In a distributed run each worker measures the offset between its clock and
 the sink's when its test starts (`loadkit.e2e._clock`), and adds to each of
 its reports to the master (the ``loadkit_e2e`` key, next to the metrics) the
 trace ids accepted since its previous report, and once its offset. The
-master drains and counts when the workers' last reports are in: at quit
-(headless), or a few seconds after a stop from the web UI, like the results
-folder itself.
+master drains and counts once its workers' final reports are in: the results
+folder's listener, registered before this one, waits for them at test_stop.
 """
 
 from __future__ import annotations
@@ -33,15 +35,12 @@ import os
 from pathlib import Path
 
 import gevent
-from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit.e2e._clock import METHOD as CLOCK_METHOD
 from loadkit.e2e._clock import ClockError, measure_sink_clock_offset
 from loadkit.e2e._delivery import AcceptedMessages, delivery_summary, drain, postfix_queue_size, sink_trace_log, write_e2e
-from loadkit.metrics.plugin import MASTER_STOP_WAIT, results_folder
 from loadkit.urls import TargetError, parse_endpoint, parse_url
-from loadkit.users import SmtpUser
 
 log = logging.getLogger(__name__)
 
@@ -52,21 +51,17 @@ PAYLOAD_KEY = "loadkit_e2e"  # in a worker's reports to the master
 accepted = AcceptedMessages()  # of this process (of all workers, on a master): every traced user adds to it
 
 
-class TracedSmtpUser(SmtpUser):
-    """An `SmtpUser` that remembers the trace id of every message the target accepted."""
-
-    abstract = True
-
-    def send(self, name: str = "send", recipients: list[str] | None = None, message: bytes | None = None):
-        data = self.messages.build() if message is None else message
-        delivery = super().send(name, recipients, data)
-        if delivery is not None and delivery.delivered:  # queued for at least one recipient
-            accepted.add(data)
-        return delivery
+def remember_accepted(message: bytes) -> None:
+    """A traced user's message the target accepted (queued for at least one recipient)."""
+    accepted.add(message)
 
 
-@events.init_command_line_parser.add_listener
-def _add_options(parser, **_kwargs):
+def traced(environment) -> bool:
+    """Whether a user class of this run remembers accepted messages (`loadkit.users.TracedSmtpUser`)."""
+    return any(getattr(user_class, "traced_end_to_end", False) for user_class in environment.user_classes)
+
+
+def add_options(parser) -> None:
     parser.add_argument(
         "--e2e-postfix-state", metavar="DIR", include_in_web_ui=False,
         default=os.environ.get("LOADKIT_POSTFIX_STATE", DEFAULT_POSTFIX_STATE),
@@ -130,8 +125,9 @@ class WorkerSide:
 class MasterSide:
     """On a master: the workers' accepted trace ids and clock offsets, e2e.json after their last reports."""
 
-    def __init__(self, environment):
+    def __init__(self, environment, results):
         self.environment = environment
+        self.results = results
         self.worker_clocks: dict[str, dict] = {}  # client id -> its clock offset (or error)
         self.worker_sources: dict[str, set[str]] = {}  # client id -> the source tags of its messages
         self._pending = None
@@ -159,20 +155,25 @@ class MasterSide:
             self.worker_clocks[client_id] = payload["clock"]
 
     def on_test_stop(self, environment, **_kwargs) -> None:
-        # Headless, the master stops before its workers do: their last reports come at quit.
+        # The workers' final reports are in (the results listener waited for them); the drain
+        # may take a while, so it runs beside the master's stop, and quitting waits for it.
         if self._pending is None:
-            self._pending = gevent.spawn_later(MASTER_STOP_WAIT, self.write_now)
+            self._pending = gevent.spawn(self._write)
 
     def on_quitting(self, environment, **_kwargs) -> None:
         self.write_now()
 
     def write_now(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        if pending is not gevent.getcurrent():
-            pending.kill()
-        write_results(self.environment, self.clock_record())
+        """Wait for the e2e.json of the last test to be written."""
+        pending = self._pending
+        if pending is not None and pending is not gevent.getcurrent():
+            pending.join()
+
+    def _write(self) -> None:
+        try:
+            write_results(self.environment, self.results, self.clock_record())
+        finally:
+            self._pending = None
 
     def clock_record(self) -> dict:
         """e2e.json's clock fields: each source's offset, from its worker's measurement."""
@@ -205,33 +206,46 @@ def sink_address(options) -> tuple[str, int] | None:
     return None if target is None or target.is_unix else target.address
 
 
-@events.init.add_listener
-def _on_init(environment, runner=None, **_kwargs):
-    if environment.parsed_options is None or not hasattr(environment.parsed_options, "e2e_postfix_state"):
-        return
-    if isinstance(runner, WorkerRunner):
-        WorkerSide(environment).install()
-    elif isinstance(runner, MasterRunner):
-        MasterSide(environment).install()
+class LocalSide:
+    """On a local runner: every test starts from nothing and ends with e2e.json."""
 
+    def __init__(self, environment, results):
+        self.environment = environment
+        self.results = results
 
-@events.test_start.add_listener
-def _forget_previous_test(environment, **_kwargs):
-    if not isinstance(environment.runner, (WorkerRunner, MasterRunner)):  # those two: see WorkerSide, MasterSide
+    def install(self) -> None:
+        self.environment.events.test_start.add_listener(self.on_test_start)
+        self.environment.events.test_stop.add_listener(self.on_test_stop)
+
+    def on_test_start(self, environment, **_kwargs) -> None:
         accepted.clear()
 
-
-@events.test_stop.add_listener
-def _drain_and_count(environment, **_kwargs):
-    """Registered after the results plugin's listener: the folder exists when this runs."""
-    if isinstance(environment.runner, (WorkerRunner, MasterRunner)):
-        return  # a master writes after its workers' last reports (MasterSide)
-    write_results(environment, None)
+    def on_test_stop(self, environment, **_kwargs) -> None:
+        write_results(environment, self.results, None)
 
 
-def write_results(environment, clock: dict | None) -> None:
+def register_e2e(events, results) -> None:
+    """Add end-to-end delivery's init listener to Locust's `events`; `results` gives each test's
+    folder (`.folder(environment)`). Register it after the results folder's listeners: its
+    test_stop listeners then run once the folder exists and the final reports are in."""
+
+    def on_init(environment, runner=None, **_kwargs):
+        options = environment.parsed_options
+        if options is None or not hasattr(options, "e2e_postfix_state") or not traced(environment):
+            return
+        if isinstance(runner, WorkerRunner):
+            WorkerSide(environment).install()
+        elif isinstance(runner, MasterRunner):
+            MasterSide(environment, results).install()
+        else:
+            LocalSide(environment, results).install()
+
+    events.init.add_listener(on_init)
+
+
+def write_results(environment, results, clock: dict | None) -> None:
     """Drain the relay's queue, count, write e2e.json. `clock`: None on one host."""
-    folder = results_folder(environment)
+    folder = results.folder(environment)
     options = environment.parsed_options
     if folder is None or options is None:
         return
