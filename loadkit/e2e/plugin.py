@@ -39,7 +39,14 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit.e2e._clock import METHOD as CLOCK_METHOD
 from loadkit.e2e._clock import ClockError, measure_sink_clock_offset
-from loadkit.e2e._delivery import AcceptedMessages, delivery_summary, drain, postfix_queue_size, sink_trace_log, write_e2e
+from loadkit.e2e._delivery import (
+    AcceptedMessages,
+    delivery_summary,
+    drain,
+    postfix_queue_size,
+    sink_trace_log,
+    write_e2e,
+)
 from loadkit.urls import TargetError, parse_endpoint, parse_url
 
 log = logging.getLogger(__name__)

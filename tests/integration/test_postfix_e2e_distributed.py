@@ -54,6 +54,8 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
         e2e = json.loads((folder / "e2e.json").read_text())
         run = json.loads((folder / "run.json").read_text())
     sink = postfix.sink_stats()  # written when the sink stopped
+    print(f"counted: locust {run['requests']} accepted {e2e['accepted']} delivered {e2e['delivered']} "
+          f"sink {sink['messages']}")
 
     assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 300
     assert e2e["accepted"] == e2e["delivered"] == sink["messages"] == sink["trace"]["messages"]
