@@ -1,4 +1,4 @@
-"""Locust users that send mail: `SmtpUser` and `LmtpUser`.
+"""Locust users that send mail: `SmtpUser` and `LmtpUser`, and `TracedSmtpUser` for end-to-end runs.
 
 Thin by design: the protocol lives in `loadkit.smtp`, the messages in
 `loadkit.messages`; a user wires them to Locust's request event.
