@@ -53,7 +53,7 @@ from locust.exception import StopUser
 from loadkit.engine import HeadlessRun
 from loadkit.errors import UsageError
 from loadkit.hdr import percentile_of_sorted
-from loadkit.targets import parse_endpoint
+from loadkit.urls import parse_endpoint
 from loadkit.users import LmtpUser, SmtpUser, setup_problem
 
 

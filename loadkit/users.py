@@ -1,4 +1,4 @@
-"""Locust users that send mail: `SmtpUser` and `LmtpUser`.
+"""Locust users that send mail: `SmtpUser` and `LmtpUser`, and `TracedSmtpUser` for end-to-end runs.
 
 Thin by design: the protocol lives in `loadkit.smtp`, the messages in
 `loadkit.messages`; a user wires them to Locust's request event.
@@ -29,12 +29,13 @@ from locust.exception import StopUser
 from locust.runners import WorkerRunner
 from locust.stats import CSV_STATS_INTERVAL_SEC
 
+import loadkit.plugin  # noqa: F401  (loadkit's options and listeners on the locust command)
+from loadkit.e2e.plugin import remember_accepted
 from loadkit.errors import LoadkitError
 from loadkit.messages import MessageFactory
 from loadkit.phases import PHASE_SUFFIX
-from loadkit.metrics import plugin as _results_plugin  # noqa: F401  (--results, --check on the locust command)
 from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
-from loadkit.targets import Target, TargetError, parse_url
+from loadkit.urls import Target, TargetError, parse_url
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,21 @@ class LmtpUser(SmtpUser):
 
     abstract = True
     protocol = "lmtp"
+
+
+class TracedSmtpUser(SmtpUser):
+    """An `SmtpUser` that remembers the trace id of every message the target accepted, so the
+    end of the test can count what reached the sink (`loadkit.e2e`, e2e.json)."""
+
+    abstract = True
+    traced_end_to_end = True  # what turns end-to-end counting on for a run (see loadkit.e2e.plugin)
+
+    def send(self, name: str = "send", recipients: list[str] | None = None, message: bytes | None = None):
+        data = self.messages.build() if message is None else message
+        delivery = super().send(name, recipients, data)
+        if delivery is not None and delivery.delivered:  # queued for at least one recipient
+            remember_accepted(data)
+        return delivery
 
 
 def target_for(user_class, host: str | None) -> Target:

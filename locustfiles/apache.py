@@ -21,7 +21,7 @@ from itertools import count
 
 from locust import FastHttpUser, constant, events, task
 
-import loadkit.metrics.plugin  # noqa: F401  (the results folder and --check)
+import loadkit.plugin  # noqa: F401  (the results folder, --check, --probe)
 
 # Users finish the request they are in when a run stops, so the server's count
 # (access log, mod_status) equals Locust's; loopback requests take milliseconds.

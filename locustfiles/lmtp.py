@@ -10,6 +10,7 @@ it a failure ("550 5.1.1 at END-OF-DATA") even when the others got it.
 
 from locust import constant, task
 
+import loadkit.plugin  # noqa: F401  (the results folder, --check, --probe)
 from loadkit.users import LmtpUser
 
 

@@ -14,6 +14,7 @@ import sys
 
 from locust import constant, events, task
 
+import loadkit.plugin  # noqa: F401  (the results folder, --check, --probe)
 from apache import WebUser  # locustfiles/apache.py: Locust puts a locustfile's folder on sys.path
 from loadkit.users import SmtpUser
 

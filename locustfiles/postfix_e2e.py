@@ -14,7 +14,8 @@ delivers to a sink of your own: --e2e-trace-log PATH (its --trace-log).
 
 from locust import constant, task
 
-from loadkit.e2e_locust import TracedSmtpUser
+import loadkit.plugin  # noqa: F401  (the results folder, --e2e-*, --probe)
+from loadkit.users import TracedSmtpUser
 
 
 class PostfixSender(TracedSmtpUser):

@@ -14,6 +14,7 @@ every tunable is a class attribute (see loadkit/users.py).
 
 from locust import constant, task
 
+import loadkit.plugin  # noqa: F401  (the results folder, --check, --probe)
 from loadkit.users import SmtpUser
 
 

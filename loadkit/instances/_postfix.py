@@ -39,7 +39,7 @@ from loadkit.instances._system import (
     wait_until,
 )
 from loadkit.instances._tls import self_signed_certificate
-from loadkit.targets import Target, TargetError, parse_endpoint, parse_url
+from loadkit.urls import Target, TargetError, parse_endpoint, parse_url
 
 PACKAGES = ["postfix"]
 MIN_VERSION = (3, 4)  # maillog_file and postlogd

@@ -1,4 +1,4 @@
-"""On a Locust worker: record requests, fold them each second, send them with each report.
+"""Between workers and their master: intervals sent with each report, and the final report.
 
 Locust workers report to the master every 3 seconds (`report_to_master`);
 loadkit's intervals ride in the same message as Locust's own stats, so the
@@ -9,7 +9,16 @@ interval seen so far; the master adds parts of the same interval together.
 Locust sends a worker's last stats only when the master asks it to quit;
 when the master merely stops the test, the requests that finished during
 the stop would wait for the next periodic report. A report sent at
-`test_stop` closes that gap, for Locust's counts as well as for loadkit's.
+`test_stop` closes that gap, for Locust's counts as well as for loadkit's,
+and says it is the worker's final one (``"final": true``).
+
+A headless master quits its workers and gives their last stats half a
+second, whatever their users were doing: on a busy machine a worker's last
+report came later, and its last seconds were missing from Locust's counts
+and from loadkit's alike. So when a test stops, the master asks every worker
+that owes a final report to stop its users and send it
+(`FINAL_REPORT_MESSAGE`), and waits for all of them (`FinalReports`); one
+that never comes is an integrity event, ``final_report_missing``.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from loadkit.metrics._recorder import RequestRecorder
 log = logging.getLogger(__name__)
 
 PAYLOAD_KEY = "loadkit"
+FINAL_REPORT_MESSAGE = "loadkit_final_report"  # master -> worker: stop your users, send your final report
+FINAL_REPORT_MISSING = "final_report_missing"  # the integrity event of a worker whose final report never came
+WAIT_STEP = 0.05  # seconds between looks while the master waits for final reports
 
 
 class WorkerReporter:
@@ -37,14 +49,17 @@ class WorkerReporter:
         self.events: list[dict] = []
         self.sent_examples: set[tuple[str, str, str]] = set()
         self.current_start = math.floor(time.time())
+        self.final_sent = False  # the final report of the current test is sent
         self._ticker = None
 
-    def install(self) -> "WorkerReporter":
+    def install(self, runner) -> "WorkerReporter":
         events = self.environment.events
         events.request.add_listener(self.recorder.on_request)
         events.report_to_master.add_listener(self.on_report_to_master)
+        events.test_start.add_listener(self.on_test_start)
         events.test_stop.add_listener(self.on_test_stop)
         events.cpu_warning.add_listener(self.on_cpu_warning)
+        runner.register_message(FINAL_REPORT_MESSAGE, self.on_final_report_asked)
         self._ticker = gevent.spawn(tick_every_second, self.tick)
         return self
 
@@ -85,14 +100,87 @@ class WorkerReporter:
         if payload is not None:
             data[PAYLOAD_KEY] = payload
 
+    def on_test_start(self, environment, **_kwargs) -> None:
+        self.final_sent = False
+
     def on_test_stop(self, environment, **_kwargs) -> None:
-        runner = environment.runner
+        self.send_final_report(environment.runner)
+
+    def send_final_report(self, runner) -> None:
+        """Everything not sent yet, Locust's stats included, marked final."""
         data: dict = {}
-        environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
+        self.environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
+        data.setdefault(PAYLOAD_KEY, {})["final"] = True
         try:
             runner.send_message("stats", data)
-        except Exception as error:  # the periodic report will try again
+        except Exception as error:  # the master records it missing; the periodic report sends the numbers
             log.warning("loadkit: could not send the final report to the master: %s", error)
+            return
+        self.final_sent = True
+
+    def on_final_report_asked(self, environment, msg=None, **_kwargs) -> None:
+        """The master's test stopped: stop the users (their test_stop sends the final report)."""
+        from locust.runners import STATE_RUNNING, STATE_SPAWNING
+
+        runner = environment.runner
+        if runner.state in (STATE_RUNNING, STATE_SPAWNING):
+            runner.stop()
+        if not self.final_sent:  # stopped before, and that report did not go: send one now
+            self.send_final_report(runner)
 
     def on_cpu_warning(self, environment, cpu_usage, **_kwargs) -> None:
         self.events.append({"time": time.time(), "kind": CPU_HIGH, "detail": f"worker CPU at {cpu_usage:.0f}%"})
+
+
+class FinalReports:
+    """A master's side: which workers still owe the final report of the test that is stopping.
+
+    `clients` are a MasterRunner's (id -> node with .id and .state). A worker
+    that Locust marks missing, or that has left, is not waited for: it is
+    lost (see `_integrity`), not late.
+    """
+
+    def __init__(self, missing_state: str = "missing"):
+        self.missing_state = missing_state  # locust.runners.STATE_MISSING
+        self.awaited: set[str] = set()
+        self.received: set[str] = set()
+        self.waited: float | None = None  # seconds the last wait allowed
+
+    def expect(self, clients) -> None:
+        """The test begins to stop: every worker not missing now owes a final report."""
+        self.awaited = {client.id for client in clients.values() if client.state != self.missing_state}
+        self.received = set()
+
+    def receive(self, worker: str, payload: dict | None) -> None:
+        if payload and payload.get("final") and worker in self.awaited:
+            self.received.add(worker)
+
+    def outstanding(self, clients=None) -> list[str]:
+        """Awaited and not received; with `clients`, only the workers still there and not missing."""
+        left = self.awaited - self.received
+        if clients is not None:
+            left = {worker for worker in left
+                    if worker in clients and clients[worker].state != self.missing_state}
+        return sorted(left)
+
+    def wait(self, clients, ask, timeout: float, sleep, clock=time.monotonic) -> list[str]:
+        """`ask(worker)` for each outstanding report, then wait for them, at most `timeout` seconds.
+
+        Returns the workers still outstanding at the end."""
+        self.waited = timeout
+        for worker in self.outstanding(clients):
+            ask(worker)
+        deadline = clock() + timeout
+        while (left := self.outstanding(clients)) and clock() < deadline:
+            sleep(WAIT_STEP)
+        return left
+
+    def record_missing(self, log, lost: set[str]) -> list[str]:
+        """An integrity event for each worker whose final report never came, but for the `lost`
+        (recorded as such). Returns those workers."""
+        missing = [worker for worker in self.outstanding() if worker not in lost]
+        within = f" within {self.waited:.0f} s" if self.waited is not None else ""
+        for worker in missing:
+            log.record(FINAL_REPORT_MISSING, worker, f"no final report{within} after the test stopped: "
+                                                     "its last numbers are not counted")
+        return missing

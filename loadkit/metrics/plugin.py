@@ -1,7 +1,8 @@
 """loadkit's results folder and thresholds on the ``locust`` command line.
 
-Imported by `loadkit.users`, so every locustfile that uses loadkit's users
-gets two more Locust options (also from locust.conf or ``[tool.locust]``):
+Registered by `loadkit.plugin` (which `loadkit.users` imports), so every
+locustfile gets two more Locust options (also from locust.conf or
+``[tool.locust]``):
 
     --results DIR    parent of the run's results folder (default reports/):
                      DIR/<YYYYmmdd-HHMMSS>-<locustfile>/ gets run.json,
@@ -11,39 +12,46 @@ gets two more Locust options (also from locust.conf or ``[tool.locust]``):
 
 On a local runner the request listener feeds the results directly; on a
 distributed run each worker sends its intervals to the master with its
-reports (see `_worker`) and the master writes the folder. `loadkit source`
+reports (see `_worker`) and the master writes the folder. When a test stops,
+the master waits for every worker's final report, at most the stop timeout
+plus FINAL_REPORT_MARGIN seconds; a worker whose report does not come is
+recorded ``final_report_missing`` (``no_worker_lost`` fails). `loadkit source`
 and `loadkit demo` run Locust in-process and never fire Locust's init
 event: this module does nothing for them (the demo records explicitly).
+
+`register_results(events)` returns the `Results` of those events: the
+collaborator through which probes and end-to-end delivery find the current
+results folder and add integrity events.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import gevent
-from locust import events
-from locust.runners import MasterRunner, WorkerRunner
+from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadkit import thresholds
 from loadkit.results import CSV_PREFIX, ResultsError, new_results_folder, write_run_json
 
+log = logging.getLogger(__name__)
+
 DEFAULT_PARENT = "reports"
-# After a master stops a test (web UI), workers' last reports arrive within a
-# second (see `_worker`); the folder is written after this wait, or at quit
-# (a headless run quits about a second after its test stops).
+# After a master stops a test (web UI), the folder is written after this wait (probes
+# and end-to-end delivery still add to the run), or at quit (a headless run quits
+# about a second after its test stops).
 MASTER_STOP_WAIT = 4.0
-# When a test stops, a master waits this long for each live worker to speak once
-# more (workers send a heartbeat every second): one that stays silent is recorded lost.
-FINAL_WORD_WAIT = 2.0
-
-_controller = None
+# A worker stops its users within the stop timeout, then sends its final report:
+# a master waits that long plus this margin for it (a busy machine is slow to answer).
+FINAL_REPORT_MARGIN = 10.0
 
 
-@events.init_command_line_parser.add_listener
-def _add_options(parser, **_kwargs):
+def add_options(parser) -> None:
     parser.add_argument(
         "--results", default=DEFAULT_PARENT, metavar="DIR", include_in_web_ui=False,
         help="loadkit: parent folder of the run's results folder (default reports/)",
@@ -55,71 +63,97 @@ def _add_options(parser, **_kwargs):
     )
 
 
-@events.init.add_listener
-def _on_init(environment, runner=None, **_kwargs):
-    global _controller
-    options = environment.parsed_options
-    if options is None or not hasattr(options, "results"):
-        return  # Locust run in-process, or options that are not ours
-    if isinstance(runner, WorkerRunner):
-        from loadkit.metrics._worker import WorkerReporter
+class Results:
+    """The results folder of each test of one Locust `events`, for the listeners that add to it."""
 
-        WorkerReporter(environment).install()
-        return
-    try:
-        checks = thresholds.parse_all(options.check)
-    except thresholds.ThresholdError as error:
-        _fail_at_start(f"--check: {error}")
-    parent = Path(options.results)
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        _fail_at_start(f"--results {parent}: cannot create it: {error.strerror or error}")
-    if not os.access(parent, os.W_OK):
-        _fail_at_start(f"--results {parent}: not writable")
-    _controller = ResultsController(environment, runner, parent, checks)
-    _controller.install()
+    def __init__(self):
+        self.controller: ResultsController | None = None
+
+    def _of(self, environment) -> ResultsController | None:
+        controller = self.controller
+        return controller if controller is not None and controller.environment is environment else None
+
+    def folder(self, environment) -> Path | None:
+        """The results folder of `environment`'s current or last run (None before one, or on a worker)."""
+        controller = self._of(environment)
+        return controller.folder if controller is not None else None
+
+    def record_event(self, environment, kind: str, detail: str) -> bool:
+        """Add an event to events.jsonl of `environment`'s running test; False when none runs."""
+        controller = self._of(environment)
+        run = controller.run if controller is not None else None
+        if run is None or not run.running:
+            return False
+        run.events.record(kind, None, detail)
+        return True
+
+    def on_init(self, environment, runner=None, **_kwargs) -> None:
+        options = environment.parsed_options
+        if options is None or not hasattr(options, "results"):
+            return  # Locust run in-process, or options that are not ours
+        if isinstance(runner, WorkerRunner):
+            from loadkit.metrics._worker import WorkerReporter
+
+            WorkerReporter(environment).install(runner)
+            return
+        try:
+            checks = thresholds.parse_all(options.check)
+        except thresholds.ThresholdError as error:
+            _fail_at_start(f"--check: {error}")
+        parent = Path(options.results)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            _fail_at_start(f"--results {parent}: cannot create it: {error.strerror or error}")
+        if not os.access(parent, os.W_OK):
+            _fail_at_start(f"--results {parent}: not writable")
+        self.controller = ResultsController(environment, runner, parent, checks)
+        self.controller.install()
+
+    def on_test_stop(self, environment, **_kwargs) -> None:
+        """Registered first: the run's stop time is when its users stopped, and a master has
+        its workers' final reports before the other listeners' end-of-test work."""
+        controller = self._of(environment)
+        if controller is not None:
+            controller.on_test_stop()
+
+    def on_quitting(self, environment, **_kwargs) -> None:
+        """Registered before Locust creates its runner: Locust fires `quitting` in reverse
+        order, so a master has already sent quit to its workers when this runs."""
+        controller = self._of(environment)
+        if controller is not None:
+            controller.quitting()
+
+
+_registered: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # events -> Results
+
+
+def register_results(events) -> Results:
+    """Add the results folder's listeners to Locust's `events` (once); its `Results`."""
+    results = _registered.get(events)
+    if results is None:
+        results = _registered[events] = Results()
+        events.init.add_listener(results.on_init)
+        events.test_stop.add_listener(results.on_test_stop)
+        events.quitting.add_listener(results.on_quitting)
+    return results
 
 
 def results_folder(environment) -> Path | None:
-    """The results folder of `environment`'s current or last run (None before one, or on a worker).
-
-    For modules that add their own files to it (probes, end-to-end delivery).
-    """
-    if _controller is not None and _controller.environment is environment:
-        return _controller.folder
-    return None
+    """The results folder of `environment`'s current or last run (None before one, or on a worker)."""
+    results = _registered.get(environment.events)
+    return results.folder(environment) if results is not None else None
 
 
 def record_event(environment, kind: str, detail: str) -> bool:
     """Add an event to events.jsonl of `environment`'s running test; False when none runs."""
-    run = _controller.run if _controller is not None and _controller.environment is environment else None
-    if run is None or not run.running:
-        return False
-    run.events.record(kind, None, detail)
-    return True
+    results = _registered.get(environment.events)
+    return results.record_event(environment, kind, detail) if results is not None else False
 
 
 def _fail_at_start(message: str):
     print(f"loadkit: {message}", file=sys.stderr)
     sys.exit(2)
-
-
-@events.test_stop.add_listener
-def _on_test_stop(environment, **_kwargs):
-    """Registered at import, before loadkit.users' own test_stop listener (which waits a
-    second for Locust's CSV writer): the run's stop time is when its users stopped."""
-    if _controller is not None and _controller.environment is environment:
-        _controller.on_test_stop()
-
-
-@events.quitting.add_listener
-def _on_quitting(environment, **_kwargs):
-    """Registered at import, before Locust creates its runner: Locust fires `quitting`
-    in reverse order, so a master has already sent quit to its workers and waited for
-    their last reports when this runs."""
-    if _controller is not None and _controller.environment is environment:
-        _controller.quitting()
 
 
 class ResultsController:
@@ -136,6 +170,7 @@ class ResultsController:
         self.csv = None
         self.folder = None
         self.joined: list[tuple[float, str]] = []  # workers that joined before the run started
+        self.final_reports = None  # a master's: the final reports of the test that stops
         self._pending_finish = None
 
     def install(self) -> None:
@@ -172,8 +207,12 @@ class ResultsController:
             self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
 
     def on_test_stopping(self, environment, **_kwargs) -> None:
+        from loadkit.metrics._worker import FinalReports
+
         if self.run is not None and self.run.running and self.runner is not None:
             self.run.watch.stopping(self.runner.clients)
+            self.final_reports = FinalReports(STATE_MISSING)
+            self.final_reports.expect(self.runner.clients)
 
     def on_worker_heard(self, client_id, **_kwargs) -> None:
         if self.run is not None:
@@ -186,7 +225,7 @@ class ResultsController:
         if not self.distributed:
             self.finish()
             return
-        self._wait_for_final_word()
+        self._wait_for_final_reports()
         if self._pending_finish is None:
             self._pending_finish = gevent.spawn_later(MASTER_STOP_WAIT, self.finish)
 
@@ -197,21 +236,39 @@ class ResultsController:
             self.runner.stop()  # interrupted: stop the users so Locust's totals are final (finishes via test_stop)
         self.finish()
 
-    def _wait_for_final_word(self) -> None:
-        """A worker killed in the last seconds is not missing yet for Locust: give every
-        live worker time for one more heartbeat, so the silent ones are told apart."""
-        deadline = time.monotonic() + FINAL_WORD_WAIT
-        while self.run is not None and self.run.watch.silent() and time.monotonic() < deadline:
-            gevent.sleep(0.1)
+    def _wait_for_final_reports(self) -> None:
+        """Ask each worker that owes its final report to stop its users and send it, and wait.
+
+        Locust gives a quitting worker's last stats half a second; a worker still finishing
+        its messages then, on a busy machine, had its last seconds dropped from every count.
+        A worker killed in the last seconds is waited for until Locust marks it missing."""
+        from loadkit.metrics._worker import FINAL_REPORT_MESSAGE
+
+        if self.final_reports is None:
+            return
+        runner = self.runner
+
+        def ask(worker: str) -> None:
+            try:
+                runner.send_message(FINAL_REPORT_MESSAGE, None, client_id=worker)
+            except Exception as error:  # noqa: BLE001 - a worker that cannot be asked is waited for all the same
+                log.warning("loadkit: cannot ask worker %s for its final report: %s", worker, error)
+
+        timeout = (self.environment.stop_timeout or 0.0) + FINAL_REPORT_MARGIN
+        left = self.final_reports.wait(runner.clients, ask, timeout, gevent.sleep)
+        if left:
+            log.warning("loadkit: no final report from %s after %.0f s", ", ".join(left), timeout)
 
     def on_worker_report(self, client_id, data, **_kwargs) -> None:
         from loadkit.metrics._worker import PAYLOAD_KEY
 
+        payload = data.get(PAYLOAD_KEY)
         if self.run is not None:
             self.run.watch.heard(client_id)
-        payload = data.get(PAYLOAD_KEY)
-        if payload and self.run is not None:
-            self.run.add_worker_report(client_id, payload)
+            if payload:
+                self.run.add_worker_report(client_id, payload)
+        if self.final_reports is not None:
+            self.final_reports.receive(client_id, payload)
 
     def on_worker_connect(self, client_id, **_kwargs) -> None:
         if self.run is not None and self.run.running:
@@ -234,12 +291,23 @@ class ResultsController:
             return
         environment = self.environment
         total = environment.stats.total
+        if self.final_reports is not None:
+            self._record_missing_final_reports(run)
+            self.final_reports = None
         facts = run.stop(locust_total=total)
         self.csv.finish()
         write_run_json(self.folder, **self._run_metadata(facts, total))
         if self.checks:
             self._check(self.folder)
         print(f"loadkit: results in {self.folder}", flush=True)
+
+    def _record_missing_final_reports(self, run) -> None:
+        """Before the run closes: a worker without a final report that the run does not record
+        lost (missing, or silent since the test began to stop) is recorded final_report_missing."""
+        run.watch_workers()
+        watch = run.watch
+        lost = watch.lost | set(watch.silent()) | {w for w, state in watch.states.items() if state == watch.missing}
+        self.final_reports.record_missing(run.events, lost)
 
     def _run_metadata(self, facts: dict, total) -> dict:
         environment = self.environment
@@ -272,7 +340,3 @@ def _program_name() -> str:
     name = Path(sys.argv[0]).name
     return "locust" if name in ("__main__.py", "") else name
 
-
-# --probe on the locust command. Imported last: its init listener then runs after ours,
-# so its probes start once this test's results folder exists.
-from loadkit.probes import plugin as _probes_plugin  # noqa: E402, F401

@@ -17,8 +17,9 @@ At the end, `postfix_log_summary` reads the instance's log into
 ``postfix_log.json``: status counts (sent, bounced, deferred, ...), per
 sender too, and the ``delays=a/b/c/d`` of every delivery as histograms.
 
-On the locust command line (see `plugin`): ``--probe postfix[=STATE_DIR]``,
-``--probe apache=http://127.0.0.1:8080/server-status?auto``, ``--probe host``.
+On the locust command line (see `plugin`, registered by `loadkit.plugin`):
+``--probe postfix[=STATE_DIR]``, ``--probe apache=http://127.0.0.1:8080/server-status?auto``,
+``--probe host``.
 """
 
 from loadkit.probes._apache import ApacheStatusProbe

@@ -4,7 +4,8 @@
     --probe apache=STATUS_URL       mod_status, e.g. http://127.0.0.1:8080/server-status?auto
     --probe host                    psutil: this machine, this process, the postfix probe's processes
 
-Imported by `loadkit.metrics.plugin`. Its test listeners are added at init,
+Registered by `loadkit.plugin` after the results folder's listeners
+(`register_probes(events, results)`). Its test listeners are added at init,
 after the locustfile's own: the probes start once the results folder exists
 and stop after the locustfile's end-of-test work (an end-to-end drain is
 still sampled). With a postfix probe, ``postfix_log.json`` is written at the end.
@@ -17,7 +18,6 @@ import os
 import sys
 
 import gevent
-from locust import events
 from locust.runners import WorkerRunner
 
 from loadkit.probes._apache import ApacheStatusProbe
@@ -30,8 +30,7 @@ from loadkit.probes._sampler import PROBES_FILE, ProbeSampler
 log = logging.getLogger(__name__)
 
 
-@events.init_command_line_parser.add_listener
-def _add_options(parser, **_kwargs):
+def add_options(parser) -> None:
     parser.add_argument(
         "--probe", action="append", default=None, metavar="NAME[=ARG]", include_in_web_ui=False,
         help=f"loadkit: sample the server side once a second into {PROBES_FILE} (repeatable): "
@@ -39,28 +38,34 @@ def _add_options(parser, **_kwargs):
     )
 
 
-@events.init.add_listener
-def _on_init(environment, runner=None, **_kwargs):
-    options = environment.parsed_options
-    specs = getattr(options, "probe", None) if options is not None else None
-    if not specs or isinstance(runner, WorkerRunner):
-        return
-    try:
-        parsed = [parse_probe_spec(spec) for spec in specs]
-    except ProbeError as error:
-        print(f"loadkit: {error}", file=sys.stderr)
-        sys.exit(2)
-    controller = ProbeController(environment, parsed)
-    environment.events.test_start.add_listener(controller.on_test_start)
-    environment.events.test_stop.add_listener(controller.on_test_stop)
+def register_probes(events, results) -> None:
+    """Add the probes' init listener to Locust's `events`; `results` gives each test's folder
+    (`.folder(environment)`) and takes integrity events (`.record_event(environment, kind, detail)`)."""
+
+    def on_init(environment, runner=None, **_kwargs):
+        options = environment.parsed_options
+        specs = getattr(options, "probe", None) if options is not None else None
+        if not specs or isinstance(runner, WorkerRunner):
+            return
+        try:
+            parsed = [parse_probe_spec(spec) for spec in specs]
+        except ProbeError as error:
+            print(f"loadkit: {error}", file=sys.stderr)
+            sys.exit(2)
+        controller = ProbeController(environment, parsed, results)
+        environment.events.test_start.add_listener(controller.on_test_start)
+        environment.events.test_stop.add_listener(controller.on_test_stop)
+
+    events.init.add_listener(on_init)
 
 
 class ProbeController:
     """Builds the probes of each test, runs their sampler, writes postfix_log.json at the end."""
 
-    def __init__(self, environment, specs: list[tuple[str, str | None]]):
+    def __init__(self, environment, specs: list[tuple[str, str | None]], results):
         self.environment = environment
         self.specs = specs
+        self.results = results
         self.sampler: ProbeSampler | None = None
         self.postfix_log: tuple[object, int] | None = None  # (path, offset at start)
         self.folder = None
@@ -96,18 +101,14 @@ class ProbeController:
             pass
 
     def on_test_start(self, environment, **_kwargs) -> None:
-        from loadkit.metrics.plugin import results_folder
-
         self.stop()
-        self.folder = results_folder(environment)
+        self.folder = self.results.folder(environment)
         if self.folder is None:
             return
         self.sampler = ProbeSampler(self._probes(), self.folder, on_failure=self._record_failure).start()
 
     def _record_failure(self, name: str, message: str) -> None:
-        from loadkit.metrics.plugin import record_event
-
-        record_event(self.environment, "probe_failed", f"{name}: {message}")
+        self.results.record_event(self.environment, "probe_failed", f"{name}: {message}")
 
     def on_test_stop(self, environment, **_kwargs) -> None:
         self.stop()

@@ -524,7 +524,7 @@ class SmtpSession:
     def smtp_NOOP(self, argument: bytes) -> bytes:
         # ``NOOP clock`` asks for the sink's clock, so a sender on another host can
         # measure the offset between its clock and the one stamping arrivals in the
-        # trace log (`loadkit.e2e_clock`). Any other NOOP gets the usual reply.
+        # trace log (`loadkit.e2e._clock`). Any other NOOP gets the usual reply.
         if argument.strip().lower() == b"clock":
             return b"250 2.0.0 Ok clock=%.6f\r\n" % time.time()
         return S250_OK

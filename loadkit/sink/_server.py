@@ -46,7 +46,7 @@ from loadkit.sink._settings import SinkSettings
 from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SinkStats
 from loadkit.sink._store import MaildirStore
 from loadkit.sink._tls import TlsSetupError, self_signing_problem, server_context
-from loadkit.targets import Target
+from loadkit.urls import Target
 
 RECV_SIZE = 65536  # below malloc's mmap threshold: a bigger read costs mmap+mremap+munmap each
 DRAIN_GRACE = 2.0  # seconds sessions get to say QUIT once max_messages is reached

@@ -27,7 +27,7 @@ from loadkit.sink._auth import DEFAULT_MECHANISMS, checked_mechanisms
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, KNOWN_CAPABILITIES
-from loadkit.targets import Target, TargetError, parse_listen
+from loadkit.urls import Target, TargetError, parse_listen
 
 DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
 DEFAULT_BACKLOG = 1024

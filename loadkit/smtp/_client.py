@@ -54,7 +54,7 @@ from loadkit.smtp._errors import (
 )
 from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
 from loadkit.smtp._tls import client_context
-from loadkit.targets import Target
+from loadkit.urls import Target
 
 RECV_SIZE = 65536
 DOT = b".\r\n"

@@ -9,6 +9,7 @@ import os
 
 from locust import constant, events, task
 
+import loadkit.plugin  # noqa: F401  (the results folder, --check)
 from loadkit.users import SmtpUser
 
 _samples: list[float] = []

@@ -10,7 +10,7 @@ import pytest
 
 from loadkit.messages import MessageFactory
 from loadkit.smtp import SmtpClient
-from loadkit.targets import parse_endpoint
+from loadkit.urls import parse_endpoint
 from tests.integration.peers import postfix_sink
 
 SUMMARY = re.compile(r"(\d+) messages \((\d+) delivered, (\d+) failed\), (\d+) recipients")

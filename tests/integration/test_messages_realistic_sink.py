@@ -21,7 +21,7 @@ from email.parser import BytesParser
 
 from loadkit.messages import MessageFactory, needs_smtputf8, parse_trace
 from loadkit.smtp import SmtpClient
-from loadkit.targets import parse_endpoint, parse_url
+from loadkit.urls import parse_endpoint, parse_url
 from tests.integration.peers import loadkit_sink, postfix_sink
 
 PROFILE = ("size=mix:realistic mime=attachments:0.2,html:0.3,utf8:0.1,smtputf8:0.05 "

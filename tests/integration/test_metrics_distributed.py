@@ -38,6 +38,7 @@ def test_master_merges_two_workers_exactly(tmp_path):
                 merged += series["ok"] + series["failed"]
             else:
                 phases.add(series["name"])
+    print(f"counted: locust {locust_count} merged {merged} sink {sink['messages']}")
     assert merged == locust_count == sink["messages"] > 0
     assert {"connect", "envelope", "end-of-data"} <= phases
 

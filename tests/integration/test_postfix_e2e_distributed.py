@@ -12,11 +12,11 @@ import json
 
 import pytest
 
-from loadkit.e2e_clock import ClockError, measure_sink_clock_offset
+from loadkit.e2e import ClockError, measure_sink_clock_offset
 from loadkit.instances import Postfix
 from loadkit.hdr import decode
 from loadkit.report import build_report
-from loadkit.targets import parse_url
+from loadkit.urls import parse_url
 from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
@@ -54,6 +54,8 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
         e2e = json.loads((folder / "e2e.json").read_text())
         run = json.loads((folder / "run.json").read_text())
     sink = postfix.sink_stats()  # written when the sink stopped
+    print(f"counted: locust {run['requests']} accepted {e2e['accepted']} delivered {e2e['delivered']} "
+          f"sink {sink['messages']}")
 
     assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 300
     assert e2e["accepted"] == e2e["delivered"] == sink["messages"] == sink["trace"]["messages"]

@@ -6,6 +6,7 @@ import os
 from locust import constant, events, task
 from locust.runners import WorkerRunner
 
+import loadkit.plugin  # noqa: F401  (the results folder, --check)
 from loadkit.users import SmtpUser
 
 

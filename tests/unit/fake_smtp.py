@@ -48,7 +48,7 @@ from functools import lru_cache
 import pytest
 
 from loadkit.smtp import SmtpClient
-from loadkit.targets import Target
+from loadkit.urls import Target
 
 BANNER = b"220 fake.test ESMTP\r\n"
 EHLO_PIPELINING = b"250-fake.test\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250 ENHANCEDSTATUSCODES\r\n"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from loadkit.targets import parse_listen
+from loadkit.urls import parse_listen
 from tests.conftest import find_peer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ SERVICES = {"master", "headless", "worker", "sink", "postfix", "apache"}
 # prints {service: options-as-dict} or {service: {"error": ...}}.
 _LOCUST_PARSE = """
 import contextlib, io, json, sys
-import loadkit.metrics.plugin  # adds --results and --check, as importing loadkit.users does
+import loadkit.plugin  # adds --results, --check and the other loadkit options, as importing loadkit.users does
 from locust.argument_parser import get_parser
 from loadkit import thresholds
 result = {}

@@ -5,7 +5,7 @@ As httpx's ``tests/test_exported_members.py``: a class deriving from
 found with `ast`) must be in the ``__all__`` of its public home: the package
 whose ``__init__`` fronts the private module that defines it
 (``loadkit/sink/_server.py`` -> ``loadkit.sink``), or the public module
-itself (``loadkit/targets.py``), where a module without ``__all__`` exports
+itself (``loadkit/urls.py``), where a module without ``__all__`` exports
 its public names, as Python's star import does. And every name in an
 ``__all__`` must exist.
 

@@ -15,7 +15,7 @@ import gevent.socket
 import pytest
 
 from loadkit.sink import SinkError, SinkServer
-from loadkit.targets import Target
+from loadkit.urls import Target
 from tests.conftest import cannot_run
 
 

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from loadkit.sink import FaultPlan, Greylist, SinkError, SinkServer, SinkSettings
-from loadkit.targets import Target
+from loadkit.urls import Target
 
 
 @pytest.mark.parametrize(

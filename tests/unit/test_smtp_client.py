@@ -21,7 +21,7 @@ from loadkit.smtp import (
     SMTPTransportError,
     stuff_dots,
 )
-from loadkit.targets import Target, parse_url
+from loadkit.urls import Target, parse_url
 from tests.unit import fake_smtp
 from tests.unit.fake_smtp import (
     BANNER,

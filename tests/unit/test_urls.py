@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadkit.targets import Target, TargetError, parse_endpoint, parse_listen, parse_url
+from loadkit.urls import Target, TargetError, parse_endpoint, parse_listen, parse_url
 
 # -- parse_url ------------------------------------------------------------
 

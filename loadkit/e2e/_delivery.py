@@ -26,7 +26,7 @@ the same clock (``clock_offset_ms: 0``, method "same host"). In a distributed
 run each worker sends the trace ids it saw accepted to the master with its
 reports (`AcceptedMessages.take_new` / `merge`: ranges of sequence numbers,
 only what is new since the last report), and measures the offset between its
-clock and the sink's (`loadkit.e2e_clock`); the master corrects each source's
+clock and the sink's (`loadkit.e2e._clock`); the master corrects each source's
 delays by its worker's offset (``clock_offsets_ms: {source: offset}``).
 """
 

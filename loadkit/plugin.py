@@ -1,0 +1,61 @@
+"""loadkit's one entry into Locust: ``import loadkit.plugin`` in a locustfile.
+
+Importing it does two things and nothing else:
+
+- declares loadkit's options on the ``locust`` command line (Locust's
+  `init_command_line_parser` event): ``--results``, ``--check``, the
+  ``--e2e-*`` options and ``--probe``;
+- calls `register(events)` for Locust's global events.
+
+`register` adds loadkit's listeners, each package's through its own
+``register_*(events, collaborators)`` function, in this order:
+
+1. results and metrics (`loadkit.metrics.plugin.register_results`): the
+   results folder of each test exists before the others' test_start
+   listeners run; at test_stop the run's stop time is taken and a master
+   waits for its workers' final reports, before anyone else counts.
+2. end-to-end delivery (`loadkit.e2e.plugin.register_e2e`, given the
+   results): drains and counts into the folder once the reports are in.
+3. probes (`loadkit.probes.plugin.register_probes`, given the results):
+   their test listeners are added at init, after everything registered at
+   import (the locustfile's own listeners too), so they sample the whole
+   test, end-to-end drain included, and stop last.
+
+`loadkit.users` imports this module, so locustfiles on loadkit's users get
+it either way; a locustfile without them (a web one) imports it itself.
+Registering the same events twice is harmless: the second call does nothing.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+from locust import events
+
+from loadkit.e2e import plugin as e2e_plugin
+from loadkit.metrics import plugin as metrics_plugin
+from loadkit.probes import plugin as probes_plugin
+
+__all__ = ["register"]
+
+_registered: weakref.WeakSet = weakref.WeakSet()
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser, **_kwargs):
+    metrics_plugin.add_options(parser)
+    e2e_plugin.add_options(parser)
+    probes_plugin.add_options(parser)
+
+
+def register(events_) -> None:
+    """Add loadkit's listeners to Locust's `events_` in the order above, once."""
+    if events_ in _registered:
+        return
+    _registered.add(events_)
+    results = metrics_plugin.register_results(events_)
+    e2e_plugin.register_e2e(events_, results)
+    probes_plugin.register_probes(events_, results)
+
+
+register(events)
