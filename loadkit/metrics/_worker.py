@@ -20,7 +20,7 @@ import time
 
 import gevent
 
-from loadkit.metrics._integrity import CPU_HIGH
+from loadkit.metrics._integrity import GENERATOR_CPU_HIGH
 from loadkit.metrics._intervals import tick_every_second
 from loadkit.metrics._recorder import RequestRecorder
 
@@ -95,4 +95,5 @@ class WorkerReporter:
             log.warning("loadkit: could not send the final report to the master: %s", error)
 
     def on_cpu_warning(self, environment, cpu_usage, **_kwargs) -> None:
-        self.events.append({"time": time.time(), "kind": CPU_HIGH, "detail": f"worker CPU at {cpu_usage:.0f}%"})
+        self.events.append({"time": time.time(), "kind": GENERATOR_CPU_HIGH,
+                            "detail": f"worker process CPU at {cpu_usage:.0f}% (Locust warns above 90%): its timings may be late"})
