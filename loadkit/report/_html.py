@@ -255,6 +255,10 @@ def phases_table(run: Run) -> str:
     return _table("phases", headers, [("", _latency_cells(row)) for row in run.phases])
 
 
+def _ms_card(value) -> str:
+    return f"{ms_text(value)} ms" if _is_number(value) else MISSING
+
+
 def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
     """Accepted messages, their rate and times; the failed ones apart (first when most failed)."""
     if total.failed_latency is None and total.failures:  # Locust's own files: no split to show
@@ -268,9 +272,9 @@ def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
     accepted = [
         ("", count_text(total.accepted), f"{noun} accepted"),
         ("", rate_text(total.accepted_rate), "accepted/s"),
-        ("", ms_text(total.latency.get("p50")) + " ms", "p50 accepted"),
-        ("", ms_text(total.latency.get("p95")) + " ms", "p95 accepted"),
-        ("", ms_text(total.latency.get("p99")) + " ms", "p99 accepted"),
+        ("", _ms_card(total.latency.get("p50")), "p50 accepted"),
+        ("", _ms_card(total.latency.get("p95")), "p95 accepted"),
+        ("", _ms_card(total.latency.get("p99")), "p99 accepted"),
     ]
     if not total.failures:
         return accepted
@@ -278,7 +282,7 @@ def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
     failed = [
         ("bad", f"{count_text(total.failures)} ({percent_text(total.failure_ratio)})", f"{noun} failed"),
         ("bad", rate_text(total.failed_rate), "failed/s"),
-        ("bad", ms_text(failed_p95) + " ms", "p95 failed"),
+        ("bad", _ms_card(failed_p95), "p95 failed"),
     ]
     return failed + accepted if (total.failure_ratio or 0) >= 0.5 else accepted + failed
 
