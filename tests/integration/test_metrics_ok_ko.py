@@ -8,6 +8,7 @@ equal what the sink answered: its messages and its 550 replies.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -82,3 +83,16 @@ def test_a_rate_of_rejects_splits_ok_and_failed_as_the_sink_answered(tmp_path):
     failed_rows = [row for row in summary if row["Name"] == "send (failed)"]
     assert len(failed_rows) == 1 and failed_rows[0]["Count"] == f"{failed:,}"
     assert failed_rows[0]["p50 ms"] not in ("", "-")
+
+
+def test_loadkit_source_gives_the_delivered_times_and_the_failed_ones_apart(tmp_path):
+    with loadkit_sink(tmp_path, "--reject", "rcpt:550:0.3", "--seed", "1") as (url, read_stats):
+        result = loadkit("source", "-A", "-d", "-s", "4", "-m", "400", url.split("://", 1)[1])
+        sink = read_stats()
+    assert result.returncode == 1, result.stderr  # some failed
+    summary = re.search(r"400 messages \((\d+) delivered, (\d+) failed\).* msgs/s delivered", result.stdout)
+    assert summary is not None, result.stdout
+    delivered, failed = int(summary[1]), int(summary[2])
+    assert (delivered, failed) == (sink["messages"], sink["replies"]["550"])
+    assert re.search(r"^latency ms: p50 [0-9.]+ ", result.stdout, re.MULTILINE), result.stdout
+    assert re.search(r"^failed ms: p50 [0-9.]+ .*\(\d+ msgs/s\)$", result.stdout, re.MULTILINE), result.stdout
