@@ -56,7 +56,7 @@ def test_a_saturated_generator_is_recorded_shown_and_fails_the_checks(tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", "-u", "1", "-r", "1", "-t", "6s",
              "--only-summary", "--results", str(tmp_path / "results"), "--probe", "host", "--check", "requests>0"],
-            capture_output=True, text=True, timeout=120, start_new_session=True,
+            capture_output=True, text=True, timeout=120, check=False, start_new_session=True,
             preexec_fn=_ahead_of_others,
         )
     assert "CPU usage above 90%" in result.stderr, result.stderr[-3000:]  # Locust's own warning fired
@@ -74,11 +74,11 @@ def test_a_saturated_generator_is_recorded_shown_and_fails_the_checks(tmp_path):
     assert verdicts["generator_ok"]["passed"] is False and "generator_cpu_high" in verdicts["generator_ok"]["detail"]
 
     checked = subprocess.run([sys.executable, "-m", "loadkit", "check", str(folder), "--check", "requests>0"],
-                             capture_output=True, text=True, timeout=120)
+                             capture_output=True, text=True, timeout=120, check=False)
     assert checked.returncode == 3 and "FAILED  generator_ok" in checked.stdout, checked.stdout
 
     report = subprocess.run([sys.executable, "-m", "loadkit", "report", str(folder), "-o", str(tmp_path / "r.html")],
-                            capture_output=True, text=True, timeout=120)
+                            capture_output=True, text=True, timeout=120, check=False)
     assert report.returncode == 0, report.stderr
     page = (tmp_path / "r.html").read_text(encoding="utf-8")
     shown = {row["Event"] for row in read_tables(page)["events"]}

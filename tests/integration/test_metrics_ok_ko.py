@@ -16,12 +16,16 @@ from loadkit.hdr import decode
 from loadkit.report._html import MISSING
 from tests.conftest import free_port
 from tests.integration.peers import loadkit_sink
-from tests.integration.test_metrics_locust_headless import only_folder, read_intervals, run_locust
+from tests.integration.test_metrics_locust_headless import (
+    only_folder,
+    read_intervals,
+    run_locust,
+)
 from tests.unit.test_report import read_glance, read_tables
 
 
 def loadkit(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run([sys.executable, "-m", "loadkit", *args], capture_output=True, text=True, timeout=120, check=False)
 
 
 def send_series(folder) -> list[dict]:

@@ -8,7 +8,12 @@ from types import SimpleNamespace
 from loadkit.metrics._recorder import RequestRecorder
 from loadkit.metrics._run import RunRecorder
 from loadkit.probes._host import HostProbe, SaturationWatch
-from tests.unit.test_metrics_recorder import RequestEvent, environment, fire, locust_total
+from tests.unit.test_metrics_recorder import (
+    RequestEvent,
+    environment,
+    fire,
+    locust_total,
+)
 
 
 def test_a_stretch_at_95_percent_is_said_once_when_it_reaches_3_seconds():
@@ -60,7 +65,7 @@ def test_locusts_cpu_warning_on_a_local_runner_is_a_generator_event(tmp_path):
 
 def test_phase_rows_are_left_out_of_locusts_count(tmp_path):
     env = environment()
-    entry = lambda requests, failures=0: SimpleNamespace(num_requests=requests, num_failures=failures)  # noqa: E731
+    entry = lambda requests, failures=0: SimpleNamespace(num_requests=requests, num_failures=failures)
     env.stats = SimpleNamespace(entries={("send", "SMTP"): entry(10, 1), ("mail", "SMTP-phase"): entry(10),
                                          ("rcpt", "SMTP-phase"): entry(10)})
     run = RunRecorder(env, tmp_path, RequestRecorder()).start(ticking=False)
