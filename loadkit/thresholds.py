@@ -11,10 +11,11 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
 HdrHistograms (metrics.jsonl, 3 significant digits): accepted requests only,
-failed ones under ``failed.``; without them, from
-Locust's own CSV (``--csv PREFIX``) or JSON (``--json-file``), whose
-percentiles Locust rounds. Integrity checks read events.jsonl. A threshold
-on something the run never measured is an error, never a silent pass:
+failed ones under ``failed.``; without them, from Locust's own CSV (``--csv
+PREFIX``) or JSON (``--json-file``), whose percentiles Locust rounds and
+takes over accepted and failed requests alike. Integrity checks read
+events.jsonl. A threshold on something the run never measured is an error,
+never a silent pass:
 errors fail a check like failures do. Every file is read by
 `loadkit.results`, with the report's policy: damaged lines are skipped and
 said in the notes.
