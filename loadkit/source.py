@@ -27,7 +27,8 @@ ESMTP options beyond smtp-source: --starttls, --tls (implicit), --tls-no-verify,
 --utf8 (UTF-8 addresses, SMTPUTF8), --chunking (BDAT).
 
 It sends exactly ``-m`` messages (failures included), then prints messages,
-msgs/s, exact latency percentiles, and failures by reply code and phase.
+msgs/s delivered, exact latency percentiles of the delivered ones, those of
+the failed ones apart, and failures by reply code and phase.
 Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input.
 Unlike smtp-source it uses ESMTP and PIPELINING when the server offers them.
 """
@@ -134,7 +135,8 @@ class Tally:
     """The request listener of a source run: exact latencies and the first failure."""
 
     def __init__(self, keep_going: bool, finished):
-        self.latencies = array("d")
+        self.latencies = array("d")  # accepted messages
+        self.failed_latencies = array("d")
         self.failures = 0
         self.delivered_recipients = 0
         self.first_error = None
@@ -143,10 +145,11 @@ class Tally:
         self.finished = finished
 
     def on_request(self, response_time, exception, context, **_kwargs):
-        self.latencies.append(response_time)
         if exception is None:
+            self.latencies.append(response_time)
             self.delivered_recipients += context["delivered"]
             return
+        self.failed_latencies.append(response_time)
         self.failures += 1
         self.errors[repr(exception)] += 1
         self.delivered_recipients += context.get("delivered", 0)
@@ -240,18 +243,25 @@ class _Counter:
         sys.stdout.write("\n")
 
 
+def _percentiles_text(latencies) -> str:
+    p50, p95, p99 = (percentile_of_sorted(latencies, p) for p in (50, 95, 99))  # every sample was kept
+    return f"p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1]:.2f}"
+
+
 def print_summary(args, tally: Tally, elapsed: float) -> None:
     latencies = sorted(tally.latencies)
-    sent = len(latencies)
-    ok = sent - tally.failures
+    ok = len(latencies)
+    sent = ok + tally.failures
     rate = ok / elapsed if elapsed > 0 else 0.0
     print(
         f"loadkit source: {sent} messages ({ok} delivered, {tally.failures} failed), "
-        f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s"
+        f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s delivered"
     )
     if latencies:
-        p50, p95, p99 = (percentile_of_sorted(latencies, p) for p in (50, 95, 99))  # every sample was kept
-        print(f"latency ms: p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1]:.2f}")
+        print("latency ms: " + _percentiles_text(latencies))
+    if tally.failed_latencies:
+        failed_rate = tally.failures / elapsed if elapsed > 0 else 0.0
+        print(f"failed ms: {_percentiles_text(sorted(tally.failed_latencies))}  ({failed_rate:.0f} msgs/s)")
     if tally.errors:
         print("failures:")
         for key, occurrences in tally.errors.most_common():

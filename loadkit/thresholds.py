@@ -8,19 +8,24 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
     phase.envelope:p99<20ms
                            a phase of mail requests, named as in loadkit.phases
                            (with PIPELINING: envelope; without: mail, rcpt, data)
-    no_worker_lost  no_worker_missing  no_cpu_high  run_complete
+    failed.p95<1s          the failed requests' own times (p95 and the rest are of accepted ones)
+    no_worker_lost  no_worker_missing  no_cpu_high  generator_ok  run_complete
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
-HdrHistograms (metrics.jsonl, 3 significant digits); without them, from
-Locust's own CSV (``--csv PREFIX``) or JSON (``--json-file``), whose
-percentiles Locust rounds. Integrity checks read events.jsonl. A threshold
-on something the run never measured is an error, never a silent pass:
+HdrHistograms (metrics.jsonl, 3 significant digits): accepted requests only,
+failed ones under ``failed.``; without them, from Locust's own CSV (``--csv
+PREFIX``) or JSON (``--json-file``), whose percentiles Locust rounds and
+takes over accepted and failed requests alike. Integrity checks read
+events.jsonl. A threshold on something the run never measured is an error,
+never a silent pass:
 errors fail a check like failures do. Every file is read by
 `loadkit.results`, with the report's policy: damaged lines are skipped and
 said in the notes.
 
 A loadkit run that never finished (no run.json, no run_stopped event: killed,
-or its disk full) gets a failed ``run_complete`` verdict whatever was asked.
+or its disk full) gets a failed ``run_complete`` verdict whatever was asked;
+one whose load generator was short of CPU (Locust's CPU warning, or the host
+probe at saturation) gets a failed ``generator_ok`` verdict the same way.
 
 `evaluate(results, expressions) -> list[Verdict]` is what reports use.
 Exit codes of ``loadkit check`` (and of a ``locust --check`` run): 0 every
@@ -36,6 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loadkit.errors import LoadkitError
+from loadkit.metrics._integrity import CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED
 from loadkit.results import (
     EVENTS_FILE,
     METRICS_FILE,
@@ -62,17 +68,21 @@ from loadkit.results import (
     write_junit as write_junit_xml,
 )
 
-from loadkit.errors import LoadkitError
-
 EXIT_FAILED = 3
 
 TIME_UNITS = {"": 1.0, "ms": 1.0, "us": 0.001, "µs": 0.001, "s": 1000.0, "m": 60_000.0}
 TIME_METRICS = {"min", "max", "avg", "mean", "median", "med"}
 COUNT_METRICS = {"requests", "failures"}
-# check -> the events.jsonl kinds it counts (a worker's final report that never came loses its numbers too)
+# An integrity check passes when the run has no event of its kinds.
 INTEGRITY = {"no_worker_lost": ("worker_lost", "final_report_missing"), "no_worker_missing": ("worker_missing",),
-             "no_cpu_high": ("cpu_high",), "run_complete": (RUN_INCOMPLETE,)}
+             "no_cpu_high": (CPU_HIGH, GENERATOR_CPU_HIGH),
+             "generator_ok": (CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED),
+             "run_complete": (RUN_INCOMPLETE,)}
 RUN_COMPLETE = "run_complete"
+GENERATOR_OK = "generator_ok"
+# Checked whatever was asked: a run they fail cannot be trusted for any other threshold.
+ALWAYS_CHECKED = (RUN_COMPLETE, GENERATOR_OK)
+FAILED_PREFIX = "failed."
 OPERATORS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
@@ -80,7 +90,7 @@ OPERATORS = {
 EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, no_worker_lost"
 
 _EXPRESSION = re.compile(
-    r"^(?:(?P<scope>.*):)?\s*(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"
+    r"^(?:(?P<scope>.*):)?\s*(?P<failed>failed\.)?(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"
     r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
 )
 _PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
@@ -99,6 +109,7 @@ class Threshold:
     metric: str  # "p95.0", "max", "mean", "fail_ratio", "rps", "requests", "failures", "no_worker_lost"
     op: str
     limit: float
+    failed: bool = False  # a time of the failed requests (failed.p95)
 
     @property
     def percentile(self) -> float | None:
@@ -156,6 +167,12 @@ def parse(expression: str) -> Threshold:
     op, value, unit = match["op"], match["value"], (match["unit"] or "")
     if scope == "":
         raise ThresholdError(f"threshold {expression!r}: empty name before ':'")
+    if match["failed"]:
+        threshold = parse(text.replace(FAILED_PREFIX, "", 1))
+        if threshold.percentile is None and threshold.metric not in TIME_METRICS:
+            raise ThresholdError(f"threshold {expression!r}: failed. takes a time (failed.p95, failed.max, ...), "
+                                 f"not {metric}")
+        return Threshold(text, threshold.scope, threshold.metric, threshold.op, threshold.limit, failed=True)
     if metric in INTEGRITY:
         if op is not None:
             raise ThresholdError(f"threshold {expression!r}: {metric} is a check of its own, without a comparison")
@@ -214,15 +231,17 @@ class _Scope:
     def __init__(self):
         self.ok = 0
         self.failed = 0
-        self.histogram = None
+        self.histogram = None  # accepted requests (all of them in files from before the split)
+        self.failed_histogram = None
         self.series = 0
 
-    def add_histogram(self, histogram) -> None:
+    def add_histogram(self, histogram, failed: bool = False) -> None:
         from loadkit.hdr import merge_into, new_histogram
 
-        if self.histogram is None:
-            self.histogram = new_histogram()
-        merge_into(self.histogram, histogram)
+        attribute = "failed_histogram" if failed else "histogram"
+        if getattr(self, attribute) is None:
+            setattr(self, attribute, new_histogram())
+        merge_into(getattr(self, attribute), histogram)
 
 
 class _Measurements:
@@ -276,6 +295,8 @@ class _Measurements:
                     measured.series += 1
                     if series.get("histogram"):
                         measured.add_histogram(series["histogram"])
+                    if series.get("failed_histogram"):
+                        measured.add_histogram(series["failed_histogram"], failed=True)
         if first is not None:
             self.span = (first, last)
 
@@ -346,6 +367,22 @@ class _Measurements:
         elif type_ in names:
             yield type_
 
+    def integrity_events(self, check: str) -> list[dict]:
+        """The events that fail an integrity check (the derived run_incomplete one included)."""
+        kinds = INTEGRITY[check]
+        found = [event for event in self.event_list or () if event.get("kind") in kinds]
+        if RUN_INCOMPLETE in kinds and self.incomplete is not None:
+            found.append(self.incomplete)
+        return found
+
+    def integrity_detail(self, threshold: Threshold) -> str:
+        if threshold.metric not in INTEGRITY:
+            return ""
+        events = self.integrity_events(threshold.metric)
+        if threshold.metric == RUN_COMPLETE:
+            return events[-1].get("detail", "") if events else ""
+        return "; ".join(_event_text(event) for event in events[:3]) + (f"; {len(events) - 3} more" if len(events) > 3 else "")
+
     def duration(self) -> float | None:
         started, stopped = self.run.get("started_at"), self.run.get("stopped_at")
         if isinstance(started, (int, float)) and isinstance(stopped, (int, float)) and stopped > started:
@@ -360,6 +397,8 @@ class _Measurements:
             if self.events is None:
                 return None, f"no {EVENTS_FILE} in {self.folder}: integrity was not recorded", EVENTS_FILE
             return float(sum(self.events.get(kind, 0) for kind in INTEGRITY[threshold.metric])), None, EVENTS_FILE
+        if threshold.failed and (self.locust_rows is not None or self.kind != "metrics"):
+            return None, f"never measured: failed requests' own times are only in {METRICS_FILE}", self.source
         if self.locust_rows is not None:
             return self._measure_from_locust_csv(threshold)
         source = self.source
@@ -386,9 +425,10 @@ class _Measurements:
             if not duration:
                 return None, f"the run's duration is unknown ({RUN_FILE} has no started_at/stopped_at)", source
             return total / duration, None, source
-        histogram = scope.histogram
+        histogram = scope.failed_histogram if threshold.failed else scope.histogram
         if histogram is None or not histogram.total_count:
-            return None, f"never measured: {where} has no latency samples", source
+            what = "failed requests with a time" if threshold.failed else "latency samples"
+            return None, f"never measured: {where} has no {what}", source
         from loadkit.hdr import percentiles_ms, summary_ms
 
         if threshold.percentile is not None or metric == "median":
@@ -435,6 +475,11 @@ def _locust_column(threshold: Threshold) -> str | None:
     return "100%" if level == 100 else f"{level:g}%"
 
 
+def _event_text(event: dict) -> str:
+    worker = f" on {event['worker']}" if event.get("worker") else ""
+    return f"{event.get('kind')}{worker}: {event.get('detail', '')}".rstrip(": ")
+
+
 def _describe_scope(scope: str | None) -> str:
     if scope is None:
         return "requests"
@@ -467,13 +512,14 @@ def evaluate_with_notes(results, expressions) -> tuple[list[Verdict], list[str]]
     """
     thresholds = parse_all(expressions)
     measurements = _Measurements(results, thresholds)
-    if measurements.incomplete is not None and not any(t.metric == RUN_COMPLETE for t in thresholds):
-        thresholds.append(parse(RUN_COMPLETE))
+    for check in ALWAYS_CHECKED:
+        if not any(t.metric == check for t in thresholds) and measurements.integrity_events(check):
+            thresholds.append(parse(check))
     verdicts = []
     for threshold in thresholds:
         value, error, source = measurements.measure(threshold)
         passed = error is None and OPERATORS[threshold.op](value, threshold.limit)
-        detail = measurements.incomplete["detail"] if threshold.metric == RUN_COMPLETE and not passed and not error else ""
+        detail = measurements.integrity_detail(threshold) if not passed and not error else ""
         verdicts.append(Verdict(threshold.expression, value, threshold.limit, passed, threshold.unit, error, source, detail))
     return verdicts, measurements.notes.lines()
 

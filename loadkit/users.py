@@ -180,7 +180,7 @@ class SmtpUser(User):
             request_type=self.request_type,
             name=name,
             response_time=response_time,
-            response_length=len(data),
+            response_length=len(data) if delivery is not None or getattr(error, "phase", None) == "end-of-data" else 0,
             exception=error,
             context={"phases": timings, "delivered": delivery.delivered if delivery else 0},
         )

@@ -2,9 +2,10 @@
 
 Workers joining, going missing (no heartbeat for a few seconds), coming
 back, being lost (removed after a long silence, or silent when the test
-stopped) or quitting; a CPU above
-Locust's warning threshold (the load generator, not the target, may be the
-bottleneck); the run starting and stopping.
+stopped) or quitting; a load generator short of CPU, so that it, not the
+target, may be the bottleneck and its timings late: Locust's own CPU warning
+(``generator_cpu_high``, a process above 90%) or the host probe seeing the
+machine saturated (``host_cpu_saturated``); the run starting and stopping.
 
 Locust has an event for a worker connecting but none for the others: the
 master's view of its workers (`runner.clients`) is compared from one tick to
@@ -29,7 +30,9 @@ WORKER_MISSING = "worker_missing"
 WORKER_RECOVERED = "worker_recovered"
 WORKER_LOST = "worker_lost"
 WORKER_QUIT = "worker_quit"
-CPU_HIGH = "cpu_high"
+GENERATOR_CPU_HIGH = "generator_cpu_high"  # Locust's cpu_warning, on the master, a worker or a local runner
+HOST_CPU_SATURATED = "host_cpu_saturated"  # the host probe: every core busy for seconds
+CPU_HIGH = "cpu_high"  # what runs recorded before generator_cpu_high; still read
 COUNT_MISMATCH = "count_mismatch"
 LATE_DATA = "late_data"
 

@@ -4,7 +4,8 @@ This is a hot path: a process may see 5-10k requests a second, each with
 about eight phase times. Per request the listener only appends floats to
 ``array('d')`` buffers and bumps a few counters; histograms are built at the
 tick, for a whole buffer at a time (see `loadkit.hdr.record_ms`). Failures
-are rare and take the slower path.
+are rare and take the slower path; their times go to a buffer of their own
+(the failed histogram), so the accepted requests' percentiles are theirs alone.
 
 Gevent switches greenlets only when one blocks, so `take()` swapping the
 buffers out can never interleave with a listener call.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 
-from loadkit.hdr import record_ms
+from loadkit.hdr import new_histogram, record_ms
 from loadkit.metrics._series import PHASE, REQUEST, Series
 from loadkit.phases import PHASE_SUFFIX
 
@@ -22,12 +23,12 @@ from loadkit.phases import PHASE_SUFFIX
 class _Requests:
     """The buffer of one request type+name for the current tick."""
 
-    __slots__ = ("times", "bytes", "failed", "errors")
+    __slots__ = ("times", "failed_times", "bytes", "errors")
 
     def __init__(self):
-        self.times = array("d")
+        self.times = array("d")  # accepted
+        self.failed_times = array("d")
         self.bytes = 0
-        self.failed = 0
         self.errors: dict[str, int] = {}
 
 
@@ -73,7 +74,10 @@ class RequestRecorder:
             if request_type.endswith(PHASE_SUFFIX):
                 return  # phase_stats entries: the phases are already recorded from the message's context
             buffer = self._requests[(request_type, name)] = _Requests()
-        buffer.times.append(response_time)
+        if exception is None:
+            buffer.times.append(response_time)
+        else:
+            buffer.failed_times.append(response_time)
         buffer.bytes += response_length
         phases = context.get("phases") if context else None
         if phases:
@@ -90,7 +94,6 @@ class RequestRecorder:
 
     def _failure(self, buffer: _Requests, request_type, name, exception, phases) -> None:
         key = repr(exception)  # Locust groups failures by it too: "550 5.1.1 at RCPT"
-        buffer.failed += 1
         buffer.errors[key] = buffer.errors.get(key, 0) + 1
         if (request_type, name, key) not in self.examples:
             self.examples[(request_type, name, key)] = describe(exception)
@@ -117,9 +120,12 @@ class RequestRecorder:
         requests, phases, phase_failures = taken
         series = []
         for (request_type, name), buffer in requests.items():
-            one = Series(REQUEST, request_type, name, ok=len(buffer.times) - buffer.failed, failed=buffer.failed,
+            one = Series(REQUEST, request_type, name, ok=len(buffer.times), failed=len(buffer.failed_times),
                          bytes_=buffer.bytes, errors=buffer.errors)
             record_ms(one.histogram, buffer.times)
+            if buffer.failed_times:
+                one.failed_histogram = new_histogram()
+                record_ms(one.failed_histogram, buffer.failed_times)
             series.append(one)
         for request_type, by_phase in phases.items():
             for phase, times in by_phase.items():

@@ -14,9 +14,17 @@ from pathlib import Path
 
 import gevent
 
-from loadkit.metrics._integrity import COUNT_MISMATCH, LATE_DATA, RUN_STARTED, RUN_STOPPED, IntegrityLog, WorkerWatch
+from loadkit.metrics._integrity import (
+    COUNT_MISMATCH,
+    GENERATOR_CPU_HIGH,
+    LATE_DATA,
+    RUN_STARTED,
+    RUN_STOPPED,
+    IntegrityLog,
+    WorkerWatch,
+)
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
-from loadkit.metrics._recorder import ErrorExample, RequestRecorder
+from loadkit.metrics._recorder import PHASE_SUFFIX, ErrorExample, RequestRecorder
 from loadkit.metrics._series import REQUEST, Series
 from loadkit.results import open_events, open_metrics, write_errors
 
@@ -60,6 +68,9 @@ class RunRecorder:
         if self.recorder is not None:
             self.recorder.take()  # nothing from before the run
             self.environment.events.request.add_listener(self.recorder.on_request)
+        cpu_warning = getattr(self.environment.events, "cpu_warning", None)
+        if cpu_warning is not None:
+            cpu_warning.add_listener(self.on_cpu_warning)
         self.events.record(RUN_STARTED, None, f"results in {self.folder}", at=self.started_at)
         if ticking:
             self._ticker = gevent.spawn(tick_every_second, self.tick)
@@ -88,6 +99,14 @@ class RunRecorder:
         runner = self.environment.runner
         if runner is not None:
             self.store.set_users(start, end, runner.user_count)
+
+    def on_cpu_warning(self, environment=None, cpu_usage=0.0, **_kwargs) -> None:
+        """Locust's own warning (its process above 90% CPU), on this process: the master's or a local runner's."""
+        if self.running:
+            runner = self.environment.runner
+            where = "master" if runner is not None and hasattr(runner, "clients") else "load generator"
+            self.events.record(GENERATOR_CPU_HIGH, None, f"{where} process CPU at {cpu_usage:.0f}% "
+                                                         "(Locust warns above 90%): its timings may be late")
 
     def add_worker_report(self, worker: str, payload: dict) -> None:
         """Merge what a worker sent with a report (see `_worker.WorkerReporter.payload`)."""
@@ -122,6 +141,9 @@ class RunRecorder:
             self._ticker.kill()
         if self.recorder is not None:
             self.environment.events.request.remove_listener(self.recorder.on_request)
+        cpu_warning = getattr(self.environment.events, "cpu_warning", None)
+        if cpu_warning is not None:
+            cpu_warning.remove_listener(self.on_cpu_warning)
         self._close_interval(max(time.time(), self.current_start + 0.001))
         self.watch_workers()
         self.watch.close()
@@ -130,13 +152,25 @@ class RunRecorder:
             self.examples.update(self.recorder.examples)
         self._write_errors()
         ok, failed = self.store.totals.requests()
-        if locust_total is not None and (ok + failed, failed) != (locust_total.num_requests, locust_total.num_failures):
-            self.events.record(COUNT_MISMATCH, None, f"loadkit counted {ok + failed} requests ({failed} failed), "
-                               f"Locust {locust_total.num_requests} ({locust_total.num_failures} failed)")
+        if locust_total is not None:
+            requests, failures = self._locust_requests(locust_total)
+            if (ok + failed, failed) != (requests, failures):
+                self.events.record(COUNT_MISMATCH, None, f"loadkit counted {ok + failed} requests ({failed} failed), "
+                                   f"Locust {requests} ({failures} failed)")
         self.events.record(RUN_STOPPED, None, f"{ok + failed} requests, {failed} failed", at=self.stopped_at)
         self._metrics_out.close()
         self._events_out.close()
         return self.summary()
+
+    def _locust_requests(self, locust_total) -> tuple[int, int]:
+        """Locust's requests and failures less its phase rows (phase_stats): those are phase times, not requests."""
+        requests, failures = locust_total.num_requests, locust_total.num_failures
+        stats = getattr(self.environment, "stats", None)
+        for (_name, method), entry in (getattr(stats, "entries", None) or {}).items():
+            if method and method.endswith(PHASE_SUFFIX):
+                requests -= entry.num_requests
+                failures -= entry.num_failures
+        return requests, failures
 
     def summary(self) -> dict:
         ok, failed = self.store.totals.requests()

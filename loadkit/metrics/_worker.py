@@ -29,7 +29,7 @@ import time
 
 import gevent
 
-from loadkit.metrics._integrity import CPU_HIGH
+from loadkit.metrics._integrity import GENERATOR_CPU_HIGH
 from loadkit.metrics._intervals import tick_every_second
 from loadkit.metrics._recorder import RequestRecorder
 
@@ -129,7 +129,8 @@ class WorkerReporter:
             self.send_final_report(runner)
 
     def on_cpu_warning(self, environment, cpu_usage, **_kwargs) -> None:
-        self.events.append({"time": time.time(), "kind": CPU_HIGH, "detail": f"worker CPU at {cpu_usage:.0f}%"})
+        self.events.append({"time": time.time(), "kind": GENERATOR_CPU_HIGH,
+                            "detail": f"worker process CPU at {cpu_usage:.0f}% (Locust warns above 90%): its timings may be late"})
 
 
 class FinalReports:

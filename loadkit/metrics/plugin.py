@@ -176,7 +176,6 @@ class ResultsController:
     def install(self) -> None:
         events_ = self.environment.events
         events_.test_start.add_listener(self.on_test_start)
-        events_.cpu_warning.add_listener(self.on_cpu_warning)
         if self.distributed:
             events_.worker_report.add_listener(self.on_worker_report)
             events_.worker_connect.add_listener(self.on_worker_connect)
@@ -275,11 +274,6 @@ class ResultsController:
             self.run.watch.joined(client_id)
         else:
             self.joined.append((time.time(), client_id))
-
-    def on_cpu_warning(self, environment, cpu_usage, **_kwargs) -> None:
-        if self.run is not None and self.run.running:
-            where = "master" if self.distributed else "Locust process"
-            self.run.events.record("cpu_high", None, f"{where} CPU at {cpu_usage:.0f}%")
 
     def finish(self) -> None:
         """Write the folder of the current run: the rest of metrics.jsonl, errors.csv, CSV, run.json, verdicts."""

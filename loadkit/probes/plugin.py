@@ -86,7 +86,7 @@ class ProbeController:
                         pids = postfix_probe.process_ids()
                     except ProbeError:
                         pass  # the postfix probe says so itself
-                probes.append(HostProbe(pids))
+                probes.append(HostProbe(pids, on_saturated=self._record_saturation))
         self._remember_log_start(postfix_probe)
         return probes
 
@@ -109,6 +109,12 @@ class ProbeController:
 
     def _record_failure(self, name: str, message: str) -> None:
         self.results.record_event(self.environment, "probe_failed", f"{name}: {message}")
+
+    def _record_saturation(self, detail: str) -> None:
+        from loadkit.metrics._integrity import HOST_CPU_SATURATED
+        from loadkit.metrics.plugin import record_event
+
+        record_event(self.environment, HOST_CPU_SATURATED, detail)
 
     def on_test_stop(self, environment, **_kwargs) -> None:
         self.stop()

@@ -225,19 +225,25 @@ def _latency_headers(noun: str) -> list[tuple[str, bool]]:
 def _latency_cells(row: Row) -> list[tuple[str, str]]:
     return [
         (escape(row.type), "text"),
-        (escape(row.name), "text"),
+        (escape(row.name if row.kind != "failed" else f"{row.name} (failed)"), "text"),
         (count_text(row.count), ""),
         (count_text(row.failures), ""),
         (percent_text(row.failure_ratio), "bad" if (row.failures or 0) > 0 else ""),
-        (rate_text(row.rate), ""),
+        (rate_text(row.rate if row.kind == "failed" or row.failed_latency is None else row.accepted_rate), ""),
         *((ms_text(row.latency.get(key)), "") for key in ("min", "p50", "p90", "p95", "p99", "p99.9", "max")),
     ]
 
 
 def summary_table(run: Run) -> str:
-    rows = [("", _latency_cells(row)) for row in run.requests]
+    rows = []
+    for row in run.requests:
+        rows.append(("", _latency_cells(row)))
+        if (failed := row.failed_row()) is not None:
+            rows.append(("failed", _latency_cells(failed)))
     if run.total is not None:
         rows.append(("total", _latency_cells(run.total)))
+        if len(run.requests) > 1 and (failed := run.total.failed_row()) is not None:
+            rows.append(("total failed", _latency_cells(failed)))
     if not rows:
         return '<p class="note">No requests were measured.</p>'
     return _table("summary", _latency_headers(run.noun), rows)
@@ -249,19 +255,44 @@ def phases_table(run: Run) -> str:
     return _table("phases", headers, [("", _latency_cells(row)) for row in run.phases])
 
 
+def _ms_card(value) -> str:
+    return f"{ms_text(value)} ms" if _is_number(value) else MISSING
+
+
+def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
+    """Accepted messages, their rate and times; the failed ones apart (first when most failed)."""
+    if total.failed_latency is None and total.failures:  # Locust's own files: no split to show
+        return [
+            ("", count_text(total.count), noun),
+            ("", rate_text(total.rate), f"{noun}/s"),
+            ("bad", percent_text(total.failure_ratio), "failed"),
+            ("", ms_text(total.latency.get("p95")) + " ms", "p95"),
+            ("", ms_text(total.latency.get("p99")) + " ms", "p99"),
+        ]
+    accepted = [
+        ("", count_text(total.accepted), f"{noun} accepted"),
+        ("", rate_text(total.accepted_rate), "accepted/s"),
+        ("", _ms_card(total.latency.get("p50")), "p50 accepted"),
+        ("", _ms_card(total.latency.get("p95")), "p95 accepted"),
+        ("", _ms_card(total.latency.get("p99")), "p99 accepted"),
+    ]
+    if not total.failures:
+        return accepted
+    failed_p95 = (total.failed_latency or {}).get("p95")
+    failed = [
+        ("bad", f"{count_text(total.failures)} ({percent_text(total.failure_ratio)})", f"{noun} failed"),
+        ("bad", rate_text(total.failed_rate), "failed/s"),
+        ("bad", _ms_card(failed_p95), "p95 failed"),
+    ]
+    return failed + accepted if (total.failure_ratio or 0) >= 0.5 else accepted + failed
+
+
 def glance(run: Run, changes: list[Change] | None) -> str:
     total = run.total
     noun = "messages" if run.noun == "msgs" else "requests"
     items = []
     if total is not None:
-        failed_class = "bad" if (total.failures or 0) > 0 else ""
-        items += [
-            ("", count_text(total.count), noun),
-            ("", rate_text(total.rate), f"{noun}/s"),
-            (failed_class, percent_text(total.failure_ratio), "failed"),
-            ("", ms_text(total.latency.get("p95")) + " ms", "p95"),
-            ("", ms_text(total.latency.get("p99")) + " ms", "p99"),
-        ]
+        items += _headline(total, noun)
     if _is_number(run.duration):
         items.append(("", duration_text(run.duration), "duration"))
     problems = integrity_problems(run)

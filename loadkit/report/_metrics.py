@@ -1,6 +1,7 @@
 """Read ``metrics.jsonl``: one line per interval, histograms per request name and phase.
 
-The file is streamed once (after a glance at its first and last lines to
+Request histograms are of accepted requests, failed ones apart (OK/KO);
+the charts' percentiles are of accepted requests. The file is streamed once (after a glance at its first and last lines to
 learn the run's span), so memory and time grow with the run's duration, not
 with its number of requests. Intervals are grouped into time buckets of a
 whole number of seconds, at most ``MAX_POINTS`` per run, for the charts; a
@@ -49,11 +50,16 @@ class SeriesTotals:
     failed: int = 0
     bytes: int = 0
     errors: Counter = field(default_factory=Counter)
-    counts: np.ndarray = field(default_factory=empty_counts)
+    counts: np.ndarray = field(default_factory=empty_counts)  # accepted requests (every time, for a phase)
+    failed_counts: np.ndarray = field(default_factory=empty_counts)  # failed requests
 
     @property
     def distribution(self) -> Distribution:
         return Distribution.from_counts(self.counts)
+
+    @property
+    def failed_distribution(self) -> Distribution:
+        return Distribution.from_counts(self.failed_counts)
 
 
 @dataclass
@@ -216,6 +222,9 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
                 buckets.failed[index] += failed
                 for error, count in errors.items():
                     buckets.codes[index][reply_code(str(error))] += count
+            failed_span = entry.get("failed_histogram")
+            if failed_span:
+                add_span(totals.failed_counts, failed_span)
             span = entry.get("histogram")
             if not span:
                 continue

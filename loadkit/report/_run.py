@@ -17,7 +17,7 @@ is optional and a broken one becomes a note on the page, not a failure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -58,18 +58,26 @@ MAIL_TYPES = frozenset({"SMTP", "LMTP"})
 
 @dataclass
 class Row:
-    """One line of a summary table: a request name, a phase, or the total. Times in ms."""
+    """One line of a summary table: a request name, a phase, or the total. Times in ms.
+
+    From metrics.jsonl, `latency` is of accepted requests and `failed_latency`
+    of failed ones (OK/KO); Locust's own files mix both into `latency` and
+    leave `failed_latency` None.
+    """
 
     type: str
     name: str
-    count: float | None
+    count: float | None  # accepted and failed
     failures: float | None
-    rate: float | None  # per second over the run
+    rate: float | None  # accepted and failed, per second over the run
     latency: dict[str, float | None]
-    kind: str = "request"  # request | phase | total
+    kind: str = "request"  # request | phase | total | failed
+    failed_latency: dict[str, float | None] | None = None
 
     @property
     def label(self) -> str:
+        if self.kind == "failed":
+            return f"{TOTAL_LABEL if self.name == TOTAL_LABEL else f'{self.type} {self.name}'.strip()} (failed)"
         return TOTAL_LABEL if self.kind == "total" else f"{self.type} {self.name}".strip()
 
     @property
@@ -77,6 +85,28 @@ class Row:
         if not _is_number(self.count) or not _is_number(self.failures) or self.count <= 0:
             return None
         return self.failures / self.count
+
+    @property
+    def accepted(self) -> float | None:
+        if not _is_number(self.count):
+            return None
+        return self.count - (self.failures if _is_number(self.failures) else 0)
+
+    @property
+    def accepted_rate(self) -> float | None:
+        ratio = self.failure_ratio
+        return None if ratio is None or not _is_number(self.rate) else self.rate * (1.0 - ratio)
+
+    @property
+    def failed_rate(self) -> float | None:
+        ratio = self.failure_ratio
+        return None if ratio is None or not _is_number(self.rate) else self.rate * ratio
+
+    def failed_row(self) -> Row | None:
+        """The failed requests of this row as a row of their own (count, rate, their times)."""
+        if self.failed_latency is None or not self.failures:
+            return None
+        return Row(self.type, self.name, self.failures, self.failures, self.failed_rate, self.failed_latency, "failed")
 
 
 @dataclass
@@ -178,12 +208,7 @@ def _order_phases(rows: list[Row]) -> list[Row]:
     return sorted(rows, key=lambda row: (row.type, phase_position(row.name), row.name))
 
 
-def _phase_rows_in_protocol_order(rows: list[Row]) -> list[Row]:
-    """A user's phase_stats rows (type ``SMTP-phase``) in protocol order, after the other rows, which keep theirs."""
-    return sorted(
-        rows,
-        key=lambda row: (1, row.type, phase_position(row.name), row.name) if is_phase_type(row.type) else (0, ""),
-    )
+_is_phase_type = is_phase_type  # Locust's rows of a phase_stats run (SMTP-phase): phase times, not requests
 
 
 # -- metrics.jsonl -----------------------------------------------------------------
@@ -202,6 +227,7 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
 
     def row(totals, kind: str) -> Row:
         count = totals.ok + totals.failed
+        failed = totals.failed_distribution if kind == "request" and totals.failed_counts.any() else None
         return Row(
             type=totals.type,
             name=totals.name,
@@ -210,6 +236,7 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
             rate=count / duration if duration else None,
             latency=totals.distribution.summary_ms(),
             kind=kind,
+            failed_latency=None if failed is None else failed.summary_ms(),
         )
 
     requests = sorted(metrics.of_kind("request"), key=lambda t: (t.type, t.name))
@@ -221,8 +248,10 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
             merged += totals.counts
         count = sum(t.ok + t.failed for t in requests)
         total = Distribution.from_counts(merged)
+        failed = sum(t.failed_counts for t in requests[1:]) + requests[0].failed_counts
         run.total = Row(
-            "", TOTAL_LABEL, count, sum(t.failed for t in requests), count / duration if duration else None, total.summary_ms(), "total"
+            "", TOTAL_LABEL, count, sum(t.failed for t in requests), count / duration if duration else None, total.summary_ms(), "total",
+            Distribution.from_counts(failed).summary_ms() if failed.any() else None,
         )
         run.distributions = {r.label: t.distribution for r, t in zip(run.requests, requests)}
         if len(requests) > 1:
@@ -289,7 +318,8 @@ def _from_csv(prefix: Path, run: Run) -> None:
         if count:
             points = [(float(c.rstrip("%")), _csv_value(item, c)) for c in CSV_CURVE_COLUMNS]
             run.percentile_points[rows[-1].label] = [(p, v) for p, v in points if v is not None]
-    run.requests = _phase_rows_in_protocol_order([r for r in rows if r.kind == "request"])
+    run.requests = [r for r in rows if r.kind == "request" and not _is_phase_type(r.type)]
+    run.phases = _order_phases([replace(r, kind="phase") for r in rows if r.kind == "request" and _is_phase_type(r.type)])
     run.total = next((r for r in rows if r.kind == "total"), None)
     if len(run.requests) == 1:
         run.percentile_points.pop(TOTAL_LABEL, None)

@@ -4,12 +4,14 @@
      "series": [{"kind": "request", "type": "SMTP", "name": "send",
                  "ok": 40, "failed": 1, "bytes": 204800,
                  "errors": {"550 5.1.1 at RCPT": 1},
-                 "histogram": "HISTFAAA..."}, ...]}
+                 "histogram": "HISTFAAA...", "failed_histogram": "HISTFAAA..."}, ...]}
 
 ``start``/``end`` are epoch seconds (whole seconds on every process, so
 intervals of a distributed run line up); ``users`` is optional; ``kind`` is
 "request" or "phase"; ``histogram`` is an HdrHistogram of µs in its V2
-compressed text form. A line is damaged when it is not such an object, a
+compressed text form: for a request, of the accepted ones only, the failed
+ones being in the optional ``failed_histogram`` (files written before the
+split have none, and their ``histogram`` holds both). A line is damaged when it is not such an object, a
 count is not a whole number, or a histogram does not decode.
 """
 
@@ -59,12 +61,13 @@ def interval_checker(decode=None):
             errors = entry.get("errors", {})
             if not isinstance(errors, dict) or not all(is_count(count) for count in errors.values()):
                 return None
-            encoded = entry.get("histogram")
-            if encoded:
-                if not isinstance(encoded, str):
-                    return None
-                if decode is not None:
-                    entry["histogram"] = decode(encoded)
+            for key in ("histogram", "failed_histogram"):
+                encoded = entry.get(key)
+                if encoded:
+                    if not isinstance(encoded, str):
+                        return None
+                    if decode is not None:
+                        entry[key] = decode(encoded)
         return record
 
     return valid

@@ -60,4 +60,4 @@ def test_worker_killed_in_the_last_seconds_is_lost_and_fails_the_check(tmp_path)
     # Killed before the end, and not missing yet for Locust when the run stopped.
     assert killed_at < stopped["time"]
     assert not [e for e in events if e["kind"] == "worker_missing" and e["time"] <= stopped["time"]]
-    assert not [e for e in events if e["worker"] == healthy and e["kind"] not in ("worker_joined", "cpu_high")]
+    assert not [e for e in events if e["worker"] == healthy and e["kind"] not in ("worker_joined", "generator_cpu_high")]

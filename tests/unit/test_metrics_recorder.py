@@ -74,7 +74,8 @@ def test_fold_counts_requests_phases_and_errors_exactly():
     send = series[("request", "send")]
     assert (send.ok, send.failed, send.bytes) == (100, 5, 105 * 5120)
     assert send.errors == {"550 5.1.1 at RCPT": 3, "timeout at BANNER": 2}
-    assert send.histogram.total_count == 105
+    assert send.histogram.total_count == 100  # accepted only: failures have their own histogram
+    assert send.failed_histogram.total_count == 5
     rcpt = series[("phase", "rcpt")]
     assert (rcpt.ok, rcpt.failed, rcpt.errors) == (100, 3, {"550 5.1.1 at RCPT": 3})
     assert rcpt.histogram.total_count == 103  # the failed RCPT was timed too
@@ -170,8 +171,8 @@ def test_workers_reports_merge_per_interval_on_the_master(tmp_path):
     assert first[("phase", "connect")]["ok"] == 30
     second = {(s["kind"], s["name"]): s for s in lines[1]["series"]}
     assert second[("request", "send")]["ok"] == 11
-    merged = Series.from_json(first[("request", "send")]).histogram
-    assert merged.total_count == 55
+    merged = Series.from_json(first[("request", "send")])
+    assert (merged.histogram.total_count, merged.failed_histogram.total_count) == (50, 5)
     assert facts["worker_shares"] == {"w1": 35, "w2": 31} and facts["workers"] == 2
     assert facts["recorded_requests"] == 66
     with open(tmp_path / "errors.csv", newline="") as handle:
@@ -206,5 +207,5 @@ def test_a_worker_cpu_warning_reaches_events_jsonl_with_the_worker(tmp_path):
     assert worker.payload() is None  # sent once
     master.stop()
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
-    (cpu,) = [e for e in events if e["kind"] == "cpu_high"]
+    (cpu,) = [e for e in events if e["kind"] == "generator_cpu_high"]
     assert cpu["worker"] == "w1" and "97%" in cpu["detail"]
