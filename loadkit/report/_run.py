@@ -386,8 +386,11 @@ def _from_json(path: Path, run: Run) -> None:
     def row(type_: str, name: str, count: int, failures: int, distribution: Distribution, kind: str) -> Row:
         return Row(type_, name, count, failures, count / run.duration if run.duration else None, distribution.summary_ms(), kind)
 
-    entries = sorted(entries, key=lambda e: (e.type, phase_position(e.name) if is_phase_type(e.type) else 0, e.name))
+    # phase_stats rows are phase times, not requests: the phases table, in protocol order
+    phase_entries = sorted((e for e in entries if is_phase_type(e.type)), key=lambda e: (e.type, phase_position(e.name), e.name))
+    entries = sorted((e for e in entries if not is_phase_type(e.type)), key=lambda e: (e.type, e.name))
     run.requests = [row(e.type, e.name, e.requests, e.failures, e.distribution, "request") for e in entries]
+    run.phases = [row(e.type, e.name, e.requests, e.failures, e.distribution, "phase") for e in phase_entries]
     run.distributions = {r.label: e.distribution for r, e in zip(run.requests, entries)}
     if entries:
         merged = Distribution.from_samples(
