@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -29,9 +31,15 @@ def test_a_late_final_report_is_recorded_missing_and_fails_the_check(tmp_path):
         options = ["-u", "4", "-r", "4", "-t", "3s", "--stop-timeout", f"{STOP_TIMEOUT}s",
                    "--results", str(results), "--check", "no_worker_lost"]
         # The slow worker is still at its test's end when the master leaves: it is killed on the way out.
-        with master_and_workers(LOCUSTFILE, url, options, worker_environment=environment) as (master, _workers):
+        with master_and_workers(LOCUSTFILE, url, options, worker_environment=environment,
+                                master_status=3) as (master, workers):
             out, err = master.communicate(timeout=90)
             master_done = time.time()
+            for worker in workers:  # the prompt one leaves with the master; the slow one is killed
+                try:
+                    worker.wait(10)
+                except subprocess.TimeoutExpired:
+                    worker.send_signal(signal.SIGKILL)
     assert master.returncode == 3, err[-2000:]
     assert "0 of 1 passed" in out
     slow = slow_file.read_text()

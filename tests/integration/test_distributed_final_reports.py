@@ -14,37 +14,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import threading
 from pathlib import Path
 
-from tests.conftest import find_peer, free_port, wait_for_port
 from tests.integration.peers import PostfixSink, run_master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 DATA_DELAY = 1  # seconds smtp-sink waits before it answers DATA
 
 
-class SlowPostfixSink(PostfixSink):
-    """Postfix's smtp-sink with running counters (-c), answering DATA `delay` seconds late (-w)."""
-
-    def __init__(self, delay: int):
-        self.port = free_port()
-        command = [find_peer("smtp-sink"), "-c", "-w", str(delay)]
-        if os.geteuid() == 0:
-            command += ["-u", "nobody"]  # smtp-sink refuses to run as root without it
-        command += [f"127.0.0.1:{self.port}", "256"]
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-        self.output = b""
-        self._reader = threading.Thread(target=self._read_counters, daemon=True)
-        self._reader.start()
-        wait_for_port("127.0.0.1", self.port)
-
-
 def test_master_counts_what_its_workers_finished_after_the_run_ended(tmp_path):
     results = tmp_path / "results"
-    sink = SlowPostfixSink(DATA_DELAY)
+    sink = PostfixSink(options=("-w", str(DATA_DELAY)))  # answers DATA a second late
     try:
         master = run_master_and_workers(
             LOCUSTFILE, f"smtp://{sink.url}",

@@ -66,7 +66,8 @@ def test_nothing_lost_and_the_histogram_is_the_sinks_arrivals(postfix_peer, inst
         postfix_log = json.loads((folder / "postfix_log.json").read_text())
     sink = postfix.sink_stats()  # written when the sink stopped
 
-    assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 500
+    # counts, not speed (that is bench/'s): a busy machine sends few, and every one must be counted
+    assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 20
     assert e2e["accepted"] == e2e["delivered"] == sink["messages"] == sink["trace"]["messages"]
     assert e2e["lost"] == e2e["duplicated"] == e2e["unexpected"] == e2e["untraced"] == 0
     assert e2e["drain"]["drained"] is True
@@ -105,7 +106,7 @@ def test_nothing_lost_and_the_histogram_is_the_sinks_arrivals(postfix_peer, inst
 
 def test_messages_the_sink_refuses_are_bounced_by_postfix_and_counted_lost(postfix_peer, instance_root):
     trace_log = instance_root / "own-sink-traces.log"
-    with loadkit_sink(instance_root, "--trace-log", str(trace_log), "--reject", "data-end:550:0.05", "--seed", "5",
+    with loadkit_sink(instance_root, "--trace-log", str(trace_log), "--reject", "data-end:550:0.2", "--seed", "5",
                       stop_timeout=20) as (url, _read_stats):
         with Postfix(instance_root / "postfix", relay_to=url) as postfix:
             run_e2e(postfix, instance_root / "results", "--e2e-trace-log", str(trace_log),
@@ -114,7 +115,7 @@ def test_messages_the_sink_refuses_are_bounced_by_postfix_and_counted_lost(postf
             e2e = json.loads((folder / "e2e.json").read_text())
             postfix_log = json.loads((folder / "postfix_log.json").read_text())
     ours = postfix_log["by_sender"][SENDER]
-    assert e2e["accepted"] > 200 and e2e["lost"] > 0
+    assert e2e["accepted"] > 30 and e2e["lost"] > 0  # 1 in 5 refused, seeded: a handful sent loses some
     # lost == what Postfix bounced of our messages (the sink said 550 after their data)
     assert e2e["lost"] == ours["bounced"]
     assert e2e["delivered"] == ours["sent"] == e2e["accepted"] - e2e["lost"]

@@ -57,7 +57,7 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
     print(f"counted: locust {run['requests']} accepted {e2e['accepted']} delivered {e2e['delivered']} "
           f"sink {sink['messages']}")
 
-    assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 300
+    assert e2e["accepted"] == run["requests"] - run["failures"] == run["requests"] > 20  # counts, not speed
     assert e2e["accepted"] == e2e["delivered"] == sink["messages"] == sink["trace"]["messages"]
     assert e2e["lost"] == e2e["duplicated"] == e2e["unexpected"] == e2e["untraced"] == 0
     assert e2e["drain"]["drained"] is True
