@@ -11,7 +11,9 @@ elsewhere is changed: the ConfigMap's folder (a temporary folder instead of
 
 After the run the results are fetched over HTTP from outside the master's
 namespace, as `kubectl port-forward` would, and their counts must equal the
-sink's; the master's exit code must be the run's verdict.
+sink's; the master's exit code must be the run's verdict. A worker killed
+mid-run (a pod deleted) is a lost worker: `no_worker_lost` fails and the Job
+exits 3.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -38,7 +41,7 @@ yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = "/etc/loadkit"
-RUN_TIME = "5s"
+RUN_TIME = "8s"
 SERVE_FOR = "20s"
 SERVE_PORT = 8089  # in the master's own namespace, as in its pod: nothing else listens there
 
@@ -124,7 +127,28 @@ def _wait_for_line(process: subprocess.Popen, needle: str, timeout: float) -> li
     raise AssertionError(f"no {needle!r} within {timeout}s: {''.join(lines)[-2000:]}")
 
 
-def test_master_workers_and_sink_in_their_own_namespaces_and_results_fetched_over_http(tmp_path):
+class Lines(threading.Thread):
+    """Collects a pipe's lines; `wait_for` blocks until one holds a needle."""
+
+    def __init__(self, pipe):
+        super().__init__(daemon=True)
+        self.pipe, self.lines, self.changed = pipe, [], threading.Condition()
+        self.start()
+
+    def run(self):
+        for line in self.pipe:
+            with self.changed:
+                self.lines.append(line)
+                self.changed.notify_all()
+
+    def wait_for(self, needle: str, timeout: float) -> None:
+        with self.changed:
+            if not self.changed.wait_for(lambda: any(needle in line for line in self.lines), timeout):
+                raise AssertionError(f"no {needle!r} within {timeout}s: {''.join(self.lines)[-2000:]}")
+
+
+@pytest.mark.parametrize("kill_a_worker", [False, True], ids=["all-workers", "a-worker-killed"])
+def test_master_workers_and_sink_in_their_own_namespaces_and_results_fetched_over_http(tmp_path, kill_a_worker):
     ip = _require_namespaces()
     objects = _render_ci()
     (config,) = [o for o in objects if o["kind"] == "ConfigMap"]
@@ -168,11 +192,16 @@ def test_master_workers_and_sink_in_their_own_namespaces_and_results_fetched_ove
                                           cwd=master_dir, env=env, text=True,
                                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         processes.append(master_process)
+        master_log = Lines(master_process.stderr)
         worker_processes = [
             subprocess.Popen([*network.prefix(f"worker-{n}"), *worker["command"], *here(worker["args"])],
                              cwd=tmp_path, env=env, text=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             for n in range(workers)]
         processes += worker_processes
+        if kill_a_worker:  # as a deleted pod: no goodbye
+            master_log.wait_for("Sending spawn jobs", 120)
+            time.sleep(4)  # 20 users at 10/s: all spawned, and a few reports in
+            worker_processes[-1].kill()
 
         # The run, then the report, then the results served on 8089 of the master's namespace.
         _wait_for_line(master_process, "loadkit serve: serving", 150)
@@ -182,7 +211,7 @@ def test_master_workers_and_sink_in_their_own_namespaces_and_results_fetched_ove
         with urllib.request.urlopen(f"{url}/report.html", timeout=30) as answer:
             report = answer.read()
         job_exit = master_process.wait(timeout=60)
-        for process in worker_processes:
+        for process in worker_processes[:-1] if kill_a_worker else worker_processes:
             assert process.wait(timeout=30) == 0, process.stderr.read()[-2000:]
         sink_process.send_signal(signal.SIGTERM)
         assert sink_process.wait(timeout=15) == 0
@@ -201,10 +230,20 @@ def test_master_workers_and_sink_in_their_own_namespaces_and_results_fetched_ove
     total = next(row for row in csv.DictReader(io.StringIO(files["locust_stats.csv"].decode()))
                  if row["Name"] == "Aggregated")
     stats = json.loads(sink_stats.read_text())
-    assert int(total["Request Count"]) == run["requests"] == stats["messages"] == sum(run["worker_shares"].values()) > 0
-    assert len(run["worker_shares"]) == workers
+    events = [json.loads(line) for line in files["events.jsonl"].decode().splitlines()]
     assert run["target"] == "smtp://loadkit-sink:2525"
+    # A worker killed before its first report (every 3 s) has no share.
+    assert len(run["worker_shares"]) in ((workers - 1, workers) if kill_a_worker else (workers,)), (run, events)
     # The Job's exit code is the run's verdict: 0 when every threshold held, 3 when one failed.
     verdicts = json.loads(files["verdicts.json"])
-    assert any(v["expression"] == "no_worker_lost" and v["passed"] for v in verdicts["verdicts"])
+    (worker_lost,) = [v for v in verdicts["verdicts"] if v["expression"] == "no_worker_lost"]
     assert job_exit == (0 if verdicts["passed"] else 3), verdicts
+    if not kill_a_worker:
+        assert worker_lost["passed"]
+        assert int(total["Request Count"]) == run["requests"] == stats["messages"] == sum(run["worker_shares"].values()) > 0
+    else:
+        assert not worker_lost["passed"] and job_exit == 3
+        assert [event["kind"] for event in events].count("worker_lost") == 1, events
+        # What the lost worker reported before it died is kept; what it sent since its
+        # last report reached the sink but not the master.
+        assert stats["messages"] >= run["requests"] == sum(run["worker_shares"].values()) > 0
