@@ -68,10 +68,10 @@ class ResultsHandler(BaseHTTPRequestHandler):
     folder: Path  # set on the subclass made by `make_server`
     server_version = "loadkit-serve"
 
-    def do_GET(self):  # noqa: N802 (http.server's naming)
+    def do_GET(self):  # http.server's naming
         self._answer(send_body=True)
 
-    def do_HEAD(self):  # noqa: N802
+    def do_HEAD(self):
         self._answer(send_body=False)
 
     def _answer(self, send_body: bool):
@@ -139,7 +139,7 @@ class ResultsHandler(BaseHTTPRequestHandler):
             with tarfile.open(fileobj=self.wfile, mode="w|gz") as archive:
                 archive.add(self.folder, arcname=self.folder.name)
 
-    def log_message(self, format, *args):  # noqa: A002 (http.server's signature)
+    def log_message(self, format, *args):  # http.server's signature
         print(f"loadkit serve: {self.address_string()} {format % args}", file=sys.stderr, flush=True)
 
 

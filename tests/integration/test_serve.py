@@ -29,7 +29,7 @@ def reports(tmp_path_factory) -> Path:
     """A folder of results folders, as a master's --results leaves it: one real run in it."""
     parent = tmp_path_factory.mktemp("reports")
     done = subprocess.run([sys.executable, "-m", "loadkit", "demo", "--duration", "3", "--users", "5",
-                           "--out", str(parent)], capture_output=True, text=True, timeout=120)
+                           "--out", str(parent)], check=False, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     (run,) = [child for child in parent.iterdir() if (child / "run.json").is_file()]
     assert (run / "report.html").is_file() and (run / "metrics.jsonl").stat().st_size > 0
@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_and_exit_2(reports, tmp_path, args, says):
         values = {"missing": tmp_path / "nope", "empty": empty, "reports": reports, "busy": busy.getsockname()[1]}
         argv = [arg.format(**values) for arg in args]
         done = subprocess.run([sys.executable, "-m", "loadkit", "serve", *argv],
-                              capture_output=True, text=True, timeout=30)
+                              check=False, capture_output=True, text=True, timeout=30)
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loadkit serve: error:") and says in lines[0], done.stderr

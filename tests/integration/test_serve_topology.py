@@ -35,7 +35,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_distributed_separate_hosts import _free_subnet, _require_namespaces
+from tests.integration.test_distributed_separate_hosts import (
+    _free_subnet,
+    _require_namespaces,
+)
 
 yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the rendered manifests")
 
@@ -51,7 +54,7 @@ def _render_ci() -> list[dict]:
     if kubectl is None:
         pytest.skip("no kubectl to render deploy/k8s (apt-get install kubernetes-client)")
     done = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / "ci")],
-                          capture_output=True, text=True, timeout=60)
+                          check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -75,7 +78,7 @@ class Network:
         self.addresses: dict[str, str] = {}
 
     def sh(self, *argv: str) -> None:
-        done = subprocess.run([self.ip, *argv], capture_output=True, text=True, timeout=10)
+        done = subprocess.run([self.ip, *argv], check=False, capture_output=True, text=True, timeout=10)
         assert done.returncode == 0, f"ip {' '.join(argv)}: {done.stderr.strip()}"
 
     def up(self, pods: list[str]) -> None:
@@ -107,10 +110,10 @@ class Network:
 
     def down(self) -> None:
         for host_side in self.veths:  # deleting one end of a veth deletes its peer too
-            subprocess.run([self.ip, "link", "del", host_side], capture_output=True, timeout=10)
-        subprocess.run([self.ip, "link", "del", self.bridge], capture_output=True, timeout=10)
+            subprocess.run([self.ip, "link", "del", host_side], check=False, capture_output=True, timeout=10)
+        subprocess.run([self.ip, "link", "del", self.bridge], check=False, capture_output=True, timeout=10)
         for namespace in self.namespaces:
-            subprocess.run([self.ip, "netns", "del", namespace], capture_output=True, timeout=10)
+            subprocess.run([self.ip, "netns", "del", namespace], check=False, capture_output=True, timeout=10)
             shutil.rmtree(Path("/etc/netns") / namespace, ignore_errors=True)
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -29,8 +29,8 @@ yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (pip install kubernetes-validate) has the offline schemas")
 
-from loadkit.cli import build_parser  # noqa: E402
-from tests.conftest import find_peer  # noqa: E402
+from loadkit.cli import build_parser
+from tests.conftest import find_peer
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -74,7 +74,7 @@ print(json.dumps(result))
 
 def render(path: Path) -> list[dict]:
     kubectl = find_peer("kubectl")
-    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([kubectl, "kustomize", str(path)], check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -101,7 +101,10 @@ def configmap(objects: list[dict]) -> dict:
 
 
 def package_version() -> str:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    """[project] version in pyproject.toml (read without tomllib, which Python 3.10 lacks)."""
+    match = re.search(r'^\[project\]$.*?^version = "([^"]+)"$', (ROOT / "pyproject.toml").read_text(), re.MULTILINE | re.DOTALL)
+    assert match, "no [project] version in pyproject.toml"
+    return match[1]
 
 
 def validate(objects: list[dict]) -> None:
@@ -175,7 +178,7 @@ def _ports(service: dict, owner: dict) -> dict[int, int]:
 
 def _parse_locust(locustfile: Path, commands: dict[str, list[str]], cwd: Path) -> dict:
     done = subprocess.run([sys.executable, "-c", _LOCUST_PARSE, str(locustfile), json.dumps(commands)],
-                          capture_output=True, text=True, timeout=90, cwd=cwd,
+                          check=False, capture_output=True, text=True, timeout=90, cwd=cwd,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr[-2000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -315,7 +318,7 @@ def test_the_master_exits_with_the_runs_verdict_after_report_and_serving(master_
     master, env = master_script
     argv = [*master["command"], *master["args"]]
     assert shutil.which("sh")
-    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    done = subprocess.run(argv, cwd=tmp_path, check=False, capture_output=True, text=True, timeout=120,
                           env={**env, "FAKE_WRITES": writes, "FAKE_EXIT": str(locust_exit)})
     assert done.returncode == job_exit, done.stderr[-2000:]
     assert done.stdout.splitlines()[0] == "locust " + " ".join(master["args"])
