@@ -152,3 +152,10 @@ def test_defaults_are_port_8089_on_loopback_until_stopped():
     parser, _ = build_parser(["serve", "reports"])
     options = parser.parse_args(["serve", "reports"])
     assert (options.port, options.bind, options.duration) == (8089, "127.0.0.1", None)
+
+
+def test_serving_needs_neither_locust_nor_gevent():
+    # It runs after Locust has exited, and must not monkey-patch the standard library it serves with.
+    code = "import sys, loadkit.serve; print(sorted(m for m in sys.modules if m.split('.')[0] in ('locust', 'gevent')))"
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=30)
+    assert (done.returncode, done.stdout.strip()) == (0, "[]"), done.stderr

@@ -19,8 +19,8 @@ yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (pip install kubernetes-validate) has the offline schemas")
 
-from loadkit.cli import build_parser
-from tests.unit.test_k8s import KUBERNETES_VERSION, _parse_locust, package_version
+from loadkit.cli import build_parser  # noqa: E402
+from tests.unit.test_k8s import KUBERNETES_VERSION, _parse_locust, package_version  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 VALUES = ROOT / "deploy" / "helm" / "values.yaml"

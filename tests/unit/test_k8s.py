@@ -29,8 +29,8 @@ yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (pip install kubernetes-validate) has the offline schemas")
 
-from loadkit.cli import build_parser
-from tests.conftest import find_peer
+from loadkit.cli import build_parser  # noqa: E402
+from tests.conftest import find_peer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
