@@ -35,12 +35,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import cannot_run, find_peer
 from tests.integration.test_distributed_separate_hosts import (
     _free_subnet,
     _require_namespaces,
 )
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the rendered manifests")
+try:
+    import yaml
+except ImportError:
+    yaml = None
+
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = "/etc/loadkit"
@@ -50,9 +55,9 @@ SERVE_PORT = 8089  # in the master's own namespace, as in its pod: nothing else 
 
 
 def _render_ci() -> list[dict]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("no kubectl to render deploy/k8s (apt-get install kubernetes-client)")
+    if yaml is None:
+        cannot_run("pyyaml is not installed (pip install pyyaml, or the test extra)")
+    kubectl = find_peer("kubectl")
     done = subprocess.run([kubectl, "kustomize", str(ROOT / "deploy" / "k8s" / "overlays" / "ci")],
                           check=False, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

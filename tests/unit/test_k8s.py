@@ -25,12 +25,15 @@ from pathlib import Path
 
 import pytest
 
-yaml = pytest.importorskip("yaml", reason="PyYAML (pip install pyyaml) reads the rendered manifests")
-kubernetes_validate = pytest.importorskip(
-    "kubernetes_validate", reason="kubernetes-validate (pip install kubernetes-validate) has the offline schemas")
+from loadkit.cli import build_parser
+from tests.conftest import cannot_run, find_peer
 
-from loadkit.cli import build_parser  # noqa: E402
-from tests.conftest import find_peer  # noqa: E402
+try:  # the test extra: Kubernetes' schemas offline, and a YAML reader
+    import kubernetes_validate
+    import yaml
+except ImportError as error:
+    kubernetes_validate = yaml = None
+    MISSING = f"{error.name} is not installed (pip install kubernetes-validate pyyaml, or the test extra)"
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -70,6 +73,12 @@ for name, argv in json.loads(sys.argv[2]).items():
         result[name] = {"error": str(error)}
 print(json.dumps(result))
 """
+
+
+@pytest.fixture(autouse=True, scope="module")  # before the module-scoped fixtures that read YAML
+def _schemas_and_yaml():
+    if yaml is None or kubernetes_validate is None:
+        cannot_run(MISSING)
 
 
 def render(path: Path) -> list[dict]:
