@@ -22,6 +22,7 @@ COMMANDS = {
     "report": ("loadkit.report.command", "build the HTML report of a results folder"),
     "target": ("loadkit.instances.command", "start, stop or check a real Postfix, Dovecot or Apache on loopback"),
     "check": ("loadkit.check", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
+    "serve": ("loadkit.serve", "serve a results folder, its report and an archive of it over HTTP for a while"),
 }
 
 
