@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from loadkit.errors import UsageError
-from loadkit.instances import SERVERS, Postfix
+from loadkit.instances import SERVERS, InstanceError, Postfix
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
@@ -72,9 +72,13 @@ def run(args) -> int:
         raise UsageError(f"--port {args.port}: out of range (0-65535)")
     if args.action == "up":
         return _up(instance_class, state_dir, args)
-    instance = instance_class.from_state(state_dir)
     if args.action == "down":
-        return _down(instance, args.server, state_dir)
+        instance, damage = instance_class.salvage(state_dir)
+        done = _down(instance, args.server, state_dir)
+        if damage:
+            raise InstanceError(f"{damage}; stopped what it still names")
+        return done
+    instance = instance_class.from_state(state_dir)
     return _status(instance, args.server, state_dir, args.json)
 
 
