@@ -30,7 +30,11 @@ from loadkit.errors import UsageError
 from loadkit.metrics import RequestRecorder, RunRecorder
 from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, new_results_folder, read_run_json, write_run_json
 from loadkit.sink import SinkServer
+from loadkit.source import check_range, open_files_limit
 from loadkit.users import SmtpUser
+
+MAX_SPAWN_RATE = 100_000.0
+MAX_WORKERS = 256  # each is a Python process of its own
 
 
 def add_arguments(parser):
@@ -57,10 +61,13 @@ def run(args) -> int:
         duration = parse_timespan(args.duration)
     except ValueError as error:
         raise UsageError(f"--duration {args.duration!r}: {error}") from None
-    if duration <= 0 or args.users < 1 or args.spawn_rate <= 0:
+    if duration <= 0 or args.users < 1 or not args.spawn_rate > 0:
         raise UsageError("--duration, --users and --spawn-rate must be positive")
-    if args.workers < 0:
-        raise UsageError("--workers must be 0 or more")
+    check_range("--users", args.users, 1, max(1, open_files_limit() - 64), " (each user holds a socket: see ulimit -n)")
+    check_range("--spawn-rate", args.spawn_rate, 0, MAX_SPAWN_RATE, " users a second")
+    check_range("--workers", args.workers, 0, MAX_WORKERS, " processes on one machine")
+    if not args.out.strip():
+        raise UsageError("--out '': give a folder (default reports)")
     if args.workers:
         return _run_distributed(args, duration)
     folder = new_results_folder(args.out, "demo")

@@ -62,6 +62,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     instance_class = SERVERS[args.server]
+    for flag, value in (("--dir", args.dir), ("--deliver", args.deliver), ("--sasl", args.sasl)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} '': give a value, or leave the option out")
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
     postfix_only = args.deliver or args.settings or args.sasl
     if args.server != "postfix" and postfix_only:

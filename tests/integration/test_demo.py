@@ -8,6 +8,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 
 def test_demo_writes_results_and_report(tmp_path):
     result = subprocess.run(
@@ -35,3 +37,25 @@ def test_demo_refuses_an_unwritable_out(tmp_path):
     )
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot create results folder" in result.stderr
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--spawn-rate", "nan"], "--duration, --users and --spawn-rate must be positive"),
+    (["--spawn-rate", "inf"], "--spawn-rate inf: not a finite number"),
+    (["--spawn-rate", "1e9"], "must be at most 100000.0 users a second"),
+    (["--users", "100000000"], "see ulimit -n"),
+    (["--users", "0"], "must be positive"),
+    (["--workers", "-1"], "--workers -1: must be at least 0"),
+    (["--workers", "100000"], "--workers 100000: must be at most 256"),
+    (["--duration", "nan"], "--duration 'nan'"),
+    (["--duration", "-5"], "--duration '-5'"),
+    (["--duration", "0"], "must be positive"),
+    (["--out", ""], "--out '': give a folder"),
+])
+def test_demo_refuses_bad_values_in_one_line(tmp_path, args, expected):
+    result = subprocess.run(
+        [sys.executable, "-m", "loadkit", "demo", *args], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "reports").exists()  # refused before any results folder

@@ -125,6 +125,9 @@ def test_port_in_use_is_one_line(peer, instance_root):
     (["dovecot", "status", "--port", "2525"], "--port, --deliver, --sasl and --set go with up"),
     (["apache", "up", "--port", "70000"], "out of range"),
     (["nginx", "up"], "invalid choice"),
+    (["postfix", "up", "--deliver", ""], "--deliver '': give a value"),
+    (["postfix", "up", "--sasl", ""], "--sasl '': give a value"),
+    (["apache", "up", "--port", "-1"], "out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     one_line_error(target(*args, "--dir", str(tmp_path / "state")), message)
@@ -221,3 +224,11 @@ def test_postfix_under_a_folder_the_postfix_user_cannot_enter_is_refused_up_fron
         assert not (closed / "postfix" / "queue").exists()
     finally:
         shutil.rmtree(closed, ignore_errors=True)
+
+
+@pytest.mark.parametrize("action", ["up", "status", "down"])
+def test_an_empty_dir_is_refused_not_taken_for_the_current_folder(tmp_path, action):
+    result = subprocess.run([sys.executable, "-m", "loadkit", "target", "apache", action, "--dir", ""],
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=tmp_path)
+    one_line_error(result, "--dir '': give a value")
+    assert list(tmp_path.iterdir()) == []

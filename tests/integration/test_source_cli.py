@@ -50,13 +50,32 @@ def test_keeps_going_with_A_and_groups_failures_by_code_and_phase(rejecting_smtp
         (["127.0.0.1:70000"], "out of range"),
         (["no-such-host.invalid:25"], "cannot resolve"),
         (["-m", "x", "127.0.0.1:25"], "invalid int value"),
+        (["-w", "nan", "127.0.0.1:25"], "-w nan: not a finite number"),
+        (["-w", "inf", "127.0.0.1:25"], "-w inf: not a finite number"),
+        (["-R=-inf", "127.0.0.1:25"], "-R -inf: not a finite number"),
+        (["-R", "nan", "127.0.0.1:25"], "-R nan: not a finite number"),
+        (["-w", "-1", "127.0.0.1:25"], "-w -1.0: must be at least 0"),
+        (["-w", "1e300", "127.0.0.1:25"], "-w 1e+300: must be at most 86400.0 seconds"),
+        (["-s", "100000000", "127.0.0.1:25"], "see ulimit -n"),
+        (["-l", "100000000000000", "127.0.0.1:25"], "a quarter of this machine's memory"),
+        (["-r", "0", "127.0.0.1:25"], "-r 0: must be at least 1"),
+        (["-r", "10000000000", "127.0.0.1:25"], "-r 10000000000: must be at most 1000000"),
+        (["-t", "", "127.0.0.1:25"], "-t '': the recipient cannot be empty"),
+        (["-f", "", "127.0.0.1:25"], "-f '': the sender cannot be empty"),
+        (["-M", "", "127.0.0.1:25"], "-M '': the host name cannot be empty"),
+        (["-t", "a@b\r\nRCPT TO:<c@d>", "127.0.0.1:25"], "cannot hold spaces or control characters"),
+        (["-S", "hello\nBcc: c@d", "127.0.0.1:25"], "the subject is one line"),
+        (["--auth", ":secret", "127.0.0.1:25"], "--auth takes user:password"),
+        (["--auth-mechanism", "", "127.0.0.1:25"], "--auth-mechanism '': the mechanism cannot be empty"),
+        ([""], "the target is empty"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, expected):
     result = source(*args, timeout=30)
-    assert result.returncode == 2
+    assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    assert result.stdout == ""  # refused before any message: no summary
 
 
 def test_a_refusing_host_is_a_clear_failure():
