@@ -3,7 +3,9 @@
 Starts the sink on a free loopback port, runs a headless Locust load of
 SMTP users against it (progress once a second), writes a results folder
 (Locust's CSV, metrics.jsonl, events.jsonl, errors.csv, run.json) and its
-HTML report, and prints the report's path.
+HTML report, and prints the report's path. Ctrl-C ends the load early: the
+results folder and report cover what ran until then (run.json says
+``"interrupted": true``) and the exit status is 130.
 
 With ``--workers N`` the same load runs as a distributed Locust run on this
 machine: ``locust --master`` and N ``locust --worker`` processes, with this
@@ -15,6 +17,7 @@ share in run.json); the demo adds the sink's counters and builds the report.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import gevent
 from locust import constant, task
 from locust.util.timespan import parse_timespan
 
@@ -30,7 +34,7 @@ from loadkit.errors import UsageError
 from loadkit.metrics import RequestRecorder, RunRecorder
 from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, new_results_folder, read_run_json, write_run_json
 from loadkit.sink import SinkServer
-from loadkit.source import check_range, open_files_limit
+from loadkit.source import INTERRUPTED, check_range, open_files_limit
 from loadkit.users import SmtpUser
 
 MAX_SPAWN_RATE = 100_000.0
@@ -96,15 +100,20 @@ def run(args) -> int:
         requests=total.num_requests,
         failures=total.num_failures,
         sink=sink.stats.as_dict(),
+        **({"interrupted": True} if load.interrupted else {}),
     )
     print(
         f"loadkit demo: Locust counted {total.num_requests} messages ({total.num_failures} failed); "
-        f"the sink received {sink.stats.messages}"
+        f"the sink received {sink.stats.messages}" + (" (interrupted)" if load.interrupted else "")
     )
     from loadkit.report import build_report  # pandas and matplotlib only once the load is over
 
     report = build_report(folder)
     print(f"loadkit demo: report written to {report}")
+    if load.interrupted:
+        elapsed = load.stopped_at - load.started_at
+        print(f"loadkit demo: interrupted after {elapsed:.1f} of {duration:.0f} s", file=sys.stderr)
+        return INTERRUPTED
     return 0 if total.num_failures == 0 else 1
 
 
@@ -137,6 +146,14 @@ def _run_distributed(args, duration: float) -> int:
         master_out = open(Path(logs) / "master.out", "w+")
         master_err = open(Path(logs) / "master.err", "w+")
         processes = [subprocess.Popen(master_command, stdout=master_out, stderr=master_err)]
+        interrupted = []
+
+        def interrupt():  # the master ends its test and still writes the results folder
+            interrupted.append(time.monotonic())
+            if processes[0].poll() is None:
+                processes[0].send_signal(signal.SIGTERM if len(interrupted) == 1 else signal.SIGKILL)
+
+        watcher = gevent.signal_handler(signal.SIGINT, interrupt)
         try:
             for _ in range(args.workers):
                 processes.append(subprocess.Popen(worker_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -147,6 +164,7 @@ def _run_distributed(args, duration: float) -> int:
             for worker in processes[1:]:
                 worker.wait(15)  # workers quit when their master does
         finally:
+            watcher.cancel()
             for process in processes:
                 if process.poll() is None:
                     process.kill()
@@ -165,6 +183,8 @@ def _run_distributed(args, duration: float) -> int:
     if run is None:
         raise UsageError(f"the Locust master wrote no readable {RUN_FILE} in {folder}")
     run.update(command=f"loadkit demo --workers {args.workers}", sink=sink.stats.as_dict())
+    if interrupted:
+        run["interrupted"] = True
     write_run_json(folder, **run)
     shares = ", ".join(str(count) for count in run.get("worker_shares", {}).values())
     print(f"loadkit demo: Locust counted {run['requests']} messages ({run['failures']} failed) "
@@ -173,6 +193,9 @@ def _run_distributed(args, duration: float) -> int:
 
     report = build_report(folder)
     print(f"loadkit demo: report written to {report}")
+    if interrupted:
+        print(f"loadkit demo: interrupted ({run['requests']} messages sent until then)", file=sys.stderr)
+        return INTERRUPTED
     return 0 if processes[0].returncode == 0 and run["failures"] == 0 else 1
 
 

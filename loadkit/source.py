@@ -28,7 +28,8 @@ ESMTP options beyond smtp-source: --starttls, --tls (implicit), --tls-no-verify,
 
 It sends exactly ``-m`` messages (failures included), then prints messages,
 msgs/s, exact latency percentiles, and failures by reply code and phase.
-Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input.
+Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input,
+130 interrupted (Ctrl-C: the summary covers what was sent until then).
 Unlike smtp-source it uses ESMTP and PIPELINING when the server offers them.
 """
 
@@ -46,7 +47,6 @@ import time
 from array import array
 from collections import Counter
 
-import gevent
 from gevent.event import Event
 
 from locust import constant, task
@@ -92,6 +92,7 @@ def add_arguments(parser):
 # Beyond these a run makes no sense on one machine (a session is a socket; a
 # message must fit in memory once) or would wait longer than anyone would.
 MAX_RECIPIENTS = 1_000_000
+INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 MAX_WAIT = 86_400.0  # seconds: a day between two messages
 
 
@@ -243,8 +244,8 @@ def source_user_class(args, budget: Budget):
                 self.send("message")
             finally:
                 budget.settle()
-            if pause:
-                gevent.sleep(args.wait + random.uniform(0, args.random_wait))
+            if pause:  # cut short when the run ends (Ctrl-C, an abort): nothing to wait for then
+                budget.finished.wait(args.wait + random.uniform(0, args.random_wait))
 
     if args.auth is not None:
         SourceUser.username, SourceUser.password = username, password
@@ -273,7 +274,11 @@ def run(args) -> int:
         if counter:
             counter.done()
     elapsed = time.perf_counter() - started
-    print_summary(args, tally, elapsed)
+    print_summary(args, tally, elapsed, interrupted=run_.interrupted)
+    if run_.interrupted:
+        print(f"loadkit source: interrupted after {len(tally.latencies)} of {args.messages} messages",
+              file=sys.stderr)
+        return INTERRUPTED
     if tally.first_error is not None and not args.keep_going:
         print(f"loadkit source: error: {tally.first_error}", file=sys.stderr)
         return 1
@@ -295,7 +300,7 @@ class _Counter:
         sys.stdout.write("\n")
 
 
-def print_summary(args, tally: Tally, elapsed: float) -> None:
+def print_summary(args, tally: Tally, elapsed: float, interrupted: bool = False) -> None:
     latencies = sorted(tally.latencies)
     sent = len(latencies)
     ok = sent - tally.failures
@@ -303,6 +308,7 @@ def print_summary(args, tally: Tally, elapsed: float) -> None:
     print(
         f"loadkit source: {sent} messages ({ok} delivered, {tally.failures} failed), "
         f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s"
+        + (" (interrupted)" if interrupted else "")
     )
     if latencies:
         p50, p95, p99 = (percentile_of_sorted(latencies, p) for p in (50, 95, 99))  # every sample was kept

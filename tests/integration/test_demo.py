@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import json
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -59,3 +61,30 @@ def test_demo_refuses_bad_values_in_one_line(tmp_path, args, expected):
     assert result.returncode == 2, result.stdout + result.stderr
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert not (tmp_path / "reports").exists()  # refused before any results folder
+
+
+def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
+    """SIGINT mid-load: the demo stops the load, still writes run.json (interrupted) and the report,
+    Locust's count equals the sink's, no traceback, exit 130."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "demo", "--duration", "60", "--users", "4", "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        first = process.stdout.readline()  # "sink listening on ...": the load starts now
+        assert "sink listening on" in first, first + process.stderr.read()
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("loadkit demo: interrupted after"), err
+    folder = next(tmp_path.iterdir())
+    run = json.loads((folder / "run.json").read_text())
+    assert run["interrupted"] is True and 0 < run["requests"] == run["sink"]["messages"]
+    assert run["stopped_at"] - run["started_at"] < 30
+    assert (folder / "report.html").is_file()
+    assert f"the sink received {run['sink']['messages']} (interrupted)" in out
