@@ -32,7 +32,15 @@ from locust.util.timespan import parse_timespan
 from loadkit.engine import HeadlessRun
 from loadkit.errors import UsageError
 from loadkit.metrics import RequestRecorder, RunRecorder
-from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, new_results_folder, read_run_json, write_run_json
+from loadkit.results import (
+    CSV_PREFIX,
+    RUN_FILE,
+    Notes,
+    ResultsError,
+    new_results_folder,
+    read_run_json,
+    write_run_json,
+)
 from loadkit.sink import SinkServer
 from loadkit.source import INTERRUPTED, check_range, open_files_limit
 from loadkit.users import SmtpUser
@@ -79,14 +87,25 @@ def run(args) -> int:
     sink = SinkServer("127.0.0.1:0").start()
     print(f"loadkit demo: sink listening on {sink.url}; {args.users} users for {duration}s -> {folder}")
     load = HeadlessRun([DemoSender], sink.url, csv_prefix=str(folder / CSV_PREFIX))
-    recording = RunRecorder(load.environment, folder, RequestRecorder()).start()  # metrics.jsonl, events, errors
+    # A results file that cannot be written (a full disk) ends the load: measuring what
+    # cannot be kept would only load the target for nothing.
+    recording = RunRecorder(load.environment, folder, RequestRecorder(),
+                            on_write_failure=lambda _error: load.finished.set())
     try:
+        recording.start()  # metrics.jsonl, events, errors
         load.run(args.users, args.spawn_rate, duration=duration, on_tick=_progress(duration))
     finally:
         sink.stop()
         recording.stop(locust_total=load.stats.total)
     print()
     total = load.stats.total
+    failure = recording.write_failure or load.write_failure
+    if failure is not None:
+        elapsed = (load.stopped_at or time.time()) - load.started_at if load.started_at else 0.0
+        print(f"loadkit demo: Locust counted {total.num_requests} messages ({total.num_failures} failed); "
+              f"the sink received {sink.stats.messages}")
+        raise ResultsError(f"{failure}: the load was stopped after {elapsed:.1f} s; what was written before is "
+                           f"readable in {folder} (no {RUN_FILE} and no report: the run is marked incomplete)")
     write_run_json(
         folder,
         command="loadkit demo",

@@ -36,7 +36,9 @@ class HeadlessRun:
         # message the server took but Locust never counted would break the totals.
         self.environment = Environment(user_classes=user_classes, host=host, events=events, stop_timeout=STOP_TIMEOUT)
         self.runner = self.environment.create_local_runner()
-        self.csv = LocustCsv(self.environment, csv_prefix) if csv_prefix else None
+        # Locust's CSV files that cannot be written (a full disk) end the run, as the recording's do.
+        self.csv = LocustCsv(self.environment, csv_prefix, on_write_failure=self._write_failed) if csv_prefix else None
+        self.write_failure = None  # the one-line error of the first failed write
         self.finished = finished or Event()  # set it to end the run early
         self.started_at = self.stopped_at = None
         self.interrupts = 0  # Ctrl-C presses during the run
@@ -101,3 +103,7 @@ class HeadlessRun:
             self.finished.set()
         elif self._quitting:  # the main greenlet waits in runner.quit() for messages in flight: end that
             gevent.get_hub().parent.throw(_StopNow)
+
+    def _write_failed(self, error) -> None:
+        self.write_failure = error
+        self.finished.set()
