@@ -76,8 +76,7 @@ def test_without_a_callback_the_failure_is_one_log_line_and_the_run_goes_on(tmp_
             fire(locust.events.request.fire, 5)
             run.tick(first + second)
         run.stop()
-    assert [record.getMessage() for record in caplog.records] == [
-        f"loadkit: cannot write {tmp_path / 'metrics.jsonl'}: No space left on device; "
-        "recording stopped there (the load goes on)"
-    ]
+    expected = (f"loadkit: cannot write {tmp_path / 'metrics.jsonl'}: No space left on device; "
+                "recording stopped there (the load goes on)")
+    assert [record.getMessage() for record in caplog.records] == [expected]
     assert run.write_failure is not None
