@@ -77,6 +77,8 @@ def run(args) -> int:
         raise UsageError("--duration, --users and --spawn-rate must be positive")
     check_range("--users", args.users, 1, max(1, open_files_limit() - 64), " (each user holds a socket: see ulimit -n)")
     check_range("--spawn-rate", args.spawn_rate, 0, MAX_SPAWN_RATE, " users a second")
+    if args.workers < 0:
+        raise UsageError("--workers must be 0 or more")
     check_range("--workers", args.workers, 0, MAX_WORKERS, " processes on one machine")
     if not args.out.strip():
         raise UsageError("--out '': give a folder (default reports)")

@@ -47,7 +47,7 @@ def test_demo_refuses_an_unwritable_out(tmp_path):
     (["--spawn-rate", "1e9"], "must be at most 100000.0 users a second"),
     (["--users", "100000000"], "see ulimit -n"),
     (["--users", "0"], "must be positive"),
-    (["--workers", "-1"], "--workers -1: must be at least 0"),
+    (["--workers", "-1"], "--workers must be 0 or more"),
     (["--workers", "100000"], "--workers 100000: must be at most 256"),
     (["--duration", "nan"], "--duration 'nan'"),
     (["--duration", "-5"], "--duration '-5'"),
