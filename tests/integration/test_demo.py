@@ -88,3 +88,29 @@ def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
     assert run["stopped_at"] - run["started_at"] < 30
     assert (folder / "report.html").is_file()
     assert f"the sink received {run['sink']['messages']} (interrupted)" in out
+
+
+def test_ctrl_c_of_a_distributed_demo_keeps_the_masters_results(tmp_path):
+    """SIGINT to `loadkit demo --workers 1`: the master is asked to stop (SIGTERM), still writes
+    the results folder, and the demo adds the sink's counters, marks it interrupted, exits 130."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadkit", "demo", "--duration", "120", "--users", "2", "--workers", "1",
+         "--out", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert "sink listening on" in process.stdout.readline()
+        while "sink received" not in (line := process.stdout.readline()) or " 0 msgs" in line:
+            assert line, process.stderr.read()  # progress every 5 s until mail flows
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("loadkit demo: interrupted"), err
+    folder = next(path for path in tmp_path.iterdir() if path.is_dir())
+    run = json.loads((folder / "run.json").read_text())
+    assert run["interrupted"] is True and 0 < run["requests"] == run["sink"]["messages"]
+    assert (folder / "report.html").is_file()
