@@ -41,6 +41,7 @@ import logging
 import math
 import os
 import random
+import resource
 import socket
 import sys
 import time
@@ -89,16 +90,14 @@ def add_arguments(parser):
     add("target", metavar="[inet:]host[:port] | unix:pathname")
 
 
+INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 # Beyond these a run makes no sense on one machine (a session is a socket; a
 # message must fit in memory once) or would wait longer than anyone would.
 MAX_RECIPIENTS = 1_000_000
-INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
 MAX_WAIT = 86_400.0  # seconds: a day between two messages
 
 
 def open_files_limit() -> int:
-    import resource
-
     soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     return soft if soft != resource.RLIM_INFINITY else 1 << 20
 

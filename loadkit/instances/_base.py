@@ -27,6 +27,8 @@ from loadkit.results import ResultsError, instance_path, is_number, read_instanc
 
 START_TIMEOUT = 30.0  # seconds a server gets to listen after its start command
 STOP_TIMEOUT = 15.0  # seconds a server gets to exit before it is killed
+PID_MAX = 1 << 22  # Linux's largest pid_max
+# Fields named so hold text (paths, URLs, names); `_sound_field` checks the rest by name.
 PATH_SUFFIXES = ("_url", "_dir", "_directory", "_json", "_socket", "_log", "_certificate", "_key", "_user")
 
 
@@ -35,7 +37,8 @@ def _sound_field(key: str, value) -> bool:
     if value is None:
         return True
     if key in ("port", "pid") or key.endswith("_pid"):
-        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= (1 << 22 if key != "port" else 65535)
+        most = 65535 if key == "port" else PID_MAX
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
     if key == "started_at":
         return is_number(value)
     if key in ("server", "state_dir", "url", "log", "protocol", "version", "password") or key.endswith(PATH_SUFFIXES):
@@ -162,7 +165,7 @@ class Instance:
             return cls.from_state(state_dir), None  # none, or another server's folder: not ours to stop
         damaged = damaged_fields(info)
         damage = f"{instance_path(Path(state_dir).absolute())}: damaged ({', '.join(damaged)})" if damaged else None
-        sound = {k: v for k, v in (info or {}).items() if _sound_field(k, v)}
+        sound = {key: value for key, value in info.items() if _sound_field(key, value)}
         try:
             return cls._restored(state_dir, sound), damage
         except InstanceError as error:
