@@ -5,7 +5,10 @@ SMTP users against it (progress once a second), writes a results folder
 (Locust's CSV, metrics.jsonl, events.jsonl, errors.csv, run.json) and its
 HTML report, and prints the report's path. Ctrl-C ends the load early: the
 results folder and report cover what ran until then (run.json says
-``"interrupted": true``) and the exit status is 130.
+``"interrupted": true``) and the exit status is 130. A results file that
+cannot be written (a full disk) stops the load at once: one line names the
+file, what was written before stays readable, no run.json or report is
+written (the run reads as incomplete), and the exit status is 2.
 
 With ``--workers N`` the same load runs as a distributed Locust run on this
 machine: ``locust --master`` and N ``locust --worker`` processes, with this
