@@ -28,7 +28,7 @@ from locust import events
 from locust.runners import MasterRunner, WorkerRunner
 
 from loadkit import thresholds
-from loadkit.results import CSV_PREFIX, ResultsError, new_results_folder, write_run_json
+from loadkit.results import CSV_PREFIX, RUN_FILE, ResultsError, new_results_folder, write_run_json
 
 DEFAULT_PARENT = "reports"
 # After a master stops a test (web UI), workers' last reports arrive within a
@@ -236,6 +236,11 @@ class ResultsController:
         total = environment.stats.total
         facts = run.stop(locust_total=total)
         self.csv.finish()
+        failure = run.write_failure or self.csv.write_failure
+        if failure is not None:  # a full disk: the folder stays as written, and reads as incomplete
+            print(f"loadkit: {failure}; no {RUN_FILE} written: the run is incomplete", file=sys.stderr, flush=True)
+            environment.process_exit_code = 2
+            return
         write_run_json(self.folder, **self._run_metadata(facts, total))
         if self.checks:
             self._check(self.folder)

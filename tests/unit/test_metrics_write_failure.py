@@ -1,7 +1,7 @@
 """A results file that stops taking writes (ENOSPC) mid-run: the recorder stops writing, once.
 
 The disk is simulated here (a file that fails after its first line); the
-integration test `test_demo_full_disk` fills a real tmpfs.
+integration test `test_full_disk` fills a real tmpfs.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""`loadkit demo` on a full disk: a real tmpfs of 32 KiB that the run fills within seconds.
+"""A full disk under a run: a real tmpfs of 32 KiB that the run fills within seconds.
 
-The load stops at the first failed write, with one line saying which file
-could not be written; what was written before stays readable (at most its
-last line cut), the run is incomplete (no run_stopped, no run.json) and the
-exit status is non-zero. Locust's count and the sink's still agree.
+`loadkit demo` stops the load at the first failed write, with one line
+saying which file could not be written; what was written before stays
+readable (at most its last line cut), the run is incomplete (no
+run_stopped, no run.json) and the exit status is non-zero. Locust's count
+and the sink's still agree. A `locust` run with loadkit's results folder
+goes on unrecorded, says so in one line each time, and exits non-zero.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from loadkit.results import METRICS_FILE, RUN_FILE, Notes, incomplete_run, read_events, read_intervals
 from tests.conftest import cannot_run, require_root
+from tests.integration.peers import loadkit_sink
 
 DURATION = 30  # seconds asked for; the disk is full long before
 
@@ -67,3 +70,20 @@ def test_a_full_disk_stops_the_load_in_one_line_and_keeps_what_was_written(small
     assert [event["kind"] for event in events][:1] == ["run_started"]
     assert not (folder / RUN_FILE).exists() and not (folder / "report.html").exists()
     assert incomplete_run(folder, events, notes) is not None
+
+
+def test_a_locust_run_on_a_full_disk_says_so_without_a_traceback(small_disk, tmp_path):
+    with loadkit_sink(tmp_path) as (url, _read_stats):
+        result = subprocess.run(
+            [sys.executable, "-m", "locust", "-f", str(Path("locustfiles", "smtp.py").absolute()), "-H", url,
+             "--headless", "-u", "3", "-r", "3", "-t", "10s", "--results", str(small_disk)],
+            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert "Traceback" not in output and "Uncaught exception" not in output, output[-3000:]
+    folder = next(small_disk.iterdir())
+    recording = f"loadkit: cannot write {folder / METRICS_FILE}: No space left on device"
+    assert output.count(f"{recording}; recording stopped there (the load goes on)") == 1, output[-3000:]
+    assert output.count(f"{recording}; no {RUN_FILE} written: the run is incomplete") == 1, output[-3000:]
+    assert not (folder / RUN_FILE).exists()
