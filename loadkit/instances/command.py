@@ -37,7 +37,8 @@ DEFAULT_ROOT = Path("reports", "instances")
 
 def _setting(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
-    if not equals or not name.strip():
+    # a line break would start another main.cf parameter
+    if not equals or not name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ValueError(text)
     return name.strip(), value.strip()
 

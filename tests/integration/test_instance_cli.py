@@ -125,6 +125,7 @@ def test_port_in_use_is_one_line(peer, instance_root):
     (["dovecot", "status", "--port", "2525"], "--port, --deliver, --sasl and --set go with up"),
     (["apache", "up", "--port", "70000"], "out of range"),
     (["nginx", "up"], "invalid choice"),
+    (["postfix", "up", "--set", "relayhost=x\ninet_interfaces=all"], "invalid NAME=VALUE value"),
     (["postfix", "up", "--deliver", ""], "--deliver '': give a value"),
     (["postfix", "up", "--sasl", ""], "--sasl '': give a value"),
     (["apache", "up", "--port", "-1"], "out of range"),
