@@ -3,7 +3,12 @@
 Starts the sink on a free loopback port, runs a headless Locust load of
 SMTP users against it (progress once a second), writes a results folder
 (Locust's CSV, metrics.jsonl, events.jsonl, errors.csv, run.json) and its
-HTML report, and prints the report's path.
+HTML report, and prints the report's path. Ctrl-C ends the load early: the
+results folder and report cover what ran until then (run.json says
+``"interrupted": true``) and the exit status is 130. A results file that
+cannot be written (a full disk) stops the load at once: one line names the
+file, what was written before stays readable, no run.json or report is
+written (the run reads as incomplete), and the exit status is 2.
 
 With ``--workers N`` the same load runs as a distributed Locust run on this
 machine: ``locust --master`` and N ``locust --worker`` processes, with this
@@ -15,6 +20,7 @@ share in run.json); the demo adds the sink's counters and builds the report.
 from __future__ import annotations
 
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -22,15 +28,28 @@ import tempfile
 import time
 from pathlib import Path
 
+import gevent
 from locust import constant, task
 from locust.util.timespan import parse_timespan
 
 from loadkit.engine import HeadlessRun
 from loadkit.errors import UsageError
 from loadkit.metrics import RequestRecorder, RunRecorder
-from loadkit.results import CSV_PREFIX, RUN_FILE, Notes, new_results_folder, read_run_json, write_run_json
+from loadkit.results import (
+    CSV_PREFIX,
+    RUN_FILE,
+    Notes,
+    ResultsError,
+    new_results_folder,
+    read_run_json,
+    write_run_json,
+)
 from loadkit.sink import SinkServer
+from loadkit.source import INTERRUPTED, check_range, open_files_limit
 from loadkit.users import SmtpUser
+
+MAX_SPAWN_RATE = 100_000.0
+MAX_WORKERS = 256  # each is a Python process of its own
 
 
 def add_arguments(parser):
@@ -57,10 +76,15 @@ def run(args) -> int:
         duration = parse_timespan(args.duration)
     except ValueError as error:
         raise UsageError(f"--duration {args.duration!r}: {error}") from None
-    if duration <= 0 or args.users < 1 or args.spawn_rate <= 0:
+    if duration <= 0 or args.users < 1 or not args.spawn_rate > 0:
         raise UsageError("--duration, --users and --spawn-rate must be positive")
+    check_range("--users", args.users, 1, max(1, open_files_limit() - 64), " (each user holds a socket: see ulimit -n)")
+    check_range("--spawn-rate", args.spawn_rate, 0, MAX_SPAWN_RATE, " users a second")
     if args.workers < 0:
         raise UsageError("--workers must be 0 or more")
+    check_range("--workers", args.workers, 0, MAX_WORKERS, " processes on one machine")
+    if not args.out.strip():
+        raise UsageError("--out '': give a folder (default reports)")
     if args.workers:
         return _run_distributed(args, duration)
     folder = new_results_folder(args.out, "demo")
@@ -68,14 +92,25 @@ def run(args) -> int:
     sink = SinkServer("127.0.0.1:0").start()
     print(f"loadkit demo: sink listening on {sink.url}; {args.users} users for {duration}s -> {folder}")
     load = HeadlessRun([DemoSender], sink.url, csv_prefix=str(folder / CSV_PREFIX))
-    recording = RunRecorder(load.environment, folder, RequestRecorder()).start()  # metrics.jsonl, events, errors
+    # A results file that cannot be written (a full disk) ends the load: measuring what
+    # cannot be kept would only load the target for nothing.
+    recording = RunRecorder(load.environment, folder, RequestRecorder(),
+                            on_write_failure=lambda _error: load.finished.set())
     try:
+        recording.start()  # metrics.jsonl, events, errors
         load.run(args.users, args.spawn_rate, duration=duration, on_tick=_progress(duration))
     finally:
         sink.stop()
         recording.stop(locust_total=load.stats.total)
     print()
     total = load.stats.total
+    failure = recording.write_failure or load.write_failure
+    if failure is not None:
+        elapsed = (load.stopped_at or time.time()) - load.started_at if load.started_at else 0.0
+        print(f"loadkit demo: Locust counted {total.num_requests} messages ({total.num_failures} failed); "
+              f"the sink received {sink.stats.messages}")
+        raise ResultsError(f"{failure}: the load was stopped after {elapsed:.1f} s; what was written before is "
+                           f"readable in {folder} (no {RUN_FILE} and no report: the run is marked incomplete)")
     write_run_json(
         folder,
         command="loadkit demo",
@@ -89,15 +124,20 @@ def run(args) -> int:
         requests=total.num_requests,
         failures=total.num_failures,
         sink=sink.stats.as_dict(),
+        **({"interrupted": True} if load.interrupted else {}),
     )
     print(
         f"loadkit demo: Locust counted {total.num_requests} messages ({total.num_failures} failed); "
-        f"the sink received {sink.stats.messages}"
+        f"the sink received {sink.stats.messages}" + (" (interrupted)" if load.interrupted else "")
     )
     from loadkit.report import build_report  # pandas and matplotlib only once the load is over
 
     report = build_report(folder)
     print(f"loadkit demo: report written to {report}")
+    if load.interrupted:
+        elapsed = load.stopped_at - load.started_at
+        print(f"loadkit demo: interrupted after {elapsed:.1f} of {duration:.0f} s", file=sys.stderr)
+        return INTERRUPTED
     return 0 if total.num_failures == 0 else 1
 
 
@@ -130,6 +170,14 @@ def _run_distributed(args, duration: float) -> int:
         master_out = open(Path(logs) / "master.out", "w+")
         master_err = open(Path(logs) / "master.err", "w+")
         processes = [subprocess.Popen(master_command, stdout=master_out, stderr=master_err)]
+        interrupted = []
+
+        def interrupt():  # the master ends its test and still writes the results folder
+            interrupted.append(time.monotonic())
+            if processes[0].poll() is None:
+                processes[0].send_signal(signal.SIGTERM if len(interrupted) == 1 else signal.SIGKILL)
+
+        watcher = gevent.signal_handler(signal.SIGINT, interrupt)
         try:
             for _ in range(args.workers):
                 processes.append(subprocess.Popen(worker_command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
@@ -140,6 +188,7 @@ def _run_distributed(args, duration: float) -> int:
             for worker in processes[1:]:
                 worker.wait(15)  # workers quit when their master does
         finally:
+            watcher.cancel()
             for process in processes:
                 if process.poll() is None:
                     process.kill()
@@ -158,6 +207,8 @@ def _run_distributed(args, duration: float) -> int:
     if run is None:
         raise UsageError(f"the Locust master wrote no readable {RUN_FILE} in {folder}")
     run.update(command=f"loadkit demo --workers {args.workers}", sink=sink.stats.as_dict())
+    if interrupted:
+        run["interrupted"] = True
     write_run_json(folder, **run)
     shares = ", ".join(str(count) for count in run.get("worker_shares", {}).values())
     print(f"loadkit demo: Locust counted {run['requests']} messages ({run['failures']} failed) "
@@ -166,6 +217,9 @@ def _run_distributed(args, duration: float) -> int:
 
     report = build_report(folder)
     print(f"loadkit demo: report written to {report}")
+    if interrupted:
+        print(f"loadkit demo: interrupted ({run['requests']} messages sent until then)", file=sys.stderr)
+        return INTERRUPTED
     return 0 if processes[0].returncode == 0 and run["failures"] == 0 else 1
 
 

@@ -29,7 +29,8 @@ ESMTP options beyond smtp-source: --starttls, --tls (implicit), --tls-no-verify,
 It sends exactly ``-m`` messages (failures included), then prints messages,
 msgs/s delivered, exact latency percentiles of the delivered ones, those of
 the failed ones apart, and failures by reply code and phase.
-Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input.
+Exit status: 0 all delivered, 1 a failure (or an abort), 2 bad input,
+130 interrupted (Ctrl-C: the summary covers what was sent until then).
 Unlike smtp-source it uses ESMTP and PIPELINING when the server offers them.
 """
 
@@ -38,14 +39,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import math
+import os
 import random
+import resource
 import socket
 import sys
 import time
 from array import array
 from collections import Counter
 
-import gevent
 from gevent.event import Event
 
 from locust import constant, task
@@ -88,17 +91,69 @@ def add_arguments(parser):
     add("target", metavar="[inet:]host[:port] | unix:pathname")
 
 
+INTERRUPTED = 128 + 2  # the shell's status for a command ended by SIGINT
+# Beyond these a run makes no sense on one machine (a session is a socket; a
+# message must fit in memory once) or would wait longer than anyone would.
+MAX_RECIPIENTS = 1_000_000
+MAX_WAIT = 86_400.0  # seconds: a day between two messages
+
+
+def open_files_limit() -> int:
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def _memory_bytes() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return 1 << 34
+
+
+def check_range(flag: str, value, least, most, why: str = "") -> None:
+    """UsageError unless `value` is a finite number in least..most."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UsageError(f"{flag} {value}: not a finite number")
+    if value < least:
+        raise UsageError(f"{flag} {value}: must be at least {least}")
+    if most is not None and value > most:
+        raise UsageError(f"{flag} {value}: must be at most {most}{why}")
+
+
+def check_text(flag: str, value: str | None, what: str) -> None:
+    """UsageError for an empty value, or one with spaces or control characters (they would
+    end the SMTP command or header line early and start another)."""
+    if value is None:
+        return
+    if not value:
+        raise UsageError(f"{flag} '': {what} cannot be empty")
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UsageError(f"{flag} {value!r}: {what} cannot hold spaces or control characters")
+
+
 def check_arguments(args):
-    for value, flag, least in (
-        (args.sessions, "-s", 1), (args.messages, "-m", 1), (args.length, "-l", 0), (args.recipients, "-r", 1),
-        (args.wait, "-w", 0), (args.random_wait, "-R", 0),
+    sessions_most = max(1, open_files_limit() - 64)
+    length_most = _memory_bytes() // 4
+    for value, flag, least, most, why in (
+        (args.sessions, "-s", 1, sessions_most, " (each session holds a socket: see ulimit -n)"),
+        (args.messages, "-m", 1, None, ""),
+        (args.length, "-l", 0, length_most, " (a quarter of this machine's memory)"),
+        (args.recipients, "-r", 1, MAX_RECIPIENTS, ""),
+        (args.wait, "-w", 0, MAX_WAIT, " seconds"), (args.random_wait, "-R", 0, MAX_WAIT, " seconds"),
     ):
-        if value < least:
-            raise UsageError(f"{flag} {value}: must be at least {least}")
+        check_range(flag, value, least, most, why)
+    check_text("-f", args.sender, "the sender")
+    check_text("-t", args.recipient, "the recipient")
+    check_text("-M", args.myhostname, "the host name")
+    if args.subject is not None and any(ch in args.subject for ch in "\r\n\0"):
+        raise UsageError(f"-S {args.subject!r}: the subject is one line")
+    check_text("--auth-mechanism", args.auth_mechanism, "the mechanism")
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other: TLS from the start, or upgraded after EHLO")
-    if args.auth is not None and ":" not in args.auth:
-        raise UsageError("--auth takes user:password")
+    if args.auth is not None and (":" not in args.auth or not args.auth.partition(":")[0]):
+        raise UsageError("--auth takes user:password")  # never the value itself: it holds a password
+    if not args.target.strip():
+        raise UsageError("the target is empty: give [inet:]host[:port] or unix:pathname")
     target = parse_endpoint(args.target, "lmtp" if args.lmtp else "smtp")
     if args.tls:
         target = dataclasses.replace(target, tls="implicit")
@@ -191,8 +246,8 @@ def source_user_class(args, budget: Budget):
                 self.send("message")
             finally:
                 budget.settle()
-            if pause:
-                gevent.sleep(args.wait + random.uniform(0, args.random_wait))
+            if pause:  # cut short when the run ends (Ctrl-C, an abort): nothing to wait for then
+                budget.finished.wait(args.wait + random.uniform(0, args.random_wait))
 
     if args.auth is not None:
         SourceUser.username, SourceUser.password = username, password
@@ -221,7 +276,11 @@ def run(args) -> int:
         if counter:
             counter.done()
     elapsed = time.perf_counter() - started
-    print_summary(args, tally, elapsed)
+    print_summary(args, tally, elapsed, interrupted=run_.interrupted)
+    if run_.interrupted:
+        print(f"loadkit source: interrupted after {len(tally.latencies)} of {args.messages} messages",
+              file=sys.stderr)
+        return INTERRUPTED
     if tally.first_error is not None and not args.keep_going:
         print(f"loadkit source: error: {tally.first_error}", file=sys.stderr)
         return 1
@@ -248,7 +307,7 @@ def _percentiles_text(latencies) -> str:
     return f"p50 {p50:.2f}  p95 {p95:.2f}  p99 {p99:.2f}  max {latencies[-1]:.2f}"
 
 
-def print_summary(args, tally: Tally, elapsed: float) -> None:
+def print_summary(args, tally: Tally, elapsed: float, interrupted: bool = False) -> None:
     latencies = sorted(tally.latencies)
     ok = len(latencies)
     sent = ok + tally.failures
@@ -256,6 +315,7 @@ def print_summary(args, tally: Tally, elapsed: float) -> None:
     print(
         f"loadkit source: {sent} messages ({ok} delivered, {tally.failures} failed), "
         f"{tally.delivered_recipients} recipients, in {elapsed:.2f} s: {rate:.0f} msgs/s delivered"
+        + (" (interrupted)" if interrupted else "")
     )
     if latencies:
         print("latency ms: " + _percentiles_text(latencies))

@@ -8,6 +8,10 @@ later) read it back with `Instance.from_state`.
 A folder is only ever emptied when it holds an instance.json of the same
 server, so pointing ``--dir`` at a folder with other files is refused
 rather than wiped.
+
+A damaged instance.json (a hand edit, a stray write) is refused in one line;
+``down`` alone salvages it: the damaged fields are dropped and whatever the
+rest (and the state folder's own pid files) still names is stopped.
 """
 
 from __future__ import annotations
@@ -19,10 +23,36 @@ from pathlib import Path
 from typing import ClassVar
 
 from loadkit.instances._system import InstanceError
-from loadkit.results import ResultsError, instance_path, read_instance, write_instance
+from loadkit.results import ResultsError, instance_path, is_number, read_instance, write_instance
 
 START_TIMEOUT = 30.0  # seconds a server gets to listen after its start command
 STOP_TIMEOUT = 15.0  # seconds a server gets to exit before it is killed
+PID_MAX = 1 << 22  # Linux's largest pid_max
+# Fields named so hold text (paths, URLs, names); `_sound_field` checks the rest by name.
+PATH_SUFFIXES = ("_url", "_dir", "_directory", "_json", "_socket", "_log", "_certificate", "_key", "_user")
+
+
+def _sound_field(key: str, value) -> bool:
+    """Whether one field of an instance.json has the type loadkit writes there."""
+    if value is None:
+        return True
+    if key in ("port", "pid") or key.endswith("_pid"):
+        most = 65535 if key == "port" else PID_MAX
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
+    if key == "started_at":
+        return is_number(value)
+    if key in ("server", "state_dir", "url", "log", "protocol", "version", "password") or key.endswith(PATH_SUFFIXES):
+        return isinstance(value, str)
+    if key == "settings":
+        return isinstance(value, dict)
+    if key == "sink":  # a loadkit sink the instance started: where its files are, its pid
+        return isinstance(value, dict) and isinstance(value.get("stats_json"), str) and not damaged_fields(value)
+    return True
+
+
+def damaged_fields(info: dict) -> list[str]:
+    """The fields of an instance.json whose values are not of the type loadkit writes."""
+    return [key for key, value in info.items() if not _sound_field(key, value)]
 
 
 class Instance:
@@ -95,6 +125,7 @@ class Instance:
 
     @classmethod
     def read_info(cls, state_dir) -> dict | None:
+        """instance.json of `state_dir`; InstanceError (one line) when it is damaged or another server's."""
         path = instance_path(Path(state_dir).absolute())
         try:
             info = read_instance(path.parent)
@@ -104,6 +135,10 @@ class Instance:
             return None
         if info.get("server") != cls.server:
             raise InstanceError(f"{path.parent} is the state folder of {info.get('server')}, not {cls.server}")
+        damaged = damaged_fields(info)
+        if damaged:
+            raise InstanceError(f"{path}: damaged ({', '.join(damaged)} not as loadkit writes them); "
+                                f"loadkit target {cls.server} down --dir {path.parent} stops what it can find")
         return info
 
     @classmethod
@@ -112,9 +147,38 @@ class Instance:
         info = cls.read_info(state_dir)
         if info is None:
             return None
+        return cls._restored(state_dir, info)
+
+    @classmethod
+    def salvage(cls, state_dir) -> "tuple[Instance | None, str | None]":
+        """(instance, damage) for ``down``: the instance from whatever of instance.json is sound.
+
+        `damage` says, in one line, what was damaged (None when nothing was). A file
+        that is not an object still gives an instance, with nothing restored: the
+        pid files in the state folder still lead to what it started.
+        """
+        try:
+            info = read_instance(Path(state_dir).absolute())
+        except ResultsError as error:
+            return cls(state_dir), str(error)
+        if info is None or info.get("server") != cls.server:
+            return cls.from_state(state_dir), None  # none, or another server's folder: not ours to stop
+        damaged = damaged_fields(info)
+        damage = f"{instance_path(Path(state_dir).absolute())}: damaged ({', '.join(damaged)})" if damaged else None
+        sound = {key: value for key, value in info.items() if _sound_field(key, value)}
+        try:
+            return cls._restored(state_dir, sound), damage
+        except InstanceError as error:
+            return cls(state_dir), str(error)
+
+    @classmethod
+    def _restored(cls, state_dir, info: dict) -> "Instance":
         instance = cls(state_dir, port=info.get("port") or 0)
         instance.started_at = info.get("started_at")
-        instance._restore(info)
+        try:
+            instance._restore(info)
+        except (TypeError, ValueError, KeyError, AttributeError) as error:  # a value of a field nobody checks
+            raise InstanceError(f"{instance.info_path}: damaged ({type(error).__name__}: {error})") from None
         return instance
 
     def _prepare_state_dir(self) -> None:

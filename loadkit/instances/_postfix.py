@@ -26,6 +26,7 @@ from loadkit.instances._sink import SinkProcess
 from loadkit.instances._system import (
     InstanceError,
     MissingPackages,
+    check_reachable,
     choose_port,
     find_program,
     is_loopback,
@@ -224,6 +225,9 @@ class Postfix(Instance):
         user_ids("postfix")  # the package creates the mail_owner account
 
     def _start(self) -> None:
+        # Postfix's daemons run as the postfix user: without this, the first of them fails
+        # later with "open lock file ... Permission denied" and names no folder.
+        check_reachable(self.queue_dir, "postfix")
         self.port = choose_port(self.requested_port, self.host)
         if self.sasl_socket is not None and not self.sasl_socket.is_socket():
             raise InstanceError(f"no Dovecot auth socket at {self.sasl_socket}: start Dovecot first")

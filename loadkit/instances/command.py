@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 
 from loadkit.errors import UsageError
-from loadkit.instances import SERVERS, Postfix
+from loadkit.instances import SERVERS, InstanceError, Postfix
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
@@ -37,7 +37,8 @@ DEFAULT_ROOT = Path("reports", "instances")
 
 def _setting(text: str) -> tuple[str, str]:
     name, equals, value = text.partition("=")
-    if not equals or not name.strip():
+    # a line break would start another main.cf parameter
+    if not equals or not name.strip() or any(ord(ch) < 32 or ord(ch) == 127 for ch in text):
         raise ValueError(text)
     return name.strip(), value.strip()
 
@@ -62,6 +63,9 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     instance_class = SERVERS[args.server]
+    for flag, value in (("--dir", args.dir), ("--deliver", args.deliver), ("--sasl", args.sasl)):
+        if value is not None and not value.strip():
+            raise UsageError(f"{flag} '': give a value, or leave the option out")
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
     postfix_only = args.deliver or args.settings or args.sasl
     if args.server != "postfix" and postfix_only:
@@ -72,9 +76,13 @@ def run(args) -> int:
         raise UsageError(f"--port {args.port}: out of range (0-65535)")
     if args.action == "up":
         return _up(instance_class, state_dir, args)
-    instance = instance_class.from_state(state_dir)
     if args.action == "down":
-        return _down(instance, args.server, state_dir)
+        instance, damage = instance_class.salvage(state_dir)
+        done = _down(instance, args.server, state_dir)
+        if damage:
+            raise InstanceError(f"{damage}; stopped what it still names")
+        return done
+    instance = instance_class.from_state(state_dir)
     return _status(instance, args.server, state_dir, args.json)
 
 

@@ -40,6 +40,9 @@ from loadkit.messages._trace import MAX_SEQUENCE, SEQUENCE_DIGITS, STAMP
 
 MAX_HEADER_LINE = 998  # RFC 5322 2.1.1, without the CRLF
 POOL_BYTES_LIMIT = 1 << 30  # a profile's pool is held in memory by every process that sends
+# A pool of one fixed size holds fewer messages once they are large: variety matters
+# little at that size, and 32 copies of a 200 MB message took 6.5 GB and half a minute.
+FIXED_POOL_BYTES = 64 << 20
 TEXT_VARIANTS = 32  # distinct body texts per locale in a pool that a profile made larger than asked
 
 _ATOMS = re.compile(r"[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*\Z")  # dot-atom, safe in Message-ID and trace
@@ -77,7 +80,9 @@ class MessageFactory:
     by default the run id is random and the source tag is ``<short
     hostname>-<pid>``. ``dkim``, a `loadkit.dkim.DkimSigner`, signs each
     pooled message once (From, To, Subject, MIME-Version, Content-Type and
-    the body; not the stamped headers).
+    the body; not the stamped headers). Without a size profile the pool
+    holds at most 64 MiB of bodies, and always one message: ``pool_size`` is
+    lowered for large messages, which are then built once.
 
     ``profile``, a `MailProfile` or its text (``"size=mix:realistic
     mime=attachments:0.2 recipients=1:80,2:20 domains=a.test:60,*:40"``),
@@ -130,6 +135,8 @@ class MessageFactory:
 
         self._stamp = STAMP.format(run=self.run_id, src=self.source_tag, host=self.hostname,
                                    digits=SEQUENCE_DIGITS).encode("ascii")
+        if self.profile.size is None:
+            pool_size = max(1, min(pool_size, FIXED_POOL_BYTES // max(payload_size, 1)))
         sizes, kinds = _layout(self.profile, payload_size, pool_size, random.Random(f"{seed}:layout"))
         self._pool, kinds = _make_pool(sizes, kinds, seed, subject, self.sender, self.recipient,
                                        shared_text=len(sizes) > pool_size)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 
-from loadkit.results import write_event
+from loadkit.results import ResultsError, write_event
 
 RUN_STARTED = "run_started"
 RUN_STOPPED = "run_stopped"  # its absence makes a run incomplete (see loadkit.results)
@@ -38,15 +38,28 @@ LATE_DATA = "late_data"
 
 
 class IntegrityLog:
-    """Appends one JSON line per event to `out` (a text file), flushed at once."""
+    """Appends one JSON line per event to `out` (a text file), flushed at once.
+
+    After a failed write (ResultsError, raised once) or `stop_writing()` it
+    writes nothing more: events still come from listeners, the file is gone.
+    """
 
     def __init__(self, out):
         self.out = out
         self.counts: dict[str, int] = {}
+        self.writing = True
 
     def record(self, kind: str, worker: str | None = None, detail: str = "", at: float | None = None) -> None:
-        write_event(self.out, kind, worker, detail, at)
+        if self.writing:
+            try:
+                write_event(self.out, kind, worker, detail, at)
+            except ResultsError:
+                self.writing = False
+                raise
         self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    def stop_writing(self) -> None:
+        self.writing = False
 
 
 class WorkerWatch:

@@ -13,7 +13,7 @@ import math
 import time
 
 from loadkit.metrics._series import REQUEST, Series
-from loadkit.results import write_interval
+from loadkit.results import flush_lines, write_interval
 
 
 def tick_every_second(tick) -> None:
@@ -129,5 +129,5 @@ class IntervalStore:
             del self.open[start]
             written += 1
         if written:
-            self.out.flush()
+            flush_lines(self.out)  # ResultsError on a full disk: the lines before stay readable
         return written

@@ -4,10 +4,18 @@
 `RequestRecorder` on the request event) or on a master (fed by workers'
 reports, see `_worker`). A tick on whole seconds of the clock closes each
 interval, so the intervals of every process of a distributed run line up.
+
+A write that fails (a full disk) stops the recording there: nothing more is
+written, what was written stays readable (run_stopped and run.json are then
+missing, so readers call the run incomplete), `write_failure` holds the one-line
+error and `on_write_failure(error)` is called once, so the caller can stop the
+load rather than go on measuring what it cannot keep. Without that callback
+the error is logged once, in one line, and the load goes on unrecorded.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -26,22 +34,31 @@ from loadkit.metrics._integrity import (
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import PHASE_SUFFIX, ErrorExample, RequestRecorder
 from loadkit.metrics._series import REQUEST, Series
-from loadkit.results import open_events, open_metrics, write_errors
+from loadkit.results import ResultsError, close_quietly, open_events, open_metrics, write_errors
 
 # A master hears from each worker every WORKER_REPORT_INTERVAL (3 s): an interval
 # stays open this long so every worker's share of it is in before it is written.
 MASTER_SETTLE = 5.0
 
+log = logging.getLogger(__name__)
+
 
 class RunRecorder:
     """Intervals, integrity events and errors of one run, written into `folder` as it goes."""
 
-    def __init__(self, environment, folder: Path, recorder: RequestRecorder | None = None, settle: float = 0.0):
+    def __init__(self, environment, folder: Path, recorder: RequestRecorder | None = None, settle: float = 0.0,
+                 on_write_failure=None):
         self.environment = environment
         self.folder = Path(folder)
         self.recorder = recorder
+        self.on_write_failure = on_write_failure
+        self.write_failure: ResultsError | None = None  # the first write that failed; nothing written since
         self._metrics_out = open_metrics(self.folder)
-        self._events_out = open_events(self.folder)
+        try:
+            self._events_out = open_events(self.folder)
+        except ResultsError:
+            close_quietly(self._metrics_out)
+            raise
         self.store = IntervalStore(self._metrics_out, settle=settle)
         self.events = IntegrityLog(self._events_out)
         self.watch = WorkerWatch(self.events)
@@ -71,18 +88,37 @@ class RunRecorder:
         cpu_warning = getattr(self.environment.events, "cpu_warning", None)
         if cpu_warning is not None:
             cpu_warning.add_listener(self.on_cpu_warning)
-        self.events.record(RUN_STARTED, None, f"results in {self.folder}", at=self.started_at)
+        try:
+            self.events.record(RUN_STARTED, None, f"results in {self.folder}", at=self.started_at)
+        except ResultsError as error:
+            self._write_failed(error)
         if ticking:
             self._ticker = gevent.spawn(tick_every_second, self.tick)
         return self
 
     def tick(self, boundary: float) -> None:
         """Close the interval that ends at `boundary` and write what has settled."""
-        if boundary <= self.current_start:
+        if boundary <= self.current_start or self.write_failure is not None:
             return
         self._close_interval(boundary)
-        self.store.flush(time.time())
-        self.watch_workers()
+        try:
+            self.store.flush(time.time())
+            self.watch_workers()
+        except ResultsError as error:
+            self._write_failed(error)
+
+    def _write_failed(self, error: ResultsError) -> None:
+        """The first failed write: stop writing, keep what was written, tell the caller once."""
+        if self.write_failure is not None:
+            return
+        self.write_failure = error
+        self.events.stop_writing()
+        close_quietly(self._metrics_out)
+        close_quietly(self._events_out)
+        if self.on_write_failure is not None:
+            self.on_write_failure(error)
+        else:
+            log.error("loadkit: %s; recording stopped there (the load goes on)", error)
 
     def watch_workers(self) -> None:
         runner = self.environment.runner
@@ -110,8 +146,14 @@ class RunRecorder:
 
     def add_worker_report(self, worker: str, payload: dict) -> None:
         """Merge what a worker sent with a report (see `_worker.WorkerReporter.payload`)."""
-        if not self.running:
+        if not self.running or self.write_failure is not None:
             return
+        try:
+            self._add_worker_report(worker, payload)
+        except ResultsError as error:
+            self._write_failed(error)
+
+    def _add_worker_report(self, worker: str, payload: dict) -> None:
         late_before = self.store.late
         requests = 0
         for interval in payload.get("intervals", ()):
@@ -144,6 +186,15 @@ class RunRecorder:
         cpu_warning = getattr(self.environment.events, "cpu_warning", None)
         if cpu_warning is not None:
             cpu_warning.remove_listener(self.on_cpu_warning)
+        if self.write_failure is not None:
+            return self.summary()
+        try:
+            self._write_the_rest(locust_total)
+        except ResultsError as error:
+            self._write_failed(error)
+        return self.summary()
+
+    def _write_the_rest(self, locust_total) -> None:
         self._close_interval(max(time.time(), self.current_start + 0.001))
         self.watch_workers()
         self.watch.close()
@@ -160,7 +211,6 @@ class RunRecorder:
         self.events.record(RUN_STOPPED, None, f"{ok + failed} requests, {failed} failed", at=self.stopped_at)
         self._metrics_out.close()
         self._events_out.close()
-        return self.summary()
 
     def _locust_requests(self, locust_total) -> tuple[int, int]:
         """Locust's requests and failures less its phase rows (phase_stats): those are phase times, not requests."""

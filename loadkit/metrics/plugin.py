@@ -37,7 +37,7 @@ import gevent
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadkit import thresholds
-from loadkit.results import CSV_PREFIX, ResultsError, new_results_folder, write_run_json
+from loadkit.results import CSV_PREFIX, RUN_FILE, ResultsError, new_results_folder, write_run_json
 
 log = logging.getLogger(__name__)
 
@@ -290,6 +290,11 @@ class ResultsController:
             self.final_reports = None
         facts = run.stop(locust_total=total)
         self.csv.finish()
+        failure = run.write_failure or self.csv.write_failure
+        if failure is not None:  # a full disk: the folder stays as written, and reads as incomplete
+            print(f"loadkit: {failure}; no {RUN_FILE} written: the run is incomplete", file=sys.stderr, flush=True)
+            environment.process_exit_code = 2
+            return
         write_run_json(self.folder, **self._run_metadata(facts, total))
         if self.checks:
             self._check(self.folder)

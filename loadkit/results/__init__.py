@@ -28,6 +28,11 @@ that the report and the verdict table show. A damaged file of one object
 is a note too. Readers never raise on damage, and nothing here imports
 Locust or gevent: a report is built from files alone.
 
+Writers raise `ResultsError` (one line: "cannot write PATH: No space left
+on device") when the disk is full or the file cannot be made; lines already
+flushed stay readable. The recording side decides what happens then
+(`loadkit.metrics.RunRecorder`: it stops writing and says so).
+
 One fact is derived by the reader: a loadkit run with no run.json or no
 run_stopped event is incomplete (`incomplete_run`).
 """
@@ -42,7 +47,17 @@ from loadkit.results._events import (
     write_event,
 )
 from loadkit.results._folder import new_results_folder, read_run_json, write_run_json
-from loadkit.results._lines import Notes, ResultsError, is_count, is_number, json_lines, write_json_atomically
+from loadkit.results._lines import (
+    Notes,
+    ResultsError,
+    cannot_write,
+    close_quietly,
+    flush_lines,
+    is_count,
+    is_number,
+    json_lines,
+    write_json_atomically,
+)
 from loadkit.results._locust import (
     csv_path,
     find_prefix,
@@ -102,7 +117,7 @@ __all__ = [
     "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
     "SINK_STATS_FILE", "STATS_SUFFIX", "TRACE_LOG_FILE", "VERDICTS_FILE",
     "Notes", "ResultsError",
-    "csv_path", "find_prefix", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
+    "cannot_write", "close_quietly", "csv_path", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
     "is_count", "is_loadkit_run", "is_number", "json_lines", "locate", "looks_like_locust_json",
     "new_results_folder", "open_events", "open_metrics", "open_probes", "probes_path", "read_e2e",
     "read_errors", "read_events", "read_instance", "read_intervals", "read_locust_csv", "read_locust_json",

@@ -11,19 +11,22 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from loadkit.results._lines import Notes
+from loadkit.results._lines import Notes, cannot_write
 from loadkit.results._names import ERRORS_FILE
 
 ERRORS_COLUMNS = ("type", "name", "error", "phase", "code", "count", "example")
 
 
 def write_errors(folder: Path, rows) -> Path:
-    """`rows`: tuples in ERRORS_COLUMNS order."""
+    """`rows`: tuples in ERRORS_COLUMNS order; ResultsError (one line) when the file cannot be written."""
     path = Path(folder) / ERRORS_FILE
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        out = csv.writer(handle)
-        out.writerow(ERRORS_COLUMNS)
-        out.writerows(rows)
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            out = csv.writer(handle)
+            out.writerow(ERRORS_COLUMNS)
+            out.writerows(rows)
+    except OSError as error:
+        raise cannot_write(path, error) from None
     return path
 
 

@@ -18,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from loadkit.results._lines import Notes, is_number, json_lines
+from loadkit.results._lines import Notes, cannot_write, flush_lines, is_number, json_lines
 from loadkit.results._names import EVENTS_FILE, METRICS_FILE, RUN_FILE
 
 RUN_STOPPED = "run_stopped"
@@ -26,14 +26,22 @@ RUN_INCOMPLETE = "run_incomplete"  # derived by the reader, see `incomplete_run`
 
 
 def open_events(folder: Path):
-    """The file the integrity log appends to."""
-    return open(Path(folder) / EVENTS_FILE, "a", encoding="utf-8")
+    """The file the integrity log appends to; ResultsError (one line) when it cannot be made."""
+    path = Path(folder) / EVENTS_FILE
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise cannot_write(path, error) from None
 
 
 def write_event(out, kind: str, worker: str | None = None, detail: str = "", at: float | None = None) -> None:
+    """One event's line, flushed at once (a run killed later still has it); ResultsError when it cannot be."""
     line = {"time": time.time() if at is None else at, "kind": kind, "worker": worker, "detail": detail}
-    out.write(json.dumps(line) + "\n")
-    out.flush()  # at once: a run killed later still has it
+    try:
+        out.write(json.dumps(line) + "\n")
+    except OSError as error:
+        raise cannot_write(getattr(out, "name", EVENTS_FILE), error) from None
+    flush_lines(out)
 
 
 def _event(record):

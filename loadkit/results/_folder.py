@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import time
 from importlib import metadata as package_metadata
 from pathlib import Path
@@ -41,10 +42,31 @@ def _version(package: str) -> str | None:
         return None
 
 
+# The password of a URL's user part: ``submission://alice:secret@mx`` -> ``submission://alice:***@mx``.
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@")
+
+
+def without_credentials(value):
+    """`value` (a run.json value: text, list or object) with every URL's password replaced by ***.
+
+    A target given as ``-H submission://user:password@host`` would otherwise reach
+    run.json twice (the target and the command line), and the report from there.
+    """
+    if isinstance(value, str):
+        return _URL_PASSWORD.sub(r"\1***@", value)
+    if isinstance(value, dict):
+        return {key: without_credentials(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_credentials(item) for item in value]
+    return value
+
+
 def write_run_json(folder: Path, **metadata) -> Path:
     """run.json: what ran, against what, when, with which versions. Written last: its
-    absence says the run never finished (see `integrity`)."""
+    absence says the run never finished (see `integrity`). Passwords in URLs are
+    written as *** (`without_credentials`)."""
 
+    metadata = without_credentials(metadata)
     metadata.setdefault("loadkit_version", loadkit.__version__)
     metadata.setdefault("locust_version", _version("locust"))  # not imported: readers stay Locust-free
     metadata.setdefault("python_version", platform.python_version())

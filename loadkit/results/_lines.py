@@ -116,6 +116,34 @@ def read_json_object(path: Path, notes: Notes) -> dict | None:
     return data
 
 
+def cannot_write(path, error: OSError) -> ResultsError:
+    """The one line for a results file that could not be written (a full disk, a quota, a removed folder)."""
+    return ResultsError(f"cannot write {path}: {error.strerror or error}")
+
+
+def flush_lines(out) -> None:
+    """Flush a results file written line by line; ResultsError (one line) when it cannot be.
+
+    What was flushed before stays readable: at worst the last line is cut,
+    which every reader skips as one damaged line.
+    """
+    try:
+        out.flush()
+    except OSError as error:
+        raise cannot_write(getattr(out, "name", "a results file"), error) from None
+
+
+def close_quietly(out) -> None:
+    """Close a results file after a failed write: its unwritten buffer cannot be saved either."""
+    try:
+        out.close()
+    except OSError:
+        try:  # the buffer is dropped with the file descriptor
+            os.close(out.fileno())
+        except (OSError, ValueError):
+            pass
+
+
 def write_json_atomically(path: Path, record, indent: int | None = 2, sort_keys: bool = False) -> Path:
     """Write a JSON file whole or not at all: readers never see half of it.
 

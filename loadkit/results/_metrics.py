@@ -20,19 +20,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from loadkit.results._lines import Notes, is_count, is_number, json_lines
+from loadkit.results._lines import Notes, cannot_write, is_count, is_number, json_lines
 from loadkit.results._names import METRICS_FILE
 
 TAIL_BYTES = 1 << 16
 
 
 def open_metrics(folder: Path):
-    """The file the interval writer appends to."""
-    return open(Path(folder) / METRICS_FILE, "a", encoding="utf-8")
+    """The file the interval writer appends to; ResultsError (one line) when it cannot be made."""
+    path = Path(folder) / METRICS_FILE
+    try:
+        return open(path, "a", encoding="utf-8")
+    except OSError as error:
+        raise cannot_write(path, error) from None
 
 
 def write_interval(out, interval: dict) -> None:
-    out.write(json.dumps(interval, separators=(",", ":")) + "\n")
+    """One interval's line; ResultsError (one line) when it cannot be written. Flush with `flush_lines`."""
+    try:
+        out.write(json.dumps(interval, separators=(",", ":")) + "\n")
+    except OSError as error:
+        raise cannot_write(getattr(out, "name", METRICS_FILE), error) from None
 
 
 def interval_checker(decode=None):

@@ -657,7 +657,7 @@ class _Extensions:
         if self.size_limit and len(message) > self.size_limit:
             raise SMTPNotSupportedError(
                 f"a message of {len(message)} bytes is over the server's SIZE limit of {self.size_limit}",
-                "mail", "SIZE",
+                "mail", "SIZE", label="over the server's SIZE limit",
             )
         if self.size:
             mail = b" SIZE=%d" % len(message) + mail

@@ -69,13 +69,14 @@ class SMTPNotSupportedError(SMTPError):
 
     kind = "not supported"
 
-    def __init__(self, message: str, phase: str, extension: str):
+    def __init__(self, message: str, phase: str, extension: str, label: str | None = None):
         super().__init__(message, phase)
         self.extension = extension
+        self.label = label or f"{extension} not supported"  # the key's text, when "not supported" is not the reason
 
     @property
     def key(self) -> str:
-        return f"{self.extension} not supported at {self.phase.upper()}"
+        return f"{self.label} at {self.phase.upper()}"
 
 
 class SMTPReplyError(SMTPError):

@@ -125,6 +125,10 @@ def test_port_in_use_is_one_line(peer, instance_root):
     (["dovecot", "status", "--port", "2525"], "--port, --deliver, --sasl and --set go with up"),
     (["apache", "up", "--port", "70000"], "out of range"),
     (["nginx", "up"], "invalid choice"),
+    (["postfix", "up", "--set", "relayhost=x\ninet_interfaces=all"], "invalid NAME=VALUE value"),
+    (["postfix", "up", "--deliver", ""], "--deliver '': give a value"),
+    (["postfix", "up", "--sasl", ""], "--sasl '': give a value"),
+    (["apache", "up", "--port", "-1"], "out of range"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     one_line_error(target(*args, "--dir", str(tmp_path / "state")), message)
@@ -171,3 +175,61 @@ def test_missing_packages_name_what_to_install(monkeypatch, capsys, tmp_path, se
     with pytest.raises(MissingPackages) as raised:
         {"postfix": Postfix, "dovecot": Dovecot, "apache": Apache}[server](tmp_path / "api").start()
     assert raised.value.packages == packages.split()[2:]
+
+
+@pytest.mark.parametrize("content, damaged", [
+    ("[1,2]", "not a JSON object"),
+    ('{"server": "postfix", "sink": "garbage"}', "damaged (sink"),
+    ('{"server": "postfix", "master_pid": "abc"}', "damaged (master_pid"),
+    ('{"server": "postfix", "port": "x", "sink": {"url": 5}}', "damaged (port, sink"),
+])
+def test_a_damaged_instance_json_is_one_line_for_status_and_down(tmp_path, content, damaged):
+    state = tmp_path / "postfix"
+    state.mkdir()
+    (state / "instance.json").write_text(content)
+    one_line_error(target("postfix", "status", "--dir", str(state)), damaged)
+    down = target("postfix", "down", "--dir", str(state))
+    assert down.returncode == 2 and "Traceback" not in down.stderr, down.stderr
+    assert damaged in down.stderr and down.stderr.count("\n") == 1, down.stderr
+    assert "was not running" in down.stdout
+
+
+def test_down_stops_a_postfix_whose_instance_json_is_damaged(peer, instance_root):
+    """A pid that is not a number: down still finds the master by its pid file, and the sink."""
+    peer("postfix")
+    require_root("a Postfix instance")
+    state = instance_root / "postfix"
+    up = target("postfix", "up", "--dir", str(state))
+    assert up.returncode == 0, up.stderr
+    info = json.loads((state / "instance.json").read_text())
+    try:
+        (state / "instance.json").write_text(json.dumps({**info, "master_pid": "abc"}))
+        one_line_error(target("postfix", "status", "--dir", str(state)), "damaged (master_pid")
+        down = target("postfix", "down", "--dir", str(state))
+        assert down.returncode == 2 and "postfix: stopped" in down.stdout, down.stdout + down.stderr
+        assert "damaged (master_pid)" in down.stderr and down.stderr.count("\n") == 1, down.stderr
+        assert not is_alive(info["master_pid"]) and not listens("127.0.0.1", info["port"])
+        assert not is_alive(info["sink"]["pid"])
+    finally:
+        Postfix(state).stop()  # the pid files still lead to what is left
+
+
+def test_postfix_under_a_folder_the_postfix_user_cannot_enter_is_refused_up_front(peer):
+    peer("postfix")
+    require_root("a Postfix instance")
+    closed = Path(tempfile.mkdtemp(prefix="loadkit-closed-"))  # mode 0700, as mkdtemp makes it
+    try:
+        result = target("postfix", "up", "--dir", str(closed / "postfix"))
+        one_line_error(result, f"postfix cannot reach {closed}/postfix/queue: {closed} is mode 0700")
+        assert f"chmod o+x {closed}" in result.stderr
+        assert not (closed / "postfix" / "queue").exists()
+    finally:
+        shutil.rmtree(closed, ignore_errors=True)
+
+
+@pytest.mark.parametrize("action", ["up", "status", "down"])
+def test_an_empty_dir_is_refused_not_taken_for_the_current_folder(tmp_path, action):
+    result = subprocess.run([sys.executable, "-m", "loadkit", "target", "apache", action, "--dir", ""],
+                            capture_output=True, text=True, timeout=COMMAND_TIMEOUT, cwd=tmp_path)
+    one_line_error(result, "--dir '': give a value")
+    assert list(tmp_path.iterdir()) == []
