@@ -6,7 +6,7 @@ import time
 import locust.runners
 from locust import User, constant, task
 
-import loadkit.metrics.plugin  # noqa: F401 - --results, --check and --probe, as loadkit's users bring them
+import loadkit.plugin  # noqa: F401 - --results, --check and --probe, as loadkit's users bring them
 
 # Locust looks at its CPU every 10 s; a test of a few seconds needs it sooner.
 locust.runners.CPU_MONITOR_INTERVAL = 1.0

@@ -210,7 +210,7 @@ def test_a_message_over_the_size_limit_is_refused_before_anything_is_sent(serve,
         client.send(SENDER, ["a@example.com"], b"x" * 101)
 
     error = caught.value
-    assert (error.extension, error.phase, repr(error)) == ("SIZE", "mail", "SIZE not supported at MAIL")
+    assert (error.extension, error.phase, repr(error)) == ("SIZE", "mail", "over the server's SIZE limit at MAIL")
     assert "101 bytes" in str(error) and "100" in str(error)
     assert server.sessions[0].verbs() == [b"EHLO"]  # not one byte of the transaction
     assert client.connected
