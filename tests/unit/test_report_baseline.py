@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadkit.report import Row, Run, build_report, compare_runs, load_run
-from tests.unit.test_report import embedded_pngs, read_glance, read_tables, write_results
+from tests.unit.test_report import embedded_charts, read_glance, read_tables, write_results
 from tests.unit.test_report_metrics import make_results
 
 
@@ -80,7 +80,7 @@ def test_the_baseline_is_drawn_on_the_charts(runs):
     compared = build_report(current.folder, current.folder.parent / "compared.html", baseline=baseline.folder).read_text(encoding="utf-8")
     assert "Grey dashed lines" in compared and "Grey dashed lines" not in alone
     # Same charts, plus the baseline's reply codes; each shared chart differs by the baseline drawn on it.
-    assert len(embedded_pngs(compared)) == len(embedded_pngs(alone)) + 1
+    assert len(embedded_charts(compared)) == len(embedded_charts(alone)) + 1
     for key in ("throughput", "percentiles-1", "distribution", "knee", "phases"):
         assert _png_of(alone, key) != _png_of(compared, key), key
 
