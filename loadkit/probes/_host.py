@@ -21,9 +21,14 @@ class HostProbe:
     def __init__(self, target_pids=()):
         self.target_pids = list(target_pids)
         self._me = psutil.Process(os.getpid())
-        self._me.cpu_percent(None)  # the first call starts the measurement
-        psutil.cpu_percent(None)
         self._targets: dict[int, psutil.Process] = {}
+        self.prime()
+
+    def prime(self) -> None:
+        """Start every CPU measurement now: psutil's first call of each returns 0, which a chart would draw as idle."""
+        self._me.cpu_percent(None)
+        psutil.cpu_percent(None)
+        self._target_processes()
 
     def _target_processes(self) -> list[psutil.Process]:
         found = []

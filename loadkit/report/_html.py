@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from html import escape
 
 from loadkit import __version__
-from loadkit.report._compare import Change
+from loadkit.report._compare import LATENCY_FLOOR_MS, MIN_REQUESTS, SIGNIFICANCE, Change, settings_differences
 from loadkit.report._run import NORMAL_EVENTS, Row, Run, integrity_problems
 from loadkit.report._charts import Drawing
 from loadkit.report._server_side import e2e_html, server_html, sink_html, sink_verdict
@@ -482,19 +482,35 @@ def _comparison_table(table_id: str, run: Run, changes: list[Change], measures_s
             now = escape(_change_number(measure, change.current))
             was = escape(_change_number(measure, change.baseline))
             css = "cell-worse" if change.worse else "cell-better" if change.better else ""
-            cells.append((f'{now}<div class="was">was {was} \u00b7 {escape(_change_text(change))}</div>', css))
+            why = f' title="{escape(change.note)}"' if change.note else ""  # the test that flagged it, or why not
+            cells.append((f'{now}<div class="was"{why}>was {was} \u00b7 {escape(_change_text(change))}</div>', css))
         worse = [MEASURE_LABELS.get(m, m) for m in measures_shown if m in measures and measures[m].worse]
         cells.append((escape(", ".join(worse)), "text flag"))
         rows.append(("worse" if worse else "", cells))
     return _table(table_id, headers, rows)
 
 
+def settings_check(run: Run, baseline: Run) -> str:
+    same, different = settings_differences(run, baseline)
+    if different:
+        return (f'<p class="bad" id="settings-check">Not the same settings: {escape(", ".join(different))}. '
+                "A change below may come from them rather than from the target.</p>")  # fmt: skip
+    if same:
+        return f'<p class="good" id="settings-check">Same settings: {escape(", ".join(same))}.</p>'
+    return '<p class="note" id="settings-check">Neither run says its settings: whether they match is unknown.</p>'
+
+
 def comparison_section(run: Run, baseline: Run, changes: list[Change]) -> str:
     worse = [change for change in changes if change.worse]
     lead = (
-        f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}). '
-        "Flagged: a percentile more than 10% higher, a throughput more than 10% lower, a failure ratio up. "
-        f'<b class="{"bad" if worse else "good"}">{len(worse)} measures worse.</b></p>'
+        f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}).</p>'
+        + settings_check(run, baseline)
+        + '<p class="note">Flagged only beyond the noise: a percentile more than 10% higher and by '
+        f"{LATENCY_FLOOR_MS:g} ms or more, a throughput more than 10% lower, from enough requests "
+        f"(a p99 needs {MIN_REQUESTS['p99']:,} in each run), with each second's values of the two runs apart "
+        f"(Mann-Whitney p < {SIGNIFICANCE:g}, and the middle 80% of each run's seconds not overlapping); "
+        "a failure ratio up. A phase is flagged only with its message.</p>"
+        f'<p><b class="{"bad" if worse else "good"}">{len(worse)} measures worse.</b></p>'
     )
     requests = [change for change in changes if not change.label.endswith(" (phase)")]
     phases = [change for change in changes if change.label.endswith(" (phase)")]

@@ -63,6 +63,7 @@ def make_results(
     events: bool = True,
     run_json: dict | None = None,
     skip_seconds=(),
+    rise: float = 1.0,
 ) -> SyntheticRun:
     """A results folder as the metrics writer leaves it: one interval a second, every file of the contract."""
     rng = random.Random(seed)
@@ -82,8 +83,8 @@ def make_results(
             errors: dict[str, int] = {}
             for _ in range(per_second):
                 sequence += 1
-                # Latency rises over the run, with a long tail: a knee to see.
-                micros = max(1, round(rng.lognormvariate(0, 0.5) * latency_ms * 1000 * (1 + second / seconds)))
+                # Latency rises over the run (by `rise`), with a long tail: a knee to see.
+                micros = max(1, round(rng.lognormvariate(0, 0.5) * latency_ms * 1000 * (1 + rise * second / seconds)))
                 histogram.record_value(micros)
                 key = ("request", type_, name)
                 reference = references.setdefault(key, Reference())
