@@ -111,11 +111,21 @@ def sink_chart(sink: dict | None) -> Drawing | None:
     return distribution_chart({SINK_LABEL: distribution}) if distribution is not None else None
 
 
-def _probe_rows(probe: str, rows: pd.DataFrame) -> pd.DataFrame:
+def probe_panels(probe: str, rows: pd.DataFrame) -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """The panels of a probe's chart that have data: (title, y label, [(column, legend label)])."""
+    panels = [(title, y_label, [(c, label) for c, label in columns if c in rows and rows[c].notna().any()])
+              for title, y_label, columns in PROBE_CHARTS.get(probe, [])]  # fmt: skip
+    return [panel for panel in panels if panel[2]]
+
+
+def probe_rows(probe: str, probes: pd.DataFrame) -> pd.DataFrame:
+    """One probe's samples in time order; a host probe's first sample dropped when its CPU reads 0 everywhere."""
+    rows = probes[probes["probe"] == probe].sort_values("time")
     if probe == "host" and len(rows) > 1:
         # A CPU share needs two readings: a first sample of 0 is psutil's first call, not an idle machine.
         first = rows.iloc[0]
-        if all(not (first.get(column) or 0) for column in CPU_COLUMNS if column in rows):
+        readings = [first[column] for column in CPU_COLUMNS if column in rows and pd.notna(first[column])]
+        if readings and all(reading == 0 for reading in readings):
             return rows.iloc[1:]
     return rows
 
@@ -125,11 +135,9 @@ def probe_charts(side: ServerSide, origin: float | None, timeline: pd.DataFrame)
     if side.probes is None or origin is None or "probe" not in side.probes:
         return []
     charts = []
-    for probe, panels in PROBE_CHARTS.items():
-        rows = _probe_rows(probe, side.probes[side.probes["probe"] == probe].sort_values("time"))
-        drawn = [(title, y_label, [(c, label) for c, label in columns if c in rows and rows[c].notna().any()])
-                 for title, y_label, columns in panels]  # fmt: skip
-        drawn = [panel for panel in drawn if panel[2]]
+    for probe in PROBE_CHARTS:
+        rows = probe_rows(probe, side.probes)
+        drawn = probe_panels(probe, rows)
         if rows.empty or not drawn:
             continue
         figure, first_axes, scale = _time_axes(drawn[0][0], drawn[0][1], timeline, size=(10.0, 2.4 * len(drawn) + 0.4))
