@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import textwrap
 from dataclasses import dataclass
 from html import escape
 
@@ -37,6 +38,7 @@ DPI = 72  # SVG's own unit: one point is one unit of the drawing
 NARROW_WIDTH = 5.0  # inches: a phone's column (360 units for about 350 px)
 NARROW_TEXT = 1.3  # text this much larger on the narrow drawing, so a phone shows it at 10 px or more
 NARROW_PANEL_HEIGHT = 3.2  # inches per stacked panel
+NARROW_TITLE_CHARS = 40  # a longer title goes on two lines
 MAX_HOVER_POINTS = 200  # per series: enough to read the line, few enough to keep the page light
 SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "loadkit", "font.family": "DejaVu Sans"}
 # matplotlib's ids name every group ("line2d_3"); only the clip paths' and markers' are referred to.
@@ -127,6 +129,9 @@ def _narrow(figure: Figure) -> None:
     for text in figure.findobj(Text):
         text.set_fontsize(text.get_fontsize() * NARROW_TEXT)
     for axes in figure.axes:
+        title = axes.get_title(loc="left")
+        if len(title) > NARROW_TITLE_CHARS:
+            axes.set_title(textwrap.fill(title, NARROW_TITLE_CHARS), loc="left")
         if isinstance(axes.xaxis.get_major_locator(), (AutoLocator, MaxNLocator)):
             axes.xaxis.set_major_locator(MaxNLocator(4))
         legend = axes.get_legend()

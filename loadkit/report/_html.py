@@ -64,8 +64,8 @@ h1 { font-size: 24px; margin: 0 0 2px; letter-spacing: -0.01em; }
 h2 { font-size: 17px; margin: 34px 0 10px; padding-bottom: 5px; border-bottom: 2px solid var(--line); }
 h3 { font-size: 14px; margin: 18px 0 6px; color: var(--muted); }
 .subtitle { color: var(--muted); margin: 0 0 14px; }
-nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); }
-nav a { color: #2b6cb0; text-decoration: none; margin-right: 14px; }
+nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); display: flex; flex-wrap: wrap; gap: 4px 14px; }
+nav a { color: #2b6cb0; text-decoration: none; }
 nav a:hover { text-decoration: underline; }
 .glance { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 8px; padding: 0; list-style: none; }
 .glance li { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 112px; }
