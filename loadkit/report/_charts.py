@@ -39,10 +39,14 @@ NARROW_WIDTH = 5.0  # inches: a phone's column (360 units for about 350 px)
 NARROW_TEXT = 1.3  # text this much larger on the narrow drawing, so a phone shows it at 10 px or more
 NARROW_PANEL_HEIGHT = 3.2  # inches per stacked panel
 NARROW_TITLE_CHARS = 40  # a longer title goes on two lines
-MAX_HOVER_POINTS = 200  # per series: enough to read the line, few enough to keep the page light
+MAX_HOVER_POINTS = 100  # per series: enough to read the line, few enough to keep the page light
+RASTER_POINTS = 300  # a scatter of more points is drawn as an image inside the SVG: a few KB, not 100 bytes a point
+RASTER_DPI = 144  # sharp on a screen of twice the CSS pixels
 SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "loadkit", "font.family": "DejaVu Sans"}
 # matplotlib's ids name every group ("line2d_3"); only the clip paths' and markers' are referred to.
 UNUSED_ID = re.compile(r' id="(?![pm][0-9a-f]{10}")[^"]*"')
+METADATA = re.compile(r"<metadata>.*?</metadata>", re.S)
+BETWEEN_TAGS = re.compile(r">\s+<")
 MINUTES_FROM = 600  # seconds: longer runs get a time axis in minutes
 HOURS_FROM = 4 * 3600
 MAX_NAMES = 8  # lines per chart; more names would be unreadable
@@ -90,8 +94,13 @@ def _svg(figure: Figure) -> str:
 
     buffer = io.StringIO()
     with matplotlib.rc_context(SVG_PARAMS):
+        # Lay out once, then draw once: savefig with a layout engine would draw twice and lay out twice.
+        engine = figure.get_layout_engine()
+        engine.execute(figure)
+        figure.set_layout_engine("none")
         # No date stamp: the same data gives the same bytes.
-        figure.savefig(buffer, format="svg", metadata={"Date": None})
+        figure.savefig(buffer, format="svg", dpi=RASTER_DPI, metadata={"Date": None})
+        figure.set_layout_engine(engine)
     text = buffer.getvalue()
     text = text[text.index("<svg") :]
     width, height = figure.get_size_inches() * DPI
@@ -106,7 +115,8 @@ def _svg(figure: Figure) -> str:
     if points:
         text = text.replace("</svg>", f'<g class="hover" fill="none" pointer-events="all">{"".join(points)}</g></svg>')
     text = re.sub(r'<svg [^>]*?(viewBox="[^"]*")[^>]*>', r'<svg xmlns="http://www.w3.org/2000/svg" \1 role="img">', text, count=1)
-    return UNUSED_ID.sub("", text).replace("<metadata>", "").strip()
+    text = METADATA.sub("", UNUSED_ID.sub("", text))
+    return BETWEEN_TAGS.sub("><", text).strip()
 
 
 def _stack_panels(figure: Figure) -> int:
@@ -413,9 +423,11 @@ def knee_chart(knee: pd.DataFrame | None, noun: str, baseline: pd.DataFrame | No
     figure = _figure(TALL)
     axes = _axes(figure, f"Latency against throughput (one point per {per})", f"{noun}/s", "ms")
     if baseline is not None and len(baseline):
-        axes.scatter(baseline["rate"], baseline["p99"], s=10, facecolors="none", edgecolors=COLORS["baseline"], linewidths=0.7, label="baseline p99")
-    axes.scatter(knee["rate"], knee["p95"], s=9, color=COLORS["p95"], alpha=0.65, linewidths=0, label="p95")
-    axes.scatter(knee["rate"], knee["p99"], s=9, color=COLORS["p99"], alpha=0.65, linewidths=0, label="p99")
+        axes.scatter(baseline["rate"], baseline["p99"], s=10, facecolors="none", edgecolors=COLORS["baseline"], linewidths=0.7,
+                     label="baseline p99", rasterized=len(baseline) > RASTER_POINTS)  # fmt: skip
+    many = len(knee) > RASTER_POINTS
+    axes.scatter(knee["rate"], knee["p95"], s=9, color=COLORS["p95"], alpha=0.65, linewidths=0, label="p95", rasterized=many)
+    axes.scatter(knee["rate"], knee["p99"], s=9, color=COLORS["p99"], alpha=0.65, linewidths=0, label="p99", rasterized=many)
     hover(axes, knee["rate"], knee["p99"], [f"{r:,.0f} {noun}/s: p95 {a:,.3g} ms, p99 {b:,.3g} ms" for r, a, b in zip(knee["rate"], knee["p95"], knee["p99"])])
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
