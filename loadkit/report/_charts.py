@@ -27,7 +27,7 @@ import pandas as pd
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
 from matplotlib.text import Text
-from matplotlib.ticker import AutoLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import AutoLocator, FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from loadkit.hdr import Distribution
 
@@ -144,6 +144,11 @@ def _narrow(figure: Figure) -> None:
             axes.set_title(textwrap.fill(title, NARROW_TITLE_CHARS), loc="left")
         if isinstance(axes.xaxis.get_major_locator(), (AutoLocator, MaxNLocator)):
             axes.xaxis.set_major_locator(MaxNLocator(4))
+        elif isinstance(axes.xaxis.get_major_locator(), FixedLocator):  # names or percentiles: slanted, not overlapping
+            for label in axes.get_xticklabels():
+                label.set_rotation(35)
+                label.set_horizontalalignment("right")
+                label.set_rotation_mode("anchor")
         legend = axes.get_legend()
         if legend is not None and legend.get_bbox_to_anchor().y0 >= axes.bbox.y1 - 1:
             handles, labels = axes.get_legend_handles_labels()

@@ -114,6 +114,7 @@ figure.chart svg text { pointer-events: none; }
   .glance li { min-width: 0; flex: 1 1 40%; padding: 6px 10px; }
   .glance .value { font-size: 17px; }
   td.wrap, td.note { min-width: 12em; }
+  #sink-table td.note { display: none; }
 }
 figure.chart figcaption, .note { color: var(--muted); font-size: 12.5px; }
 .problem { color: var(--bad); margin: 4px 0; }

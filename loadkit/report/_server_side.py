@@ -48,9 +48,9 @@ PROBE_CHARTS = {
     "apache": [("Apache busy workers", "workers", [("busy_workers", "busy workers")]),
                ("Apache idle workers", "workers", [("idle_workers", "idle workers")]),
                ("Apache requests", "requests/s", [("requests_per_s", "requests/s")])],
-    "host": [("Host CPU", "% of one CPU (process) / of all CPUs (machine)",
-              [("cpu_percent", "machine"), ("generator_cpu_percent", "load generator process"),
-               ("target_cpu_percent", "target's processes")])],
+    "host": [("Host CPU", "% CPU",
+              [("cpu_percent", "machine (% of all CPUs)"), ("generator_cpu_percent", "load generator (% of one CPU)"),
+               ("target_cpu_percent", "target's processes (% of one CPU)")])],
 }
 CPU_COLUMNS = ("cpu_percent", "generator_cpu_percent", "target_cpu_percent")
 
