@@ -45,7 +45,7 @@ RASTER_DPI = 144  # sharp on a screen of twice the CSS pixels
 SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "loadkit", "font.family": "DejaVu Sans"}
 # matplotlib's ids name every group ("line2d_3"); only the clip paths' and markers' are referred to.
 UNUSED_ID = re.compile(r' id="(?![pm][0-9a-f]{10}")[^"]*"')
-METADATA = re.compile(r"<metadata>.*?</metadata>", re.S)
+METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)
 BETWEEN_TAGS = re.compile(r">\s+<")
 MINUTES_FROM = 600  # seconds: longer runs get a time axis in minutes
 HOURS_FROM = 4 * 3600

@@ -100,7 +100,7 @@ def test_a_screenshot_of_the_report_is_not_blank(peer, report, tmp_path):
 
 
 # Added to a copy of the report: measures the page as laid out, into the frame holder's <body data-layout="...">.
-MEASURE = """
+MEASURE = r"""
 <script>
 window.addEventListener("load", function () {
   var width = document.documentElement.clientWidth;
