@@ -186,3 +186,11 @@ def test_an_http_run_says_status_not_reply_code(tmp_path):
     assert "reply code" not in page.lower()
     assert "Failed requests per second by status" in page
     assert "Status" in read_tables(page)["errors"][0]
+
+
+def test_server_text_in_charts_and_hover_values_stays_text(tmp_path):
+    name = "<script>alert(1)</script>"
+    synthetic = make_results(tmp_path / "run", seconds=4, per_second=10, names=(("SMTP", name),), failure_every=5)
+    page = build_report(synthetic.folder).read_text(encoding="utf-8")
+    assert page.lower().count("<script") == 1  # the page's own: the name is text in titles, legends and tables
+    assert "Latency over time: SMTP &lt;script&gt;alert(1)&lt;/script&gt;" in page
