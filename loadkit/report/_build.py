@@ -63,6 +63,11 @@ def real_spans(run: Run) -> None:
         timeline.at[first, column] = timeline.at[first, column] * factor
     timeline.at[first, "seconds"] = seconds - cut
     run.timeline = timeline
+    knee = run.knee
+    if knee is not None and "elapsed" in knee and (knee["elapsed"] == 0).any():
+        knee = knee.copy()
+        knee.loc[knee["elapsed"] == 0, "rate"] *= factor
+        run.knee = knee
 
 
 def _events_elapsed(run: Run) -> list[float]:

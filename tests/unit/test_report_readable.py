@@ -20,7 +20,7 @@ from hdrh.histogram import HdrHistogram
 
 from loadkit.probes._host import HostProbe
 from loadkit.report import build_report, load_run
-from loadkit.report._build import load_was_varied
+from loadkit.report._build import load_was_varied, real_spans
 from loadkit.report._html import ms_text
 from loadkit.report._server_side import probe_panels, probe_rows
 from tests.unit.test_report import TableReader, read_glance, read_run_table, read_tables
@@ -194,3 +194,12 @@ def test_server_text_in_charts_and_hover_values_stays_text(tmp_path):
     page = build_report(synthetic.folder).read_text(encoding="utf-8")
     assert page.lower().count("<script") == 1  # the page's own: the name is text in titles, legends and tables
     assert "Latency over time: SMTP &lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_the_knee_rates_a_first_second_cut_short_over_its_real_span(tmp_path):
+    synthetic = make_results(tmp_path / "run", seconds=12, per_second=40, names=(("SMTP", "send"),), failure_every=10**9)
+    with_run_json(synthetic, started_at=START + 0.75)
+    run = load_run(synthetic.folder)
+    real_spans(run)
+    assert run.knee.loc[run.knee["elapsed"] == 0, "rate"].tolist() == [160.0]
+    assert run.knee.loc[run.knee["elapsed"] == 1, "rate"].tolist() == [40.0]
