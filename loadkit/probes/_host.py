@@ -30,10 +30,15 @@ class HostProbe:
         self.clock = clock
         self.busy = SaturationWatch()
         self._me = psutil.Process(os.getpid())
-        self._me.cpu_percent(None)  # the first call starts the measurement
-        psutil.cpu_percent(None)
-        self._last_sample = clock()  # what the next cpu_percent covers starts here
         self._targets: dict[int, psutil.Process] = {}
+        self.prime()
+
+    def prime(self) -> None:
+        """Start every CPU measurement now: psutil's first call of each returns 0, which a chart would draw as idle."""
+        self._me.cpu_percent(None)
+        psutil.cpu_percent(None)
+        self._last_sample = self.clock()  # what the next cpu_percent covers starts here
+        self._target_processes()
 
     def _target_processes(self) -> list[psutil.Process]:
         found = []

@@ -18,11 +18,56 @@ from loadkit.report._html import Chart, render_page
 from loadkit.report._locust_csv import ReportError
 from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
-from loadkit.report._server_side import e2e_chart, probe_charts
+from loadkit.report._server_side import e2e_chart, probe_charts, sink_chart
 from loadkit.results import METRICS_FILE, REPORT_FILE
 
 DEFAULT_OUTPUT = REPORT_FILE
 MAX_NAME_CHARTS = 8  # percentiles-over-time charts; the busiest names first
+# A load that held other user counts than its peak for this many time buckets was ramped (a
+# quick spawn at the start is not a ramp): latency against throughput then has a knee to show.
+RAMP_BUCKETS = 5
+# run.json keys of a rate-driven (open model) run, and of a rate that changed during it.
+RATE_KEYS = ("rates", "rate_steps", "load_shape", "arrival_rates")
+
+
+def load_was_varied(run: Run) -> bool:
+    """Did users or the arrival rate change during the run (a ramp, steps, a rate schedule)?"""
+    for key in RATE_KEYS:
+        value = run.metadata.get(key)
+        if isinstance(value, (list, dict)) and len(value) > 1 or isinstance(value, str) and value:
+            return True
+    users = run.timeline["users"].dropna() if "users" in run.timeline else None
+    if users is None or users.empty:
+        return False
+    users = users[users > 0]
+    if users.empty:
+        return False
+    below_peak = int((users < users.max()).sum())
+    return users.nunique() >= 3 and below_peak >= RAMP_BUCKETS
+
+
+def real_spans(run: Run) -> None:
+    """The first time bucket starts at its whole second, the run somewhat later: rate it over the part it ran."""
+    started = run.metadata.get("started_at")
+    timeline = run.timeline
+    if run.origin is None or "seconds" not in timeline or timeline.empty or not isinstance(started, (int, float)):
+        return
+    cut = float(started) - run.origin
+    first = timeline.index[0]
+    seconds = float(timeline.at[first, "seconds"])
+    if not 0 < cut < seconds or timeline.at[first, "elapsed"] != 0:
+        return
+    timeline = timeline.copy()
+    factor = seconds / (seconds - cut)
+    for column in ("ok_per_s", "failed_per_s"):
+        timeline.at[first, column] = timeline.at[first, column] * factor
+    timeline.at[first, "seconds"] = seconds - cut
+    run.timeline = timeline
+    knee = run.knee
+    if knee is not None and "elapsed" in knee and (knee["elapsed"] == 0).any():
+        knee = knee.copy()
+        knee.loc[knee["elapsed"] == 0, "rate"] *= factor
+        run.knee = knee
 
 
 def _events_elapsed(run: Run) -> list[float]:
@@ -48,10 +93,12 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
             ("time", f"percentiles-{index + 1}", f"Latency percentiles over time: {label}", run.percentiles_note if index == 0 else "",
              lambda label=label, base=base: percentiles_chart(f"Latency over time: {label}", run.percentiles_over_time[label], base))
         )  # fmt: skip
-    plan.append(("time", "reply-codes", "Failed replies per second by reply code", "", lambda: reply_codes_chart(run.reply_codes, run.noun, run.timeline)))
+    code, plural = ("reply code", "messages") if run.noun == "msgs" else ("status", "requests")
+    plan.append(("time", "reply-codes", f"Failed {plural} per second by {code}", "",
+                 lambda: reply_codes_chart(run.reply_codes, run.noun, run.timeline)))  # fmt: skip
     if baseline is not None and baseline.reply_codes is not None:
         plan.append(
-            ("time", "baseline-reply-codes", "Baseline: failed replies per second by reply code", f"Baseline {baseline.label}.",
+            ("time", "baseline-reply-codes", f"Baseline: failed {plural} per second by {code}", f"Baseline {baseline.label}.",
              lambda: reply_codes_chart(baseline.reply_codes, baseline.noun, baseline.timeline))
         )  # fmt: skip
     plan.append(
@@ -60,19 +107,25 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
              run.distributions, baseline.distributions if baseline else None,
              run.percentile_points, baseline.percentile_points if baseline else None)),
     )  # fmt: skip
-    plan.append(
-        ("latency", "knee", "p95 and p99 latency against throughput", "Where the points turn up, the target stopped keeping up.",
-         lambda: knee_chart(run.knee, run.noun, baseline.knee if baseline else None, run.bucket_seconds))
-    )  # fmt: skip
+    if load_was_varied(run):
+        # A fixed load has no saturation knee to find: its points are one cloud.
+        plan.append(
+            ("latency", "knee", "p95 and p99 latency against throughput", "Where the points turn up, the target stopped keeping up.",
+             lambda: knee_chart(run.knee, run.noun, baseline.knee if baseline else None, run.bucket_seconds))
+        )  # fmt: skip
     plan.append(("phases", "phases", "Latency per protocol phase", "", lambda: phases_chart(run.phases, baseline.phases if baseline else None)))
     side = run.server_side
     if side is not None and side.e2e_distribution is not None:
         plan.append(("e2e", "e2e-distribution", "End-to-end delivery latency distribution and by percentile",
                      "From the sink's arrival of each delivered message minus its send time.", lambda: e2e_chart(side)))
+    sink = run.metadata.get("sink")
+    if isinstance(sink, dict):
+        plan.append(("sink", "sink-delay", "Delivery delay measured by the sink: distribution and by percentile",
+                     "The sink's arrival of each traced message minus its send time.", lambda: sink_chart(sink)))  # fmt: skip
     if side is not None and side.probes is not None:
-        for key, alt, png in probe_charts(side, run.origin, run.timeline):
+        for key, alt, drawing in probe_charts(side, run.origin, run.timeline):
             # under the client's charts, on their time axis
-            plan.append(("time", key, alt, "Sampled by the probes once a second.", lambda png=png: png))
+            plan.append(("time", key, alt, "Sampled by the probes once a second.", lambda drawing=drawing: drawing))
     return plan
 
 
@@ -90,9 +143,9 @@ def draw_charts(run: Run, baseline: Run | None = None, progress=None) -> dict[st
     plan = _chart_plan(run, baseline)
     charts: dict[str, list[Chart]] = {}
     for done, (section, key, alt, caption, draw) in enumerate(plan):
-        png = draw()
-        if png is not None:
-            charts.setdefault(section, []).append(Chart(key, png, alt, caption))
+        drawing = draw()
+        if drawing is not None:
+            charts.setdefault(section, []).append(Chart(key, drawing, alt, caption))
         progress.update((done + 1) / len(plan))
     return charts
 
@@ -133,6 +186,9 @@ def build_report(
         base = load_run(baseline, progress.update)
     if verdicts is not None:
         run.verdicts = list(verdicts)
+    real_spans(run)
+    if base is not None:
+        real_spans(base)
     changes = compare_runs(run, base) if base is not None else None
     progress.stage("drawing charts")
     charts = draw_charts(run, base, progress)

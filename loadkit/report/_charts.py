@@ -1,7 +1,12 @@
-"""The report's charts, drawn with matplotlib's Agg canvas into PNG bytes.
+"""The report's charts, drawn with matplotlib's SVG canvas into inline SVG.
 
-No pyplot: a ``Figure`` on a ``FigureCanvasAgg`` needs no display, keeps no
+No pyplot: a ``Figure`` on a ``FigureCanvasSVG`` needs no display, keeps no
 global state, and leaves the backend of a program that imports us alone.
+
+Each chart is drawn twice from one figure: wide for a desktop, and narrow,
+with larger text and its panels stacked, for a phone (the page shows one of
+the two by the width of the screen). Text stays text, so it scales with its
+box. Points carry an SVG ``<title>``: a browser shows the value on hover.
 
 Every chart takes this run's data and, optionally, a baseline's, drawn
 over it in grey dashes: the two runs read on the same axes. Each function
@@ -10,22 +15,38 @@ returns None when there is nothing to draw.
 
 from __future__ import annotations
 
-import base64
 import io
 import math
+import re
+import textwrap
+from dataclasses import dataclass
+from html import escape
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.text import Text
+from matplotlib.ticker import AutoLocator, FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from loadkit.hdr import Distribution
 
 WIDE = (10.0, 3.3)  # inches
 SHORT = (10.0, 2.4)
 TALL = (10.0, 4.0)
-DPI = 110
+DPI = 72  # SVG's own unit: one point is one unit of the drawing
+NARROW_WIDTH = 5.0  # inches: a phone's column (360 units for about 350 px)
+NARROW_TEXT = 1.3  # text this much larger on the narrow drawing, so a phone shows it at 10 px or more
+NARROW_PANEL_HEIGHT = 3.2  # inches per stacked panel
+NARROW_TITLE_CHARS = 40  # a longer title goes on two lines
+MAX_HOVER_POINTS = 100  # per series: enough to read the line, few enough to keep the page light
+RASTER_POINTS = 300  # a scatter of more points is drawn as an image inside the SVG: a few KB, not 100 bytes a point
+RASTER_DPI = 144  # sharp on a screen of twice the CSS pixels
+SVG_PARAMS = {"svg.fonttype": "none", "svg.hashsalt": "loadkit", "font.family": "DejaVu Sans"}
+# matplotlib's ids name every group ("line2d_3"); only the clip paths' and markers' are referred to.
+UNUSED_ID = re.compile(r' id="(?![pm][0-9a-f]{10}")[^"]*"')
+METADATA = re.compile(r"<metadata>.*?</metadata>", re.DOTALL)
+BETWEEN_TAGS = re.compile(r">\s+<")
 MINUTES_FROM = 600  # seconds: longer runs get a time axis in minutes
 HOURS_FROM = 4 * 3600
 MAX_NAMES = 8  # lines per chart; more names would be unreadable
@@ -46,17 +67,100 @@ NINES = (0, 1, 2, 3, 4, 5)  # percentile axis ticks: 0%, 90%, 99%, 99.9%, ...
 BASELINE_STYLE = {"color": COLORS["baseline"], "linestyle": (0, (4, 2)), "linewidth": 1.2}
 
 
-def png_data_uri(png: bytes) -> str:
-    """A PNG as a ``data:`` URI, to embed in an ``<img src>``."""
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+@dataclass
+class Drawing:
+    """One chart as two inline ``<svg>`` elements: for a wide screen and for a phone."""
+
+    wide: str
+    narrow: str
 
 
-def _render(figure: Figure) -> bytes:
-    FigureCanvasAgg(figure)
-    buffer = io.BytesIO()
-    # No "Software" stamp: the same data gives the same bytes.
-    figure.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
-    return buffer.getvalue()
+def _figure(size) -> Figure:
+    return Figure(figsize=size, dpi=DPI, layout="constrained")
+
+
+def hover(axes, x, y, labels) -> None:
+    """Say what each point is when the pointer rests on it (an SVG <title>); at most MAX_HOVER_POINTS of them."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = np.flatnonzero(np.isfinite(x) & np.isfinite(y))
+    if len(keep) > MAX_HOVER_POINTS:
+        keep = keep[np.linspace(0, len(keep) - 1, MAX_HOVER_POINTS).astype(int)]
+    labels = list(labels)
+    axes.figure.__dict__.setdefault("_hover", []).append((axes, x[keep], y[keep], [labels[i] for i in keep]))
+
+
+def _svg(figure: Figure) -> str:
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(SVG_PARAMS):
+        # Lay out once, then draw once: savefig with a layout engine would draw twice and lay out twice.
+        engine = figure.get_layout_engine()
+        engine.execute(figure)
+        figure.set_layout_engine("none")
+        # No date stamp: the same data gives the same bytes.
+        figure.savefig(buffer, format="svg", dpi=RASTER_DPI, metadata={"Date": None})
+        figure.set_layout_engine(engine)
+    text = buffer.getvalue()
+    text = text[text.index("<svg") :]
+    width, height = figure.get_size_inches() * DPI
+    points = []
+    for axes, x, y, labels in figure.__dict__.get("_hover", ()):
+        if not len(x):
+            continue
+        where = axes.transData.transform(np.column_stack([x, y]))
+        for (px, py), label in zip(where, labels):
+            if 0 <= px <= width and 0 <= py <= height:
+                points.append(f'<circle cx="{px:.1f}" cy="{height - py:.1f}" r="4"><title>{escape(label)}</title></circle>')
+    if points:
+        text = text.replace("</svg>", f'<g class="hover" fill="none" pointer-events="all">{"".join(points)}</g></svg>')
+    text = re.sub(r'<svg [^>]*?(viewBox="[^"]*")[^>]*>', r'<svg xmlns="http://www.w3.org/2000/svg" \1 role="img">', text, count=1)
+    text = METADATA.sub("", UNUSED_ID.sub("", text))
+    return BETWEEN_TAGS.sub("><", text).strip()
+
+
+def _stack_panels(figure: Figure) -> int:
+    """Panels side by side go one under the other; returns how many rows there are then."""
+    panels = [axes for axes in figure.axes if axes.get_subplotspec() is not None]
+    columns = max((axes.get_subplotspec().get_gridspec().ncols for axes in panels), default=1)
+    rows = max((axes.get_subplotspec().get_gridspec().nrows for axes in panels), default=1)
+    if columns <= 1:
+        return rows
+    grid = figure.add_gridspec(len(panels), 1)
+    for index, axes in enumerate(panels):
+        axes.set_subplotspec(grid[index])
+    return len(panels)
+
+
+def _narrow(figure: Figure) -> None:
+    """The same chart for a phone: narrower, larger text, fewer ticks, panels stacked, legends inside."""
+    rows = _stack_panels(figure)
+    figure.set_size_inches(NARROW_WIDTH, max(figure.get_size_inches()[1], NARROW_PANEL_HEIGHT * rows))
+    for text in figure.findobj(Text):
+        text.set_fontsize(text.get_fontsize() * NARROW_TEXT)
+    for axes in figure.axes:
+        title = axes.get_title(loc="left")
+        if len(title) > NARROW_TITLE_CHARS:
+            axes.set_title(textwrap.fill(title, NARROW_TITLE_CHARS), loc="left")
+        if isinstance(axes.xaxis.get_major_locator(), (AutoLocator, MaxNLocator)):
+            axes.xaxis.set_major_locator(MaxNLocator(4))
+        elif isinstance(axes.xaxis.get_major_locator(), FixedLocator):  # names or percentiles: slanted, not overlapping
+            for label in axes.get_xticklabels():
+                label.set_rotation(35)
+                label.set_horizontalalignment("right")
+                label.set_rotation_mode("anchor")
+        legend = axes.get_legend()
+        if legend is not None and legend.get_bbox_to_anchor().y0 >= axes.bbox.y1 - 1:
+            handles, labels = axes.get_legend_handles_labels()
+            axes.legend(handles, labels, loc="best", frameon=True, framealpha=0.85, edgecolor="#e2e8f0",
+                        fontsize=8 * NARROW_TEXT, ncols=2, handlelength=1.5)  # fmt: skip
+
+
+def _render(figure: Figure) -> Drawing:
+    FigureCanvasSVG(figure)
+    wide = _svg(figure)
+    _narrow(figure)
+    return Drawing(wide, _svg(figure))
 
 
 def _axes(figure: Figure, title: str, x_label: str, y_label: str, position=111):
@@ -104,7 +208,7 @@ def _time_scale(*timelines: pd.DataFrame | None) -> tuple[float, str, float]:
 
 def _time_axes(title: str, y_label: str, *timelines, size=WIDE):
     scale, x_label, end = _time_scale(*timelines)
-    figure = Figure(figsize=size, layout="constrained")
+    figure = _figure(size)
     axes = _axes(figure, title, x_label, y_label)
     if end > 0:
         axes.set_xlim(0, end)
@@ -116,36 +220,62 @@ def _mark_events(axes, events_elapsed: list[float], scale: float) -> None:
         axes.axvline(elapsed / scale, color=COLORS["event"], linewidth=0.9, linestyle=":", label="integrity event" if index == 0 else None)
 
 
-def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame | None = None, events_elapsed=()) -> bytes | None:
-    """ok and failed per second over time."""
+def _spans(rates: pd.DataFrame) -> np.ndarray:
+    """Edges of the intervals on the time axis, each over its real span: a first or last second
+    cut short (``seconds`` below the interval's width) stays short instead of drawn as a whole one."""
+    starts = rates["elapsed"].to_numpy(dtype=float)
+    step = float(np.median(np.diff(starts))) if len(starts) > 1 else 1.0
+    edges = np.append(starts, starts[-1] + step)
+    if "seconds" in rates:
+        seconds = rates["seconds"].to_numpy(dtype=float)
+        edges[-1] = starts[-1] + seconds[-1]
+        if len(starts) > 1:
+            edges[0] = max(starts[0], starts[1] - seconds[0])
+    return edges
+
+
+def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame | None = None, events_elapsed=()) -> Drawing | None:
+    """ok and failed per second over time, each interval drawn over its real span."""
     rates = timeline.dropna(subset=["ok_per_s"]) if len(timeline) else timeline
     if rates is None or rates.empty:
         return None
     figure, axes, scale = _time_axes("Throughput", f"{noun}/s", timeline, baseline)
-    x = rates["elapsed"] / scale
-    step = len(rates) > 1 and len(rates) <= 120
-    plot = (lambda *a, **k: axes.step(*a, where="post", **k)) if step else axes.plot
-    plot(x, rates["ok_per_s"], color=COLORS["ok"], linewidth=1.4, label="ok")
-    plot(x, rates["failed_per_s"].fillna(0), color=COLORS["failed"], linewidth=1.2, label="failed")
+    edges = _spans(rates) / scale
+    ok, failed = rates["ok_per_s"].to_numpy(dtype=float), rates["failed_per_s"].fillna(0).to_numpy(dtype=float)
+    axes.stairs(ok, edges, color=COLORS["ok"], linewidth=1.4, label="ok", baseline=None)
+    axes.stairs(failed, edges, color=COLORS["failed"], linewidth=1.2, label="failed", baseline=None)
+    unit = _unit(scale)
+    middles = (edges[:-1] + edges[1:]) / 2
+    hover(axes, middles, ok, [f"{a:g}–{b:g} {unit}: {_thousands(o)} ok, {_thousands(f)} failed {noun}/s"
+                              for a, b, o, f in zip(np.round(edges[:-1], 2), np.round(edges[1:], 2), ok, failed)])  # fmt: skip
     if baseline is not None and len(baseline):
         base = baseline.dropna(subset=["ok_per_s"])
-        axes.plot(base["elapsed"] / scale, base["ok_per_s"], label="baseline ok", **BASELINE_STYLE)
+        base_edges = _spans(base) / scale
+        axes.stairs(base["ok_per_s"].to_numpy(dtype=float), base_edges, label="baseline ok", baseline=None, **BASELINE_STYLE)
         if base["failed_per_s"].fillna(0).gt(0).any():
-            axes.plot(base["elapsed"] / scale, base["failed_per_s"], label="baseline failed", **{**BASELINE_STYLE, "color": "#feb2b2"})
+            axes.stairs(base["failed_per_s"].fillna(0).to_numpy(dtype=float), base_edges, label="baseline failed", baseline=None,
+                        **{**BASELINE_STYLE, "color": "#feb2b2"})  # fmt: skip
     _mark_events(axes, list(events_elapsed), scale)
+    axes.set_xlim(0, max(edges[-1], axes.get_xlim()[1]))
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
     _legend(axes, 5)
     return _render(figure)
 
 
-def users_chart(timeline: pd.DataFrame, baseline: pd.DataFrame | None = None) -> bytes | None:
+def _unit(scale: float) -> str:
+    return {1.0: "s", 60.0: "min", 3600.0: "h"}.get(scale, "s")
+
+
+def users_chart(timeline: pd.DataFrame, baseline: pd.DataFrame | None = None) -> Drawing | None:
     """Running users over time."""
     users = timeline.dropna(subset=["users"]) if len(timeline) else timeline
     if users is None or users.empty:
         return None
     figure, axes, scale = _time_axes("Users", "users", timeline, baseline, size=SHORT)
     axes.step(users["elapsed"] / scale, users["users"], where="post", color=COLORS["users"], linewidth=1.5, label="this run")
+    hover(axes, users["elapsed"] / scale, users["users"],
+          [f"{t:g} {_unit(scale)}: {u:,.0f} users" for t, u in zip(np.round(users["elapsed"] / scale, 2), users["users"])])
     if baseline is not None and len(baseline) and baseline["users"].notna().any():
         base = baseline.dropna(subset=["users"])
         axes.step(base["elapsed"] / scale, base["users"], where="post", label="baseline", **BASELINE_STYLE)
@@ -155,7 +285,7 @@ def users_chart(timeline: pd.DataFrame, baseline: pd.DataFrame | None = None) ->
     return _render(figure)
 
 
-def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | None = None) -> bytes | None:
+def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | None = None) -> Drawing | None:
     """p50, p95, p99 (ms) over time for one name."""
     names = [name for name in ("p50", "p95", "p99") if name in frame and frame[name].notna().any()]
     if not names:
@@ -165,6 +295,7 @@ def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | 
     for name in names:
         # Intervals with no request stay gaps in the line, not zeros.
         axes.plot(x, frame[name], color=COLORS[name], linewidth=1.3, label=name, marker="." if len(x) < 30 else None)
+        hover(axes, x, frame[name], [f"{t:g} {_unit(scale)}: {name} {v:,.3g} ms" for t, v in zip(np.round(x, 2), frame[name])])
     if baseline is not None and len(baseline):
         for name, style in (("p95", (0, (4, 2))), ("p99", (0, (1, 1.5)))):
             if name in baseline and baseline[name].notna().any():
@@ -204,7 +335,7 @@ def distribution_chart(
     baseline: dict[str, Distribution] | None = None,
     points: dict[str, list[tuple[float, float]]] | None = None,
     baseline_points: dict[str, list[tuple[float, float]]] | None = None,
-) -> bytes | None:
+) -> Drawing | None:
     """Latency histogram (log scale) and latency by percentile, from merged histograms.
 
     Locust's CSV has only a few percentiles per name (``points``): then only
@@ -216,7 +347,7 @@ def distribution_chart(
         return None
     baseline = {k: d for k, d in (baseline or {}).items() if d.total}
     baseline_points = baseline_points or {}
-    figure = Figure(figsize=TALL, layout="constrained")
+    figure = _figure(TALL)
     if distributions:
         histogram_axes = _axes(figure, "Latency distribution", "ms (log scale)", "% of requests", 121)
         curve_axes = _axes(figure, "Latency by percentile", "percentile", "ms", 122)
@@ -244,6 +375,9 @@ def distribution_chart(
         for label, distribution in distributions.items():
             nines, values = _curve(distribution, top)
             curve_axes.plot(nines, values, color=colors[label], linewidth=1.4, label=label)
+            marks = [float(n) for n in range(math.floor(top) + 1)]
+            shown = np.array(distribution.percentiles([100.0 * (1.0 - 10.0 ** -n) for n in marks]), dtype=float) / 1000.0
+            hover(curve_axes, marks, shown, [f"{label}: p{100 - 10.0 ** (2 - n):.{max(int(n) - 2, 0)}f} {v:,.3g} ms" for n, v in zip(marks, shown)])
         for label, distribution in baseline.items():
             if label in distributions:
                 nines, values = _curve(distribution, top)
@@ -286,17 +420,20 @@ def _histogram_line(axes, distribution: Distribution, edges: np.ndarray, **style
     axes.stairs(share, edges, **style)
 
 
-def knee_chart(knee: pd.DataFrame | None, noun: str, baseline: pd.DataFrame | None = None, bucket_seconds: float = 1) -> bytes | None:
+def knee_chart(knee: pd.DataFrame | None, noun: str, baseline: pd.DataFrame | None = None, bucket_seconds: float = 1) -> Drawing | None:
     """p95 and p99 of each time bucket against its throughput: where latency turns up."""
     if knee is None or knee.empty:
         return None
     per = "second" if bucket_seconds <= 1 else f"{bucket_seconds:g} s"
-    figure = Figure(figsize=TALL, layout="constrained")
+    figure = _figure(TALL)
     axes = _axes(figure, f"Latency against throughput (one point per {per})", f"{noun}/s", "ms")
     if baseline is not None and len(baseline):
-        axes.scatter(baseline["rate"], baseline["p99"], s=10, facecolors="none", edgecolors=COLORS["baseline"], linewidths=0.7, label="baseline p99")
-    axes.scatter(knee["rate"], knee["p95"], s=9, color=COLORS["p95"], alpha=0.65, linewidths=0, label="p95")
-    axes.scatter(knee["rate"], knee["p99"], s=9, color=COLORS["p99"], alpha=0.65, linewidths=0, label="p99")
+        axes.scatter(baseline["rate"], baseline["p99"], s=10, facecolors="none", edgecolors=COLORS["baseline"], linewidths=0.7,
+                     label="baseline p99", rasterized=len(baseline) > RASTER_POINTS)  # fmt: skip
+    many = len(knee) > RASTER_POINTS
+    axes.scatter(knee["rate"], knee["p95"], s=9, color=COLORS["p95"], alpha=0.65, linewidths=0, label="p95", rasterized=many)
+    axes.scatter(knee["rate"], knee["p99"], s=9, color=COLORS["p99"], alpha=0.65, linewidths=0, label="p99", rasterized=many)
+    hover(axes, knee["rate"], knee["p99"], [f"{r:,.0f} {noun}/s: p95 {a:,.3g} ms, p99 {b:,.3g} ms" for r, a, b in zip(knee["rate"], knee["p95"], knee["p99"])])
     axes.set_xlim(left=0)
     axes.set_ylim(bottom=0)
     axes.xaxis.set_major_formatter(FuncFormatter(_thousands))
@@ -304,13 +441,13 @@ def knee_chart(knee: pd.DataFrame | None, noun: str, baseline: pd.DataFrame | No
     return _render(figure)
 
 
-def phases_chart(phases: list, baseline: list | None = None) -> bytes | None:
+def phases_chart(phases: list, baseline: list | None = None) -> Drawing | None:
     """p50, p95, p99 of each protocol phase as grouped bars, one panel per request type; a baseline's as marks."""
     phases = [row for row in phases if row.latency.get("p50") is not None]
     if not phases:
         return None
     types = list(dict.fromkeys(row.type for row in phases))
-    figure = Figure(figsize=WIDE, layout="constrained")
+    figure = _figure(WIDE)
     base_by_key = {(row.type, row.name): row for row in (baseline or [])}
     top = max(row.latency.get("p99") or row.latency.get("p95") or 0 for row in [*phases, *(baseline or [])])
     width = 0.26
@@ -337,15 +474,16 @@ def phases_chart(phases: list, baseline: list | None = None) -> bytes | None:
     return _render(figure)
 
 
-def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFrame | None = None) -> bytes | None:
-    """Failures per second by reply code (or error, when it has no code), stacked."""
+def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFrame | None = None) -> Drawing | None:
+    """Failures per second by reply code (HTTP: by status; or error, when it has none), stacked."""
     if codes is None or codes.shape[1] <= 1:
         return None
     columns = [c for c in codes.columns if c != "elapsed"]
     totals = codes[columns].sum().sort_values(ascending=False)
     shown = list(totals.index[: len(CODE_COLORS) - 1])
     rest = [c for c in columns if c not in shown]
-    figure, axes, scale = _time_axes("Failed replies by code", f"{noun}/s", codes, timeline)
+    title = "Failed replies by code" if noun == "msgs" else "Failed requests by status"
+    figure, axes, scale = _time_axes(title, f"{noun}/s", codes, timeline)
     stacks = [codes[c].to_numpy() for c in shown]
     labels = [_short(c) for c in shown]
     if rest:

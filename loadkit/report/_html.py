@@ -1,10 +1,15 @@
-"""The report page: one self-contained HTML file, charts embedded as data URIs.
+"""The report page: one self-contained HTML file, charts inline as SVG.
 
 Every piece of text that came from a file (request names, server replies,
 tracebacks, run.json values, event details) goes through ``escape``: a
-reply that says ``<script>`` is shown, never run. The page's only script is
-our own: it marks the body once every chart image has decoded, so a
+reply that says ``<script>`` is shown, never run (matplotlib escapes the
+text it writes into a chart). The page's only script is our own: it marks
+the body once the page has loaded and says how many charts it holds, so a
 headless browser can tell a page that renders from one that does not.
+
+On a phone the page is one column: each chart has a narrow drawing of its
+own, and a table too wide for the screen scrolls sideways instead of
+breaking its words.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ from datetime import datetime, timezone
 from html import escape
 
 from loadkit import __version__
-from loadkit.report._compare import Change
+from loadkit.report._compare import LATENCY_FLOOR_MS, MIN_REQUESTS, SIGNIFICANCE, Change, settings_differences
 from loadkit.report._run import NORMAL_EVENTS, Row, Run, integrity_problems
-from loadkit.report._server_side import e2e_html, server_html
+from loadkit.report._charts import Drawing
+from loadkit.report._server_side import e2e_html, server_html, sink_html, sink_verdict
 
 MISSING = "\u2014"  # an em dash where there is no number
 START_KEYS = ("started_at", "start_time", "started", "start")
@@ -35,7 +41,6 @@ METADATA_LABELS = {
     "started_at": "Started",
     "stopped_at": "Stopped",
     "workers": "Workers",
-    "worker_shares": "Requests per worker",
     "requests": "Requests",
     "failures": "Failures",
     "loadkit_version": "loadkit version",
@@ -46,6 +51,9 @@ METADATA_LABELS = {
 # Epoch seconds between 2001 and 2286: a number that is surely a point in time.
 EPOCH_RANGE = (1e9, 1e10)
 MEASURE_LABELS = {"throughput": "Throughput", "failures": "Failures"}
+# run.json keys shown in sections of their own, not in the Run table.
+OWN_SECTIONS = frozenset({"sink", "worker_shares"})
+MOSTLY_FAILED = 0.5  # above this failure ratio, the failures lead the cards
 
 STYLE = """
 :root { --ink: #1a202c; --muted: #4a5568; --line: #e2e8f0; --soft: #f7fafc; --bad: #c53030; --good: #2f855a; }
@@ -56,8 +64,8 @@ h1 { font-size: 24px; margin: 0 0 2px; letter-spacing: -0.01em; }
 h2 { font-size: 17px; margin: 34px 0 10px; padding-bottom: 5px; border-bottom: 2px solid var(--line); }
 h3 { font-size: 14px; margin: 18px 0 6px; color: var(--muted); }
 .subtitle { color: var(--muted); margin: 0 0 14px; }
-nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); }
-nav a { color: #2b6cb0; text-decoration: none; margin-right: 14px; }
+nav { font-size: 13px; margin: 0 0 16px; color: var(--muted); display: flex; flex-wrap: wrap; gap: 4px 14px; }
+nav a { color: #2b6cb0; text-decoration: none; }
 nav a:hover { text-decoration: underline; }
 .glance { display: flex; flex-wrap: wrap; gap: 10px; margin: 0 0 8px; padding: 0; list-style: none; }
 .glance li { background: var(--soft); border: 1px solid var(--line); border-radius: 8px; padding: 8px 14px; min-width: 112px; }
@@ -68,12 +76,13 @@ nav a:hover { text-decoration: underline; }
 .glance li.good .value { color: var(--good); }
 .bad { color: var(--bad); }
 .good { color: var(--good); }
-.table-wrap { overflow-x: auto; }
+.table-wrap { overflow-x: auto; max-width: 100%; }
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; font-size: 13px; }
 th, td { padding: 5px 9px; border-bottom: 1px solid #edf2f7; text-align: right; vertical-align: top; }
 th { background: var(--soft); font-weight: 600; white-space: nowrap; border-bottom: 1px solid var(--line); }
 th.text, td.text { text-align: left; }
-td.text { overflow-wrap: anywhere; }
+td { white-space: nowrap; }
+td.wrap, td.note { white-space: normal; min-width: 16em; }
 td.wrap { white-space: pre-wrap; }
 tbody tr:hover { background: #fbfdff; }
 tr.total td { font-weight: 650; border-top: 2px solid #cbd5e0; }
@@ -88,26 +97,48 @@ details > summary { margin: 10px 0 6px; }
 td.pass { color: var(--good); font-weight: 650; }
 table.meta { width: auto; min-width: 50%; }
 table.meta th { text-align: left; width: 1%; }
+table.meta td { white-space: normal; }
 figure.chart { margin: 10px 0 4px; }
-figure.chart img { max-width: 100%; height: auto; display: block; }
+figure.chart svg { width: 100%; height: auto; display: block; }
+figure.chart .narrow { display: none; }
+figure.chart svg text { pointer-events: none; }
+.verdict { font-weight: 650; margin: 6px 0 10px; }
+.verdict.ok { color: var(--good); }
+.verdict.off { color: var(--bad); }
+#sink-table th { text-align: left; width: 1%; }
+@media (max-width: 700px) {
+  main { padding: 16px 12px 32px; }
+  figure.chart .wide { display: none; }
+  figure.chart .narrow { display: block; }
+  table.meta { min-width: 0; }
+  .glance li { min-width: 0; flex: 1 1 40%; padding: 6px 10px; }
+  .glance .value { font-size: 17px; }
+  td.wrap, td.note { min-width: 12em; }
+  #sink-table td.note { display: none; }
+}
 figure.chart figcaption, .note { color: var(--muted); font-size: 12.5px; }
 .problem { color: var(--bad); margin: 4px 0; }
-pre { white-space: pre-wrap; overflow-wrap: anywhere; margin: 0; font-size: 12px; font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; }
+pre { white-space: pre-wrap; margin: 0; font-size: 12px; font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; }
 code { font-family: ui-monospace, "SFMono-Regular", Menlo, monospace; font-size: 12.5px; }
 details summary { cursor: pointer; color: #2b6cb0; }
 footer { color: #718096; font-size: 12px; margin-top: 40px; border-top: 1px solid var(--line); padding-top: 10px; }
 """
 
-# Sets data-rendered on <body>: "all" once every image decoded, "broken" when one did not.
+# Sets data-rendered on <body>: "all" once every chart has a drawing with a size, "broken" when one has not.
 SCRIPT = """
 (function () {
   function check() {
-    var images = document.images, ok = true;
-    for (var i = 0; i < images.length; i++) {
-      if (!(images[i].complete && images[i].naturalWidth > 0)) { ok = false; }
+    var charts = document.querySelectorAll("figure.chart"), ok = true;
+    for (var i = 0; i < charts.length; i++) {
+      var drawings = charts[i].querySelectorAll("svg"), drawn = false;
+      for (var j = 0; j < drawings.length; j++) {
+        var box = drawings[j].getBoundingClientRect();
+        if (box.width > 0 && box.height > 0) { drawn = true; }
+      }
+      if (!drawn) { ok = false; }
     }
     document.body.setAttribute("data-rendered", ok ? "all" : "broken");
-    document.body.setAttribute("data-images", String(images.length));
+    document.body.setAttribute("data-charts", String(charts.length));
   }
   if (document.readyState === "complete") { check(); } else { window.addEventListener("load", check); }
 })();
@@ -119,7 +150,7 @@ class Chart:
     """A drawn chart and where it goes on the page."""
 
     key: str  # element id: chart-<key>
-    png: bytes
+    drawing: Drawing
     alt: str
     caption: str = ""
 
@@ -208,10 +239,12 @@ def _table(table_id: str, headers: list[tuple[str, bool]], rows: list[tuple[str,
 
 
 def _figure(chart: Chart) -> str:
-    from loadkit.report._charts import png_data_uri
-
     caption = f"<figcaption>{escape(chart.caption)}</figcaption>" if chart.caption else ""
-    return f'<figure class="chart" id="chart-{chart.key}"><img alt="{escape(chart.alt)}" src="{png_data_uri(chart.png)}">{caption}</figure>'
+    label = f' aria-label="{escape(chart.alt)}"'
+    wide = chart.drawing.wide.replace("<svg ", f"<svg{label} ", 1)
+    narrow = chart.drawing.narrow.replace("<svg ", f"<svg{label} ", 1)
+    return (f'<figure class="chart" id="chart-{chart.key}"><div class="wide">{wide}</div>'
+            f'<div class="narrow">{narrow}</div>{caption}</figure>')  # fmt: skip
 
 
 def _latency_headers(noun: str) -> list[tuple[str, bool]]:
@@ -284,7 +317,14 @@ def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
         ("bad", rate_text(total.failed_rate), "failed/s"),
         ("bad", _ms_card(failed_p95), "p95 failed"),
     ]
-    return failed + accepted if (total.failure_ratio or 0) >= 0.5 else accepted + failed
+    return failed + accepted if (total.failure_ratio or 0) > MOSTLY_FAILED else accepted + failed
+
+
+def _peak_users(run: Run):
+    users = run.timeline["users"].dropna() if "users" in run.timeline else None
+    if users is not None and len(users):
+        return users.max()
+    return run.metadata.get("users")
 
 
 def glance(run: Run, changes: list[Change] | None) -> str:
@@ -293,6 +333,12 @@ def glance(run: Run, changes: list[Change] | None) -> str:
     items = []
     if total is not None:
         items += _headline(total, noun)
+    peak = _peak_users(run)
+    if _is_number(peak):
+        items.append(("", count_text(peak), "peak users"))
+    delivered = _delivered(run)
+    if delivered is not None:
+        items.append(delivered)
     if _is_number(run.duration):
         items.append(("", duration_text(run.duration), "duration"))
     problems = integrity_problems(run)
@@ -311,6 +357,77 @@ def glance(run: Run, changes: list[Change] | None) -> str:
         for css, value, what in items
     )
     return f'<ul class="glance" id="glance">{lis}</ul>'
+
+
+def _sent(run: Run):
+    total = run.total
+    if total is None or not _is_number(total.count):
+        return None
+    return total.count - (total.failures or 0)
+
+
+def _delivered(run: Run) -> tuple[str, str, str] | None:
+    """Delivered of sent: the sink's count, or end-to-end delivery, against the accepted messages."""
+    sink = run.metadata.get("sink")
+    side = run.server_side
+    e2e = getattr(side, "e2e", None) or {}
+    sent = _sent(run)
+    if isinstance(e2e.get("delivered"), int) and isinstance(e2e.get("accepted"), int):
+        delivered, sent = e2e["delivered"], e2e["accepted"]
+    elif isinstance(sink, dict) and isinstance(sink.get("messages"), int) and sent is not None:
+        delivered = sink["messages"]
+    else:
+        return None
+    css = "good" if delivered == sent else "bad"
+    return css, f"{delivered:,} / {int(sent):,}", "delivered / sent"
+
+
+def sink_verdict_line(run: Run) -> str:
+    total = run.total
+    verdict = sink_verdict(run.metadata.get("sink"), _sent(run), total.failures if total is not None else None)
+    if verdict is None:
+        return ""
+    agree, text = verdict
+    mark = "\u2713 " if agree else "\u2717 "
+    return f'<p class="verdict {"ok" if agree else "off"}" id="sink-verdict">{escape(mark + text)}</p>'
+
+
+def _worker_name(worker: str) -> tuple[str, str]:
+    """Locust names a worker HOST_HEX32: (host, a short id)."""
+    host, _, suffix = worker.rpartition("_")
+    if host and len(suffix) == 32 and all(c in "0123456789abcdef" for c in suffix):
+        return host, suffix[:8]
+    return worker, ""
+
+
+def workers_section(run: Run) -> str:
+    shares = run.metadata.get("worker_shares")
+    if not isinstance(shares, dict) or not shares:
+        return ""
+    counted = sum(count for count in shares.values() if _is_number(count))
+    duration = run.duration if _is_number(run.duration) and run.duration > 0 else None
+    rows = []
+    for worker, count in sorted(shares.items(), key=lambda item: str(item[0])):
+        host, short = _worker_name(str(worker))
+        share = count / counted if _is_number(count) and counted else None
+        rate = count / duration if _is_number(count) and duration else None
+        rows.append(("", [
+            (escape(host), "text"), (escape(short), "text"), (count_text(count), ""),
+            (percent_text(share), ""), (rate_text(rate), ""),
+        ]))  # fmt: skip
+    headers = [("Host", True), ("Worker", True), (f"{'Messages' if run.noun == 'msgs' else 'Requests'}", False),
+               ("Share", False), (f"{run.noun}/s", False)]  # fmt: skip
+    note = ('<p class="note">Worker: the start of the id Locust gives it. Latency is merged on the master, '
+            "so there is no percentile per worker.</p>")  # fmt: skip
+    return f'<h2 id="workers">Workers</h2>{_table("workers", headers, rows)}{note}'
+
+
+def sink_section(run: Run, charts: list[Chart]) -> str:
+    table = sink_html(run.metadata.get("sink"))
+    if not table:
+        return ""
+    lead = '<p class="note">The loadkit sink the run sent to, as it counted.</p>'
+    return _section("sink", "Sink", charts, lead + table)
 
 
 def _verdict_text(value, unit) -> str:
@@ -387,19 +504,35 @@ def _comparison_table(table_id: str, run: Run, changes: list[Change], measures_s
             now = escape(_change_number(measure, change.current))
             was = escape(_change_number(measure, change.baseline))
             css = "cell-worse" if change.worse else "cell-better" if change.better else ""
-            cells.append((f'{now}<div class="was">was {was} \u00b7 {escape(_change_text(change))}</div>', css))
+            why = f' title="{escape(change.note)}"' if change.note else ""  # the test that flagged it, or why not
+            cells.append((f'{now}<div class="was"{why}>was {was} \u00b7 {escape(_change_text(change))}</div>', css))
         worse = [MEASURE_LABELS.get(m, m) for m in measures_shown if m in measures and measures[m].worse]
         cells.append((escape(", ".join(worse)), "text flag"))
         rows.append(("worse" if worse else "", cells))
     return _table(table_id, headers, rows)
 
 
+def settings_check(run: Run, baseline: Run) -> str:
+    same, different = settings_differences(run, baseline)
+    if different:
+        return (f'<p class="bad" id="settings-check">Not the same settings: {escape(", ".join(different))}. '
+                "A change below may come from them rather than from the target.</p>")  # fmt: skip
+    if same:
+        return f'<p class="good" id="settings-check">Same settings: {escape(", ".join(same))}.</p>'
+    return '<p class="note" id="settings-check">Neither run says its settings: whether they match is unknown.</p>'
+
+
 def comparison_section(run: Run, baseline: Run, changes: list[Change]) -> str:
     worse = [change for change in changes if change.worse]
     lead = (
-        f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}). '
-        "Flagged: a percentile more than 10% higher, a throughput more than 10% lower, a failure ratio up. "
-        f'<b class="{"bad" if worse else "good"}">{len(worse)} measures worse.</b></p>'
+        f'<p>Baseline: <b>{escape(baseline.label)}</b> ({escape(baseline.source)}).</p>'
+        + settings_check(run, baseline)
+        + '<p class="note">Flagged only beyond the noise: a percentile more than 10% higher and by '
+        f"{LATENCY_FLOOR_MS:g} ms or more, a throughput more than 10% lower, from enough requests "
+        f"(a p99 needs {MIN_REQUESTS['p99']:,} in each run), with each second's values of the two runs apart "
+        f"(Mann-Whitney p < {SIGNIFICANCE:g}, and the middle 80% of each run's seconds not overlapping); "
+        "a failure ratio up. A phase is flagged only with its message.</p>"
+        f'<p><b class="{"bad" if worse else "good"}">{len(worse)} measures worse.</b></p>'
     )
     requests = [change for change in changes if not change.label.endswith(" (phase)")]
     phases = [change for change in changes if change.label.endswith(" (phase)")]
@@ -428,7 +561,7 @@ def errors_section(run: Run) -> str:
     has_phase = run.errors["phase"].astype(str).str.len().gt(0).any()
     headers = [("Type", True), ("Name", True), ("Error", True)]
     headers += [("Phase", True)] if has_phase else []
-    headers += [("Code", True), ("Count", False)]
+    headers += [("Code" if run.noun == "msgs" else "Status", True), ("Count", False)]
     headers += [("Example reply", True)] if has_example else []
     rows = []
     for _, error in run.errors.iterrows():
@@ -500,12 +633,13 @@ def metadata_section(run: Run) -> str:
     if not metadata:
         return ""
     keys = [key for key in METADATA_LABELS if key in metadata] + [key for key in metadata if key not in METADATA_LABELS]
+    keys = [key for key in keys if key not in OWN_SECTIONS]
     rows = "".join(
         f"<tr><th>{escape(METADATA_LABELS.get(key, str(key).replace('_', ' ').capitalize()))}</th>"
         f'<td class="text">{escape(metadata_text(key, metadata[key]))}</td></tr>'
         for key in keys
     )
-    return f'<h2 id="run">Run</h2><table class="meta" id="run-table">{rows}</table>'
+    return f'<h2 id="run">Run</h2><div class="table-wrap"><table class="meta" id="run-table">{rows}</table></div>'
 
 
 def run_date(run: Run) -> str:
@@ -539,6 +673,8 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
     side = run.server_side
     e2e_section = _section("e2e", "End-to-end delivery", charts.get("e2e", []), e2e_html(side)) if side else ""
     server_section = _section("server", "Server side", charts.get("server", []), server_html(side)) if side else ""
+    sink = sink_section(run, charts.get("sink", []))
+    workers = workers_section(run)
     sections = [
         ("thresholds", "Thresholds", bool(run.verdicts)),
         ("baseline", "Baseline", baseline is not None),
@@ -548,6 +684,8 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
         ("phases", "Phases", bool(phases_html)),
         ("e2e", "Delivery", bool(e2e_section)),
         ("server", "Server side", bool(server_section)),
+        ("sink", "Sink", bool(sink)),
+        ("workers", "Workers", bool(workers)),
         ("errors", "Errors", True),
         ("integrity", "Integrity", bool(run.events)),
         ("run", "Run", bool(run.metadata)),
@@ -566,6 +704,7 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
             f'<p class="subtitle">{escape(subtitle)}</p>',
             nav,
             problems,
+            sink_verdict_line(run),
             glance(run, changes),
             verdicts_section(run),
             comparison_section(run, baseline, changes or []) if baseline is not None else "",
@@ -575,6 +714,8 @@ def render_page(run: Run, charts: dict[str, list[Chart]], baseline: Run | None =
             phases_html,
             e2e_section,
             server_section,
+            sink,
+            workers,
             errors_section(run),
             exceptions_section(run),
             events_section(run),

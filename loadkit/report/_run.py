@@ -125,7 +125,7 @@ class Run:
     timeline: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["elapsed", "ok_per_s", "failed_per_s", "users"]))
     percentiles_over_time: dict[str, pd.DataFrame] = field(default_factory=dict)  # label -> elapsed, p50, p95, p99
     percentiles_note: str = ""
-    knee: pd.DataFrame | None = None  # rate, p95, p99 per time bucket
+    knee: pd.DataFrame | None = None  # elapsed, rate, p95, p99 per time bucket
     distributions: dict[str, Distribution] = field(default_factory=dict)  # label -> merged latencies
     percentile_points: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # label -> (percentile, ms)
     reply_codes: pd.DataFrame | None = None  # elapsed + failures/s per code
@@ -262,7 +262,7 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
         run.percentiles_over_time[TOTAL_LABEL] = metrics.total_over_time[["elapsed", "p50", "p95", "p99"]]
     seconds = f"{metrics.bucket_seconds} s" if metrics.bucket_seconds > 1 else "second"
     run.percentiles_note = f"Percentiles of each {seconds}, from the merge of its histograms."
-    run.knee = metrics.total_over_time.dropna(subset=["p95"])[["rate", "p95", "p99"]]
+    run.knee = metrics.total_over_time.dropna(subset=["p95"])[["elapsed", "rate", "p95", "p99"]]
     run.reply_codes = metrics.reply_codes if metrics.reply_codes.shape[1] > 1 else None
     errors = []
     for totals in requests:

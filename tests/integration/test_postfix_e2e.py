@@ -101,7 +101,7 @@ def test_nothing_lost_and_the_histogram_is_the_sinks_arrivals(postfix_peer, inst
     assert '<h2 id="e2e">End-to-end delivery</h2>' in page and "one clock: no clock offset" in page
     assert f'<td>Delivered</td><td class="num">{e2e["delivered"]:,}</td>' in page
     for alt in ("End-to-end delivery latency distribution", "Postfix queues over time", "Host CPU over time"):
-        assert f'alt="{alt}' in page
+        assert f'aria-label="{alt}' in page
 
 
 def test_messages_the_sink_refuses_are_bounced_by_postfix_and_counted_lost(postfix_peer, instance_root):

@@ -7,7 +7,6 @@ those of a real run (``test_report_locust.py`` makes them with Locust itself).
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 import re
@@ -60,8 +59,7 @@ EMPTY_HISTORY_ROWS = [
     "1795652196,2,,Aggregated,0.000000,0.000000,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,N/A,0,0,0,0.0,0,0,0",
 ]
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-EMBEDDED_PNG = re.compile(r'<img [^>]*src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+EMBEDDED_CHART = re.compile(r'<figure class="chart" id="chart-[^"]+"><div class="wide">(<svg .*?</svg>)</div><div class="narrow">(<svg .*?</svg>)</div>', re.S)
 
 
 def write_results(
@@ -162,8 +160,9 @@ def read_glance(page: str) -> dict[str, str]:
     return reader.items
 
 
-def embedded_pngs(page: str) -> list[bytes]:
-    return [base64.b64decode(data) for data in EMBEDDED_PNG.findall(page)]
+def embedded_charts(page: str) -> list[str]:
+    """The wide drawing of each chart on the page (each also has a narrow one)."""
+    return [wide for wide, narrow in EMBEDDED_CHART.findall(page) if narrow.startswith("<svg ")]
 
 
 # -- finding the files ---------------------------------------------------------
@@ -291,13 +290,13 @@ def test_the_report_shows_the_stats_file_counts_and_embeds_its_charts(tmp_path):
     assert "<title>Load test report: smtp://127.0.0.1:2525</title>" in page
     assert read_run_table(page) == {"Target": "smtp://127.0.0.1:2525", "Users": "4"}
 
-    pngs = embedded_pngs(page)
+    charts = embedded_charts(page)
     # throughput, users, percentiles since start, latency by percentile (from the CSV's percentile columns)
     assert [key for key in ("throughput", "users", "percentiles-1", "distribution") if f'id="chart-{key}"' in page] == [
         "throughput", "users", "percentiles-1", "distribution",
     ]  # fmt: skip
-    assert page.count("<img ") == len(pngs) == 4
-    assert all(png.startswith(PNG_MAGIC) for png in pngs)
+    assert page.count('<figure class="chart"') == len(charts) == 4
+    assert all(chart.startswith("<svg ") and chart.endswith("</svg>") for chart in charts)
     # Self-contained: nothing to fetch.
     assert not re.search(r'(?:src|href)="(?!data:|#)', page)
 
@@ -311,7 +310,7 @@ def test_server_text_is_shown_never_run(tmp_path):
     assert page.lower().count("<script") == 1  # the page's own, last
     assert "<b>send</b>" not in page and "<i>mx</i>" not in page and "<img src=x" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; rejected" in page
-    assert page.count("<img ") == len(embedded_pngs(page))  # the reply's <img> is text, not an image
+    assert "<img " not in page  # the reply's <img> is text, not an image
     errors = read_tables(page)["errors"]
     assert [(row["Type"], row["Name"], row["Error"], row["Count"]) for row in errors] == [
         ("SMTP", "send", "Exception('550 5.7.1 <script>alert(1)</script> & rejected')", "16"),
@@ -346,7 +345,7 @@ def test_a_run_stopped_before_the_first_history_row_gives_a_report(tmp_path):
     (folder / "locust_exceptions.csv").unlink()
     page = build_report(folder).read_text(encoding="utf-8")
     assert "No failures." in page and 'id="summary"' in page
-    assert "<img " not in page
+    assert "<svg " not in page
 
 
 def test_stats_with_other_percentiles_show_a_dash_for_the_missing_ones(tmp_path):

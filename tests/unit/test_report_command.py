@@ -80,8 +80,9 @@ def test_the_installed_command_fails_without_a_traceback(tmp_path):
 
 
 def test_baseline_adds_the_comparison(tmp_path, capsys):
-    old = make_results(tmp_path / "old", seconds=5, per_second=20, names=(("SMTP", "send"),), events=False)
-    new = make_results(tmp_path / "new", seconds=5, per_second=20, names=(("SMTP", "send"),), events=False, latency_ms=20)
+    # Enough seconds and requests for a p99 to be compared (see loadkit.report._compare).
+    old = make_results(tmp_path / "old", seconds=8, per_second=150, names=(("SMTP", "send"),), events=False, rise=0)
+    new = make_results(tmp_path / "new", seconds=8, per_second=150, names=(("SMTP", "send"),), events=False, latency_ms=20, rise=0)
     code, out, _ = run_report(capsys, str(new.folder), "--baseline", str(old.folder))
     assert code == 0
     comparison = read_tables((new.folder / "report.html").read_text(encoding="utf-8"))["comparison"]

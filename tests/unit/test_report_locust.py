@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from loadkit.report import TOTAL_LABEL, build_report, load_run, load_stats
-from tests.unit.test_report import embedded_pngs, read_tables
+from tests.unit.test_report import embedded_charts, read_tables
 
 USERS = 2
 SENDS_PER_USER = 50  # every 5th fails with a reply that carries markup
@@ -77,7 +77,7 @@ def test_the_report_counts_are_those_locust_wrote(locust_results, tmp_path):
     # --csv-full-history: percentiles over time for each name, and for all requests
     for key in ("throughput", "users", "percentiles-1", "percentiles-2", "percentiles-3", "distribution"):
         assert f'id="chart-{key}"' in page, key
-    assert len(embedded_pngs(page)) == 6
+    assert len(embedded_charts(page)) == 6
 
 
 def test_the_json_file_gives_the_same_counts_and_exact_response_times(locust_results, tmp_path):
