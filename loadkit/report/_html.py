@@ -294,14 +294,16 @@ def _ms_card(value) -> str:
 
 def _headline(total: Row, noun: str) -> list[tuple[str, str, str]]:
     """Accepted messages, their rate and times; the failed ones apart (first when most failed)."""
-    if total.failed_latency is None and total.failures:  # Locust's own files: no split to show
-        return [
+    if total.failed_latency is None and total.failures:  # Locust's own files (or older ones): no split to show
+        failed = [("bad", count_text(total.failures), f"{noun} failed"), ("bad", percent_text(total.failure_ratio), "failed")]
+        cards = [
             ("", count_text(total.count), noun),
             ("", rate_text(total.rate), f"{noun}/s"),
-            ("bad", percent_text(total.failure_ratio), "failed"),
-            ("", ms_text(total.latency.get("p95")) + " ms", "p95"),
-            ("", ms_text(total.latency.get("p99")) + " ms", "p99"),
+            ("", _ms_card(total.latency.get("p50")), "p50"),
+            ("", _ms_card(total.latency.get("p95")), "p95"),
+            ("", _ms_card(total.latency.get("p99")), "p99"),
         ]
+        return failed + cards if (total.failure_ratio or 0) > MOSTLY_FAILED else cards[:2] + failed[1:] + cards[2:]
     accepted = [
         ("", count_text(total.accepted), f"{noun} accepted"),
         ("", rate_text(total.accepted_rate), "accepted/s"),
