@@ -44,7 +44,7 @@ from loadkit.smtp._errors import (
     SMTPTransportError,
 )
 from loadkit.smtp._tls import client_context
-from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
+from loadkit.smtp._reply import MAX_LINE, MAX_REPLY, REPLY_CODES, Reply, censored
 from loadkit.targets import Target
 
 RECV_SIZE = 65536
@@ -513,11 +513,15 @@ class SmtpClient:
                 start = 0
                 continue
             code = REPLY_CODES.get(buf[at:at + 3])
-            if code is None or (end - at > MAX_LINE and len(buf[at:end].rstrip(b"\r")) > MAX_LINE):
+            # Over MAX_LINE without its one CR, as the wait for a line's LF above counts it.
+            if code is None or (end - at > MAX_LINE and end - at - (buf[end - 1] == 13) > MAX_LINE):
                 self.close()
                 line = buf[at:end].rstrip(b"\r")
                 raise SMTPProtocolError(f"not an SMTP reply: {line[:80]!r}", phase)
             if buf[at + 3:at + 4] == b"-":
+                if end - start > MAX_REPLY:
+                    self.close()
+                    raise SMTPProtocolError(f"reply longer than {MAX_REPLY} bytes", phase)
                 at = end + 1
                 continue
             self._buf = buf
