@@ -501,12 +501,19 @@ class SmtpClient:
         """The next reply; the buffer is walked by offset, and copied only when a reply is split across reads."""
         buf = self._buf
         start = at = self._at
+        began = 0.0  # when the first piece of a reply split across reads came
         while True:
             end = buf.find(b"\n", at)
             if end < 0:
                 if len(buf) - at > MAX_LINE + 1:  # a line of MAX_LINE may wait for its LF after the CR
                     self.close()
                     raise SMTPProtocolError(f"reply line longer than {MAX_LINE} bytes", phase)
+                if start < len(buf):  # a reply dripping in must be whole within the timeout, not each byte
+                    if not began:
+                        began = perf_counter()
+                    elif perf_counter() - began > self.timeout:
+                        self.close()
+                        raise SMTPTimeoutError(f"reply not complete within {self.timeout}s", phase)
                 data = self._recv(phase)
                 buf = data if start == len(buf) else buf[start:] + data
                 at -= start
