@@ -210,5 +210,5 @@ def test_smtps_endpoint_and_the_stats_file_fields(tmp_path):
     assert stats["messages"] == 1
     assert stats["replies"] == {"220": 1, "221": 1, "250": 4, "354": 1}
     assert stats["tls"] == {"sessions": 1, "failures": 0} and stats["faults"] == {}
-    assert stats["store"] == {"stored": 0, "skipped": 0, "failed": 0}
+    assert stats["store"] == {"stored": 0, "skipped": 0, "failed": 0, "over_buffer": 0, "buffers_full": 0}
     assert stats["trace"]["messages"] == 0 and stats["auth"] == {"ok": 0, "failed": 0}
