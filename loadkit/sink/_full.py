@@ -74,7 +74,8 @@ class _Capturing:
 
     def _start_capture(self, stuffed: bool) -> None:
         profile = self.profile
-        self.drop_capture()
+        if self._captured:  # a transaction that never reached its end (RSET after BDAT chunks)
+            self.drop_capture()
         self._capture_refused = None
         if profile.store is not None and not profile.store.full:
             self._capture_left = profile.max_size + 2 if profile.max_size else 1 << 62
@@ -119,21 +120,21 @@ class _Capturing:
     def end_of_data(self, size: int) -> bytes:
         pieces = self._capture
         self._capture = None  # the pieces stay held against the budget until delivered
-        try:
-            if self._capture_refused is not None:
-                return self._refuse_over_buffer()
-            faults = self.profile.faults
-            if faults is None or not faults.affects("."):
-                return self._deliver(size, pieces)
+        if self._capture_refused is not None:
+            return self._refuse_over_buffer()
+        faults = self.profile.faults
+        if faults is None or not faults.affects("."):
+            reply = self._deliver(size, pieces)
+        else:
             rcpts = self._rcpts
             reply = faults.apply(".", self, self._deliver, size, pieces)
             if self._mail:  # a rule answered instead of _deliver: the transaction still ends
                 self._end_transaction()
                 if self.profile.lmtp and reply:
                     reply = reply * rcpts
-            return reply
-        finally:
+        if self._captured:
             self.drop_capture()
+        return reply
 
     def _refuse_over_buffer(self) -> bytes:
         """The message outgrew the buffer budget while it came: 552 or 451, not counted."""
