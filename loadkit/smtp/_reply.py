@@ -1,7 +1,8 @@
 """SMTP replies, read defensively.
 
-Multi-line replies are joined, every line is capped in length (MAX_LINE),
-and so is a whole multi-line reply (MAX_REPLY), and non-printable characters are censored before anyone shows the text.
+Multi-line replies are joined, every line is capped in length (MAX_LINE)
+and so is a whole multi-line reply (MAX_REPLY), and non-printable
+characters are censored before anyone shows the text.
 
 A reply read off the wire keeps its raw bytes and is split into lines only
 when someone asks for its text: a load run looks at nothing but the code of
