@@ -99,8 +99,9 @@ def check_replies(replies: list[bytes]) -> int:
     return finals
 
 
-def _clockless(replies: list[bytes]) -> bytes:
-    return re.sub(rb"clock=[0-9.]+", b"clock=T", b"".join(replies))
+def _settled(replies: list[bytes]) -> bytes:
+    """The replies without what differs on purpose between sessions: the clock, CRAM-MD5's challenge."""
+    return re.sub(rb"(clock=[0-9.]+|334 [A-Za-z0-9+/=]+)", b"T", b"".join(replies))
 
 
 def counters(stats: SinkStats) -> dict:
@@ -112,8 +113,7 @@ def counters(stats: SinkStats) -> dict:
 def check_session(kind: str, stream: bytes, cut_at: list[int]) -> None:
     whole_session, whole_stats, whole = run(kind, stream, [])
     split_session, split_stats, split = run(kind, stream, cut_at)
-    # the same replies, but for the sink's clock (``NOOP clock``), read at a different instant
-    assert _clockless(split) == _clockless(whole), "the replies do not depend on how the bytes were split"
+    assert _settled(split) == _settled(whole), "the replies do not depend on how the bytes were split"
     assert counters(split_stats) == counters(whole_stats)
     finals = check_replies(whole)
     stats = whole_stats
@@ -148,6 +148,7 @@ def test_lmtp_sessions_take_any_bytes(stream, cut_at):
 
 @FUZZ
 @given(stream=streams, cut_at=cuts)
+@example(stream=b"AUTH CRAM-MD5\r\n", cut_at=[])  # a challenge of its own in each session
 def test_auth_sessions_take_any_bytes(stream, cut_at):
     check_session("auth", b"EHLO me\r\n" + stream, cut_at)
 
