@@ -27,6 +27,7 @@ import re
 import time
 
 from loadkit.messages import parse_trace
+from loadkit.sink._buffers import S552_OVER_BUFFER
 from loadkit.sink._faults import S450_GREYLISTED, S503_SEND_QUIT
 from loadkit.sink._protocol import (
     DATA,
@@ -73,6 +74,9 @@ class _Capturing:
 
     def _start_capture(self, stuffed: bool) -> None:
         profile = self.profile
+        if self._captured:  # a transaction that never reached its end (RSET after BDAT chunks)
+            self.drop_capture()
+        self._capture_refused = None
         if profile.store is not None and not profile.store.full:
             self._capture_left = profile.max_size + 2 if profile.max_size else 1 << 62
             self._capture_headers = False
@@ -95,22 +99,54 @@ class _Capturing:
             if blank >= 0:
                 end = blank + 4
                 left = end - start
+        else:  # the whole message, held against the sink's buffer budget
+            budget = self.profile.buffers
+            if budget is not None:
+                refusal = budget.take(self._captured, end - start)
+                if refusal is not None:  # stop keeping it now; the reply comes at its end
+                    self.drop_capture()
+                    self._capture_refused = refusal
+                    return
+                self._captured += end - start
         self._capture.append(buf[start:end])
         self._capture_left = left - (end - start)
 
+    def drop_capture(self) -> None:
+        if self._captured:
+            self.profile.buffers.give_back(self._captured)
+            self._captured = 0
+        self._capture = None
+
     def end_of_data(self, size: int) -> bytes:
         pieces = self._capture
-        self._capture = None
+        self._capture = None  # the pieces stay held against the budget until delivered
+        if self._capture_refused is not None:
+            return self._refuse_over_buffer()
         faults = self.profile.faults
         if faults is None or not faults.affects("."):
-            return self._deliver(size, pieces)
-        rcpts = self._rcpts
-        reply = faults.apply(".", self, self._deliver, size, pieces)
-        if self._mail:  # a rule answered instead of _deliver: the transaction still ends
-            self._end_transaction()
-            if self.profile.lmtp and reply:
-                reply = reply * rcpts
+            reply = self._deliver(size, pieces)
+        else:
+            rcpts = self._rcpts
+            reply = faults.apply(".", self, self._deliver, size, pieces)
+            if self._mail:  # a rule answered instead of _deliver: the transaction still ends
+                self._end_transaction()
+                if self.profile.lmtp and reply:
+                    reply = reply * rcpts
+        if self._captured:
+            self.drop_capture()
         return reply
+
+    def _refuse_over_buffer(self) -> bytes:
+        """The message outgrew the buffer budget while it came: 552 or 451, not counted."""
+        reply = self._capture_refused
+        self._capture_refused = None
+        rcpts = self._rcpts
+        self._end_transaction()
+        if reply is S552_OVER_BUFFER:
+            self.stats.over_buffer += 1
+        else:
+            self.stats.buffers_full += 1
+        return reply * rcpts if self.profile.lmtp else reply
 
     def _deliver(self, size: int, pieces: list | None) -> bytes:
         # With DATA the pieces are the stream: CRLF, then the message dot-stuffed.

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._buffers import BufferBudget
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._full import session_class_for
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, SmtpSession
@@ -51,6 +52,7 @@ class SinkProfile:
     faults: FaultPlan | None = None
     greylist: Greylist | None = None
     store: MaildirStore | None = None
+    buffers: BufferBudget | None = None  # what the store may hold in memory; None: unbounded
     trace: bool = False
     banner: bytes = field(init=False)
     helo_reply: bytes = field(init=False)

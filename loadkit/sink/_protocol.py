@@ -111,7 +111,7 @@ class SmtpSession:
         "_buf", "_greeted", "_mail", "_rcpts", "_utf8", "_in_data", "_data_count", "_data_dots", "_skipping",
         "_ehlo_reply", "_authenticated", "_sasl", "_capture", "_capture_left", "_capture_stuffed", "_capture_headers",
         "_chunking", "_chunk_left", "_chunk_last", "_chunk_error", "_chunked_size",
-        "_sender", "_recipients",
+        "_sender", "_recipients", "_captured", "_capture_refused",
     )
 
     def __init__(self, profile, stats: SinkStats, on_limit=None, peer: str = "", tls: bool = False):
@@ -136,6 +136,8 @@ class SmtpSession:
         self._authenticated = None
         self._sasl = None
         self._capture = None  # pieces of the message stream, when a full session wants them
+        self._captured = 0  # bytes of them held against the sink's buffer budget
+        self._capture_refused = None  # the reply ending a message past that budget
         self._chunking = False  # BDAT seen in this transaction
         self._chunked_size = 0
 
@@ -291,7 +293,7 @@ class SmtpSession:
         last = self._chunk_last
         if error is not None:
             if last:
-                self._capture = None
+                self.drop_capture()
             return error
         max_size = self.profile.max_size
         if max_size and self._chunked_size > max_size:
@@ -326,7 +328,15 @@ class SmtpSession:
         self._utf8 = False
         self._chunking = False
         self._chunked_size = 0
+        self.drop_capture()
+
+    def drop_capture(self) -> None:
+        """Forget what was kept of the message (full sessions also give its memory back)."""
         self._capture = None
+
+    def end(self) -> None:
+        """The connection is gone: give back what the session holds."""
+        self.drop_capture()
 
     # -- STARTTLS and AUTH ----------------------------------------------------------
 

@@ -37,6 +37,7 @@ import gevent.event
 from gevent import monkey
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._buffers import BufferBudget
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import SlowReply
 from loadkit.sink._full import rejected_verbs
@@ -121,6 +122,7 @@ class SinkServer:
             tls=self._tls_context is not None or (settings.offers_starttls and not self.tls_problem),
             authenticator=_authenticator(settings), plaintext_auth=settings.auth_plaintext,
             faults=settings.faults, greylist=settings.greylist, store=_maildir(settings), trace=settings.trace,
+            buffers=BufferBudget(settings.max_buffer, settings.max_buffer_total) if settings.store else None,
         )
         self._trace_log = _open_trace_log(settings.trace_log) if settings.trace_log else None
         self.timeout = settings.timeout
@@ -416,6 +418,7 @@ class SinkServer:
         except OSError:
             pass  # reset by the peer, or closed under us: the session is over either way
         finally:
+            session.end()
             connections.discard(connection)
             sock.close()
             if len(stats.replies) > FOLD_REPLIES_ABOVE:
@@ -446,7 +449,9 @@ class SinkServer:
                     return False
                 connection.reads += 1
                 if self._draining:  # max_messages reached: a polite goodbye, whatever was asked
-                    _send_all(sock, S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN, hub)
+                    goodbye = S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN
+                    counts[goodbye] = count(goodbye, 0) + 1
+                    _send_all(sock, goodbye, hub)
                     return False
                 out = feed(data)
                 if out:
@@ -482,7 +487,7 @@ class SinkServer:
                     return
                 connection.reads += 1
                 if self._draining:
-                    self._send(channel, S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN)
+                    self._answer(channel, [S221_BYE if data[:4].upper() == b"QUIT" else S421_SHUTDOWN], connection)
                     return
                 out = session.feed_list(data)
                 if out:
@@ -598,8 +603,9 @@ class SinkServer:
                     self._connections.discard(connection)
                     self.stats.timeouts += 1
                     try:  # the session wakes up to end of file (or a failed send) and ends
-                        if not connection.tls:
-                            connection.sock.send(S421_TIMEOUT, _DONTWAIT)
+                        if not connection.tls and connection.sock.send(S421_TIMEOUT, _DONTWAIT):
+                            replies = self.stats.replies
+                            replies[S421_TIMEOUT] = replies.get(S421_TIMEOUT, 0) + 1
                         connection.sock.shutdown(_socket.SHUT_RDWR)
                     except OSError:
                         pass

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loadkit.sink._auth import DEFAULT_MECHANISMS, checked_mechanisms
+from loadkit.sink._buffers import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_TOTAL
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, KNOWN_CAPABILITIES
@@ -60,6 +61,8 @@ class SinkSettings:
     faults           a `FaultPlan` (rejects, disconnects, delays, drips)
     greylist         a `Greylist`, or seconds of greylisting delay
     store, store_max keep messages as maildir files there, at most that many
+    max_buffer       bytes of its message one session may hold for the store
+                     (past it: 552); max_buffer_total, all sessions (451)
     trace            read X-Loadkit-Trace headers into the stats (default on)
     trace_log        append one line per traced message to that file
     """
@@ -84,6 +87,8 @@ class SinkSettings:
     greylist: Greylist | float | None = None
     store: str | None = None
     store_max: int | None = None
+    max_buffer: int = DEFAULT_MAX_BUFFER
+    max_buffer_total: int = DEFAULT_MAX_BUFFER_TOTAL
     trace: bool = True
     trace_log: str | None = None
 
@@ -139,6 +144,10 @@ class SinkSettings:
             return "--store-max needs --store"
         if self.store_max is not None and self.store_max < 1:
             return f"--store-max {self.store_max}: must be at least 1"
+        if self.max_buffer < 1 or self.max_buffer_total < 1:
+            return "--max-buffer and --max-buffer-total must be at least 1 byte"
+        if self.max_buffer > self.max_buffer_total:
+            return f"--max-buffer {self.max_buffer} is more than --max-buffer-total {self.max_buffer_total}"
         if self.trace_log and not self.trace:
             return "--trace-log needs the traces read: drop --no-trace"
         return None

@@ -41,13 +41,15 @@ class SinkStats:
     auth_ok, auth_failed         AUTH exchanges that logged in / were refused
     stored, store_skipped, store_failed   messages written by --store, accepted
                                  but not written (past --store-max), not written (error)
+    over_buffer, buffers_full    messages refused because they outgrew one session's
+                                 buffer (552) / all sessions' (451) while kept for --store
     trace       a `TraceStats`, or None when traces are not read
     """
 
     __slots__ = (
         "sessions", "messages", "recipients", "bytes", "timeouts", "replies", "faults",
         "tls_sessions", "tls_failures", "auth_ok", "auth_failed", "stored", "store_skipped", "store_failed",
-        "trace", "started", "stopped", "_codes",
+        "over_buffer", "buffers_full", "trace", "started", "stopped", "_codes",
     )
 
     def __init__(self, trace: bool = False) -> None:
@@ -65,6 +67,8 @@ class SinkStats:
         self.stored = 0
         self.store_skipped = 0
         self.store_failed = 0
+        self.over_buffer = 0
+        self.buffers_full = 0
         self.trace = TraceStats() if trace else None
         self.started = time.monotonic()
         self.stopped: float | None = None
@@ -114,7 +118,10 @@ class SinkStats:
             "faults": faults,
             "tls": {"sessions": self.tls_sessions, "failures": self.tls_failures},
             "auth": {"ok": self.auth_ok, "failed": self.auth_failed},
-            "store": {"stored": self.stored, "skipped": self.store_skipped, "failed": self.store_failed},
+            "store": {
+                "stored": self.stored, "skipped": self.store_skipped, "failed": self.store_failed,
+                "over_buffer": self.over_buffer, "buffers_full": self.buffers_full,
+            },
             "trace": self.trace.as_dict() if self.trace is not None else None,
         }
 

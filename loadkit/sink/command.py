@@ -62,6 +62,15 @@ Beyond smtp-sink:
 --store DIR           keep each accepted message in DIR/new/ (a maildir; the
                       sink names the files) ...
 --store-max N         ... at most N of them (the rest accepted, not kept)
+--max-buffer BYTES    a stored message is held in memory until its end: one
+                      session may hold that much of it (default 16 MiB),
+--max-buffer-total BYTES
+                      all sessions together that much (default 256 MiB);
+                      a message past either is still read to its end, then
+                      refused: 552 5.3.4 / 451 4.3.1 (counted in the stats'
+                      store.over_buffer / store.buffers_full). Without
+                      --store nothing is held: a session keeps at most a
+                      command line (4 KiB) and 16 KiB of headers for the trace
 --no-trace            do not read X-Loadkit-Trace headers (delivery delay,
                       duplicates); reading them costs about 2 µs of CPU per
                       5 KB message without a trace, 6 µs with one, against
@@ -90,6 +99,8 @@ import gevent
 
 from loadkit.errors import UsageError
 from loadkit.sink._auth import MECHANISMS
+from loadkit.sink._buffers import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_TOTAL
+from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultPlan, Greylist, command_list
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
 from loadkit.sink._server import SinkServer
@@ -184,6 +195,11 @@ def add_arguments(parser) -> None:
     group = parser.add_argument_group("what is kept of the messages")
     group.add_argument("--store", metavar="DIR", help="keep each accepted message as a file in DIR/new/")
     group.add_argument("--store-max", type=int, metavar="N", help="keep at most N messages")
+    group.add_argument("--max-buffer", type=int, default=DEFAULT_MAX_BUFFER, metavar="BYTES",
+                       help="bytes of a stored message one session may hold in memory until its end; "
+                            "past it: 552 (default: 16 MiB). Without --store nothing is held")
+    group.add_argument("--max-buffer-total", type=int, default=DEFAULT_MAX_BUFFER_TOTAL, metavar="BYTES",
+                       help="... all sessions together; past it: 451 (default: 256 MiB)")
     group.add_argument("--no-trace", dest="trace", action="store_false",
                        help="do not read X-Loadkit-Trace headers (delivery delay, duplicates)")
     group.add_argument("--trace-log", metavar="PATH",
@@ -244,6 +260,7 @@ def settings_from_args(args) -> SinkSettings:
         auth_plaintext=True if args.auth_plaintext else None,
         faults=fault_plan(args), greylist=Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None,
         store=args.store, store_max=args.store_max, trace=args.trace, trace_log=args.trace_log,
+        max_buffer=args.max_buffer, max_buffer_total=args.max_buffer_total,
     )
 
 
@@ -281,19 +298,31 @@ def _show_counters(server: SinkServer) -> None:
 
 
 def _check_writable(path: str) -> None:
-    """Fail now, not after a long run, when the stats file cannot be written."""
+    """Fail now, not after a long run, when the stats file cannot be written.
+
+    Leaves no trace: an existing file is opened for appending and left as it
+    was; a new one is made and removed again (an empty stats file left behind
+    would read as lost counters).
+    """
     try:
-        with open(path, "a"):
-            pass
+        if os.path.exists(path):
+            with open(path, "a"):
+                pass
+        else:
+            with open(path, "x"):
+                pass
+            os.unlink(path)
     except OSError as error:
         raise UsageError(f"cannot write --stats-json {path}: {error.strerror or error}") from None
 
 
 def _write_stats(path: str, server: SinkServer) -> None:
+    """Write the counters whole or not at all; when not, they go into the error line instead."""
     from loadkit.results import ResultsError, write_sink_stats
 
     record = {"address": server.url, "protocol": server.target.protocol, **server.stats.as_dict()}
     try:
         write_sink_stats(path, record)
     except ResultsError as error:
-        raise UsageError(f"--stats-json: {error}") from None
+        kept = "the previous file is left as it was" if os.path.exists(path) else "no file written"
+        raise SinkError(f"--stats-json: {error} ({kept}); the counters: {server.stats.summary()}") from None

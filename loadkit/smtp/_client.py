@@ -52,7 +52,7 @@ from loadkit.smtp._errors import (
     SMTPTimeoutError,
     SMTPTransportError,
 )
-from loadkit.smtp._reply import MAX_LINE, REPLY_CODES, Reply, censored
+from loadkit.smtp._reply import MAX_LINE, MAX_REPLY, REPLY_CODES, Reply, censored
 from loadkit.smtp._tls import client_context
 from loadkit.urls import Target
 
@@ -532,23 +532,34 @@ class SmtpClient:
         """The next reply; the buffer is walked by offset, and copied only when a reply is split across reads."""
         buf = self._buf
         start = at = self._at
+        began = 0.0  # when the first piece of a reply split across reads came
         while True:
             end = buf.find(b"\n", at)
             if end < 0:
                 if len(buf) - at > MAX_LINE + 1:  # a line of MAX_LINE may wait for its LF after the CR
                     self.close()
                     raise SMTPProtocolError(f"reply line longer than {MAX_LINE} bytes", phase)
+                if start < len(buf):  # a reply dripping in must be whole within the timeout, not each byte
+                    if not began:
+                        began = perf_counter()
+                    elif perf_counter() - began > self.timeout:
+                        self.close()
+                        raise SMTPTimeoutError(f"reply not complete within {self.timeout}s", phase)
                 data = self._recv(phase)
                 buf = data if start == len(buf) else buf[start:] + data
                 at -= start
                 start = 0
                 continue
             code = REPLY_CODES.get(buf[at:at + 3])
-            if code is None or (end - at > MAX_LINE and len(buf[at:end].rstrip(b"\r")) > MAX_LINE):
+            # Over MAX_LINE without its one CR, as the wait for a line's LF above counts it.
+            if code is None or (end - at > MAX_LINE and end - at - (buf[end - 1] == 13) > MAX_LINE):
                 self.close()
                 line = buf[at:end].rstrip(b"\r")
                 raise SMTPProtocolError(f"not an SMTP reply: {line[:80]!r}", phase)
             if buf[at + 3:at + 4] == b"-":
+                if end - start > MAX_REPLY:
+                    self.close()
+                    raise SMTPProtocolError(f"reply longer than {MAX_REPLY} bytes", phase)
                 at = end + 1
                 continue
             self._buf = buf

@@ -1,7 +1,8 @@
 """SMTP replies, read defensively.
 
-Multi-line replies are joined, every line is capped in length, and
-non-printable characters are censored before anyone shows the text.
+Multi-line replies are joined, every line is capped in length (MAX_LINE)
+and so is a whole multi-line reply (MAX_REPLY), and non-printable
+characters are censored before anyone shows the text.
 
 A reply read off the wire keeps its raw bytes and is split into lines only
 when someone asks for its text: a load run looks at nothing but the code of
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 
 MAX_LINE = 4096  # RFC 5321 allows 512; be generous, but never unbounded
+MAX_REPLY = 65536  # a multi-line reply past this is refused: a server sending "250-" forever costs no memory
 _ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s|$)")
 _UNPRINTABLE = re.compile(r"[^\x20-\x7e]")
 

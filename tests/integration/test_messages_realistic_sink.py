@@ -51,7 +51,7 @@ def test_a_realistic_pool_arrives_whole_and_parses(tmp_path):
     assert stats["messages"] == turn
     assert stats["bytes"] == sum(factory.message_sizes) == sum(len(message) for message, _ in sent.values())
     assert stats["recipients"] == sum(len(recipients) for _, recipients in sent.values())
-    assert stats["store"] == {"stored": turn, "skipped": 0, "failed": 0}
+    assert stats["store"] == {"stored": turn, "skipped": 0, "failed": 0, "over_buffer": 0, "buffers_full": 0}
 
     names = os.listdir(store / "new")
     assert len(names) == turn

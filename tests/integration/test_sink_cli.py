@@ -142,6 +142,10 @@ def run_bad(*arguments: str) -> subprocess.CompletedProcess:
         (["--store-max", "3", "127.0.0.1:0"], "--store-max needs --store"),
         (["--size=-1", "127.0.0.1:0"], "--size -1: must be 0 (no limit) or more"),
         (["--store-max", "0", "--store", "mail", "127.0.0.1:0"], "--store-max 0: must be at least 1"),
+        (["--max-buffer", "0", "127.0.0.1:0"], "--max-buffer and --max-buffer-total must be at least 1 byte"),
+        (["--max-buffer", "2048", "--max-buffer-total", "1024", "127.0.0.1:0"],
+         "--max-buffer 2048 is more than --max-buffer-total 1024"),
+        (["--max-buffer", "lots", "127.0.0.1:0"], "invalid int value"),
         (["127.0.0.1:0", "0"], "backlog 0: must be at least 1"),
         (["--tls-key", "key.pem", "127.0.0.1:0"], "--tls-key needs --tls-cert"),
         (["--no-trace", "--trace-log", "traces.log", "127.0.0.1:0"], "--trace-log needs the traces read"),
@@ -210,5 +214,5 @@ def test_smtps_endpoint_and_the_stats_file_fields(tmp_path):
     assert stats["messages"] == 1
     assert stats["replies"] == {"220": 1, "221": 1, "250": 4, "354": 1}
     assert stats["tls"] == {"sessions": 1, "failures": 0} and stats["faults"] == {}
-    assert stats["store"] == {"stored": 0, "skipped": 0, "failed": 0}
+    assert stats["store"] == {"stored": 0, "skipped": 0, "failed": 0, "over_buffer": 0, "buffers_full": 0}
     assert stats["trace"]["messages"] == 0 and stats["auth"] == {"ok": 0, "failed": 0}

@@ -27,7 +27,7 @@ def test_store_keeps_messages_as_maildir_files_up_to_store_max(peer, tmp_path):
         assert result.returncode == 0, result.stderr
         stats = sink.terminate()
     assert stats["messages"] == 50
-    assert stats["store"] == {"stored": 30, "skipped": 20, "failed": 0}
+    assert stats["store"] == {"stored": 30, "skipped": 20, "failed": 0, "over_buffer": 0, "buffers_full": 0}
     names = os.listdir(store / "new")
     assert len(names) == 30 and len(set(names)) == 30
     assert all(MAILDIR_NAME.match(name) for name in names), names[:3]
