@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._full import session_class_for
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, SmtpSession
@@ -52,6 +53,7 @@ class SinkProfile:
     greylist: Greylist | None = None
     store: MaildirStore | None = None
     trace: bool = False
+    dkim: DkimVerifier | None = None
     banner: bytes = field(init=False)
     helo_reply: bytes = field(init=False)
     ehlo_plain: bytes = field(init=False)  # before TLS

@@ -39,6 +39,7 @@ from gevent import monkey
 from loadkit.sink._auth import Authenticator
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import SlowReply
+from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._full import rejected_verbs
 from loadkit.sink._profile import SinkProfile
 from loadkit.sink._protocol import S221_BYE, S421_SHUTDOWN, S421_TIMEOUT, strip_enhanced_codes
@@ -121,6 +122,7 @@ class SinkServer:
             tls=self._tls_context is not None or (settings.offers_starttls and not self.tls_problem),
             authenticator=_authenticator(settings), plaintext_auth=settings.auth_plaintext,
             faults=settings.faults, greylist=settings.greylist, store=_maildir(settings), trace=settings.trace,
+            dkim=DkimVerifier.from_path(settings.dkim_verify) if settings.dkim_verify else None,
         )
         self._trace_log = _open_trace_log(settings.trace_log) if settings.trace_log else None
         self.timeout = settings.timeout

@@ -62,6 +62,8 @@ class SinkSettings:
     store, store_max keep messages as maildir files there, at most that many
     trace            read X-Loadkit-Trace headers into the stats (default on)
     trace_log        append one line per traced message to that file
+    dkim_verify      a DKIM public key file or a folder of them: verify every
+                     accepted message's signature (`loadkit.sink._dkim`)
     """
 
     listen: Target | str
@@ -86,6 +88,7 @@ class SinkSettings:
     store_max: int | None = None
     trace: bool = True
     trace_log: str | None = None
+    dkim_verify: str | None = None
 
     def __post_init__(self) -> None:
         listen = self.listen
