@@ -105,7 +105,9 @@ class DkimVerifier:
         return self.records.get(name.lower().rstrip(b"."))
 
     def verify(self, message: bytes) -> str:
-        """Check `message` (CRLF line ends, not dot-stuffed) and count it: "pass", "fail" or "none"."""
+        """Check `message` (CRLF line ends, not dot-stuffed) and count it.
+
+        The outcome as the trace log writes it: ``pass:DOMAIN``, ``fail:DOMAIN`` or ``none``."""
         dkim = self._dkim
         checker = dkim.DKIM(message, minkey=1024)
         if not checker.present():
@@ -119,7 +121,7 @@ class DkimVerifier:
         domain = signer.decode("ascii", "replace").lower() if signer else "?"
         counts = self.passed if ok else self.failed
         counts[domain] = counts.get(domain, 0) + 1
-        return "pass" if ok else "fail"
+        return ("pass:" if ok else "fail:") + domain
 
     def verify_captured(self, captured: bytes, stuffed: bool, size: int) -> str:
         """`verify` a message as the session kept it: after DATA a CRLF, then the dot-stuffed text."""

@@ -135,14 +135,15 @@ class _Capturing:
                     return S451_NOT_STORED * rcpts if profile.lmtp else S451_NOT_STORED
                 self.stats.stored += 1
         reply = super().end_of_data(size)
+        dkim = None
         if profile.dkim is not None and captured is not None and reply[:1] == b"2":
-            profile.dkim.verify_captured(captured, self._capture_stuffed, size)
+            dkim = profile.dkim.verify_captured(captured, self._capture_stuffed, size)
         if captured is not None and profile.trace and reply[:1] == b"2":
             if self._capture_left <= 0 and self._capture_headers and not captured.endswith(b"\r\n\r\n"):
                 captured = captured[:captured.rfind(b"\r\n") + 2]  # cut by the budget: whole lines only
             trace = parse_trace(captured)  # a leading CRLF is no header line: the header block is the same
             if trace is not None:
-                self.stats.trace.record(trace, time.time())
+                self.stats.trace.record(trace, time.time(), dkim)
         return reply
 
 

@@ -56,7 +56,7 @@ def test_a_pem_public_key_is_a_record_too(tmp_path, signer):
     pem = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     (tmp_path / "s1._domainkey.signed.test.pem").write_bytes(pem)
     verifier = DkimVerifier.from_path(tmp_path)
-    assert verifier.verify(signed(signer)) == "pass"
+    assert verifier.verify(signed(signer)) == "pass:signed.test"
 
 
 def test_no_key_or_no_file_is_one_line(tmp_path):
@@ -73,7 +73,7 @@ def test_pass_fail_and_none_are_counted_by_signing_domain(key_dir, signer):
     results = [verifier.verify(signed(signer)), verifier.verify(tampered),
                verifier.verify(b"From: a@x\r\n\r\nplain\r\n"), verifier.verify(signed(other)),
                verifier.verify(signed(signer, body=b"changed body\r\n").replace(b"changed", b"CHANGED"))]
-    assert results == ["pass", "fail", "none", "fail", "fail"]
+    assert results == ["pass:signed.test", "fail:signed.test", "none", "fail:unknown.test", "fail:signed.test"]
     assert verifier.as_dict() == {"pass": {"signed.test": 1}, "fail": {"signed.test": 2, "unknown.test": 1},
                                   "none": 1}
 
@@ -82,7 +82,7 @@ def test_a_captured_message_is_unstuffed_before_it_is_verified(key_dir, signer):
     verifier = DkimVerifier.from_path(key_dir)
     message = signed(signer, body=b"line one\r\n.leading dot\r\n")
     stuffed = b"\r\n" + message.replace(b"\r\n.", b"\r\n..")
-    assert verifier.verify_captured(stuffed, stuffed=True, size=len(message)) == "pass"
+    assert verifier.verify_captured(stuffed, stuffed=True, size=len(message)) == "pass:signed.test"
 
 
 def test_the_option_off_keeps_the_plain_session_class():
@@ -133,3 +133,14 @@ def test_a_bad_key_path_on_the_command_line_is_one_line(tmp_path):
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "--dkim-verify" in done.stderr
+
+
+def test_the_trace_log_carries_each_messages_outcome(tmp_path, key_dir, signer):
+    factory = MessageFactory(seed=5, dkim=signer, run_id="r1", source_tag="s1")
+    log = tmp_path / "traces.log"
+    with SinkServer("127.0.0.1:0", dkim_verify=str(key_dir), trace_log=str(log)) as server:
+        with smtplib.SMTP(*server.address) as client:
+            client.sendmail("a@signed.test", ["b@example.com"], factory.build())
+            client.sendmail("a@signed.test", ["b@example.com"], factory.build().replace(b"Subject: ", b"Subject: x", 1))
+    assert [line.split()[5] for line in log.read_text().splitlines()] == ["dkim=pass:signed.test",
+                                                                          "dkim=fail:signed.test"]
