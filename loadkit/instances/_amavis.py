@@ -113,9 +113,11 @@ dkim_key('{domain}', '{selector}', '{key}');
 1;
 """
 
+# The way to amavisd hands it the message as it was received: no header rewriting on the way.
 SMTP_OUT = "smtp-amavis unix  -       -       n       -       {servers}       smtp\n" \
            "  -o smtp_data_done_timeout=1200\n  -o smtp_send_xforward_command=yes\n" \
-           "  -o smtp_dns_support_level=disabled\n  -o max_use=20\n"
+           "  -o smtp_dns_support_level=disabled\n  -o max_use=20\n  -o smtp_header_checks=\n" \
+           "  -o smtp_body_checks=\n"
 # What comes back from amavisd has been filtered and checked: no filter, no checks again.
 REINJECT = """\
 127.0.0.1:{port} inet n  -       n       -       -       smtpd
