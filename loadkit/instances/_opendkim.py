@@ -198,7 +198,9 @@ class OpenDkimMilter:
             # The key is 0600 and its own user's, but a state folder may well sit below /tmp,
             # whose world-writable bit makes OpenDKIM call every key there unsafe.
             "RequireSafeKeys": "no",
-            "InternalHosts": "127.0.0.1, ::1",
+            # Mail from an internal host is outbound, never verified: in verify mode no client is internal
+            # (the one entry is TEST-NET-1's, RFC 5737, which no client here has).
+            "InternalHosts": "127.0.0.1, ::1" if self.mode == "sign" else "192.0.2.1",
             "OversignHeaders": "From",
             "AlwaysAddARHeader": "yes" if self.mode == "verify" else "no",
             "RemoveOldSignatures": "no",
