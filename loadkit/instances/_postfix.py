@@ -138,7 +138,8 @@ class Postfix(Instance):
     `settings`: extra main.cf parameters, written last so they win.
     `dkim`: None, "amavis" (mail on `submission_url` is signed, on
     `smtp_url` verified) or "opendkim" (a milter on `smtp_url`; `dkim_mode`
-    "sign" or "verify"), signing as `dkim_domain` with `dkim_selector`.
+    "sign" or "verify"; `dkim_socket` "inet" on loopback or "unix"), signing as
+    `dkim_domain` with `dkim_selector`.
     """
 
     server = "postfix"
@@ -146,7 +147,7 @@ class Postfix(Instance):
     def __init__(self, state_dir, port: int = 0, relay_to: str | Target | None = None,
                  settings: dict[str, str] | None = None, sasl_socket: str | Path | None = None,
                  dkim: str | None = None, dkim_domain: str = DEFAULT_DOMAIN, dkim_selector: str = DEFAULT_SELECTOR,
-                 dkim_mode: str = "sign"):
+                 dkim_mode: str = "sign", dkim_socket: str = "inet"):
         super().__init__(state_dir, port)
         self.sasl_socket = Path(sasl_socket).absolute() if sasl_socket else None
         if isinstance(relay_to, str):
@@ -160,12 +161,13 @@ class Postfix(Instance):
                 raise InstanceError(f"--set {name}: a value is one line")
         self.dkim_filter: AmavisFilter | OpenDkimMilter | None = None
         if dkim == "amavis":
-            if dkim_mode != "sign":
-                raise InstanceError("--dkim-mode goes with --dkim opendkim: amavis signs on the submission port "
-                                    "and verifies on the plain one")
+            if dkim_mode != "sign" or dkim_socket != "inet":
+                raise InstanceError("--dkim-mode and --dkim-socket go with --dkim opendkim: amavis signs on the "
+                                    "submission port and verifies on the plain one")
             self.dkim_filter = AmavisFilter(self.path("dkim"), dkim_domain, dkim_selector)
         elif dkim == "opendkim":
-            self.dkim_filter = OpenDkimMilter(self.path("dkim"), dkim_mode, dkim_domain, dkim_selector)
+            self.dkim_filter = OpenDkimMilter(self.path("dkim"), dkim_mode, dkim_domain, dkim_selector,
+                                              socket=dkim_socket)
         elif dkim is not None:
             raise InstanceError(f"--dkim {dkim}: expected one of {', '.join(DKIM_FILTERS)}")
         self.submission_port: int | None = None

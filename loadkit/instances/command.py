@@ -2,7 +2,7 @@
 
     loadkit target postfix|dovecot|apache up     [--dir DIR] [--port PORT]
     loadkit target postfix up [--deliver lmtp:127.0.0.1:PORT] [--sasl SOCKET] [--set NAME=VALUE ...]
-                              [--dkim amavis|opendkim [--dkim-mode sign|verify]
+                              [--dkim amavis|opendkim [--dkim-mode sign|verify] [--dkim-socket inet|unix]
                                [--dkim-domain DOMAIN] [--dkim-selector SELECTOR]]
     loadkit target postfix|dovecot|apache status [--dir DIR] [--json]
     loadkit target postfix|dovecot|apache down   [--dir DIR]
@@ -24,6 +24,8 @@
                  its public half and TXT record in DIR/dkim/public/, which the
                  sink Postfix starts verifies with
 --dkim-mode MODE opendkim: sign (default) or verify
+--dkim-socket S  opendkim: the milter on a loopback port (inet, default) or a
+                 unix socket in the state folder (unix: no delayed ACKs)
 --dkim-domain D  the signing domain, d= (default loadkit.test)
 --dkim-selector S
                  the selector, s= (default loadkit)
@@ -41,7 +43,7 @@ from pathlib import Path
 
 from loadkit.errors import UsageError
 from loadkit.instances import SERVERS, Postfix
-from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, MODES
+from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, MODES, SOCKETS
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
@@ -73,6 +75,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dkim", choices=DKIM_FILTERS,
                         help="postfix: DKIM in the path: amavis (content filter) or opendkim (milter)")
     parser.add_argument("--dkim-mode", choices=MODES, help="postfix --dkim opendkim: sign (default) or verify")
+    parser.add_argument("--dkim-socket", choices=SOCKETS,
+                        help="postfix --dkim opendkim: the milter's socket, loopback inet (default) or unix")
     parser.add_argument("--dkim-domain", metavar="DOMAIN", help=f"postfix --dkim: signing domain (default {DEFAULT_DOMAIN})")
     parser.add_argument("--dkim-selector", metavar="SELECTOR",
                         help=f"postfix --dkim: selector (default {DEFAULT_SELECTOR})")
@@ -82,16 +86,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     instance_class = SERVERS[args.server]
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
-    dkim_options = args.dkim_mode or args.dkim_domain or args.dkim_selector
+    dkim_options = args.dkim_mode or args.dkim_socket or args.dkim_domain or args.dkim_selector
     postfix_only = args.deliver or args.settings or args.sasl or args.dkim or dkim_options
     if args.server != "postfix" and postfix_only:
         raise UsageError("--deliver, --sasl, --set and --dkim are for postfix only")
     if args.action != "up" and (postfix_only or args.port):
         raise UsageError("--port, --deliver, --sasl, --set and --dkim go with up")
     if dkim_options and not args.dkim:
-        raise UsageError("--dkim-mode, --dkim-domain and --dkim-selector go with --dkim")
-    if args.dkim_mode and args.dkim != "opendkim":
-        raise UsageError("--dkim-mode goes with --dkim opendkim (amavis signs on its submission port)")
+        raise UsageError("--dkim-mode, --dkim-socket, --dkim-domain and --dkim-selector go with --dkim")
+    if (args.dkim_mode or args.dkim_socket) and args.dkim != "opendkim":
+        raise UsageError("--dkim-mode and --dkim-socket go with --dkim opendkim (amavis signs on its submission port)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: out of range (0-65535)")
     if args.action == "up":
@@ -106,7 +110,8 @@ def _up(instance_class, state_dir: Path, args) -> int:
     if instance_class is Postfix:
         instance = Postfix(state_dir, port=args.port, relay_to=args.deliver, settings=dict(args.settings),
                            sasl_socket=args.sasl, dkim=args.dkim, dkim_domain=args.dkim_domain or DEFAULT_DOMAIN,
-                           dkim_selector=args.dkim_selector or DEFAULT_SELECTOR, dkim_mode=args.dkim_mode or "sign")
+                           dkim_selector=args.dkim_selector or DEFAULT_SELECTOR, dkim_mode=args.dkim_mode or "sign",
+                           dkim_socket=args.dkim_socket or "inet")
     else:
         instance = instance_class(state_dir, port=args.port)
     instance.start()

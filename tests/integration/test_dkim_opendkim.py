@@ -30,11 +30,14 @@ def opendkim_peer(peer):
     peer("opendkim")
 
 
-def test_the_milter_signs_every_message_and_every_one_verifies_at_the_sink(postfix_peer, opendkim_peer, instance_root):
+@pytest.mark.parametrize("socket", ["inet", "unix"])
+def test_the_milter_signs_every_message_and_every_one_verifies_at_the_sink(postfix_peer, opendkim_peer, instance_root,
+                                                                          socket):
     factory = MessageFactory(seed=21, profile=PROFILE)
-    with Postfix(instance_root / "postfix", dkim="opendkim", dkim_domain=DOMAIN) as postfix:
+    with Postfix(instance_root / "postfix", dkim="opendkim", dkim_domain=DOMAIN, dkim_socket=socket) as postfix:
         milter = postfix.dkim_filter
         assert milter.is_running() and milter.mode == "sign"
+        assert milter.milter.startswith(socket + ":") and milter.milter in postfix.config_dir.joinpath("main.cf").read_text()
         accepted = send_all(postfix.port, factory, 120)
         e2e = delivered_summary(postfix, accepted)
     sink = postfix.sink_stats()
