@@ -12,7 +12,9 @@ sink's own counters and amavisd's log, exactly.
 
 from __future__ import annotations
 
+import json
 import smtplib
+from pathlib import Path
 
 import pytest
 
@@ -83,3 +85,30 @@ def test_submitted_mail_is_signed_inbound_mail_is_not_and_the_sink_verifies_ever
     assert amavis_log.count("{RelayedInternal}, ORIGINATING") == 80
     assert amavis_log.count("{RelayedInbound}") == 15
     assert not postfix.dkim_filter.is_running()  # stopped with Postfix
+
+
+def test_up_status_down_from_the_command_line_start_and_stop_amavisd_with_postfix(postfix_peer, amavis_peer,
+                                                                                   instance_root):
+    from loadkit.instances._system import is_alive, listens
+    from loadkit.results import read_instance
+    from tests.integration.test_instance_cli import target
+
+    state = instance_root / "postfix"
+    up = target("postfix", "up", "--dir", str(state), "--dkim", "amavis", "--dkim-domain", DOMAIN)
+    assert up.returncode == 0, up.stderr
+    assert f"public half in {state / 'dkim' / 'public'}" in up.stdout
+    try:
+        info = read_instance(state)
+        dkim = info["dkim"]
+        assert dkim["filter"] == "amavis" and is_alive(dkim["pid"])
+        assert set(dkim["ports"]) == {"inbound", "originating", "verify_return", "sign_return"}
+        assert all(listens("127.0.0.1", port) for port in dkim["ports"].values())
+        assert Path(dkim["key"]["txt_record"]).read_text().startswith("v=DKIM1; k=rsa; p=")
+        assert info["submission_url"].startswith("smtp://127.0.0.1:")
+        status = target("postfix", "status", "--dir", str(state), "--json")
+        assert status.returncode == 0 and json.loads(status.stdout)["dkim_running"] is True
+    finally:
+        down = target("postfix", "down", "--dir", str(state))
+    assert down.returncode == 0, down.stderr
+    assert not is_alive(dkim["pid"])
+    assert not any(listens("127.0.0.1", port) for port in dkim["ports"].values())

@@ -85,3 +85,16 @@ class _Altered:
 
     def recipients(self) -> list[str]:
         return self.factory.recipients()
+
+
+@pytest.mark.parametrize("args, text", [
+    (["dovecot", "up", "--dkim", "opendkim"], "--dkim are for postfix only"),
+    (["postfix", "up", "--dkim-mode", "verify"], "go with --dkim"),
+    (["postfix", "up", "--dkim", "amavis", "--dkim-socket", "unix"], "go with --dkim opendkim"),
+    (["postfix", "status", "--dkim", "opendkim"], "go with up"),
+    (["postfix", "up", "--dkim", "opendkim", "--dkim-domain", "not a domain"], "not a domain name"),
+])
+def test_dkim_flag_mistakes_are_one_line(instance_root, args, text):
+    from tests.integration.test_instance_cli import one_line_error, target
+
+    one_line_error(target(*args, "--dir", str(instance_root / "x")), text)
