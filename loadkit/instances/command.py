@@ -86,12 +86,16 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     instance_class = SERVERS[args.server]
     state_dir = Path(args.dir) if args.dir else DEFAULT_ROOT / args.server
-    dkim_options = args.dkim_mode or args.dkim_socket or args.dkim_domain or args.dkim_selector
-    postfix_only = args.deliver or args.settings or args.sasl or args.dkim or dkim_options
+    postfix_only = args.deliver or args.settings or args.sasl
     if args.server != "postfix" and postfix_only:
-        raise UsageError("--deliver, --sasl, --set and --dkim are for postfix only")
+        raise UsageError("--deliver, --sasl and --set are for postfix only")
     if args.action != "up" and (postfix_only or args.port):
-        raise UsageError("--port, --deliver, --sasl, --set and --dkim go with up")
+        raise UsageError("--port, --deliver, --sasl and --set go with up")
+    dkim_options = args.dkim_mode or args.dkim_socket or args.dkim_domain or args.dkim_selector
+    if args.server != "postfix" and (args.dkim or dkim_options):
+        raise UsageError("--dkim and its options are for postfix only")
+    if args.action != "up" and (args.dkim or dkim_options):
+        raise UsageError("--dkim and its options go with up")
     if dkim_options and not args.dkim:
         raise UsageError("--dkim-mode, --dkim-socket, --dkim-domain and --dkim-selector go with --dkim")
     if (args.dkim_mode or args.dkim_socket) and args.dkim != "opendkim":

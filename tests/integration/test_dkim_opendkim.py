@@ -88,10 +88,10 @@ class _Altered:
 
 
 @pytest.mark.parametrize("args, text", [
-    (["dovecot", "up", "--dkim", "opendkim"], "--dkim are for postfix only"),
+    (["dovecot", "up", "--dkim", "opendkim"], "--dkim and its options are for postfix only"),
     (["postfix", "up", "--dkim-mode", "verify"], "go with --dkim"),
     (["postfix", "up", "--dkim", "amavis", "--dkim-socket", "unix"], "go with --dkim opendkim"),
-    (["postfix", "status", "--dkim", "opendkim"], "go with up"),
+    (["postfix", "status", "--dkim", "opendkim"], "--dkim and its options go with up"),
     (["postfix", "up", "--dkim", "opendkim", "--dkim-domain", "not a domain"], "not a domain name"),
 ])
 def test_dkim_flag_mistakes_are_one_line(instance_root, args, text):
