@@ -21,6 +21,11 @@ log (``amavis.log``) in a folder of the Postfix instance's state folder;
 verification has no DNS to ask: its resolver is pointed at a loopback port
 where nothing answers, so a key lookup fails at once (``temperror``) rather
 than waiting on the network.
+
+Where its time goes (amavisd's TIMING log, 5 KiB messages, a busy 2-core
+machine): about 110 ms a message, of which receiving DATA from Postfix is
+47-50 ms (waiting on TCP's delayed ACKs over loopback, not working),
+signing 14-26 ms and the reply to Postfix 13-21 ms.
 """
 
 from __future__ import annotations
@@ -214,14 +219,15 @@ class AmavisFilter:
         self.log_path.touch()
         os.chown(self.log_path, uid, gid)
         try:
-            done = subprocess.run([program, "-c", str(self.config_path), "start"], capture_output=True, text=True, check=False,
-                                  timeout=START_TIMEOUT, env=self._environment(), cwd=self.home,
+            done = subprocess.run([program, "-c", str(self.config_path), "start"], capture_output=True, text=True,
+                                  check=False, timeout=START_TIMEOUT, env=self._environment(), cwd=self.home,
                                   stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             raise InstanceError(f"amavisd did not start within {START_TIMEOUT:.0f}s") from None
         if done.returncode != 0:
             said = (done.stderr or done.stdout).strip().splitlines()
-            raise InstanceError(self._error_from_log() or f"amavisd did not start: {said[-1] if said else done.returncode}")
+            said_last = said[-1] if said else f"exit {done.returncode}"
+            raise InstanceError(self._error_from_log() or f"amavisd did not start: {said_last}")
         ports = (self.ports["inbound"], self.ports["originating"])
 
         def listening() -> bool:

@@ -179,7 +179,8 @@ class OpenDkimMilter:
         self.port = choose_port(self.requested_port) if self.socket == "inet" else None
         self.config_path.write_text(self._config())
         (self.folder / "signing.table").write_text(f"* {self.key.dns_name}\n")
-        (self.folder / "key.table").write_text(f"{self.key.dns_name} {self.domain}:{self.selector}:{self.key.private_key}\n")
+        key_entry = f"{self.domain}:{self.selector}:{self.key.private_key}"
+        (self.folder / "key.table").write_text(f"{self.key.dns_name} {key_entry}\n")
         (self.folder / "test-keys").write_text(f"{self.key.dns_name} {self.key.txt_record()}\n")
         done = subprocess.run([program, "-x", str(self.config_path)], capture_output=True, text=True, check=False,
                               timeout=START_TIMEOUT, stdin=subprocess.DEVNULL, env=self._environment())

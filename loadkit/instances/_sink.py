@@ -25,7 +25,8 @@ SINK_START_TIMEOUT = 20.0  # seconds: a cold Python start plus gevent's import
 class SinkProcess:
     """A detached ``loadkit sink --stats-json FOLDER/stats.json 127.0.0.1:0``."""
 
-    def __init__(self, folder: Path, lmtp: bool = False, hostname: str = "loadkit-sink", dkim_verify: Path | None = None):
+    def __init__(self, folder: Path, lmtp: bool = False, hostname: str = "loadkit-sink",
+                 dkim_verify: Path | None = None):
         self.folder = Path(folder)
         self.dkim_verify = dkim_verify
         self.lmtp = lmtp

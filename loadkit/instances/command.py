@@ -77,7 +77,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dkim-mode", choices=MODES, help="postfix --dkim opendkim: sign (default) or verify")
     parser.add_argument("--dkim-socket", choices=SOCKETS,
                         help="postfix --dkim opendkim: the milter's socket, loopback inet (default) or unix")
-    parser.add_argument("--dkim-domain", metavar="DOMAIN", help=f"postfix --dkim: signing domain (default {DEFAULT_DOMAIN})")
+    parser.add_argument("--dkim-domain", metavar="DOMAIN",
+                        help=f"postfix --dkim: signing domain (default {DEFAULT_DOMAIN})")
     parser.add_argument("--dkim-selector", metavar="SELECTOR",
                         help=f"postfix --dkim: selector (default {DEFAULT_SELECTOR})")
     parser.add_argument("--json", action="store_true", help="status: print JSON")
