@@ -109,15 +109,17 @@ class DkimVerifier:
 
         The outcome as the trace log writes it: ``pass:DOMAIN``, ``fail:DOMAIN`` or ``none``."""
         dkim = self._dkim
-        checker = dkim.DKIM(message, minkey=1024)
-        if not checker.present():
-            self.unsigned += 1
-            return "none"
+        checker = None
         try:
+            checker = dkim.DKIM(message, minkey=1024)
+            if not checker.present():
+                self.unsigned += 1
+                return "none"
             ok = checker.verify(dnsfunc=self._answer)
-        except dkim.DKIMException:
+        except (dkim.DKIMException, ValueError, LookupError, TypeError):
+            # whatever a client sent, the session goes on: a signature that cannot be checked fails
             ok = False
-        signer = getattr(checker, "domain", None)
+        signer = getattr(checker, "domain", None) or (getattr(checker, "signature_fields", None) or {}).get(b"d")
         domain = signer.decode("ascii", "replace").lower() if signer else "?"
         counts = self.passed if ok else self.failed
         counts[domain] = counts.get(domain, 0) + 1

@@ -78,6 +78,14 @@ def test_pass_fail_and_none_are_counted_by_signing_domain(key_dir, signer):
                                   "none": 1}
 
 
+def test_a_malformed_message_or_signature_fails_without_an_exception(key_dir, signer):
+    verifier = DkimVerifier.from_path(key_dir)
+    assert verifier.verify(b"DKIM-Signature: v=1; nonsense\r\n\r\nbody\r\n") == "fail:?"
+    assert verifier.verify(b"DKIM-Signature: v=1; a=rsa-sha256; d=signed.test; s=s1; h=from; bh=x; b=y\r\n"
+                           b"From: a@signed.test\r\n\r\nbody\r\n") == "fail:signed.test"
+    assert verifier.verify(b"no header at all") in ("none", "fail:?")
+
+
 def test_a_captured_message_is_unstuffed_before_it_is_verified(key_dir, signer):
     verifier = DkimVerifier.from_path(key_dir)
     message = signed(signer, body=b"line one\r\n.leading dot\r\n")
