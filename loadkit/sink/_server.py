@@ -37,9 +37,9 @@ import gevent.event
 from gevent import monkey
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import SlowReply
-from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._full import rejected_verbs
 from loadkit.sink._profile import SinkProfile
 from loadkit.sink._protocol import S221_BYE, S421_SHUTDOWN, S421_TIMEOUT, strip_enhanced_codes
