@@ -31,6 +31,7 @@ PEER_PACKAGES = {
     "smtp-source": "postfix", "smtp-sink": "postfix", "postfix": "postfix", "postconf": "postfix",
     "swaks": "swaks", "dovecot": "dovecot-core dovecot-lmtpd", "apache2": "apache2", "ab": "apache2-utils",
     "openssl": "openssl", "chromium": "chromium", "docker-compose": "docker-compose", "ip": "iproute2",
+    "amavisd": "amavisd-new", "opendkim": "opendkim",
 }
 # What `swaks --support` calls a feature -> the Debian package that brings the Perl module it needs.
 SWAKS_FEATURE_PACKAGES = {

@@ -20,6 +20,9 @@ Each message carries ``X-Loadkit-Trace: run=..; src=..; seq=..; t=..``:
                    having seen them accepted (a reply lost on the way back)
       latency      first arrival minus the trace's send time: an encoded
                    HdrHistogram of µs plus its summary in ms
+      dkim         when the sink verifies DKIM (``--dkim-verify``): of the
+                   delivered messages, {"pass": {domain: n}, "fail": {domain:
+                   n}, "none": n}
 
 The delay compares the sender's clock with the sink's. On one host they are
 the same clock (``clock_offset_ms: 0``, method "same host"). In a distributed
@@ -155,15 +158,20 @@ def _ranges(numbers: list[int]) -> list[list[int]]:
 
 
 def read_trace_log(path: Path, run_ids: set[str]):
-    """(run, source, sequence, sent_at, arrival) of each line of the runs in `run_ids`."""
+    """(run, source, sequence, sent_at, arrival, dkim) of each line of the runs in `run_ids`.
+
+    dkim: the sink's DKIM outcome (``pass:DOMAIN``, ``fail:DOMAIN``, ``none``), or None when it did not verify.
+    """
     with open(path, "rb") as stream:
         for line in stream:
             fields = line.split()
-            if len(fields) != 5:
+            if len(fields) != 5 and not (len(fields) == 6 and fields[5].startswith(b"dkim=")):
                 continue  # a line being written as we read: the drain waited for it already
             run_id = fields[0].decode("ascii", "replace")
             if run_id in run_ids:
-                yield run_id, fields[1].decode("ascii", "replace"), int(fields[2]), float(fields[3]), float(fields[4])
+                dkim = fields[5][5:].decode("ascii", "replace") if len(fields) == 6 else None
+                yield (run_id, fields[1].decode("ascii", "replace"), int(fields[2]), float(fields[3]),
+                       float(fields[4]), dkim)
 
 
 def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_ms: dict[str, float] | None = None) -> dict:
@@ -179,7 +187,8 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_
     delays_ms = []
     arrived: dict[tuple[str, str], SequenceSet] = {}
     duplicated = unexpected = early = 0
-    for run_id, source, sequence, sent_at, arrival in read_trace_log(trace_log, accepted.run_ids):
+    dkim: dict = {}
+    for run_id, source, sequence, sent_at, arrival, outcome in read_trace_log(trace_log, accepted.run_ids):
         key = (run_id, source)
         seen = arrived.get(key)
         if seen is None:
@@ -196,6 +205,8 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_
             early += 1
             delay = 0.0
         delays_ms.append(delay * 1000.0)
+        if outcome is not None:
+            _count_dkim(dkim, outcome)
     record_ms(histogram, delays_ms)
     delivered = len(delays_ms)
     lost_examples = []
@@ -225,7 +236,18 @@ def delivery_summary(accepted: AcceptedMessages, trace_log: Path, clock_offsets_
         "lost_examples": lost_examples,
         "latency_ms": latency,
         "latency_histogram": encode(histogram),
+        **({"dkim": dkim} if dkim else {}),
     }
+
+
+def _count_dkim(counts: dict, outcome: str) -> None:
+    if not counts:
+        counts.update({"pass": {}, "fail": {}, "none": 0})
+    result, _, domain = outcome.partition(":")
+    if result in ("pass", "fail"):
+        counts[result][domain] = counts[result].get(domain, 0) + 1
+    else:
+        counts["none"] += 1
 
 
 # -- the relay's queue ------------------------------------------------------------------

@@ -12,6 +12,14 @@ written as a bracketed IP address so no DNS lookup happens. The log goes to
 ``log/postfix.log`` through postlogd (Postfix >= 3.4), readable without
 syslog. STARTTLS is offered with a self-signed certificate (``tls/``);
 AUTH, when asked for, is checked by a Dovecot instance's auth socket.
+
+DKIM can be put into the path (`dkim`), started and stopped with Postfix,
+in ``dkim/`` of the state folder: amavisd-new as a content filter in the
+classic two-port layout (`loadkit.instances._amavis`: a submission port
+whose mail is signed, the plain port's verified), or OpenDKIM as a milter on
+every smtpd (`loadkit.instances._opendkim`, signing or verifying). The
+key's public half is in ``dkim/public/``, and the sink Postfix starts
+verifies with it (``loadkit sink --dkim-verify``).
 """
 
 from __future__ import annotations
@@ -21,7 +29,9 @@ import re
 import subprocess
 from pathlib import Path
 
+from loadkit.instances._amavis import AmavisFilter
 from loadkit.instances._base import START_TIMEOUT, Instance
+from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, OpenDkimMilter
 from loadkit.instances._sink import SinkProcess
 from loadkit.instances._system import (
     InstanceError,
@@ -127,12 +137,18 @@ class Postfix(Instance):
     `sasl_socket`: a Dovecot auth socket (`Dovecot.auth_socket`); smtpd then
     offers AUTH PLAIN/LOGIN and checks passwords with Dovecot.
     `settings`: extra main.cf parameters, written last so they win.
+    `dkim`: None, "amavis" (mail on `submission_url` is signed, on
+    `smtp_url` verified) or "opendkim" (a milter on `smtp_url`; `dkim_mode`
+    "sign" or "verify"; `dkim_socket` "inet" on loopback or "unix"), signing as
+    `dkim_domain` with `dkim_selector`.
     """
 
     server = "postfix"
 
     def __init__(self, state_dir, port: int = 0, relay_to: str | Target | None = None,
-                 settings: dict[str, str] | None = None, sasl_socket: str | Path | None = None):
+                 settings: dict[str, str] | None = None, sasl_socket: str | Path | None = None,
+                 dkim: str | None = None, dkim_domain: str = DEFAULT_DOMAIN, dkim_selector: str = DEFAULT_SELECTOR,
+                 dkim_mode: str = "sign", dkim_socket: str = "inet"):
         super().__init__(state_dir, port)
         self.sasl_socket = Path(sasl_socket).absolute() if sasl_socket else None
         if isinstance(relay_to, str):
@@ -144,6 +160,18 @@ class Postfix(Instance):
                 raise InstanceError(f"--set {name}: not a Postfix parameter name")
             if "\n" in value:
                 raise InstanceError(f"--set {name}: a value is one line")
+        self.dkim_filter: AmavisFilter | OpenDkimMilter | None = None
+        if dkim == "amavis":
+            if dkim_mode != "sign" or dkim_socket != "inet":
+                raise InstanceError("--dkim-mode and --dkim-socket go with --dkim opendkim: amavis signs on the "
+                                    "submission port and verifies on the plain one")
+            self.dkim_filter = AmavisFilter(self.path("dkim"), dkim_domain, dkim_selector)
+        elif dkim == "opendkim":
+            self.dkim_filter = OpenDkimMilter(self.path("dkim"), dkim_mode, dkim_domain, dkim_selector,
+                                              socket=dkim_socket)
+        elif dkim is not None:
+            raise InstanceError(f"--dkim {dkim}: expected one of {', '.join(DKIM_FILTERS)}")
+        self.submission_port: int | None = None
         self.sink: SinkProcess | None = None
         self.master_pid: int | None = None
         self.version: str | None = None
@@ -153,6 +181,17 @@ class Postfix(Instance):
     @property
     def smtp_url(self) -> str:
         return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def submission_url(self) -> str | None:
+        """With amavis: where mail is submitted to be signed (the plain port's mail is verified)."""
+        return f"smtp://{self.host}:{self.submission_port}" if self.submission_port else None
+
+    @property
+    def dkim_public_dir(self) -> Path | None:
+        """The folder of the DKIM key's public half (``loadkit sink --dkim-verify`` reads it)."""
+        key = self.dkim_filter.key if self.dkim_filter is not None else None
+        return key.public_dir if key is not None else None
 
     @property
     def config_dir(self) -> Path:
@@ -220,6 +259,8 @@ class Postfix(Instance):
         if numbers < MIN_VERSION:
             raise MissingPackages(f"Postfix >= 3.4 (found {version})", PACKAGES)
         self.version = version
+        if self.dkim_filter is not None:
+            self.dkim_filter.check_installed()
         if not is_root():
             raise InstanceError("a Postfix instance must be started as root (Postfix's master process runs as root)")
         user_ids("postfix")  # the package creates the mail_owner account
@@ -233,11 +274,13 @@ class Postfix(Instance):
             raise InstanceError(f"no Dovecot auth socket at {self.sasl_socket}: start Dovecot first")
         self.make_dirs("etc", "log", "queue")
         self_signed_certificate(self.path("tls"), "loadkit-postfix.localdomain")
+        if self.dkim_filter is not None:  # first: the sink verifies with its key
+            self._start_dkim_filter()
         if self.relay_target is None:
-            self.sink = SinkProcess(self.path("sink"), hostname="loadkit-sink")
+            self.sink = SinkProcess(self.path("sink"), hostname="loadkit-sink", dkim_verify=self.dkim_public_dir)
             self.sink.start()
         (self.config_dir / "main.cf").write_text(self._main_cf())
-        (self.config_dir / "master.cf").write_text(MASTER_CF.format(listen=f"{self.host}:{self.port}"))
+        (self.config_dir / "master.cf").write_text(self._master_cf())
         postfix = self._program("postfix")
         try:
             run_command([postfix, "-c", str(self.config_dir), "start"], "postfix did not start", timeout=START_TIMEOUT)
@@ -248,6 +291,24 @@ class Postfix(Instance):
             raise InstanceError(
                 self._fatal_from_log() or f"postfix does not listen on {self.host}:{self.port} after {START_TIMEOUT:.0f}s"
             )
+
+    def _start_dkim_filter(self) -> None:
+        if isinstance(self.dkim_filter, AmavisFilter):
+            self.dkim_filter.choose_ports()
+            self.submission_port = choose_port(0, self.host)
+        self.dkim_filter.start()
+
+    def _master_cf(self) -> str:
+        master = MASTER_CF.format(listen=f"{self.host}:{self.port}")
+        amavis = self.dkim_filter if isinstance(self.dkim_filter, AmavisFilter) else None
+        if amavis is None:
+            return master
+        # The classic layout: the plain port's mail is checked, the submission port's signed.
+        master = master.replace(" smtpd\n", f" smtpd\n  -o content_filter={amavis.content_filter('inbound')}\n", 1)
+        return (master
+                + f"{self.host}:{self.submission_port} inet n  -       n       -       -       smtpd\n"
+                + f"  -o content_filter={amavis.content_filter('originating')}\n"
+                + amavis.master_cf())
 
     def _fatal_from_log(self) -> str | None:
         for line in reversed(tail(self.log_path, 50)):
@@ -294,6 +355,7 @@ class Postfix(Instance):
             "smtpd_tls_key_file": str(self.tls_key),
             "smtpd_tls_loglevel": "1",  # one "TLS connection established" line per session
             **self._sasl_settings(),
+            **self._milter_settings(),
             # room for load: many sessions, no anvil limits, quick retries of deferred mail
             "default_process_limit": "500",
             "smtpd_client_connection_count_limit": "0",
@@ -326,6 +388,16 @@ class Postfix(Instance):
             "smtpd_sasl_authenticated_header": "no",
         }
 
+    def _milter_settings(self) -> dict[str, str]:
+        if not isinstance(self.dkim_filter, OpenDkimMilter):
+            return {}
+        return {
+            "smtpd_milters": self.dkim_filter.milter,
+            "non_smtpd_milters": "$smtpd_milters",
+            "milter_default_action": "tempfail",  # a milter that fails shows as deferred mail, not unsigned mail
+            "milter_protocol": "6",
+        }
+
     def _stop(self, timeout: float) -> None:
         if (self.config_dir / "main.cf").exists() and self._master_running():
             try:
@@ -338,6 +410,8 @@ class Postfix(Instance):
         # `postfix stop` returns before the master and its children are gone
         master = self.master_pid or read_pid(self.queue_dir / "pid" / "master.pid")
         stop_daemon(master, timeout, f"MAIL_CONFIG={self.config_dir}")
+        if self.dkim_filter is not None:
+            self.dkim_filter.stop(timeout)
         if self.sink is not None:
             self.sink.stop(timeout)
 
@@ -368,6 +442,8 @@ class Postfix(Instance):
             "tls_key": str(self.tls_key),
             "settings": self.settings,
             "sasl_socket": str(self.sasl_socket) if self.sasl_socket else None,
+            "submission_url": self.submission_url,
+            "dkim": self.dkim_filter.describe() if self.dkim_filter is not None else None,
         }
 
     def _restore(self, info: dict) -> None:
@@ -375,6 +451,11 @@ class Postfix(Instance):
         self.master_pid = info.get("master_pid")
         self.settings = info.get("settings") or {}
         self.sasl_socket = Path(info["sasl_socket"]) if info.get("sasl_socket") else None
+        dkim = info.get("dkim")
+        if dkim:
+            self.dkim_filter = (AmavisFilter if dkim.get("filter") == "amavis" else OpenDkimMilter).restore(dkim)
+        if info.get("submission_url"):
+            self.submission_port = int(info["submission_url"].rsplit(":", 1)[1])
         if info.get("sink"):
             self.sink = SinkProcess.restore(info["sink"])
         elif info.get("relay_url"):
@@ -389,6 +470,8 @@ class Postfix(Instance):
                 status["queue"] = None
         if self.sink is not None:
             status["sink_running"] = self.sink.is_running()
+        if self.dkim_filter is not None:
+            status["dkim_running"] = self.dkim_filter.is_running()
         return status
 
     def summary_lines(self) -> list[str]:
@@ -399,4 +482,17 @@ class Postfix(Instance):
             f"  log: {self.log_path}",
             f"  STARTTLS certificate: {self.tls_certificate}",
             *([f"  AUTH PLAIN/LOGIN checked by Dovecot: {self.sasl_socket}"] if self.sasl_socket else []),
+            *self._dkim_lines(),
         ]
+
+    def _dkim_lines(self) -> list[str]:
+        dkim = self.dkim_filter
+        if dkim is None or dkim.key is None:
+            return []
+        if isinstance(dkim, AmavisFilter):
+            lines = [f"  DKIM by amavisd-new: submission {self.submission_url} is signed, {self.smtp_url} verified",
+                     f"  amavisd log: {dkim.log_path}"]
+        else:
+            lines = [f"  DKIM by OpenDKIM ({dkim.mode}): milter {dkim.milter}"]
+        return lines + [f"  DKIM key: {dkim.key.dns_name}, public half in {dkim.key.public_dir}",
+                        f"  DKIM TXT record: {dkim.key.txt_record_path}"]

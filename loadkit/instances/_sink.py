@@ -25,8 +25,10 @@ SINK_START_TIMEOUT = 20.0  # seconds: a cold Python start plus gevent's import
 class SinkProcess:
     """A detached ``loadkit sink --stats-json FOLDER/stats.json 127.0.0.1:0``."""
 
-    def __init__(self, folder: Path, lmtp: bool = False, hostname: str = "loadkit-sink"):
+    def __init__(self, folder: Path, lmtp: bool = False, hostname: str = "loadkit-sink",
+                 dkim_verify: Path | None = None):
         self.folder = Path(folder)
+        self.dkim_verify = dkim_verify
         self.lmtp = lmtp
         self.hostname = hostname
         self.pid: int | None = None
@@ -56,6 +58,8 @@ class SinkProcess:
                    "--trace-log", str(self.trace_log_path)]
         if self.lmtp:
             command.append("-L")
+        if self.dkim_verify is not None:
+            command += ["--dkim-verify", str(self.dkim_verify)]
         command.append("127.0.0.1:0")
         package_root = str(Path(loadkit.__file__).resolve().parent.parent)
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}

@@ -2,6 +2,8 @@
 
     loadkit target postfix|dovecot|apache up     [--dir DIR] [--port PORT]
     loadkit target postfix up [--deliver lmtp:127.0.0.1:PORT] [--sasl SOCKET] [--set NAME=VALUE ...]
+                              [--dkim amavis|opendkim [--dkim-mode sign|verify] [--dkim-socket inet|unix]
+                               [--dkim-domain DOMAIN] [--dkim-selector SELECTOR]]
     loadkit target postfix|dovecot|apache status [--dir DIR] [--json]
     loadkit target postfix|dovecot|apache down   [--dir DIR]
 
@@ -15,6 +17,18 @@
 --sasl SOCKET    postfix only: offer AUTH, checked by this Dovecot auth socket
                  (a dovecot instance's run/auth-client: any user, its password)
 --set NAME=VALUE postfix only: an extra main.cf parameter (repeatable)
+--dkim FILTER    postfix only: DKIM in the path, started and stopped with it:
+                 amavis (amavisd-new as a content filter: mail on a second,
+                 submission port is signed, the plain port's verified) or
+                 opendkim (a milter on the plain port); a new key each time,
+                 its public half and TXT record in DIR/dkim/public/, which the
+                 sink Postfix starts verifies with
+--dkim-mode MODE opendkim: sign (default) or verify
+--dkim-socket S  opendkim: the milter on a loopback port (inet, default) or a
+                 unix socket in the state folder (unix: no delayed ACKs)
+--dkim-domain D  the signing domain, d= (default loadkit.test)
+--dkim-selector S
+                 the selector, s= (default loadkit)
 --json           status as JSON
 
 ``up`` prints the endpoints and writes them to DIR/instance.json.
@@ -29,6 +43,7 @@ from pathlib import Path
 
 from loadkit.errors import UsageError
 from loadkit.instances import SERVERS, InstanceError, Postfix
+from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, MODES, SOCKETS
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
@@ -58,6 +73,15 @@ def add_arguments(parser) -> None:
                         help="postfix: offer AUTH, checked by this Dovecot auth socket (DIR/run/auth-client)")
     parser.add_argument("--set", dest="settings", type=_setting, action="append", default=[], metavar="NAME=VALUE",
                         help="postfix: an extra main.cf parameter (repeatable)")
+    parser.add_argument("--dkim", choices=DKIM_FILTERS,
+                        help="postfix: DKIM in the path: amavis (content filter) or opendkim (milter)")
+    parser.add_argument("--dkim-mode", choices=MODES, help="postfix --dkim opendkim: sign (default) or verify")
+    parser.add_argument("--dkim-socket", choices=SOCKETS,
+                        help="postfix --dkim opendkim: the milter's socket, loopback inet (default) or unix")
+    parser.add_argument("--dkim-domain", metavar="DOMAIN",
+                        help=f"postfix --dkim: signing domain (default {DEFAULT_DOMAIN})")
+    parser.add_argument("--dkim-selector", metavar="SELECTOR",
+                        help=f"postfix --dkim: selector (default {DEFAULT_SELECTOR})")
     parser.add_argument("--json", action="store_true", help="status: print JSON")
 
 
@@ -72,6 +96,15 @@ def run(args) -> int:
         raise UsageError("--deliver, --sasl and --set are for postfix only")
     if args.action != "up" and (postfix_only or args.port):
         raise UsageError("--port, --deliver, --sasl and --set go with up")
+    dkim_options = args.dkim_mode or args.dkim_socket or args.dkim_domain or args.dkim_selector
+    if args.server != "postfix" and (args.dkim or dkim_options):
+        raise UsageError("--dkim and its options are for postfix only")
+    if args.action != "up" and (args.dkim or dkim_options):
+        raise UsageError("--dkim and its options go with up")
+    if dkim_options and not args.dkim:
+        raise UsageError("--dkim-mode, --dkim-socket, --dkim-domain and --dkim-selector go with --dkim")
+    if (args.dkim_mode or args.dkim_socket) and args.dkim != "opendkim":
+        raise UsageError("--dkim-mode and --dkim-socket go with --dkim opendkim (amavis signs on its submission port)")
     if not 0 <= args.port <= 65535:
         raise UsageError(f"--port {args.port}: out of range (0-65535)")
     if args.action == "up":
@@ -89,7 +122,9 @@ def run(args) -> int:
 def _up(instance_class, state_dir: Path, args) -> int:
     if instance_class is Postfix:
         instance = Postfix(state_dir, port=args.port, relay_to=args.deliver, settings=dict(args.settings),
-                           sasl_socket=args.sasl)
+                           sasl_socket=args.sasl, dkim=args.dkim, dkim_domain=args.dkim_domain or DEFAULT_DOMAIN,
+                           dkim_selector=args.dkim_selector or DEFAULT_SELECTOR, dkim_mode=args.dkim_mode or "sign",
+                           dkim_socket=args.dkim_socket or "inet")
     else:
         instance = instance_class(state_dir, port=args.port)
     instance.start()

@@ -220,7 +220,25 @@ def e2e_html(side: ServerSide) -> str:
     elif offset is not None:
         notes.append(f"Clock offset corrected: {offset} ms ({method}).")
     note = "".join(f'<p class="note">{escape(text)}</p>' for text in notes)
-    return table + latency_text + note
+    return table + dkim_html(e2e) + latency_text + note
+
+
+def dkim_html(e2e: dict) -> str:
+    """The sink's DKIM verdicts on the delivered messages (``loadkit sink --dkim-verify``), if it gave any."""
+    dkim = e2e.get("dkim")
+    if not isinstance(dkim, dict):
+        return ""
+    rows = [(f"DKIM {result}", domain, count) for result in ("pass", "fail")
+            for domain, count in sorted((dkim.get(result) or {}).items())]
+    rows.append(("DKIM none", "", dkim.get("none")))
+    delivered = e2e.get("delivered")
+    cells = "".join(
+        f"<tr><td>{escape(name)}</td><td>{escape(domain)}</td><td class=\"num\">{_count(count)}</td>"
+        f"<td class=\"num\">{_share(count, delivered)}</td></tr>"
+        for name, domain, count in rows
+    )
+    return ('<table id="dkim-table"><thead><tr><th>Verified at the sink</th><th>signing domain</th>'
+            f'<th class="num">count</th><th class="num">of delivered</th></tr></thead><tbody>{cells}</tbody></table>')
 
 
 def _share(value, total) -> str:

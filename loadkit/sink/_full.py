@@ -49,7 +49,7 @@ def session_class_for(profile) -> type:
     envelope = profile.store is not None or profile.greylist is not None
     if envelope:
         return EnvelopeLmtpSession if profile.lmtp else EnvelopeSmtpSession
-    if profile.trace or profile.faults is not None:
+    if profile.trace or profile.faults is not None or profile.dkim is not None:
         return FullLmtpSession if profile.lmtp else FullSmtpSession
     return LmtpSession if profile.lmtp else SmtpSession
 
@@ -77,7 +77,7 @@ class _Capturing:
         if self._captured:  # a transaction that never reached its end (RSET after BDAT chunks)
             self.drop_capture()
         self._capture_refused = None
-        if profile.store is not None and not profile.store.full:
+        if (profile.store is not None and not profile.store.full) or profile.dkim is not None:
             self._capture_left = profile.max_size + 2 if profile.max_size else 1 << 62
             self._capture_headers = False
         elif profile.trace:
@@ -171,12 +171,15 @@ class _Capturing:
                     return S451_NOT_STORED * rcpts if profile.lmtp else S451_NOT_STORED
                 self.stats.stored += 1
         reply = super().end_of_data(size)
+        dkim = None
+        if profile.dkim is not None and captured is not None and reply[:1] == b"2":
+            dkim = profile.dkim.verify_captured(captured, self._capture_stuffed, size)
         if captured is not None and profile.trace and reply[:1] == b"2":
             if self._capture_left <= 0 and self._capture_headers and not captured.endswith(b"\r\n\r\n"):
                 captured = captured[:captured.rfind(b"\r\n") + 2]  # cut by the budget: whole lines only
             trace = parse_trace(captured)  # a leading CRLF is no header line: the header block is the same
             if trace is not None:
-                self.stats.trace.record(trace, time.time())
+                self.stats.trace.record(trace, time.time(), dkim)
         return reply
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from loadkit.sink._auth import Authenticator
 from loadkit.sink._buffers import BufferBudget
+from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._full import session_class_for
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, SmtpSession
@@ -54,6 +55,7 @@ class SinkProfile:
     store: MaildirStore | None = None
     buffers: BufferBudget | None = None  # what the store may hold in memory; None: unbounded
     trace: bool = False
+    dkim: DkimVerifier | None = None
     banner: bytes = field(init=False)
     helo_reply: bytes = field(init=False)
     ehlo_plain: bytes = field(init=False)  # before TLS

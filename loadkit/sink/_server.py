@@ -38,6 +38,7 @@ from gevent import monkey
 
 from loadkit.sink._auth import Authenticator
 from loadkit.sink._buffers import BufferBudget
+from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import SlowReply
 from loadkit.sink._full import rejected_verbs
@@ -122,7 +123,8 @@ class SinkServer:
             tls=self._tls_context is not None or (settings.offers_starttls and not self.tls_problem),
             authenticator=_authenticator(settings), plaintext_auth=settings.auth_plaintext,
             faults=settings.faults, greylist=settings.greylist, store=_maildir(settings), trace=settings.trace,
-            buffers=BufferBudget(settings.max_buffer, settings.max_buffer_total) if settings.store else None,
+            buffers=BufferBudget(settings.max_buffer, settings.max_buffer_total) if settings.store or settings.dkim_verify else None,
+            dkim=DkimVerifier.from_path(settings.dkim_verify) if settings.dkim_verify else None,
         )
         self._trace_log = _open_trace_log(settings.trace_log) if settings.trace_log else None
         self.timeout = settings.timeout

@@ -65,6 +65,8 @@ class SinkSettings:
                      (past it: 552); max_buffer_total, all sessions (451)
     trace            read X-Loadkit-Trace headers into the stats (default on)
     trace_log        append one line per traced message to that file
+    dkim_verify      a DKIM public key file or a folder of them: verify every
+                     accepted message's signature (`loadkit.sink._dkim`)
     """
 
     listen: Target | str
@@ -91,6 +93,7 @@ class SinkSettings:
     max_buffer_total: int = DEFAULT_MAX_BUFFER_TOTAL
     trace: bool = True
     trace_log: str | None = None
+    dkim_verify: str | None = None
 
     def __post_init__(self) -> None:
         listen = self.listen

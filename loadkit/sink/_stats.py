@@ -165,7 +165,8 @@ class TraceStats:
     `log`, when set to a file descriptor (``loadkit sink --trace-log``),
     gets one line per traced message as it arrives, written at once so a
     reader sees every message the sink has answered:
-    ``RUN SOURCE SEQUENCE SENT_AT ARRIVAL`` (epoch seconds).
+    ``RUN SOURCE SEQUENCE SENT_AT ARRIVAL`` (epoch seconds), and with
+    ``--dkim-verify`` the message's outcome after it: ``dkim=pass:DOMAIN``.
     """
 
     def __init__(self) -> None:
@@ -177,7 +178,7 @@ class TraceStats:
         self._seen_far: set[tuple[str, str, int]] = set()
         self.log: int | None = None
 
-    def record(self, trace, arrival: float) -> None:
+    def record(self, trace, arrival: float, dkim: str | None = None) -> None:
         """One traced message (a `loadkit.messages.Trace`) that arrived at `arrival` (epoch seconds)."""
         self.messages += 1
         micros = int((arrival - trace.sent_at) * 1e6 + 0.5)
@@ -187,7 +188,8 @@ class TraceStats:
         if self._seen_before(trace.run_id, trace.source, trace.sequence):
             self.duplicates += 1
         if self.log is not None:
-            line = f"{trace.run_id} {trace.source} {trace.sequence} {trace.sent_at:.6f} {arrival:.6f}\n"
+            line = f"{trace.run_id} {trace.source} {trace.sequence} {trace.sent_at:.6f} {arrival:.6f}"
+            line += f" dkim={dkim}\n" if dkim is not None else "\n"
             os.write(self.log, line.encode("ascii"))  # one write per line: O_APPEND keeps lines whole
 
     def _seen_before(self, run_id: str, source: str, sequence: int) -> bool:

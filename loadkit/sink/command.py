@@ -78,6 +78,11 @@ Beyond smtp-sink:
 --trace-log PATH      append one line per traced message as it arrives:
                       RUN SOURCE SEQUENCE SENT_AT ARRIVAL (what end-to-end
                       runs read to find lost and duplicated mail)
+--dkim-verify KEYFILE_OR_DIR
+                      verify each accepted message's DKIM signature with the
+                      public keys there (SELECTOR._domainkey.DOMAIN.txt or
+                      .pem; no DNS) and count pass / fail / none by signing
+                      domain (``dkim`` in the stats); costs CPU per message
 --stats-json PATH     write the counters, address and duration there on exit
 
 Every fault is counted in the stats (``faults``: kind -> command -> count),
@@ -204,6 +209,8 @@ def add_arguments(parser) -> None:
                        help="do not read X-Loadkit-Trace headers (delivery delay, duplicates)")
     group.add_argument("--trace-log", metavar="PATH",
                        help="append RUN SOURCE SEQUENCE SENT_AT ARRIVAL for each traced message as it arrives")
+    group.add_argument("--dkim-verify", metavar="KEYFILE_OR_DIR",
+                       help="verify each message's DKIM signature with these public keys; count pass/fail/none")
 
     add("endpoint", metavar="[inet:][host]:port | smtps:[host]:port | unix:path",
         help="where to listen; a bare port binds 127.0.0.1")
@@ -261,6 +268,7 @@ def settings_from_args(args) -> SinkSettings:
         faults=fault_plan(args), greylist=Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None,
         store=args.store, store_max=args.store_max, trace=args.trace, trace_log=args.trace_log,
         max_buffer=args.max_buffer, max_buffer_total=args.max_buffer_total,
+        dkim_verify=args.dkim_verify,
     )
 
 
@@ -321,6 +329,8 @@ def _write_stats(path: str, server: SinkServer) -> None:
     from loadkit.results import ResultsError, write_sink_stats
 
     record = {"address": server.url, "protocol": server.target.protocol, **server.stats.as_dict()}
+    if server.profile.dkim is not None:
+        record["dkim"] = server.profile.dkim.as_dict()
     try:
         write_sink_stats(path, record)
     except ResultsError as error:

@@ -21,7 +21,7 @@ import pytest
 
 from loadkit.sink import FaultPlan, SinkServer
 from loadkit.smtp import SMTPError, SmtpClient
-from loadkit.targets import Target
+from loadkit.urls import Target
 from tests.integration.hostile_server import HostileServer
 
 TIMEOUT = 1.0  # the client's connect and reply timeouts in these cases

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from loadkit.smtp import Reply, SMTPDisconnected, SMTPError, SMTPProtocolError, SmtpClient
 from loadkit.smtp._reply import MAX_LINE, MAX_REPLY
-from loadkit.targets import Target
+from loadkit.urls import Target
 from tests.unit.test_fuzz_sink_parser import FUZZ
 
 
