@@ -50,7 +50,6 @@ from array import array
 from collections import Counter
 
 from gevent.event import Event
-
 from locust import constant, task
 from locust.exception import StopUser
 

@@ -41,7 +41,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from loadkit.errors import LoadkitError
-from loadkit.metrics._integrity import CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED
 from loadkit.results import (
     EVENTS_FILE,
     METRICS_FILE,
@@ -67,6 +66,7 @@ from loadkit.results import (
 from loadkit.results import (
     write_junit as write_junit_xml,
 )
+from loadkit.results._events import CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED
 
 EXIT_FAILED = 3
 

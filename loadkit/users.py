@@ -34,7 +34,7 @@ from loadkit.e2e.plugin import remember_accepted
 from loadkit.errors import LoadkitError
 from loadkit.messages import MessageFactory
 from loadkit.phases import PHASE_SUFFIX
-from loadkit.smtp import SMTPError, SMTPTransportError, SmtpClient
+from loadkit.smtp import SmtpClient, SMTPError, SMTPTransportError
 from loadkit.urls import Target, TargetError, parse_url
 
 log = logging.getLogger(__name__)

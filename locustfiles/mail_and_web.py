@@ -12,10 +12,10 @@ and one report. Half the users send mail, half fetch pages (`weight`).
 import os
 import sys
 
+from apache import WebUser  # locustfiles/apache.py: Locust puts a locustfile's folder on sys.path
 from locust import constant, events, task
 
 import loadkit.plugin  # noqa: F401  (the results folder, --check, --probe)
-from apache import WebUser  # locustfiles/apache.py: Locust puts a locustfile's folder on sys.path
 from loadkit.users import SmtpUser
 
 WEB_HOST_VARIABLE = "LOADKIT_WEB_HOST"

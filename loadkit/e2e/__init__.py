@@ -22,7 +22,6 @@ from loadkit.e2e._delivery import (
     sink_trace_log,
     write_e2e,
 )
-
 from loadkit.results import E2E_FILE
 
 __all__ = [

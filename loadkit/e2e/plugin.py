@@ -29,7 +29,6 @@ folder's listener, registered before this one, waits for them at test_stop.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path

@@ -8,8 +8,8 @@ container init can be slow to do so), and a zombie is not running.
 
 from __future__ import annotations
 
-import ipaddress
 import grp
+import ipaddress
 import os
 import pwd
 import shutil

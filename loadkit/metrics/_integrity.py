@@ -22,19 +22,13 @@ from __future__ import annotations
 import time
 
 from loadkit.results import ResultsError, write_event
-
-RUN_STARTED = "run_started"
-RUN_STOPPED = "run_stopped"  # its absence makes a run incomplete (see loadkit.results)
-WORKER_JOINED = "worker_joined"
-WORKER_MISSING = "worker_missing"
-WORKER_RECOVERED = "worker_recovered"
-WORKER_LOST = "worker_lost"
-WORKER_QUIT = "worker_quit"
-GENERATOR_CPU_HIGH = "generator_cpu_high"  # Locust's cpu_warning, on the master, a worker or a local runner
-HOST_CPU_SATURATED = "host_cpu_saturated"  # the host probe: every core busy for seconds
-CPU_HIGH = "cpu_high"  # what runs recorded before generator_cpu_high; still read
-COUNT_MISMATCH = "count_mismatch"
-LATE_DATA = "late_data"
+from loadkit.results._events import (  # the kinds are events.jsonl's format; recorded here
+    WORKER_JOINED,
+    WORKER_LOST,
+    WORKER_MISSING,
+    WORKER_QUIT,
+    WORKER_RECOVERED,
+)
 
 
 class IntegrityLog:

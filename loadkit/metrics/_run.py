@@ -22,19 +22,12 @@ from pathlib import Path
 
 import gevent
 
-from loadkit.metrics._integrity import (
-    COUNT_MISMATCH,
-    GENERATOR_CPU_HIGH,
-    LATE_DATA,
-    RUN_STARTED,
-    RUN_STOPPED,
-    IntegrityLog,
-    WorkerWatch,
-)
+from loadkit.metrics._integrity import IntegrityLog, WorkerWatch
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import PHASE_SUFFIX, ErrorExample, RequestRecorder
 from loadkit.metrics._series import REQUEST, Series
 from loadkit.results import ResultsError, close_quietly, open_events, open_metrics, write_errors
+from loadkit.results._events import COUNT_MISMATCH, GENERATOR_CPU_HIGH, LATE_DATA, RUN_STARTED, RUN_STOPPED
 
 # A master hears from each worker every WORKER_REPORT_INTERVAL (3 s): an interval
 # stays open this long so every worker's share of it is in before it is written.

@@ -29,15 +29,14 @@ import time
 
 import gevent
 
-from loadkit.metrics._integrity import GENERATOR_CPU_HIGH
 from loadkit.metrics._intervals import tick_every_second
 from loadkit.metrics._recorder import RequestRecorder
+from loadkit.results._events import FINAL_REPORT_MISSING, GENERATOR_CPU_HIGH
 
 log = logging.getLogger(__name__)
 
 PAYLOAD_KEY = "loadkit"
 FINAL_REPORT_MESSAGE = "loadkit_final_report"  # master -> worker: stop your users, send your final report
-FINAL_REPORT_MISSING = "final_report_missing"  # the integrity event of a worker whose final report never came
 WAIT_STEP = 0.05  # seconds between looks while the master waits for final reports
 
 
@@ -113,7 +112,7 @@ class WorkerReporter:
         data.setdefault(PAYLOAD_KEY, {})["final"] = True
         try:
             runner.send_message("stats", data)
-        except Exception as error:  # the master records it missing; the periodic report sends the numbers
+        except Exception as error:  # noqa: BLE001 - the master records it missing; the periodic report sends the numbers
             log.warning("loadkit: could not send the final report to the master: %s", error)
             return
         self.final_sent = True

@@ -111,8 +111,8 @@ class ProbeController:
         self.results.record_event(self.environment, "probe_failed", f"{name}: {message}")
 
     def _record_saturation(self, detail: str) -> None:
-        from loadkit.metrics._integrity import HOST_CPU_SATURATED
         from loadkit.metrics.plugin import record_event
+        from loadkit.results._events import HOST_CPU_SATURATED
 
         record_event(self.environment, HOST_CPU_SATURATED, detail)
 

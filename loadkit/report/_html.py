@@ -22,9 +22,9 @@ from datetime import datetime, timezone
 from html import escape
 
 from loadkit import __version__
+from loadkit.report._charts import Drawing
 from loadkit.report._compare import LATENCY_FLOOR_MS, MIN_REQUESTS, SIGNIFICANCE, Change, settings_differences
 from loadkit.report._run import NORMAL_EVENTS, Row, Run, integrity_problems
-from loadkit.report._charts import Drawing
 from loadkit.report._server_side import e2e_html, server_html, sink_html, sink_verdict
 
 MISSING = "\u2014"  # an em dash where there is no number

@@ -302,7 +302,7 @@ def _from_csv(prefix: Path, run: Run) -> None:
             latency["p50"] = _csv_value(item, "Median Response Time")
         if not count:
             # Locust writes 0 for the min and max of an entry with no requests.
-            latency = {key: None for key in latency}
+            latency = dict.fromkeys(latency)
         is_total = item["Name"] == AGGREGATED and item["Type"] == ""
         rows.append(
             Row(

@@ -21,12 +21,11 @@ from pathlib import Path
 import pandas as pd
 
 from loadkit import results as files
+from loadkit.hdr import Distribution, decode_counts
 from loadkit.report._charts import (
-    COLORS,
     SERIES_COLORS,
     Drawing,
     _axes,
-    _figure,
     _legend,
     _render,
     _time_axes,
@@ -34,7 +33,6 @@ from loadkit.report._charts import (
     distribution_chart,
     hover,
 )
-from loadkit.hdr import Distribution, decode_counts
 from loadkit.results import E2E_FILE, Notes
 
 E2E_LABEL = "delivery (send to sink)"

@@ -2,9 +2,9 @@
 
     {"time": 1795652205.1, "kind": "worker_missing", "worker": "c0ffee...", "detail": "no heartbeat for 3 seconds"}
 
-``time`` is epoch seconds, ``worker`` a worker's id or null. The kinds are
-those of `loadkit.metrics._integrity` (run_started, run_stopped,
-worker_lost, cpu_high, ...). A line is damaged when it is not such an object.
+``time`` is epoch seconds, ``worker`` a worker's id or null, ``kind`` one of
+the kinds below (what each means: `loadkit.metrics._integrity`, which
+records them). A line is damaged when it is not such an object.
 
 One fact is derived, never written: a run is incomplete when its folder
 has no run.json (written last) or its events.jsonl has no run_stopped
@@ -21,7 +21,19 @@ from pathlib import Path
 from loadkit.results._lines import Notes, cannot_write, flush_lines, is_number, json_lines
 from loadkit.results._names import EVENTS_FILE, METRICS_FILE, RUN_FILE
 
-RUN_STOPPED = "run_stopped"
+RUN_STARTED = "run_started"
+RUN_STOPPED = "run_stopped"  # its absence makes a run incomplete
+WORKER_JOINED = "worker_joined"
+WORKER_MISSING = "worker_missing"
+WORKER_RECOVERED = "worker_recovered"
+WORKER_LOST = "worker_lost"
+WORKER_QUIT = "worker_quit"
+FINAL_REPORT_MISSING = "final_report_missing"  # a worker alive at the end whose last report never came
+GENERATOR_CPU_HIGH = "generator_cpu_high"  # Locust's cpu_warning, on the master, a worker or a local runner
+HOST_CPU_SATURATED = "host_cpu_saturated"  # the host probe: every core busy for seconds
+CPU_HIGH = "cpu_high"  # what runs recorded before generator_cpu_high; still read
+COUNT_MISMATCH = "count_mismatch"
+LATE_DATA = "late_data"
 RUN_INCOMPLETE = "run_incomplete"  # derived by the reader, see `incomplete_run`
 
 

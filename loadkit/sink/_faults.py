@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 import random
 import re
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from loadkit.errors import LoadkitError
 

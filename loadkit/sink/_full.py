@@ -228,7 +228,7 @@ class EnvelopeLmtpSession(_Envelope, _Capturing, LmtpSession):
 
 def rejected_verbs(verbs: dict) -> dict:
     """The verb table of a session whose greeting was a 5xx: 503 to all but QUIT."""
-    table = {verb: _send_quit for verb in verbs}
+    table = dict.fromkeys(verbs, _send_quit)
     table[b"QUIT"] = verbs[b"QUIT"]
     return table
 

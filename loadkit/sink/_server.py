@@ -25,13 +25,13 @@ the connection's descriptor; the original stays with the idle sweeper.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import os
 import stat
 import threading
 import time
 
-import _socket
 import gevent
 import gevent.event
 from gevent import monkey

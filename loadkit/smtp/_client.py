@@ -195,7 +195,7 @@ class SmtpClient:
                 sock = self._connect_inet()
         except std_socket.gaierror as error:
             raise SMTPConnectError(f"cannot resolve {target.host}: {error.strerror}", "connect") from None
-        except (std_socket.timeout, TimeoutError):
+        except TimeoutError:
             raise SMTPTimeoutError(f"no connection to {target} within {self.connect_timeout}s", "connect") from None
         except OSError as error:
             raise SMTPConnectError(f"cannot connect to {target}: {error.strerror or error}", "connect") from None
@@ -265,7 +265,7 @@ class SmtpClient:
             self._sock = self._tls_context.wrap_socket(
                 self._sock, server_hostname=None if self.target.is_unix else self.target.host
             )
-        except (std_socket.timeout, TimeoutError):
+        except TimeoutError:
             raise SMTPTimeoutError(f"TLS handshake timed out after {self.timeout}s", "tls") from None
         except OSError as error:  # ssl.SSLError is an OSError: a bad certificate lands here
             raise SMTPConnectError(f"TLS handshake with {self.target} failed: {error}", "tls") from None
@@ -519,7 +519,7 @@ class SmtpClient:
             sent = self._sock.send(data)
             if sent < len(data):
                 self._sock.sendall(memoryview(data)[sent:])
-        except (std_socket.timeout, TimeoutError):
+        except TimeoutError:
             self.close()
             raise SMTPTimeoutError(f"write timed out after {self.timeout}s", phase) from None
         except OSError as error:
@@ -569,7 +569,7 @@ class SmtpClient:
     def _recv(self, phase: str) -> bytes:
         try:
             data = self._sock.recv(RECV_SIZE)
-        except (std_socket.timeout, TimeoutError):
+        except TimeoutError:
             self.close()
             raise SMTPTimeoutError(f"no reply within {self.timeout}s", phase) from None
         except OSError as error:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 from gevent import ssl
 
 
-@lru_cache(maxsize=None)  # loading the CA store costs ~20 ms: one context per setting, shared by every client
+@cache  # loading the CA store costs ~20 ms: one context per setting, shared by every client
 def client_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLContext:
     """A context for STARTTLS and implicit TLS.
 

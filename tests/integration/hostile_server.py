@@ -72,7 +72,7 @@ class HostileServer:
         while not self._closed.is_set():
             try:
                 client, _ = self._listener.accept()
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             except OSError:
                 return
@@ -105,7 +105,7 @@ class HostileServer:
         while not self._closed.is_set():
             try:
                 data = client.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             if not data:
                 return
@@ -144,7 +144,7 @@ class HostileServer:
         while not self._closed.is_set() and b"DATA\r\n" not in buf.upper():
             try:
                 data = client.recv(65536)
-            except (TimeoutError, socket.timeout):
+            except TimeoutError:
                 continue
             if not data:
                 return
@@ -153,7 +153,7 @@ class HostileServer:
             self._send(client, b"".join(replies))
         try:
             client.recv(100)  # a little of the message, then hang up
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             pass
 
     def _endless_line(self, client) -> None:

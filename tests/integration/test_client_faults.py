@@ -20,7 +20,7 @@ import time
 import pytest
 
 from loadkit.sink import FaultPlan, SinkServer
-from loadkit.smtp import SMTPError, SmtpClient
+from loadkit.smtp import SmtpClient, SMTPError
 from loadkit.urls import Target
 from tests.integration.hostile_server import HostileServer
 

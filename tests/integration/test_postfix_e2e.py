@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from loadkit.instances import Postfix
-from loadkit.instances._system import wait_until
 from loadkit.hdr import decode, nearest_rank, percentiles_ms
+from loadkit.instances import Postfix
 from loadkit.report import build_report
 from tests.conftest import require_root
 from tests.integration.peers import loadkit_sink

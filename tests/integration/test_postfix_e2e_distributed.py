@@ -13,8 +13,8 @@ import json
 import pytest
 
 from loadkit.e2e import ClockError, measure_sink_clock_offset
-from loadkit.instances import Postfix
 from loadkit.hdr import decode
+from loadkit.instances import Postfix
 from loadkit.report import build_report
 from loadkit.urls import parse_url
 from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers

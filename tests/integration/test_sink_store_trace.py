@@ -8,8 +8,8 @@ import smtplib
 import subprocess
 import time
 
-from loadkit.messages import MessageFactory
 from loadkit.hdr import decode
+from loadkit.messages import MessageFactory
 from loadkit.sink import SinkServer
 from tests.integration.test_sink_cli import sink_process
 

@@ -43,7 +43,7 @@ import tempfile
 import threading
 import time
 from contextlib import ExitStack
-from functools import lru_cache
+from functools import cache
 
 import pytest
 
@@ -341,7 +341,7 @@ class FakeSmtpServer:
     def _receive(self, sock: socket.socket, session: Session) -> bool:
         try:
             chunk = sock.recv(65536)
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             return False
         if not chunk:
             session.client_closed = True
@@ -432,7 +432,7 @@ def certificate_pem() -> str:
     return _certificate()[1].decode()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _server_context() -> ssl.SSLContext:
     """The server side's TLS context, with the one certificate."""
     key_pem, certificate_pem_bytes = _certificate()
@@ -454,7 +454,7 @@ def _certificate() -> tuple[bytes, bytes]:
 _CERTIFICATE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _make_certificate() -> tuple[bytes, bytes]:
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

@@ -261,7 +261,7 @@ def test_many_resplits_stay_consistent(arrival):
         change_at = now
         count = rng.randint(1, 4)
         survivors = list(workers.values())[:count]
-        workers = {i: w for i, w in enumerate(survivors)}
+        workers = dict(enumerate(survivors))
         for i in range(len(survivors), count):
             workers[i] = WorkerArrivals(plan, arrival, seed=2, index=i, count=count, from_time=change_at)
         for i, worker in enumerate(survivors):

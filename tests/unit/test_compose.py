@@ -97,7 +97,7 @@ def test_compose_file_is_valid_and_names_every_service(services):
     # Scalable: no fixed container name and no host port, or a second worker could not start.
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
     for name in ("master", "headless", "worker", "sink"):
-        assert any(volume.endswith(":/app/reports:rw") or volume.endswith(":/app/reports")
+        assert any(volume.endswith((":/app/reports:rw", ":/app/reports"))
                    for volume in _volumes(services[name])), f"{name}: results do not reach ./reports on the host"
 
 

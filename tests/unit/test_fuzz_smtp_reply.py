@@ -17,7 +17,7 @@ from __future__ import annotations
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from loadkit.smtp import Reply, SMTPDisconnected, SMTPError, SMTPProtocolError, SmtpClient
+from loadkit.smtp import Reply, SmtpClient, SMTPDisconnected, SMTPError, SMTPProtocolError
 from loadkit.smtp._reply import MAX_LINE, MAX_REPLY
 from loadkit.urls import Target
 from tests.unit.test_fuzz_sink_parser import FUZZ
@@ -67,7 +67,7 @@ def check_reply(reply: Reply) -> None:
     assert 0 <= reply.code <= 999
     for line in reply.lines:
         assert line.isprintable() and "\r" not in line and "\n" not in line
-    str(reply), repr(reply), reply.enhanced_code, reply.ok  # noqa: B018 - none of them may raise
+    str(reply), repr(reply), reply.enhanced_code, reply.ok
     assert len(reply.raw_lines) >= 1
 
 

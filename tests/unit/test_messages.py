@@ -48,7 +48,7 @@ def test_body_is_exactly_payload_size(size):
 
 def test_body_filler_is_exact_and_well_formed_for_every_small_size():
     lines = ["Alpha beta gamma.", "", "x" * 76, "Delta epsilon zeta eta theta.", "y", "z w"]
-    for size in range(0, 600):
+    for size in range(600):
         body = _body(lines, size)
         assert len(body) == size
         assert len(_body([""], size)) == size  # blank text alone must not hang the filler

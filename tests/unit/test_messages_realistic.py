@@ -259,7 +259,8 @@ def test_the_same_seed_sends_the_same_mail():
     profile = "size=lognormal:8k:1.0 mime=attachments:0.3,html:0.3,utf8:0.2 recipients=1:2,2:1 domains=a.test:1,*:1"
     one, two, other = (MessageFactory(seed=seed, run_id="same", source_tag=f"s{n}", profile=profile)
                        for n, seed in enumerate((9, 9, 10)))
-    unstamped = lambda factory: [factory.build(n).split(b"\r\n", 3)[3] for n in range(len(factory.kinds))]
+    def unstamped(factory):
+        return [factory.build(n).split(b"\r\n", 3)[3] for n in range(len(factory.kinds))]
     assert unstamped(one) == unstamped(two) and one.kinds == two.kinds and one.payload_sizes == two.payload_sizes
     assert unstamped(one) != unstamped(other)
     assert [one.recipients() for _ in range(50)] == [two.recipients() for _ in range(50)]

@@ -65,7 +65,8 @@ def test_locusts_cpu_warning_on_a_local_runner_is_a_generator_event(tmp_path):
 
 def test_phase_rows_are_left_out_of_locusts_count(tmp_path):
     env = environment()
-    entry = lambda requests, failures=0: SimpleNamespace(num_requests=requests, num_failures=failures)
+    def entry(requests, failures=0):
+        return SimpleNamespace(num_requests=requests, num_failures=failures)
     env.stats = SimpleNamespace(entries={("send", "SMTP"): entry(10, 1), ("mail", "SMTP-phase"): entry(10),
                                          ("rcpt", "SMTP-phase"): entry(10)})
     run = RunRecorder(env, tmp_path, RequestRecorder()).start(ticking=False)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
-
 import numpy as np
 import pandas as pd
+import pytest
 
 from loadkit.report import TOTAL_LABEL, Row, Run, build_report, compare_runs, load_run
 from loadkit.report._compare import mann_whitney_p, settings_differences

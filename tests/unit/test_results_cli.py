@@ -89,7 +89,7 @@ def test_check_and_report_read_a_damaged_folder_alike(tmp_path, case):
 
 
 @pytest.mark.parametrize("form", ["csv prefix", "json file"])
-def test_check_and_report_measure_the_same_plain_locust_run(locust_results, tmp_path, form):  # noqa: F811
+def test_check_and_report_measure_the_same_plain_locust_run(locust_results, tmp_path, form):
     results = str(locust_results / ("locust" if form == "csv prefix" else "stats.json"))
     sends = USERS * SENDS_PER_USER
     checks = ["--check", f"requests=={sends + USERS * DELIVERIES_PER_USER}", "--check", f"send:requests=={sends}",

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from loadkit.messages import MessageFactory, Trace
 from loadkit.hdr import decode
+from loadkit.messages import MessageFactory, Trace
 from loadkit.sink import FaultPlan, MaildirStore, SinkProfile, SinkStats, TraceStats
 from loadkit.sink._stats import FOLD_REPLIES_ABOVE, SEEN_BITMAP_LIMIT
 

@@ -556,7 +556,8 @@ def test_server_closing_the_connection_is_a_disconnect(serve, client_for, close_
 
 
 def test_the_next_send_after_a_transport_error_opens_a_new_session(serve, client_for):
-    drop_first_session = lambda line, session: CLOSE if line.startswith(b"RCPT") and session.index == 0 else None
+    def drop_first_session(line, session):
+        return CLOSE if line.startswith(b"RCPT") and session.index == 0 else None
     server = serve(drop_first_session)
     client = client_for(server)
     with pytest.raises(SMTPDisconnected):
@@ -648,7 +649,8 @@ def test_timings_measure_where_the_server_is_slow(serve, client_for):
     ("lmtp", "LHLO", b"550 5.5.1 Go away\r\n"),
 ])
 def test_a_failed_greeting_leaves_no_half_open_session(serve, client_for, protocol, where, reply):
-    first_session_only = lambda session: reply if where == "banner" and session.index == 0 else BANNER
+    def first_session_only(session):
+        return reply if where == "banner" and session.index == 0 else BANNER
     server = serve(lambda line, session: reply if line.startswith(where.encode()) and session.index == 0 else None,
                    banner=first_session_only)
     client = client_for(server, protocol)

@@ -182,7 +182,7 @@ def test_every_mail_parameter_together_in_a_fixed_order(serve, client_for):
     server = serve(ehlo=ehlo_offering("SIZE 1000000", "8BITMIME", "SMTPUTF8", "DSN"))
     client_for(server, dsn_ret="full", dsn_envid="e1").send("josé@exämple.com", ["a@example.com"], EIGHT_BIT)
 
-    expected = "MAIL FROM:<josé@exämple.com> SIZE=%d SMTPUTF8 BODY=8BITMIME RET=FULL ENVID=e1" % len(EIGHT_BIT)
+    expected = f"MAIL FROM:<josé@exämple.com> SIZE={len(EIGHT_BIT)} SMTPUTF8 BODY=8BITMIME RET=FULL ENVID=e1"
     assert mail_line(server.sessions[0]) == expected.encode()
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadkit.smtp import Reply, SMTPProtocolError, SMTPReplyError, SmtpClient
+from loadkit.smtp import Reply, SmtpClient, SMTPProtocolError, SMTPReplyError
 from loadkit.smtp._reply import MAX_LINE
 from tests.unit.fake_smtp import SILENT, FakeSmtpServer, Split
 
