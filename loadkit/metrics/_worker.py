@@ -31,7 +31,7 @@ import gevent
 
 from loadkit.metrics._integrity import CPU_HIGH
 from loadkit.metrics._intervals import tick_every_second
-from loadkit.metrics._recorder import RequestRecorder
+from loadkit.open_model_metrics import OpenModelRecorder
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ WAIT_STEP = 0.05  # seconds between looks while the master waits for final repor
 class WorkerReporter:
     def __init__(self, environment):
         self.environment = environment
-        self.recorder = RequestRecorder()
+        self.recorder = OpenModelRecorder()
         self.pending: list[tuple[float, float, list]] = []  # (start, end, [Series]) not yet sent
         self.events: list[dict] = []
         self.sent_examples: set[tuple[str, str, str]] = set()

@@ -172,6 +172,7 @@ class ResultsController:
         self.joined: list[tuple[float, str]] = []  # workers that joined before the run started
         self.final_reports = None  # a master's: the final reports of the test that stops
         self._pending_finish = None
+        self._saw_cpu_high = False  # any process of the run went over Locust's CPU warning
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -185,8 +186,8 @@ class ResultsController:
 
     def on_test_start(self, environment, **_kwargs) -> None:
         from loadkit.metrics._csv import LocustCsv
-        from loadkit.metrics._recorder import RequestRecorder
         from loadkit.metrics._run import MASTER_SETTLE, RunRecorder
+        from loadkit.open_model_metrics import OpenModelRecorder
 
         if self.run is not None:
             self.finish()  # the web UI started a new test: close the previous folder first
@@ -204,7 +205,7 @@ class ResultsController:
             self.joined = []
             self.run.watch_workers()
         else:
-            self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
+            self.run = RunRecorder(environment, self.folder, OpenModelRecorder()).start()
 
     def on_test_stopping(self, environment, **_kwargs) -> None:
         from loadkit.metrics._worker import FinalReports
@@ -263,6 +264,8 @@ class ResultsController:
         from loadkit.metrics._worker import PAYLOAD_KEY
 
         payload = data.get(PAYLOAD_KEY)
+        if payload and any(event.get("kind") == "cpu_high" for event in payload.get("events", ())):
+            self._saw_cpu_high = True
         if self.run is not None:
             self.run.watch.heard(client_id)
             if payload:
@@ -278,6 +281,7 @@ class ResultsController:
 
     def on_cpu_warning(self, environment, cpu_usage, **_kwargs) -> None:
         if self.run is not None and self.run.running:
+            self._saw_cpu_high = True
             where = "master" if self.distributed else "Locust process"
             self.run.events.record("cpu_high", None, f"{where} CPU at {cpu_usage:.0f}%")
 
@@ -294,12 +298,35 @@ class ResultsController:
         if self.final_reports is not None:
             self._record_missing_final_reports(run)
             self.final_reports = None
+        rate = self._open_model_rate(run)  # before the run closes its events
         facts = run.stop(locust_total=total)
+        if rate:
+            facts["open_model"] = rate
         self.csv.finish()
         write_run_json(self.folder, **self._run_metadata(facts, total))
         if self.checks:
             self._check(self.folder)
         print(f"loadkit: results in {self.folder}", flush=True)
+
+    def _open_model_rate(self, run) -> dict | None:
+        """An open-model run's offered/sent/dropped; rate_not_reached (in events.jsonl) when it fell short."""
+        from loadkit.open_model_locust import RATE_NOT_REACHED, pool_of, rate_verdict
+        from loadkit.open_model_metrics import open_totals
+
+        pool = None if self.distributed else pool_of(self.environment)
+        counts = pool.counts if pool is not None else None
+        if counts is not None:  # this process's own schedule: exact, its last second not folded yet
+            totals = {"offered": counts.offered, "sent": counts.started, "dropped": counts.dropped}
+        else:  # a master: every worker's final report is in
+            totals = open_totals(run.store.totals.by_key)
+        if not totals["offered"]:
+            return None
+        cpu_high = bool(run.events.counts.get("cpu_high")) or self._saw_cpu_high
+        detail = rate_verdict(totals["offered"], totals["sent"], cpu_high)
+        if detail:
+            run.events.record(RATE_NOT_REACHED, None, detail)
+            print(f"loadkit: {RATE_NOT_REACHED}: {detail}", flush=True)
+        return totals
 
     def _record_missing_final_reports(self, run) -> None:
         """Before the run closes: a worker without a final report that the run does not record
