@@ -11,7 +11,8 @@ Options (also in locust.conf and the web UI's start form):
     --max-sessions N     at most N messages in flight per process (default: its users)
     --overload POLICY    queue (default: lag grows, counted in corrected latency) or drop
 
-Without --rate nothing changes: the users loop on their wait_time (closed
+A staged plan (``50:30s,200:2m``) ends the test when it is over, as -t
+would (a constant one runs until -t or a stop). Without --rate nothing changes: the users loop on their wait_time (closed
 model). With it, each process owns one ``SessionPool``: an
 ``OpenModelRunner`` keeps the schedule, and every arrival is handed to a
 free user, which runs one task for it. A user's wait_time becomes "wait for
@@ -258,6 +259,7 @@ class _OpenModelListeners:
         self.settings: OpenModelSettings | None = None
         self.splits: dict[str, tuple[int, int]] = {}
         self._watcher = None
+        self._plan_end = None
 
     def on_init(self, environment, runner=None, **_kwargs) -> None:
         from locust.runners import WorkerRunner
@@ -294,13 +296,15 @@ class _OpenModelListeners:
         if settings is None:
             _pools.pop(environment, None)
             return
+        origin = time.time() + START_AHEAD
+        if settings.plan.duration < float("inf"):
+            self._plan_end = gevent.spawn_later(origin + settings.plan.duration - time.time(), _end_test, environment)
         if isinstance(runner, MasterRunner):
             self.splits = {}
-            origin = time.time() + START_AHEAD
             self._watcher = gevent.spawn(self._watch_workers, environment, origin)
             return
         pool = _pools[environment] = SessionPool(settings)
-        pool.start()
+        pool.start(origin=origin)
 
     def on_split(self, environment, msg, **_kwargs) -> None:
         data = msg.data
@@ -347,12 +351,25 @@ class _OpenModelListeners:
             gevent.sleep(WATCH_EVERY)
 
     def on_test_stop(self, environment, **_kwargs) -> None:
+        if self._plan_end is not None and self._plan_end is not gevent.getcurrent():
+            self._plan_end.kill(block=False)
+        self._plan_end = None
         if self._watcher is not None:
             self._watcher.kill(block=False)
             self._watcher = None
         pool = _pools.get(environment)
         if pool is not None:
             pool.stop()
+
+
+def _end_test(environment) -> None:
+    """A staged plan is over: the test ends with it (a headless run quits, as at its -t)."""
+    options = environment.parsed_options
+    log.info("loadkit: the rate plan is over, %s", "shutting down" if options.headless else "stopping the test")
+    if options.headless:
+        environment.runner.quit()
+    else:
+        environment.runner.stop()
 
 
 _registered: weakref.WeakSet = weakref.WeakSet()
