@@ -63,6 +63,7 @@ __all__ = [
     "pool_of",
     "register_open_model",
     "settings_from_options",
+    "start_pool",
 ]
 
 SPLIT_MESSAGE = "loadkit_open_split"  # master -> worker: {index, count, origin, from_time}
@@ -126,6 +127,7 @@ class SessionPool:
         self.runner: OpenModelRunner | None = None
         self.origin = 0.0
         self.summary = None
+        self.elapsed = 0.0  # seconds of the schedule, once stopped
         self._cap(0)
 
     # -- the users' side ------------------------------------------------
@@ -195,6 +197,7 @@ class SessionPool:
         if self._stop.is_set():
             return
         self._stop.set()
+        self.elapsed = max(time.time() - self.origin, 0.0)
         for user in list(self._current):
             self.finish(user)
         for _ in range(len(self.users)):
@@ -247,6 +250,21 @@ def pool_of(environment) -> SessionPool | None:
     return _pools.get(environment)
 
 
+def start_pool(environment, settings: OpenModelSettings) -> SessionPool:
+    """Give `environment` a pool and start its schedule now (Locust run in-process: ``loadkit source``)."""
+    pool = _pools[environment] = SessionPool(settings)
+    pool.start(origin=time.time())
+    return pool
+
+
+def describe_rate(pool: SessionPool) -> str:
+    """One line: offered, sent and dropped, in all and per second of the (stopped) schedule."""
+    counts, elapsed = pool.counts, pool.elapsed
+    per_second = (lambda n: n / elapsed) if elapsed > 0 else (lambda n: 0.0)
+    return (f"rate: {counts.offered} offered ({per_second(counts.offered):.1f}/s), {counts.started} sent "
+            f"({per_second(counts.started):.1f}/s), {counts.dropped} dropped")
+
+
 def any_pool() -> SessionPool | None:
     """The pool of this process (one Locust environment per process)."""
     for pool in list(_pools.values()):
@@ -290,8 +308,8 @@ class _OpenModelListeners:
         from locust.runners import MasterRunner, WorkerRunner
 
         runner = environment.runner
-        if isinstance(runner, WorkerRunner):
-            return  # the master's split starts the pool
+        if isinstance(runner, WorkerRunner) or environment.parsed_options is None:
+            return  # a worker: the master's split starts its pool; in-process Locust: the caller's pool
         settings = self._settings(environment)
         if settings is None:
             _pools.pop(environment, None)
