@@ -128,6 +128,7 @@ class SessionPool:
         self.origin = 0.0
         self.summary = None
         self.elapsed = 0.0  # seconds of the schedule, once stopped
+        self._clocks = (None, None)  # cpu_clocks() at the schedule's origin and at its stop
         self._cap(0)
 
     # -- the users' side ------------------------------------------------
@@ -182,11 +183,27 @@ class SessionPool:
         wait = self.origin - time.time()
         if wait > 0:
             gevent.sleep(wait)
+        self._clocks = (cpu_clocks(), None)
         self.summary = self.runner.run(self._stop, origin=self.origin, drain_timeout=5.0)
 
     def resplit(self, index: int, count: int, from_time: float) -> None:
         if self.runner is not None:
             self.runner.resplit(index, count, from_time)
+
+    def generator_load(self) -> dict:
+        """This process's CPU over the schedule, % of one core: `generator_cpu` used, `generator_demand`
+        used or waited for in the run queue (a generator starved by a busy machine is saturated too)."""
+        start, stop = self._clocks
+        if start is None:
+            return {}
+        stop = stop or cpu_clocks()
+        wall = stop[2] - start[2]
+        if wall <= 0:
+            return {}
+        load = {"generator_cpu": round((stop[0] - start[0]) / wall * 100, 1)}
+        if start[1] is not None and stop[1] is not None:
+            load["generator_demand"] = round((stop[0] - start[0] + stop[1] - start[1]) / wall * 100, 1)
+        return load
 
     @property
     def counts(self):
@@ -198,6 +215,8 @@ class SessionPool:
             return
         self._stop.set()
         self.elapsed = max(time.time() - self.origin, 0.0)
+        if self._clocks[0] is not None:
+            self._clocks = (self._clocks[0], cpu_clocks())
         for user in list(self._current):
             self.finish(user)
         for _ in range(len(self.users)):
@@ -240,6 +259,16 @@ class OpenModelSession:
     def leave_open_model(self) -> None:
         if self._open_pool is not None:
             self._open_pool.leave(self)
+
+
+def cpu_clocks() -> tuple[float, float | None, float]:
+    """(CPU seconds, seconds runnable but waiting for a CPU, monotonic seconds) of this process's main thread."""
+    try:  # Linux: the thread's CPU time and run-queue delay, in ns (gevent runs on this one thread)
+        with open("/proc/thread-self/schedstat") as handle:
+            waited = int(handle.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        waited = None
+    return time.thread_time(), waited, time.monotonic()
 
 
 _pools: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # environment -> SessionPool

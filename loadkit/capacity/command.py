@@ -26,12 +26,12 @@ from pathlib import Path
 from loadkit.arrivals import ArrivalError, parse_timespan
 from loadkit.capacity._file import write_capacity
 from loadkit.capacity._limits import parse_limits
-from loadkit.capacity._local import SATURATED_CPU
 from loadkit.capacity._search import SearchError, SearchSettings, search
 from loadkit.capacity._step import PERCENTILES, StepResult
 from loadkit.capacity._table import format_steps, format_verdict
 from loadkit.errors import UsageError
 
+SATURATED = 90.0  # % of one core the step's Locust process used or waited for (run queue): the generator is the limit
 START_AHEAD = 1.0  # the open model starts its schedule this long after the test (loadkit.open_model_locust)
 STEP_SLACK = 30  # -t beyond the plan: the staged plan ends each step, -t only bounds it
 EXAMPLES = "--slo 'p99<200ms' --slo 'error_ratio<0.1%'"
@@ -91,7 +91,7 @@ def settings_from(args) -> SearchSettings:
 class LocustSteps:
     """`run_step(rate, duration)`: one headless Locust run per step, its results folder read back."""
 
-    def __init__(self, args, folder: Path, saturated_cpu: float = SATURATED_CPU):
+    def __init__(self, args, folder: Path, saturated_cpu: float = SATURATED):
         self.args = args
         self.folder = folder
         self.saturated_cpu = saturated_cpu
@@ -171,13 +171,21 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def read_step(folder: Path, duration: float, cpu: float, saturated_cpu: float = SATURATED_CPU,
+def read_step(folder: Path, duration: float, cpu: float, saturated_cpu: float = SATURATED,
               processes: int = 1) -> StepResult:
-    """A StepResult from one step's results folder (metrics.jsonl, events.jsonl, probes)."""
+    """A StepResult from one step's results folder (metrics.jsonl, events.jsonl, probes, run.json).
+
+    `cpu` is the step's processes' CPU over their whole life, start-up included;
+    a local run's own measure over the test (run.json) replaces it."""
     from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
-    from loadkit.results import Notes, read_events, read_intervals, read_probes
+    from loadkit.results import Notes, read_events, read_intervals, read_probes, read_run_json
 
     notes = Notes()
+    run = read_run_json(folder, notes) or {}
+    facts = run.get("open_model") or {}
+    measured = facts.get("generator_demand", facts.get("generator_cpu"))
+    if isinstance(measured, (int, float)):
+        cpu, processes = float(measured), 1
     counts = {"offered": 0, "sent": 0, "dropped": 0}
     ok = failed = 0
     errors: dict[str, int] = {}

@@ -316,7 +316,8 @@ class ResultsController:
         pool = None if self.distributed else pool_of(self.environment)
         counts = pool.counts if pool is not None else None
         if counts is not None:  # this process's own schedule: exact, its last second not folded yet
-            totals = {"offered": counts.offered, "sent": counts.started, "dropped": counts.dropped}
+            totals = {"offered": counts.offered, "sent": counts.started, "dropped": counts.dropped,
+                      **pool.generator_load()}
         else:  # a master: every worker's final report is in
             totals = open_totals(run.store.totals.by_key)
         if not totals["offered"]:

@@ -15,10 +15,12 @@ from pathlib import Path
 from tests.integration.peers import loadkit_sink
 
 KEPT = str(Path(__file__).with_name("kept_connection_locustfile.py"))
+CPU_BOUND = str(Path(__file__).with_name("cpu_bound_locustfile.py"))
 
 
-def capacity(url: str, results: Path, *options: str, timeout: float = 400) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "loadkit", "capacity", "-f", KEPT, "-H", url, "--results", str(results),
+def capacity(url: str, results: Path, *options: str, timeout: float = 400,
+             locustfile: str = KEPT) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "loadkit", "capacity", "-f", locustfile, "-H", url, "--results", str(results),
                *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout)
 
@@ -45,8 +47,9 @@ def test_capacity_finds_the_ceiling_of_sessions_over_delay_within_ten_percent(tm
 
 def test_a_generator_past_its_cpu_exits_3_generator_limited(tmp_path):
     with loadkit_sink(tmp_path) as (url, read_stats):
-        result = capacity(url, tmp_path / "results", "-u", "50", "--slo", "p99<5s", "--start", "20000",
-                          "--step-time", "6s", "--confirm", "6s", "--max-steps", "3")
+        # 2 ms of CPU a message: one core sends ~500/s at most; 2000/s are asked
+        result = capacity(url, tmp_path / "results", "-u", "20", "--slo", "p99<5s", "--start", "2000",
+                          "--step-time", "6s", "--confirm", "6s", "--max-steps", "3", locustfile=CPU_BOUND)
         read_stats()
     assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
     assert "generator-limited" in result.stdout
