@@ -307,6 +307,7 @@ class _OpenModelListeners:
         self.splits: dict[str, tuple[int, int]] = {}
         self._watcher = None
         self._plan_end = None
+        self.wire_settings: dict = {}  # a master's open-model options, sent to its workers with their split
 
     def on_init(self, environment, runner=None, **_kwargs) -> None:
         from locust.runners import WorkerRunner
@@ -348,6 +349,11 @@ class _OpenModelListeners:
             self._plan_end = gevent.spawn_later(origin + settings.plan.duration - time.time(), _end_test, environment)
         if isinstance(runner, MasterRunner):
             self.splits = {}
+            options = environment.parsed_options
+            # the workers' own options may lack --rate (the master's reach them with the spawn message, later)
+            self.wire_settings = {"rate": str(options.rate), "arrival": options.arrival, "seed": options.arrival_seed,
+                                  "max_sessions": options.max_sessions, "overload": options.overload}
+            self._split(environment, origin, first=True)  # before the master sends its spawn messages
             self._watcher = gevent.spawn(self._watch_workers, environment, origin)
             return
         pool = _pools[environment] = SessionPool(settings)
@@ -357,8 +363,10 @@ class _OpenModelListeners:
         data = msg.data
         pool = _pools.get(environment)
         if data.get("start") or pool is None or pool.runner is None:
-            settings = self._settings(environment)
-            if settings is None:
+            try:
+                settings = OpenModelSettings(**data["settings"])
+            except (ArrivalError, OpenModelError) as error:
+                log.error("loadkit: %s", error)
                 return
             old = pool
             pool = _pools[environment] = SessionPool(settings)
@@ -370,32 +378,34 @@ class _OpenModelListeners:
         else:
             pool.resplit(data["index"], data["count"], data["from_time"])
 
-    def _watch_workers(self, environment, origin: float) -> None:
+    def _split(self, environment, origin: float, first: bool) -> None:
+        """Send each worker its share when the workers changed (all of them at the test's start)."""
         from locust.runners import STATE_MISSING
 
         from loadkit.metrics.plugin import record_event
 
         runner = environment.runner
-        first = True
+        workers = sorted(client.id for client in runner.clients.values() if client.state != STATE_MISSING)
+        split = {worker: (index, len(workers)) for index, worker in enumerate(workers)}
+        if not workers or split == self.splits:
+            return
+        from_time = float("-inf") if first else max(time.time() + RESPLIT_AHEAD - origin, 0.0)
+        for worker, (index, count) in split.items():
+            data = {"index": index, "count": count, "origin": origin, "from_time": from_time,
+                    "start": first or worker not in self.splits, "settings": self.wire_settings}
+            try:
+                runner.send_message(SPLIT_MESSAGE, data, client_id=worker)
+            except Exception as error:  # noqa: BLE001 - a lost worker is the watch's to record
+                log.warning("loadkit: cannot send the rate split to %s: %s", worker, error)
+        if not first:
+            record_event(environment, RESPLIT, f"rate split among {len(workers)} worker(s) "
+                                               f"from {from_time:.1f} s of the schedule on")
+        self.splits = split
+
+    def _watch_workers(self, environment, origin: float) -> None:
         while True:
-            workers = sorted(client.id for client in runner.clients.values() if client.state != STATE_MISSING)
-            split = {worker: (index, len(workers)) for index, worker in enumerate(workers)}
-            if workers and split != self.splits:
-                from_time = float("-inf") if first else max(time.time() + RESPLIT_AHEAD - origin, 0.0)
-                for worker, (index, count) in split.items():
-                    data = {"index": index, "count": count, "origin": origin, "from_time": from_time,
-                            "start": first or worker not in self.splits}
-                    if data["start"] and not first:
-                        data["from_time"] = from_time
-                    try:
-                        runner.send_message(SPLIT_MESSAGE, data, client_id=worker)
-                    except Exception as error:  # noqa: BLE001 - a lost worker is the watch's to record
-                        log.warning("loadkit: cannot send the rate split to %s: %s", worker, error)
-                if not first:
-                    record_event(environment, RESPLIT, f"rate split among {len(workers)} worker(s) "
-                                                       f"from {from_time:.1f} s of the schedule on")
-                self.splits, first = split, False
             gevent.sleep(WATCH_EVERY)
+            self._split(environment, origin, first=False)
 
     def on_test_stop(self, environment, **_kwargs) -> None:
         if self._plan_end is not None and self._plan_end is not gevent.getcurrent():

@@ -1,7 +1,7 @@
 """`loadkit capacity` against `loadkit sink`: a ceiling we can compute, and a generator pushed past its CPU.
 
-The ceiling is the client's: 4 sessions, each message held 50 ms by the
-sink's DATA delay, so at most 4 / 0.05 = 80 messages/s; above it arrivals
+The ceiling is the client's: 10 sessions, each message held 100 ms by the
+sink's DATA delay, so at most 10 / 0.1 = 100 messages/s; above it arrivals
 queue and their corrected latency grows with every second of a step.
 """
 
@@ -26,11 +26,11 @@ def capacity(url: str, results: Path, *options: str, timeout: float = 400,
 
 
 def test_capacity_finds_the_ceiling_of_sessions_over_delay_within_ten_percent(tmp_path):
-    sessions, delay = 4, 0.05
+    sessions, delay = 10, 0.1
     ceiling = sessions / delay
     with loadkit_sink(tmp_path, "--delay", f"data:{delay * 1000:g}ms") as (url, read_stats):
-        result = capacity(url, tmp_path / "results", "-u", str(sessions), "--slo", "p50<100ms",
-                          "--slo", "error_ratio<1%", "--start", "20", "--step", "x2", "--step-time", "8s",
+        result = capacity(url, tmp_path / "results", "-u", str(sessions), "--slo", "p50<150ms",
+                          "--slo", "error_ratio<1%", "--start", "25", "--step", "x2", "--step-time", "8s",
                           "--confirm", "10s", "--max-steps", "12", "--expect", str(0.5 * ceiling))
         read_stats()
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
