@@ -20,7 +20,7 @@ class _Collect:
     def __init__(self):
         self.options: list[tuple[str, str]] = []
 
-    def add_argument(self, *names, help="", metavar=None, choices=None, **_kwargs):  # noqa: A002 - argparse's name
+    def add_argument(self, *names, help="", metavar=None, choices=None, **_kwargs):
         shown = ", ".join(names)
         if choices:
             shown += " {" + ",".join(choices) + "}"

@@ -133,7 +133,7 @@ class LocustSteps:
         timeout = duration + 120
         workers = self.args.workers
         if not workers:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
             return done.returncode, done.stdout + done.stderr
         master = subprocess.Popen(command + ["--master", "--expect-workers", str(workers),
                                              "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"],
@@ -158,7 +158,7 @@ def _master_port(pid: int, wait: float = 30.0) -> int:
     """The port the master bound (port 0: the kernel chose), read from ss."""
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
-        out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True).stdout
+        out = subprocess.run(["ss", "-Htlnp"], capture_output=True, text=True, check=False).stdout
         for line in out.splitlines():
             if f"pid={pid}," in line:
                 return int(line.split()[3].rsplit(":", 1)[1])
@@ -178,7 +178,13 @@ def read_step(folder: Path, duration: float, cpu: float, saturated_cpu: float = 
     `cpu` is the step's processes' CPU over their whole life, start-up included;
     a local run's own measure over the test (run.json) replaces it."""
     from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
-    from loadkit.results import Notes, read_events, read_intervals, read_probes, read_run_json
+    from loadkit.results import (
+        Notes,
+        read_events,
+        read_intervals,
+        read_probes,
+        read_run_json,
+    )
 
     notes = Notes()
     run = read_run_json(folder, notes) or {}

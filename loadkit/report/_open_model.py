@@ -60,7 +60,7 @@ def read_open_model(folder: Path) -> OpenModelFacts | None:
     totals = {name: sum(values) for name, values in per_second.items()}
     if not totals["offered"]:
         return None
-    p99 = lambda histogram: percentiles_ms(histogram, [99])[99] if histogram.total_count else None  # noqa: E731
+    p99 = lambda histogram: percentiles_ms(histogram, [99])[99] if histogram.total_count else None
     return OpenModelFacts(seconds, per_second, totals, p99(corrected), p99(service))
 
 

@@ -13,11 +13,16 @@ import subprocess
 import sys
 import threading
 import time
+from itertools import pairwise
 from pathlib import Path
 
 from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
 from tests.integration.peers import loadkit_sink, master_and_workers
-from tests.integration.test_metrics_locust_headless import locust_aggregated, only_folder, read_intervals
+from tests.integration.test_metrics_locust_headless import (
+    locust_aggregated,
+    only_folder,
+    read_intervals,
+)
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 PACED = str(Path(__file__).with_name("paced_smtp_locustfile.py"))
@@ -87,7 +92,7 @@ def _stall(pid: int, after: float, seconds: float) -> threading.Thread:
 
 def _sink_pid(url: str) -> int:
     port = url.rsplit(":", 1)[-1]
-    out = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True).stdout
+    out = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
     return int(out.split("pid=", 1)[1].split(",", 1)[0])
 
 
@@ -100,7 +105,7 @@ def test_a_two_second_stall_shows_in_corrected_latency_and_the_closed_model_hide
             pid = _sink_pid(url)
             results = tmp_path / model
             result = run_locust(url, results, 15, "-u", "10", *extra, locustfile=locustfile,
-                                during=lambda: _stall(pid, 6.0, 2.0).join())
+                                during=lambda pid=pid: _stall(pid, 6.0, 2.0).join())
             read_stats()
         assert result.returncode == 0, result.stderr[-3000:]
         intervals = read_intervals(only_folder(results))
@@ -139,7 +144,7 @@ def test_drop_mode_counts_drops_each_second_and_queue_mode_lag_grows(tmp_path):
     lags = [percentile([interval], "phase", "lag", 50) for interval in intervals[1:-1]
             if any(s["name"] == "lag" for s in interval["series"])]
     # 30 more a second than the sessions take: the queue, and the lag, grow about 1.5 s each second
-    assert len(lags) >= 4 and all(b > a for a, b in zip(lags, lags[1:])), lags
+    assert len(lags) >= 4 and all(b > a for a, b in pairwise(lags)), lags
     assert lags[-1] - lags[0] >= 1500, lags
     assert sink["messages"] > 0
 
@@ -153,7 +158,7 @@ def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
             time.sleep(8)
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
-            out, err = master.communicate(timeout=90)
+            _out, err = master.communicate(timeout=90)
             workers[1].wait(30)
         read_stats()
     assert master.returncode == 0, err[-3000:]

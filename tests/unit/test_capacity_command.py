@@ -14,7 +14,8 @@ from loadkit.hdr import encode, new_histogram, record_ms
 
 
 def args(**overrides) -> Namespace:
-    values = dict(step_time="20s", confirm="1m", step="x2", start=50.0, precision=0.05, max_rate=None, max_steps=30)
+    values = {"step_time": "20s", "confirm": "1m", "step": "x2", "start": 50.0, "precision": 0.05, "max_rate": None,
+              "max_steps": 30}
     values.update(overrides)
     return Namespace(**values)
 

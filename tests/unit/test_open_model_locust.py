@@ -7,7 +7,12 @@ import pytest
 from loadkit.arrivals import ArrivalError
 from loadkit.metrics._series import PHASE, REQUEST
 from loadkit.open_model import OpenModelError
-from loadkit.open_model_locust import OpenModelSettings, SessionPool, rate_verdict, settings_from_options
+from loadkit.open_model_locust import (
+    OpenModelSettings,
+    SessionPool,
+    rate_verdict,
+    settings_from_options,
+)
 from loadkit.open_model_metrics import OPEN, OpenModelRecorder, open_totals
 
 
