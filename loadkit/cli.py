@@ -1,4 +1,4 @@
-"""The ``loadkit`` command: demo | source | sink | report | check.
+"""The ``loadkit`` command: demo | source | sink | report | target | capacity | options | check.
 
 Each subcommand lives in its own module, which provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
