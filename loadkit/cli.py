@@ -1,4 +1,4 @@
-"""The ``loadkit`` command: demo | source | sink | report | check.
+"""The ``loadkit`` command: demo | source | sink | report | target | capacity | options | check.
 
 Each subcommand lives in its own module, which provides
 ``add_arguments(parser)`` and ``run(args) -> int``. Modules are imported only
@@ -21,6 +21,8 @@ COMMANDS = {
     "sink": ("loadkit.sink.command", "accept and discard mail fast, like Postfix's smtp-sink"),
     "report": ("loadkit.report.command", "build the HTML report of a results folder"),
     "target": ("loadkit.instances.command", "start, stop or check a real Postfix, Dovecot or Apache on loopback"),
+    "capacity": ("loadkit.capacity.command", "find the highest rate a target sustains under limits (--slo 'p99<200ms')"),
+    "options": ("loadkit.options", "list loadkit's options of the locust command line, with their help"),
     "check": ("loadkit.check", "check thresholds (p95<250ms, fail_ratio<0.01, ...) against a results folder"),
     "serve": ("loadkit.serve", "serve a results folder, its report and an archive of it over HTTP for a while"),
 }

@@ -4,7 +4,8 @@ Importing it does two things and nothing else:
 
 - declares loadkit's options on the ``locust`` command line (Locust's
   `init_command_line_parser` event): ``--results``, ``--check``, the
-  ``--e2e-*`` options and ``--probe``;
+  ``--e2e-*`` options, ``--probe`` and the open model's ``--rate``,
+  ``--arrival``, ``--arrival-seed``, ``--max-sessions``, ``--overload``;
 - calls `register(events)` for Locust's global events.
 
 `register` adds loadkit's listeners, each package's through its own
@@ -20,6 +21,8 @@ Importing it does two things and nothing else:
    their test listeners are added at init, after everything registered at
    import (the locustfile's own listeners too), so they sample the whole
    test, end-to-end drain included, and stop last.
+4. open model (`loadkit.open_model_locust.register_open_model`): with
+   ``--rate``, each process's session pool and the master's rate split.
 
 `loadkit.users` imports this module, so locustfiles on loadkit's users get
 it either way; a locustfile without them (a web one) imports it itself.
@@ -32,6 +35,7 @@ import weakref
 
 from locust import events
 
+from loadkit import open_model_locust
 from loadkit.e2e import plugin as e2e_plugin
 from loadkit.metrics import plugin as metrics_plugin
 from loadkit.probes import plugin as probes_plugin
@@ -46,6 +50,7 @@ def _add_options(parser, **_kwargs):
     metrics_plugin.add_options(parser)
     e2e_plugin.add_options(parser)
     probes_plugin.add_options(parser)
+    open_model_locust.add_options(parser)
 
 
 def register(events_) -> None:
@@ -56,6 +61,7 @@ def register(events_) -> None:
     results = metrics_plugin.register_results(events_)
     e2e_plugin.register_e2e(events_, results)
     probes_plugin.register_probes(events_, results)
+    open_model_locust.register_open_model(events_, results)
 
 
 register(events)

@@ -22,6 +22,12 @@ Options keep smtp-source's letters and meanings:
     -w seconds      wait this long between messages, per session
     -R seconds      wait a random 0..seconds between messages, per session
 
+Open model (beyond smtp-source): --rate R starts R messages a second,
+whatever the server's pace; the -s sessions take them (--max-sessions caps
+them), and an arrival that finds none free waits (--overload queue) or is
+dropped and counted (--overload drop). Latencies are then counted from each
+message's intended time (corrected).
+
 ESMTP options beyond smtp-source: --starttls, --tls (implicit), --tls-no-verify,
 --auth user:password, --auth-mechanism, --size/--no-size (declare SIZE=),
 --utf8 (UTF-8 addresses, SMTPUTF8), --chunking (BDAT).
@@ -77,6 +83,11 @@ def add_arguments(parser):
     add("-A", dest="keep_going", action="store_true", help="don't abort on failures")
     add("-w", dest="wait", type=float, default=0.0, metavar="seconds", help="fixed wait between messages")
     add("-R", dest="random_wait", type=float, default=0.0, metavar="seconds", help="random wait 0..seconds between messages")
+    opened = parser.add_argument_group("open model (beyond smtp-source)")
+    opened.add_argument("--rate", type=float, default=None, metavar="R", help="start R messages a second")
+    opened.add_argument("--max-sessions", type=int, default=0, metavar="N", help="at most N in flight (default -s)")
+    opened.add_argument("--overload", choices=("queue", "drop"), default="queue",
+                        help="an arrival with no free session waits (queue) or is dropped (drop)")
     esmtp = parser.add_argument_group("ESMTP (beyond smtp-source)")
     esmtp.add_argument("--starttls", action="store_true", help="require STARTTLS before MAIL")
     esmtp.add_argument("--tls", action="store_true", help="implicit TLS from the first byte (port 465)")
@@ -147,6 +158,10 @@ def check_arguments(args):
     if args.subject is not None and any(ch in args.subject for ch in "\r\n\0"):
         raise UsageError(f"-S {args.subject!r}: the subject is one line")
     check_text("--auth-mechanism", args.auth_mechanism, "the mechanism")
+    if args.rate is not None and not args.rate > 0:
+        raise UsageError(f"--rate {args.rate:g}: must be above 0")
+    if args.max_sessions < 0:
+        raise UsageError(f"--max-sessions {args.max_sessions}: must be at least 0")
     if args.tls and args.starttls:
         raise UsageError("--tls and --starttls exclude each other: TLS from the start, or upgraded after EHLO")
     if args.auth is not None and (":" not in args.auth or not args.auth.partition(":")[0]):
@@ -268,14 +283,26 @@ def run(args) -> int:
         raise UsageError(problem)
     run_.environment.events.request.add_listener(tally.on_request)
     counter = _Counter(tally) if args.counter else None
+    pool = None
+    if args.rate is not None:
+        from loadkit.open_model_locust import OpenModelSettings, start_pool
+
+        pool = start_pool(run_.environment, OpenModelSettings(f"{args.rate:g}", max_sessions=args.max_sessions,
+                                                              overload=args.overload))
     try:
         run_.run(args.sessions, spawn_rate=max(args.sessions * 10, 100), on_tick=counter, tick=0.2)
     finally:
+        if pool is not None:
+            pool.stop()
         run_.environment.events.request.remove_listener(tally.on_request)
         if counter:
             counter.done()
     elapsed = time.perf_counter() - started
     print_summary(args, tally, elapsed, interrupted=run_.interrupted)
+    if pool is not None:
+        from loadkit.open_model_locust import describe_rate
+
+        print(describe_rate(pool) + "; latency counted from each message's intended time")
     if run_.interrupted:
         print(f"loadkit source: interrupted after {len(tally.latencies)} of {args.messages} messages",
               file=sys.stderr)

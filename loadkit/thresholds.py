@@ -10,6 +10,9 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
                            (with PIPELINING: envelope; without: mail, rcpt, data)
     failed.p95<1s          the failed requests' own times (p95 and the rest are of accepted ones)
     no_worker_lost  no_worker_missing  no_cpu_high  generator_ok  run_complete
+    open model (--rate): p99 is the corrected latency (from the intended time);
+    service.p99<50ms  lag.p99<10ms  (= phase.service:p99, phase.lag:p99)
+    dropped==0        rate_reached (sent at least 99% of the offered arrivals)
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
 HdrHistograms (metrics.jsonl, 3 significant digits): accepted requests only,
@@ -72,12 +75,13 @@ EXIT_FAILED = 3
 
 TIME_UNITS = {"": 1.0, "ms": 1.0, "us": 0.001, "µs": 0.001, "s": 1000.0, "m": 60_000.0}
 TIME_METRICS = {"min", "max", "avg", "mean", "median", "med"}
-COUNT_METRICS = {"requests", "failures"}
+COUNT_METRICS = {"requests", "failures", "dropped"}
 # An integrity check passes when the run has no event of its kinds.
 INTEGRITY = {"no_worker_lost": ("worker_lost", "final_report_missing"), "no_worker_missing": ("worker_missing",),
              "no_cpu_high": (CPU_HIGH, GENERATOR_CPU_HIGH),
              "generator_ok": (CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED),
-             "run_complete": (RUN_INCOMPLETE,)}
+             "run_complete": (RUN_INCOMPLETE,),
+             "rate_reached": ("rate_not_reached",)}
 RUN_COMPLETE = "run_complete"
 GENERATOR_OK = "generator_ok"
 # Checked whatever was asked: a run they fail cannot be trusted for any other threshold.
@@ -93,6 +97,7 @@ _EXPRESSION = re.compile(
     r"^(?:(?P<scope>.*):)?\s*(?P<failed>failed\.)?(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"
     r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
 )
+_OPEN_ALIAS = re.compile(r"^(service|lag)\.(?=p)")  # service.p99 -> phase.service:p99
 _PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
 
 
@@ -159,7 +164,7 @@ def _number(value: float, unit: str) -> str:
 def parse(expression: str) -> Threshold:
     """A Threshold, or ThresholdError with one line saying what is wrong."""
     text = " ".join(str(expression).split())
-    match = _EXPRESSION.match(text)
+    match = _EXPRESSION.match(_OPEN_ALIAS.sub(r"phase.\1:", text))
     if not text or match is None:
         raise ThresholdError(f"cannot read threshold {expression!r}: expected [NAME:]METRIC<VALUE, {EXAMPLES}")
     scope = match["scope"].strip() if match["scope"] is not None else None
@@ -264,6 +269,7 @@ class _Measurements:
         self.span: tuple[float, float] | None = None
         self.source = METRICS_FILE
         self.locust_rows = None
+        self.open_counts: dict[str, int] = {}  # offered/sent/dropped of an open-model run
         wanted = {t.scope for t in thresholds if t.metric not in INTEGRITY}
         if not wanted:
             return
@@ -288,6 +294,9 @@ class _Measurements:
             first = start if first is None else min(first, start)
             last = end if last is None else max(last, end)
             for series in interval.get("series", ()):
+                if series.get("kind") == "open":
+                    name = series.get("name", "")
+                    self.open_counts[name] = self.open_counts.get(name, 0) + series.get("ok", 0)
                 for scope in self._scopes_of(series, wanted, names, phases):
                     measured = self.scopes.setdefault(scope, _Scope())
                     measured.ok += series.get("ok", 0)
@@ -399,6 +408,10 @@ class _Measurements:
             return float(sum(self.events.get(kind, 0) for kind in INTEGRITY[threshold.metric])), None, EVENTS_FILE
         if threshold.failed and (self.locust_rows is not None or self.kind != "metrics"):
             return None, f"never measured: failed requests' own times are only in {METRICS_FILE}", self.source
+        if threshold.metric == "dropped":
+            if not self.open_counts:
+                return None, "never measured: not an open-model run (--rate)", self.source
+            return float(self.open_counts.get("dropped", 0)), None, self.source
         if self.locust_rows is not None:
             return self._measure_from_locust_csv(threshold)
         source = self.source

@@ -11,6 +11,11 @@ connection's last message). The phase times go into the event's
 ``context["phases"]``; they never add request entries, so the request count
 is the message count.
 
+With ``--rate`` (open model, `loadkit.open_model_locust`) the users are the
+session pool: each message starts at its intended time, response_time is the
+corrected latency (done - intended) and the phases gain ``service`` (done -
+sent, the closed model's response_time) and ``lag`` (sent - intended).
+
 A failure's exception reprs as ``550 5.1.1 at RCPT`` / ``timeout at
 BANNER``, so Locust's failure table groups by reply code and phase.
 """
@@ -21,7 +26,7 @@ import csv
 import logging
 import sys
 from itertools import count, cycle
-from time import perf_counter
+from time import perf_counter, time
 
 import gevent
 from locust import User, events
@@ -33,6 +38,7 @@ import loadkit.plugin  # noqa: F401  (loadkit's options and listeners on the loc
 from loadkit.e2e.plugin import remember_accepted
 from loadkit.errors import LoadkitError
 from loadkit.messages import MessageFactory
+from loadkit.open_model_locust import OpenModelSession
 from loadkit.phases import PHASE_SUFFIX
 from loadkit.smtp import SmtpClient, SMTPError, SMTPTransportError
 from loadkit.urls import Target, TargetError, parse_url
@@ -46,7 +52,7 @@ _recipient_numbers = count(1)
 _accounts: dict[str, "cycle"] = {}
 
 
-class SmtpUser(User):
+class SmtpUser(OpenModelSession, User):
     """A Locust user that sends mail over SMTP. Subclass it and add tasks that call `send()`."""
 
     abstract = True
@@ -145,8 +151,10 @@ class SmtpUser(User):
     def on_start(self):
         if self.target is None:
             raise StopUser()
+        self.join_open_model()  # with --rate: wait for this user's first arrival
 
     def on_stop(self):
+        self.leave_open_model()
         if self.target is not None:
             self.client.quit()
 
@@ -163,6 +171,9 @@ class SmtpUser(User):
         last = self.messages_per_connection and self._sent_on_connection >= self.messages_per_connection
         data = self.messages.build() if message is None else message
         delivery = error = None
+        intended, self.intended = self.intended, None  # an arrival is one message; more in its task are not timed from it
+        if intended is not None:
+            started_at = time()
         start = perf_counter()
         try:
             delivery = client.send(self.mail_from, recipients or self.recipients(), data, timings, quit=bool(last))
@@ -173,6 +184,10 @@ class SmtpUser(User):
             if isinstance(failure, SMTPTransportError):
                 client.close()
         response_time = (perf_counter() - start) * 1000.0
+        if intended is not None:  # open model: the event carries the corrected latency, see open_model_locust
+            lag = max(started_at - intended, 0.0) * 1000.0
+            timings["service"], timings["lag"] = response_time, lag
+            response_time += lag
         if last or not client.connected:
             self._sent_on_connection = 0
         request = self.environment.events.request

@@ -31,7 +31,8 @@
                  the selector, s= (default loadkit)
 --json           status as JSON
 
-``up`` prints the endpoints and writes them to DIR/instance.json.
+``up`` prints the endpoints and writes them to DIR/instance.json; for
+postfix, also the end-to-end run and the capacity search that go with it.
 Exit status: 0 done (status: running), 2 bad input or a server that would
 not start, 3 (status only) not running.
 """
@@ -130,8 +131,26 @@ def _up(instance_class, state_dir: Path, args) -> int:
     instance.start()
     for line in instance.summary_lines():
         print(line)
+    for line in next_steps(instance):
+        print(line)
     print(f"  stop it with: loadkit target {args.server} down --dir {instance.state_dir}", flush=True)
     return 0
+
+
+def next_steps(instance) -> list[str]:
+    """The command lines that go with this instance: its state folder and probe already filled in."""
+    if not isinstance(instance, Postfix):
+        return []
+    state = instance.state_dir
+    host = instance.smtp_url
+    return [
+        "  end-to-end run (delivery time, lost mail, queue):",
+        (f"    locust -f locustfiles/postfix_e2e.py -H {host} --headless -u 20 -r 20 -t 1m --rate 100 "
+         f"--e2e-postfix-state {state} --probe postfix={state}"),
+        "  capacity search (the highest rate whose limits hold):",
+        (f"    loadkit capacity -f locustfiles/postfix_e2e.py -H {host} --slo 'p99<200ms' --slo 'error_ratio<0.1%' "
+         f"--slo 'queue_growth<=2' --probe postfix={state} --locust-arg=--e2e-postfix-state={state}"),
+    ]
 
 
 def _down(instance, server: str, state_dir: Path) -> int:

@@ -30,7 +30,7 @@ import time
 import gevent
 
 from loadkit.metrics._intervals import tick_every_second
-from loadkit.metrics._recorder import RequestRecorder
+from loadkit.metrics._open_model import OpenModelRecorder
 from loadkit.results._events import FINAL_REPORT_MISSING, GENERATOR_CPU_HIGH
 
 log = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ WAIT_STEP = 0.05  # seconds between looks while the master waits for final repor
 class WorkerReporter:
     def __init__(self, environment):
         self.environment = environment
-        self.recorder = RequestRecorder()
+        self.recorder = OpenModelRecorder()
         self.pending: list[tuple[float, float, list]] = []  # (start, end, [Series]) not yet sent
         self.events: list[dict] = []
         self.sent_examples: set[tuple[str, str, str]] = set()

@@ -38,6 +38,7 @@ from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadkit import thresholds
 from loadkit.results import CSV_PREFIX, RUN_FILE, ResultsError, new_results_folder, write_run_json
+from loadkit.results._events import CPU_HIGH, GENERATOR_CPU_HIGH
 
 log = logging.getLogger(__name__)
 
@@ -172,6 +173,7 @@ class ResultsController:
         self.joined: list[tuple[float, str]] = []  # workers that joined before the run started
         self.final_reports = None  # a master's: the final reports of the test that stops
         self._pending_finish = None
+        self._saw_cpu_high = False  # any process of the run went over Locust's CPU warning
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -184,7 +186,7 @@ class ResultsController:
 
     def on_test_start(self, environment, **_kwargs) -> None:
         from loadkit.metrics._csv import LocustCsv
-        from loadkit.metrics._recorder import RequestRecorder
+        from loadkit.metrics._open_model import OpenModelRecorder
         from loadkit.metrics._run import MASTER_SETTLE, RunRecorder
 
         if self.run is not None:
@@ -203,7 +205,7 @@ class ResultsController:
             self.joined = []
             self.run.watch_workers()
         else:
-            self.run = RunRecorder(environment, self.folder, RequestRecorder()).start()
+            self.run = RunRecorder(environment, self.folder, OpenModelRecorder()).start()
 
     def on_test_stopping(self, environment, **_kwargs) -> None:
         from loadkit.metrics._worker import FinalReports
@@ -262,6 +264,8 @@ class ResultsController:
         from loadkit.metrics._worker import PAYLOAD_KEY
 
         payload = data.get(PAYLOAD_KEY)
+        if payload and any(event.get("kind") in (CPU_HIGH, GENERATOR_CPU_HIGH) for event in payload.get("events", ())):
+            self._saw_cpu_high = True
         if self.run is not None:
             self.run.watch.heard(client_id)
             if payload:
@@ -288,7 +292,10 @@ class ResultsController:
         if self.final_reports is not None:
             self._record_missing_final_reports(run)
             self.final_reports = None
+        rate = self._open_model_rate(run)  # before the run closes its events
         facts = run.stop(locust_total=total)
+        if rate:
+            facts["open_model"] = rate
         self.csv.finish()
         failure = run.write_failure or self.csv.write_failure
         if failure is not None:  # a full disk: the folder stays as written, and reads as incomplete
@@ -299,6 +306,27 @@ class ResultsController:
         if self.checks:
             self._check(self.folder)
         print(f"loadkit: results in {self.folder}", flush=True)
+
+    def _open_model_rate(self, run) -> dict | None:
+        """An open-model run's offered/sent/dropped; rate_not_reached (in events.jsonl) when it fell short."""
+        from loadkit.metrics._open_model import open_totals
+        from loadkit.open_model_locust import RATE_NOT_REACHED, pool_of, rate_verdict
+
+        pool = None if self.distributed else pool_of(self.environment)
+        counts = pool.counts if pool is not None else None
+        if counts is not None:  # this process's own schedule: exact, its last second not folded yet
+            totals = {"offered": counts.offered, "sent": counts.started, "dropped": counts.dropped,
+                      **pool.generator_load()}
+        else:  # a master: every worker's final report is in
+            totals = open_totals(run.store.totals.by_key)
+        if not totals["offered"]:
+            return None
+        cpu_high = bool(run.events.counts.get(CPU_HIGH) or run.events.counts.get(GENERATOR_CPU_HIGH)) or self._saw_cpu_high
+        detail = rate_verdict(totals["offered"], totals["sent"], cpu_high)
+        if detail:
+            run.events.record(RATE_NOT_REACHED, None, detail)
+            print(f"loadkit: {RATE_NOT_REACHED}: {detail}", flush=True)
+        return totals
 
     def _record_missing_final_reports(self, run) -> None:
         """Before the run closes: a worker without a final report that the run does not record

@@ -1,0 +1,180 @@
+"""`locust --rate`: the open model against `loadkit sink`, counted from the results folder.
+
+The sink is a real process; a stall is SIGSTOP/SIGCONT on it, so nothing in
+it is faked. Every run is bounded by -t and by the subprocess timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from itertools import pairwise
+from pathlib import Path
+
+from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
+from tests.integration.peers import loadkit_sink, master_and_workers
+from tests.integration.test_metrics_locust_headless import (
+    locust_aggregated,
+    only_folder,
+    read_intervals,
+)
+
+LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
+PACED = str(Path(__file__).with_name("paced_smtp_locustfile.py"))
+
+
+def run_locust(host: str, results: Path, seconds: int, *extra: str, locustfile: str | None = None,
+               during=None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "locust", "-f", locustfile or str(LOCUSTFILES / "smtp.py"), "-H", host,
+               "--headless", "-r", "100", "-t", f"{seconds}s", "--only-summary", "--results", str(results), *extra]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if during is not None:
+        during()
+    out, err = process.communicate(timeout=seconds + 90)
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
+
+
+def per_second(intervals: list[dict], kind: str, name: str) -> list[int]:
+    return [sum(s["ok"] for s in interval["series"] if s["kind"] == kind and s["name"] == name)
+            for interval in intervals]
+
+
+def percentile(intervals: list[dict], kind: str, name: str, level: float) -> float:
+    merged = new_histogram()
+    for interval in intervals:
+        for series in interval["series"]:
+            if series["kind"] == kind and series["name"] == name and series.get("histogram"):
+                merge_into(merged, decode(series["histogram"]))
+    return percentiles_ms(merged, [level])[level]
+
+
+def test_rate_is_held_within_two_percent(tmp_path):
+    seconds, rate = 25, 200
+    with loadkit_sink(tmp_path, "--delay", "data:2ms") as (url, read_stats):
+        result = run_locust(url, tmp_path / "results", seconds, "-u", "20", "--rate", str(rate),
+                            "--check", "rate_reached", "--check", "dropped==0")
+        sink = read_stats()
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = only_folder(tmp_path / "results")
+    intervals = read_intervals(folder)
+    sent = per_second(intervals, "open", "sent")
+    offered = per_second(intervals, "open", "offered")
+    steady = sent[2:-2]  # whole seconds away from the start and the stop
+    assert len(steady) >= seconds - 5
+    achieved = sum(steady) / len(steady)
+    assert abs(achieved - rate) <= 0.02 * rate, (achieved, steady)
+    run = json.loads((folder / "run.json").read_text())
+    assert run["open_model"]["sent"] == sum(sent) and run["open_model"]["offered"] == sum(offered)
+    assert run["open_model"]["dropped"] == 0
+    requests = int(locust_aggregated(folder)["Request Count"])
+    assert requests == sink["messages"] == run["recorded_requests"]
+    # every message has its three times: the request (corrected), service and lag
+    for name in ("service", "lag"):
+        assert sum(per_second(intervals, "phase", name)) == requests
+
+
+def _stall(pid: int, after: float, seconds: float) -> threading.Thread:
+    def stall():
+        time.sleep(after)
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(seconds)
+        os.kill(pid, signal.SIGCONT)
+
+    thread = threading.Thread(target=stall, daemon=True)
+    thread.start()
+    return thread
+
+
+def _sink_pid(url: str) -> int:
+    port = url.rsplit(":", 1)[-1]
+    out = subprocess.run(["ss", "-Htlnp", f"sport = :{port}"], capture_output=True, text=True, check=False).stdout
+    return int(out.split("pid=", 1)[1].split(",", 1)[0])
+
+
+def test_a_two_second_stall_shows_in_corrected_latency_and_the_closed_model_hides_it(tmp_path):
+    """Coordinated omission: 200/s, 10 sessions, the sink stopped once for 2 s."""
+    latencies = {}
+    for model, extra, locustfile in (("open", ["--rate", "200"], None),
+                                     ("closed", [], PACED)):  # 10 users, one message each 50 ms: 200/s
+        with loadkit_sink(tmp_path, "--delay", "data:2ms") as (url, read_stats):
+            pid = _sink_pid(url)
+            results = tmp_path / model
+            result = run_locust(url, results, 15, "-u", "10", *extra, locustfile=locustfile,
+                                during=lambda pid=pid: _stall(pid, 6.0, 2.0).join())
+            read_stats()
+        assert result.returncode == 0, result.stderr[-3000:]
+        intervals = read_intervals(only_folder(results))
+        latencies[model] = {
+            "p99": percentile(intervals, "request", "send", 99),
+            "service.p99": percentile(intervals, "phase", "service", 99) if model == "open" else None,
+            "requests": sum(per_second(intervals, "request", "send")),
+        }
+    open_, closed = latencies["open"], latencies["closed"]
+    assert open_["p99"] >= 1500, latencies
+    assert open_["service.p99"] < 500, latencies
+    assert closed["p99"] < 500, latencies  # the same stall, hidden by the closed model
+
+
+def test_drop_mode_counts_drops_each_second_and_queue_mode_lag_grows(tmp_path):
+    # 2 sessions and 100 ms per message: 20/s at most, 50/s offered
+    with loadkit_sink(tmp_path, "--delay", "data:100ms") as (url, read_stats):
+        dropped_run = run_locust(url, tmp_path / "drop", 8, "-u", "10", "--rate", "50", "--max-sessions", "2",
+                                 "--overload", "drop", "--check", "dropped==0")
+        queued_run = run_locust(url, tmp_path / "queue", 8, "-u", "10", "--rate", "50", "--max-sessions", "2")
+        sink = read_stats()
+    assert dropped_run.returncode == 3, dropped_run.stderr[-3000:]  # dropped==0 fails
+    assert queued_run.returncode == 0, queued_run.stderr[-3000:]
+
+    folder = only_folder(tmp_path / "drop")
+    intervals = read_intervals(folder)
+    offered, sent, dropped = (per_second(intervals, "open", name) for name in ("offered", "sent", "dropped"))
+    assert sum(offered) == sum(sent) + sum(dropped)
+    steady = dropped[2:-2]
+    assert steady and all(count >= 20 for count in steady), dropped  # ~30 a second
+    assert all(count <= 25 for count in sent[2:-2]), sent
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert any(event["kind"] == "rate_not_reached" for event in events)
+
+    intervals = read_intervals(only_folder(tmp_path / "queue"))
+    lags = [percentile([interval], "phase", "lag", 50) for interval in intervals[1:-1]
+            if any(s["name"] == "lag" for s in interval["series"])]
+    # 30 more a second than the sessions take: the queue, and the lag, grow about 1.5 s each second
+    assert len(lags) >= 4 and all(b > a for a, b in pairwise(lags)), lags
+    assert lags[-1] - lags[0] >= 1500, lags
+    assert sink["messages"] > 0
+
+
+def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
+    results = tmp_path / "results"
+    rate = 100
+    with loadkit_sink(tmp_path, "--delay", "data:2ms") as (url, read_stats):
+        options = ["-u", "20", "-r", "20", "-t", "20s", "--rate", str(rate), "--results", str(results)]
+        with master_and_workers(str(LOCUSTFILES / "smtp.py"), url, options) as (master, workers):
+            time.sleep(8)
+            workers[0].send_signal(signal.SIGKILL)
+            killed_at = time.time()
+            _out, err = master.communicate(timeout=90)
+            workers[1].wait(30)
+        read_stats()
+    assert master.returncode == 0, err[-3000:]
+    folder = only_folder(results)
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    resplit = [e for e in events if e["kind"] == "open_model_resplit"]
+    assert len(resplit) == 1 and "1 worker" in resplit[0]["detail"], events
+    assert killed_at < resplit[0]["time"] < killed_at + 10
+    assert any(e["kind"] == "worker_lost" for e in events)
+    run = json.loads((folder / "run.json").read_text())
+    intervals = read_intervals(folder)
+    # before the kill both sent; each about half (the shares count the whole run, so the survivor has more)
+    survivor_after = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
+                      for i in intervals if i["start"] >= resplit[0]["time"] + 2 and i["end"] <= run["stopped_at"] - 1]
+    assert survivor_after and all(abs(count - rate) <= 0.1 * rate for count in survivor_after), survivor_after
+    before = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
+              for i in intervals if run["started_at"] + 3 <= i["start"] and i["end"] <= killed_at - 1]
+    assert before and all(abs(count - rate) <= 0.1 * rate for count in before), before
+    assert len(run["worker_shares"]) == 2
