@@ -55,6 +55,10 @@ def damaged_fields(info: dict) -> list[str]:
     return [key for key, value in info.items() if not _sound_field(key, value)]
 
 
+PORT_TRIES = 3
+PORT_TAKEN = "Address already in use"
+
+
 class Instance:
     """A real server on loopback, in a state folder of its own.
 
@@ -84,12 +88,18 @@ class Instance:
         """Start the server(s); on failure stop whatever did start, then raise InstanceError."""
         self._check_installed()
         self._prepare_state_dir()
-        try:
-            self._start()
-        except BaseException:
-            self._stop(STOP_TIMEOUT)
-            self._write_info(running=False)
-            raise
+        for attempt in range(1, PORT_TRIES + 1):
+            try:
+                self._start()
+                break
+            except BaseException as error:
+                self._stop(STOP_TIMEOUT)
+                # A free port we chose can be taken by another process before our server binds it:
+                # choose again, a few times, rather than fail a run for someone else's socket.
+                if isinstance(error, InstanceError) and PORT_TAKEN in str(error) and attempt < PORT_TRIES:
+                    continue
+                self._write_info(running=False)
+                raise
         self.started_at = time.time()
         self._write_info(running=True)
         return self
