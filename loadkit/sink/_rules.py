@@ -92,7 +92,7 @@ def multiline(code: int, enhanced: str, lines: tuple[str, ...]) -> bytes:
 class RecipientRule:
     """One line of the table: which recipients, and what they are answered."""
 
-    __slots__ = ("text", "local", "domain", "action", "reply", "greylist", "limit", "period",
+    __slots__ = ("text", "local", "domain", "_local", "_domain", "action", "reply", "greylist", "limit", "period",
                  "_window", "_taken", "refused", "passed")
 
     def __init__(self, text: str, match: str, action: str, reply: bytes = b"", greylist: Greylist | None = None,
@@ -101,6 +101,8 @@ class RecipientRule:
         local, _, domain = match.lower().rpartition("@")
         self.local = local or "*"
         self.domain = domain
+        self._local = _matcher(self.local)
+        self._domain = _matcher(domain)
         self.action = action
         self.reply = reply
         self.greylist = greylist
@@ -112,7 +114,8 @@ class RecipientRule:
         self.passed = 0
 
     def matches(self, local: str, domain: str) -> bool:
-        return fnmatch.fnmatchcase(local, self.local) and fnmatch.fnmatchcase(domain, self.domain)
+        return (self._domain is None or self._domain(domain) is not None) and (
+            self._local is None or self._local(local) is not None)
 
     def answer(self, triplet: tuple, now: float) -> bytes | None:
         """The refusal for this recipient, or None when it passes; counted either way."""
@@ -136,6 +139,11 @@ class RecipientRule:
         else:
             self.refused += 1
         return reply
+
+
+def _matcher(pattern: str):
+    """A compiled wildcard match (fnmatch's own call costs ~1 µs a time); None for ``*``, which matches all."""
+    return None if pattern == "*" else re.compile(fnmatch.translate(pattern)).match
 
 
 class RecipientRules:
