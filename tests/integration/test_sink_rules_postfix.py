@@ -83,9 +83,10 @@ def test_postfix_defers_bounces_and_retries_as_the_rules_say(postfix_peer, insta
             # what is left queued: the four deferred by the rule, nothing else
             assert wait_for(lambda: postfix.queue_counts()["deferred"] == 4 and postfix.queue_size() == 4, 30), \
                 postfix.queue_counts()
-            wait_for_quiet_log(postfix.log_path)
-            log = postfix_log_summary(postfix.log_path)
-            stats = sink.stats.as_dict()
+        # Postfix stopped: no retry can come between reading its log and the sink's counters
+        wait_for_quiet_log(postfix.log_path)
+        log = postfix_log_summary(postfix.log_path)
+        stats = sink.stats.as_dict()
     ours = log["by_sender"][SENDER]
     assert ours["sent"] == accepted and ours["bounced"] == bounces
     assert ours["deferred"] >= 4 + 3  # each tempfail at least once, each greylisted exactly once
