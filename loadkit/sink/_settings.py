@@ -13,8 +13,9 @@ naming the command-line option (a keyword is the option's long name:
 file system (the certificate, the users file, the maildir, the trace log)
 is checked when a server is made from the settings.
 
-`faults` and `greylist` are used by the server as they are, and keep state
-of their own (random draws, triplets seen): give each server its own.
+`faults`, `greylist` and `rules` are used by the server as they are, and
+keep state of their own (random draws, triplets seen, counts): give each
+server its own.
 """
 
 from __future__ import annotations
