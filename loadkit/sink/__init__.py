@@ -27,6 +27,7 @@ from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import Delay, FaultError, FaultPlan, Greylist
 from loadkit.sink._profile import SinkProfile
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, MAX_LINE, LmtpSession, SmtpSession
+from loadkit.sink._rules import RecipientRules, RulesError
 from loadkit.sink._server import SinkServer
 from loadkit.sink._settings import DEFAULT_TIMEOUT, SinkSettings
 from loadkit.sink._stats import SinkStats, TraceStats
@@ -45,6 +46,8 @@ __all__ = [
     "Greylist",
     "LmtpSession",
     "MaildirStore",
+    "RecipientRules",
+    "RulesError",
     "SinkError",
     "SinkProfile",
     "SinkServer",

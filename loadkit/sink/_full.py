@@ -16,9 +16,10 @@ What the classes here add:
   answered 451 and the message is not counted), the count, then the trace
   (`loadkit.messages.parse_trace`, header block only) into
   `SinkStats.trace`;
-- with ``--store`` or greylisting (`EnvelopeSmtpSession`), MAIL and RCPT
-  remember the envelope: the store writes it as Return-Path and
-  Delivered-To headers, greylisting keys on it.
+- with ``--store``, greylisting or ``--rules`` (`EnvelopeSmtpSession`),
+  MAIL and RCPT remember the envelope: the store writes it as Return-Path
+  and Delivered-To headers, greylisting keys on it, the recipient rules
+  (`loadkit.sink._rules`) answer by it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ S451_NOT_STORED = b"451 4.3.0 Error: the message could not be stored\r\n"
 
 
 def session_class_for(profile) -> type:
-    envelope = profile.store is not None or profile.greylist is not None
+    envelope = profile.store is not None or profile.greylist is not None or profile.rules is not None
     if envelope:
         return EnvelopeLmtpSession if profile.lmtp else EnvelopeSmtpSession
     if profile.trace or profile.faults is not None or profile.dkim is not None:
@@ -184,7 +185,7 @@ class _Capturing:
 
 
 class _Envelope:
-    """MAIL and RCPT remember the envelope; RCPT asks the greylist."""
+    """MAIL and RCPT remember the envelope; RCPT asks the greylist, then the recipient rules."""
 
     __slots__ = ()
 
@@ -206,6 +207,13 @@ class _Envelope:
                     self._rcpts -= 1
                     self.stats.count_fault("greylist", "rcpt")
                     return S450_GREYLISTED
+            rules = self.profile.rules
+            if rules is not None:
+                peer = self.peer[0] if isinstance(self.peer, tuple) else "local"
+                refusal = rules.answer(peer, self._sender, recipient)
+                if refusal is not None:
+                    self._rcpts -= 1
+                    return refusal
             self._recipients.append(recipient)
         return reply
 

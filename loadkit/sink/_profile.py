@@ -16,6 +16,7 @@ from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._full import session_class_for
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, SmtpSession
+from loadkit.sink._rules import RecipientRules
 from loadkit.sink._stats import SinkStats
 from loadkit.sink._store import MaildirStore
 
@@ -34,7 +35,7 @@ class SinkProfile:
 
     `session_class` is chosen once from what is turned on: the plain
     classes when only counting is asked for, `loadkit.sink._full`'s when
-    trace, store, faults or greylisting are (see that module).
+    trace, store, faults, greylisting or rules are (see that module).
 
     The profile takes its values as given: they were checked once, in
     `loadkit.sink.SinkSettings`, from which the server builds it.
@@ -52,6 +53,7 @@ class SinkProfile:
     plaintext_auth: bool = False
     faults: FaultPlan | None = None
     greylist: Greylist | None = None
+    rules: RecipientRules | None = None
     store: MaildirStore | None = None
     buffers: BufferBudget | None = None  # what the store may hold in memory; None: unbounded
     trace: bool = False

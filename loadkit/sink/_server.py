@@ -38,6 +38,7 @@ from gevent import monkey
 
 from loadkit.sink._auth import Authenticator
 from loadkit.sink._buffers import BufferBudget
+from loadkit.sink._control import ControlServer, LiveFaults
 from loadkit.sink._dkim import DkimVerifier
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import SlowReply
@@ -116,13 +117,18 @@ class SinkServer:
             # Only a default: the certificate is made at the first STARTTLS, so runs
             # without TLS never pay for it (about 80 ms of imports and key making).
             self.tls_problem = self_signing_problem()
+        faults = settings.faults
+        if settings.control is not None:  # faults may change during the run: every verb goes through them
+            faults = LiveFaults(faults)
+        self.control: ControlServer | None = None
         self.profile = SinkProfile(
             hostname=settings.hostname, lmtp=settings.lmtp, capabilities=settings.capabilities,
             max_size=settings.max_size, max_messages=settings.max_messages, greeting=settings.greeting,
             esmtp=settings.esmtp,
             tls=self._tls_context is not None or (settings.offers_starttls and not self.tls_problem),
             authenticator=_authenticator(settings), plaintext_auth=settings.auth_plaintext,
-            faults=settings.faults, greylist=settings.greylist, store=_maildir(settings), trace=settings.trace,
+            faults=faults, greylist=settings.greylist, rules=settings.rules, store=_maildir(settings),
+            trace=settings.trace,
             buffers=BufferBudget(settings.max_buffer, settings.max_buffer_total) if settings.store or settings.dkim_verify else None,
             dkim=DkimVerifier.from_path(settings.dkim_verify) if settings.dkim_verify else None,
         )
@@ -283,19 +289,35 @@ class SinkServer:
         except OSError as error:
             reason = error.strerror or str(error)
             raise SinkError(f"cannot listen on {_spell(target)}: {reason}") from None
+        if self.settings.control is not None:
+            try:
+                self.control = ControlServer(self.settings.control, self.profile.faults, self.stats_record)
+            except SinkError:
+                sock.close()
+                raise
         self._listener = sock
         self._address = address
         self.stats = self._new_stats()
+
+    def stats_record(self) -> dict:
+        """The counters as ``--stats-json`` writes them: address, protocol, stats, DKIM outcomes."""
+        record = {"address": self.url, "protocol": self.target.protocol, **self.stats.as_dict()}
+        if self.profile.dkim is not None:
+            record["dkim"] = self.profile.dkim.as_dict()
+        return record
 
     def _new_stats(self) -> SinkStats:
         stats = SinkStats(trace=self.profile.trace)
         if stats.trace is not None:  # with the trace off there is no trace log (the settings say so)
             stats.trace.log = self._trace_log
+        stats.rules = self.profile.rules
         return stats
 
     def _start_workers(self) -> None:
         self._stopped = gevent.event.Event()
         self._workers = [gevent.spawn(self._accept_loop)]
+        if self.control is not None:
+            self.control.serve(lambda: self.stats)
         if self.timeout:
             self._workers.append(gevent.spawn(self._sweep_loop))
 
@@ -323,6 +345,8 @@ class SinkServer:
             return
         self._stopping = True
         self.stats.stopped = time.monotonic()
+        if self.control is not None:
+            self.control.stop()
         gevent.killall(self._workers + list(self._session_greenlets), block=True, timeout=5)
         if self.target.is_unix and self._address:
             try:

@@ -13,8 +13,9 @@ naming the command-line option (a keyword is the option's long name:
 file system (the certificate, the users file, the maildir, the trace log)
 is checked when a server is made from the settings.
 
-`faults` and `greylist` are used by the server as they are, and keep state
-of their own (random draws, triplets seen): give each server its own.
+`faults`, `greylist` and `rules` are used by the server as they are, and
+keep state of their own (random draws, triplets seen, counts): give each
+server its own.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from loadkit.sink._buffers import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_TOTAL
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultPlan, Greylist
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE, KNOWN_CAPABILITIES
+from loadkit.sink._rules import RecipientRules
 from loadkit.urls import Target, TargetError, parse_listen
 
 DEFAULT_TIMEOUT = 100.0  # seconds of client silence before 421, as smtp-sink
@@ -67,6 +69,10 @@ class SinkSettings:
     trace_log        append one line per traced message to that file
     dkim_verify      a DKIM public key file or a folder of them: verify every
                      accepted message's signature (`loadkit.sink._dkim`)
+    rules            a `RecipientRules`, or the path of a rules file, read
+                     here (`loadkit.sink._rules`): answers by recipient
+    control          where the control port listens (``127.0.0.1:0``): faults
+                     changed during the run (`loadkit.sink._control`)
     """
 
     listen: Target | str
@@ -94,6 +100,8 @@ class SinkSettings:
     trace: bool = True
     trace_log: str | None = None
     dkim_verify: str | None = None
+    rules: RecipientRules | str | None = None
+    control: str | None = None
 
     def __post_init__(self) -> None:
         listen = self.listen
@@ -120,6 +128,10 @@ class SinkSettings:
         settle(self, "auth_mechanisms", mechanisms)
         settle(self, "greylist", greylist)
         settle(self, "faults", self.faults or None)  # an empty plan is no plan: the fast loop stays on
+        if isinstance(self.rules, str):
+            settle(self, "rules", RecipientRules.from_file(self.rules))
+        if self.control is not None:
+            settle(self, "control", _control_address(self.control))
         if self.auth_plaintext is None:
             settle(self, "auth_plaintext", _is_local(listen))
         problem = self._problem()
@@ -163,6 +175,15 @@ class SinkSettings:
     @property
     def offers_auth(self) -> bool:
         return self.esmtp and "AUTH" in self.capabilities
+
+
+def _control_address(text: str) -> str:
+    """``127.0.0.1:0`` as given; a SinkError when it is not HOST:PORT."""
+    host, colon, port = text.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if not colon or not port.isdigit() or int(port) > 65535:
+        raise SinkError(f"--control {text!r}: use HOST:PORT, e.g. 127.0.0.1:0")
+    return f"{host}:{port}"
 
 
 def _is_local(target: Target) -> bool:

@@ -44,12 +44,15 @@ class SinkStats:
     over_buffer, buffers_full    messages refused because they outgrew one session's
                                  buffer (552) / all sessions' (451) while kept for --store
     trace       a `TraceStats`, or None when traces are not read
+    rules       the `RecipientRules` whose per-rule counts are written, or None
+    changes     [{"time": epoch seconds, "what": text}]: faults changed during
+                the run (the control port), so a report can mark the moment
     """
 
     __slots__ = (
         "sessions", "messages", "recipients", "bytes", "timeouts", "replies", "faults",
         "tls_sessions", "tls_failures", "auth_ok", "auth_failed", "stored", "store_skipped", "store_failed",
-        "over_buffer", "buffers_full", "trace", "started", "stopped", "_codes",
+        "over_buffer", "buffers_full", "trace", "rules", "changes", "started", "stopped", "_codes",
     )
 
     def __init__(self, trace: bool = False) -> None:
@@ -70,6 +73,8 @@ class SinkStats:
         self.over_buffer = 0
         self.buffers_full = 0
         self.trace = TraceStats() if trace else None
+        self.rules = None
+        self.changes: list[dict] = []
         self.started = time.monotonic()
         self.stopped: float | None = None
         self._codes: dict[str, int] = {}  # replies folded so far
@@ -123,6 +128,8 @@ class SinkStats:
                 "over_buffer": self.over_buffer, "buffers_full": self.buffers_full,
             },
             "trace": self.trace.as_dict() if self.trace is not None else None,
+            "rules": self.rules.as_dict() if self.rules is not None else None,
+            "changes": list(self.changes),
         }
 
     def summary(self) -> str:

@@ -57,6 +57,13 @@ Beyond smtp-sink:
                       recipient) gets 450 4.7.1, later ones pass
 --greylist-delay SECONDS
                       ... only once that long after the first
+--rules FILE          answer RCPT by recipient as real receivers do; one rule
+                      a line (see RULES below)
+--control HOST:PORT   a control port (HTTP, loopback unless told): GET /stats,
+                      GET /faults, POST /faults with fault lines such as
+                      ``reject rcpt:550:0.5`` (rejects from 0 to 50% mid-run);
+                      each change is kept with its time in the stats'
+                      ``changes`` (see `loadkit.sink._control`)
 --seed N              rates draw from random numbers seeded with N: the same
                       counts on every run
 --store DIR           keep each accepted message in DIR/new/ (a maildir; the
@@ -89,6 +96,21 @@ Every fault is counted in the stats (``faults``: kind -> command -> count),
 with the replies sent by code, TLS and AUTH outcomes, the store's counts and
 the trace's delay histogram and duplicates.
 
+RULES (``--rules FILE``), one a line, ``#`` comments; the first match decides:
+
+    MATCH ACTION [ARGS]
+    MATCH: LOCAL@DOMAIN with * and ? wildcards, or a bare DOMAIN (*@DOMAIN)
+    tempfail@*     defer [CODE]        451 4.3.0 (or CODE, 4xx), multi-line
+    permfail@*     bounce [CODE]       550 5.1.1 (or CODE, 5xx), multi-line
+    grey.test      greylist [DELAY]    450 4.7.1 for the first attempt of each
+                                       (client, sender, recipient); later ones
+                                       pass once DELAY has gone by
+    busy.test      ratelimit N[/PERIOD]
+                                       N recipients per PERIOD (default 1m),
+                                       then 450 4.7.1 until the period ends
+    *@*            accept              250 (also for recipients no rule matches)
+    Counted per rule in the stats' ``rules`` (refused / passed); a bad line
+    stops the sink with FILE:LINE: what is wrong.
 A bare port binds 127.0.0.1. Port 0 binds a free port; the first line on
 stdout always says where: ``loadkit sink: listening on smtp://127.0.0.1:PORT``.
 SIGINT and SIGTERM end the sink cleanly (stats written, exit 0).
@@ -96,6 +118,7 @@ SIGINT and SIGTERM end the sink cleanly (stats written, exit 0).
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import sys
@@ -108,6 +131,7 @@ from loadkit.sink._buffers import DEFAULT_MAX_BUFFER, DEFAULT_MAX_BUFFER_TOTAL
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultPlan, Greylist, command_list
 from loadkit.sink._protocol import DEFAULT_CAPABILITIES, DEFAULT_MAX_SIZE
+from loadkit.sink._rules import RULES_HELP
 from loadkit.sink._server import SinkServer
 from loadkit.sink._settings import DEFAULT_BACKLOG, DEFAULT_TIMEOUT, SinkSettings
 
@@ -142,6 +166,8 @@ def add_arguments(parser) -> None:
     parser.conflict_handler = "resolve"
     parser._optionals.conflict_handler = "resolve"
     add = parser.add_argument
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "rules file (--rules FILE), one rule a line, # comments; the first match decides:\n" + RULES_HELP
     add("-L", dest="lmtp", action="store_true", help="speak LMTP instead of SMTP")
     add("-c", dest="counters", action="store_true", help="show running counters on stderr")
     add("-M", dest="max_messages", type=int, metavar="COUNT", help="exit after answering COUNT messages")
@@ -195,6 +221,12 @@ def add_arguments(parser) -> None:
                        help="450 4.7.1 for the first RCPT of each (client, sender, recipient)")
     group.add_argument("--greylist-delay", type=_seconds, metavar="SECONDS",
                        help="greylisted triplets pass only that long after the first attempt")
+    group.add_argument("--rules", metavar="FILE",
+                       help="answer RCPT by recipient, one rule a line: MATCH ACTION [ARGS] "
+                            "(accept, defer, bounce, greylist [DELAY], ratelimit N[/PERIOD]), e.g. permfail@* bounce")
+    group.add_argument("--control", metavar="HOST:PORT",
+                       help="a control port (HTTP): GET /stats, GET /faults, POST /faults "
+                            "with lines like 'reject rcpt:550:0.5' to change the faults mid-run")
     group.add_argument("--seed", type=int, metavar="N", help="seed the random rates: the same counts every run")
 
     group = parser.add_argument_group("what is kept of the messages")
@@ -268,7 +300,7 @@ def settings_from_args(args) -> SinkSettings:
         faults=fault_plan(args), greylist=Greylist(delay=args.greylist_delay or 0.0) if args.greylist else None,
         store=args.store, store_max=args.store_max, trace=args.trace, trace_log=args.trace_log,
         max_buffer=args.max_buffer, max_buffer_total=args.max_buffer_total,
-        dkim_verify=args.dkim_verify,
+        dkim_verify=args.dkim_verify, rules=args.rules, control=args.control,
     )
 
 
@@ -280,6 +312,8 @@ def run(args) -> int:
         print(f"loadkit sink: STARTTLS not offered: {server.tls_problem}", file=sys.stderr, flush=True)
     server.start(in_thread=False)
     print(f"loadkit sink: listening on {server.url}", flush=True)
+    if server.control is not None:
+        print(f"loadkit sink: control on {server.control.url}", flush=True)
     for signum in (signal.SIGINT, signal.SIGTERM):
         gevent.signal_handler(signum, server.stop)
     counters = gevent.spawn(_show_counters, server) if args.counters else None
@@ -328,11 +362,8 @@ def _write_stats(path: str, server: SinkServer) -> None:
     """Write the counters whole or not at all; when not, they go into the error line instead."""
     from loadkit.results import ResultsError, write_sink_stats
 
-    record = {"address": server.url, "protocol": server.target.protocol, **server.stats.as_dict()}
-    if server.profile.dkim is not None:
-        record["dkim"] = server.profile.dkim.as_dict()
     try:
-        write_sink_stats(path, record)
+        write_sink_stats(path, server.stats_record())
     except ResultsError as error:
         kept = "the previous file is left as it was" if os.path.exists(path) else "no file written"
         raise SinkError(f"--stats-json: {error} ({kept}); the counters: {server.stats.summary()}") from None
