@@ -318,6 +318,7 @@ class SmtpClient:
         message: bytes,
         timings: dict | None = None,
         quit: bool = False,
+        as_is: bool = False,
     ) -> Delivery:
         """Send one message; connect first if there is no session.
 
@@ -326,15 +327,17 @@ class SmtpClient:
         lacks (nothing is sent), and SMTPTransportError when the connection
         failed (the session is then closed). With ``quit=True`` the session
         ends after this message, delivered or not (QUIT is pipelined behind
-        the content when the server allows it).
+        the content when the server allows it). ``as_is=True`` says the message
+        needs no dot-stuffing and ends with CRLF (a `MessageFactory` says so in
+        `ready_for_data`): the scan for dots, 2.6 us a 5 KiB message, is skipped.
         """
         if timings is None:
             timings = {}
         if self._sock is None:
             self.connect(timings)
-        return self._transaction(sender, recipients, message, timings, quit)
+        return self._transaction(sender, recipients, message, timings, quit, as_is)
 
-    def _transaction(self, sender, recipients, message, timings, quit) -> Delivery:
+    def _transaction(self, sender, recipients, message, timings, quit, as_is=False) -> Delivery:
         """RFC 5321's sequence, one step each: [RSET,] envelope, content, final replies, [QUIT]."""
         mark = perf_counter()
         pipelined = self._pipelined
@@ -349,7 +352,7 @@ class SmtpClient:
             if chunked:
                 content = _bdat(message) + QUIT if quit_behind else _bdat(message)
             else:
-                content = stuff_dots(message) + (DOT_QUIT if quit_behind else DOT)
+                content = (message if as_is else stuff_dots(message)) + (DOT_QUIT if quit_behind else DOT)
             envelope = _envelope(sender, recipients, mail_params, rcpt_params)
             if pipelined:
                 if chunked:  # no 354 to wait for: the content rides with the envelope

@@ -312,6 +312,14 @@ def test_content_is_dot_stuffed_and_ends_with_crlf_on_the_wire(serve, client_for
     assert session.exchanges()[-1][0] == on_the_wire + b".\r\n"  # the dot line follows right after
 
 
+def test_content_said_to_be_ready_goes_out_as_it_is(serve, client_for):
+    server = serve()
+    message = b"Subject: ready\r\n\r\nno line starts with a dot\r\n"
+    client_for(server).send(SENDER, ["a@example.com"], message, as_is=True)
+
+    assert server.sessions[0].exchanges()[-1][0] == message + b".\r\n"
+
+
 @pytest.mark.parametrize("message, stuffed", [
     (b"plain\r\n", b"plain\r\n"),
     (b".lead\r\n", b"..lead\r\n"),
