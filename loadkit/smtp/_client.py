@@ -139,6 +139,7 @@ class SmtpClient:
         self.dsn_ret = dsn_ret
         self.dsn_envid = dsn_envid
         self.capabilities: dict[str, str] = {}
+        self._greeted: tuple[bytes | None, dict[str, str]] = (None, {})  # the last EHLO/LHLO reply and its capabilities
         self.banner: Reply | None = None
         self._sock = None
         self._buf = b""  # received bytes; replies before _at are read already
@@ -234,7 +235,9 @@ class SmtpClient:
         self._write(b"%s %s\r\n" % (verb, self.helo_name.encode()), "helo")
         reply = self._read_reply("helo")
         if reply.code == 250:
-            self.capabilities = _capabilities(reply)
+            if reply.wire != self._greeted[0]:  # a server says the same on every connection: parse it once
+                self._greeted = (reply.wire, _capabilities(reply))
+            self.capabilities = self._greeted[1]
         elif 500 <= reply.code < 600 and not self.lmtp:
             self._write(b"HELO %s\r\n" % self.helo_name.encode(), "helo")
             reply = self._read_reply("helo")

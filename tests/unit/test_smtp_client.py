@@ -454,6 +454,19 @@ def test_ehlo_capabilities_are_parsed(serve, client_for):
     assert str(client.banner) == "220 fake.test ESMTP"
 
 
+def test_capabilities_follow_what_the_server_says_on_each_connection(serve, client_for):
+    server = serve(ehlo=b"250-fake.test\r\n250 SIZE 1000\r\n")
+    client = client_for(server)
+    client.connect()
+    client.connect()  # the same reply again
+    assert client.capabilities == {"SIZE": "1000"}
+
+    server.ehlo = b"250-fake.test\r\n250-PIPELINING\r\n250 SIZE 2000\r\n"
+    client.connect()
+
+    assert client.capabilities == {"PIPELINING": "", "SIZE": "2000"}
+
+
 def test_refused_ehlo_falls_back_to_helo_without_pipelining(serve, client_for):
     server = serve(on(b"EHLO", b"502 5.5.2 Error: command not recognized\r\n"), reply_delay=0.01)
     client = client_for(server)
