@@ -176,7 +176,8 @@ class SmtpUser(OpenModelSession, User):
             started_at = time()
         start = perf_counter()
         try:
-            delivery = client.send(self.mail_from, recipients or self.recipients(), data, timings, quit=bool(last))
+            delivery = client.send(self.mail_from, recipients or self.recipients(), data, timings, quit=bool(last),
+                                   as_is=message is None and self.messages.ready_for_data)
             if delivery.errors:
                 error = delivery.errors[0]
         except SMTPError as failure:

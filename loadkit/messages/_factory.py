@@ -59,6 +59,11 @@ def default_source_tag() -> str:
     return _NOT_TAG.sub("-", f"{host}-{os.getpid()}").strip(".-") or f"pid-{os.getpid()}"
 
 
+def ready_for_data(message: bytes) -> bool:
+    """True when the message can follow DATA as it is: no line starts with a dot, and it ends with CRLF."""
+    return not message.startswith(b".") and b"\n." not in message and message.endswith(b"\r\n")
+
+
 def needs_8bitmime(message: bytes) -> bool:
     """True when the message has 8-bit bytes: it must be sent with BODY=8BITMIME."""
     return not message.isascii()
@@ -163,6 +168,10 @@ class MessageFactory:
         """Some messages have 8-bit bodies: send those with BODY=8BITMIME (see `needs_8bitmime`)."""
         self.needs_smtputf8 = any(map(needs_smtputf8, self._pool))
         """Some messages have UTF-8 headers: send those with SMTPUTF8 (see `needs_smtputf8`)."""
+        # The stamped headers start with names, never a dot: checking the pool and one stamp covers all.
+        self.ready_for_data = ready_for_data(self.build(0)[:stamped] + b"\r\n") and all(map(ready_for_data, self._pool))
+        """Every built message can follow DATA as it is: no line starts with a dot (nothing to
+        dot-stuff) and it ends with CRLF, so a client may skip scanning each one (`SmtpClient.send`)."""
         self._set_recipients(random.Random(f"{seed}:recipients"))
 
     def build(self, sequence: int | None = None) -> bytes:

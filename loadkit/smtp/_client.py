@@ -139,6 +139,7 @@ class SmtpClient:
         self.dsn_ret = dsn_ret
         self.dsn_envid = dsn_envid
         self.capabilities: dict[str, str] = {}
+        self._greeted: tuple[bytes | None, dict[str, str]] = (None, {})  # the last EHLO/LHLO reply and its capabilities
         self.banner: Reply | None = None
         self._sock = None
         self._buf = b""  # received bytes; replies before _at are read already
@@ -234,7 +235,9 @@ class SmtpClient:
         self._write(b"%s %s\r\n" % (verb, self.helo_name.encode()), "helo")
         reply = self._read_reply("helo")
         if reply.code == 250:
-            self.capabilities = _capabilities(reply)
+            if reply.wire != self._greeted[0]:  # a server says the same on every connection: parse it once
+                self._greeted = (reply.wire, _capabilities(reply))
+            self.capabilities = self._greeted[1]
         elif 500 <= reply.code < 600 and not self.lmtp:
             self._write(b"HELO %s\r\n" % self.helo_name.encode(), "helo")
             reply = self._read_reply("helo")
@@ -318,6 +321,7 @@ class SmtpClient:
         message: bytes,
         timings: dict | None = None,
         quit: bool = False,
+        as_is: bool = False,
     ) -> Delivery:
         """Send one message; connect first if there is no session.
 
@@ -326,15 +330,17 @@ class SmtpClient:
         lacks (nothing is sent), and SMTPTransportError when the connection
         failed (the session is then closed). With ``quit=True`` the session
         ends after this message, delivered or not (QUIT is pipelined behind
-        the content when the server allows it).
+        the content when the server allows it). ``as_is=True`` says the message
+        needs no dot-stuffing and ends with CRLF (a `MessageFactory` says so in
+        `ready_for_data`): the scan for dots, 2.6 us a 5 KiB message, is skipped.
         """
         if timings is None:
             timings = {}
         if self._sock is None:
             self.connect(timings)
-        return self._transaction(sender, recipients, message, timings, quit)
+        return self._transaction(sender, recipients, message, timings, quit, as_is)
 
-    def _transaction(self, sender, recipients, message, timings, quit) -> Delivery:
+    def _transaction(self, sender, recipients, message, timings, quit, as_is=False) -> Delivery:
         """RFC 5321's sequence, one step each: [RSET,] envelope, content, final replies, [QUIT]."""
         mark = perf_counter()
         pipelined = self._pipelined
@@ -349,7 +355,7 @@ class SmtpClient:
             if chunked:
                 content = _bdat(message) + QUIT if quit_behind else _bdat(message)
             else:
-                content = stuff_dots(message) + (DOT_QUIT if quit_behind else DOT)
+                content = (message if as_is else stuff_dots(message)) + (DOT_QUIT if quit_behind else DOT)
             envelope = _envelope(sender, recipients, mail_params, rcpt_params)
             if pipelined:
                 if chunked:  # no 354 to wait for: the content rides with the envelope

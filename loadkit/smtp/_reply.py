@@ -53,6 +53,11 @@ class Reply:
         return self._lines
 
     @property
+    def wire(self) -> bytes:
+        """The reply as the client received it (b"" for a reply made from ``lines``)."""
+        return self._wire
+
+    @property
     def ok(self) -> bool:
         return 200 <= self.code < 400
 

@@ -16,6 +16,7 @@ from email.parser import BytesParser
 import pytest
 
 from loadkit.messages import MAX_SEQUENCE, MessageFactory, Trace, parse_trace
+from loadkit.messages._factory import ready_for_data
 from loadkit.messages._text import body as _body
 
 STAMPED = (b"Date:", b"Message-ID:", b"X-Loadkit-Trace:")
@@ -240,3 +241,21 @@ def test_build_cost_is_measured(factory):
     assert traces == {parse_trace(message)} and None not in traces
     print(f"\nbuild(): {elapsed / count * 1e6:.2f} us per {factory.message_size}-byte message;"
           f" parse_trace(): {parse_elapsed / count * 1e6:.2f} us")
+
+
+def test_built_messages_are_ready_for_data_and_say_so():
+    factory = MessageFactory(payload_size=5120, pool_size=4, seed=7)
+    message = factory.build()
+
+    assert factory.ready_for_data
+    assert b"\n." not in message and not message.startswith(b".") and message.endswith(b"\r\n")
+
+
+@pytest.mark.parametrize("message, ready", [
+    (b"Subject: a\r\n\r\nbody\r\n", True),
+    (b"Subject: a\r\n\r\n.dot line\r\n", False),
+    (b".starts with a dot\r\n", False),
+    (b"Subject: a\r\n\r\nno final line break", False),
+])
+def test_ready_for_data(message, ready):
+    assert ready_for_data(message) is ready

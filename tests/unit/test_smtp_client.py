@@ -312,6 +312,14 @@ def test_content_is_dot_stuffed_and_ends_with_crlf_on_the_wire(serve, client_for
     assert session.exchanges()[-1][0] == on_the_wire + b".\r\n"  # the dot line follows right after
 
 
+def test_content_said_to_be_ready_goes_out_as_it_is(serve, client_for):
+    server = serve()
+    message = b"Subject: ready\r\n\r\nno line starts with a dot\r\n"
+    client_for(server).send(SENDER, ["a@example.com"], message, as_is=True)
+
+    assert server.sessions[0].exchanges()[-1][0] == message + b".\r\n"
+
+
 @pytest.mark.parametrize("message, stuffed", [
     (b"plain\r\n", b"plain\r\n"),
     (b".lead\r\n", b"..lead\r\n"),
@@ -444,6 +452,19 @@ def test_ehlo_capabilities_are_parsed(serve, client_for):
 
     assert client.capabilities == {"PIPELINING": "", "SIZE": "10240000", "8BITMIME": ""}
     assert str(client.banner) == "220 fake.test ESMTP"
+
+
+def test_capabilities_follow_what_the_server_says_on_each_connection(serve, client_for):
+    server = serve(ehlo=b"250-fake.test\r\n250 SIZE 1000\r\n")
+    client = client_for(server)
+    client.connect()
+    client.connect()  # the same reply again
+    assert client.capabilities == {"SIZE": "1000"}
+
+    server.ehlo = b"250-fake.test\r\n250-PIPELINING\r\n250 SIZE 2000\r\n"
+    client.connect()
+
+    assert client.capabilities == {"PIPELINING": "", "SIZE": "2000"}
 
 
 def test_refused_ehlo_falls_back_to_helo_without_pipelining(serve, client_for):
