@@ -20,6 +20,7 @@ from loadkit.report._charts import COLORS, SERIES_COLORS, TALL, WIDE, Drawing, _
 from loadkit.report._html import SCRIPT, STYLE, Chart, _table
 from loadkit.report._html import _figure as figure_html
 from loadkit.report._locust_csv import ReportError
+from loadkit.results import REPORT_FILE
 
 STEP_COLUMNS = (
     ("offered/s", "offered"), ("achieved/s", "achieved"), ("accepted/s", "accepted"), ("dropped", "dropped"),
@@ -170,7 +171,7 @@ def build_capacity_report(results, output=None) -> Path:
         result = read_capacity(folder)
     except CapacityFileError as error:
         raise ReportError(str(error)) from None
-    target = Path(output) if output is not None else folder / "report.html"
+    target = Path(output) if output is not None else folder / REPORT_FILE
     try:
         target.write_text(render_capacity_page(result, folder.resolve().name), encoding="utf-8")
     except OSError as error:
