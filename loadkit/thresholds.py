@@ -13,6 +13,10 @@ An expression is ``[SCOPE:]METRIC OP VALUE[UNIT]`` or an integrity check:
     open model (--rate): p99 is the corrected latency (from the intended time);
     service.p99<50ms  lag.p99<10ms  (= phase.service:p99, phase.lag:p99)
     dropped==0        rate_reached (sent at least 99% of the offered arrivals)
+    end to end (e2e.json): e2e.p99<500ms  e2e.max<2s  e2e.lost==0  e2e.duplicated==0
+                           e2e.delivered>=1000  e2e.accepted>=1000
+    server side (probes.jsonl, Postfix probe): queue_growth<=0 (msgs/s, the
+                           least-squares slope of the queue's total)  queue_max<100
 
 Times default to ms (us, ms, s, m accepted). Latencies come from the run's
 HdrHistograms (metrics.jsonl, 3 significant digits): accepted requests only,
@@ -45,8 +49,10 @@ from pathlib import Path
 
 from loadkit.errors import LoadkitError
 from loadkit.results import (
+    E2E_FILE,
     EVENTS_FILE,
     METRICS_FILE,
+    PROBES_FILE,
     RUN_FILE,
     RUN_INCOMPLETE,
     STATS_SUFFIX,
@@ -56,10 +62,12 @@ from loadkit.results import (
     find_prefix,
     incomplete_run,
     locate,
+    read_e2e,
     read_events,
     read_intervals,
     read_locust_csv,
     read_locust_json,
+    read_probes,
     read_run_json,
     read_verdicts_json,
     results_folder_of,
@@ -70,6 +78,7 @@ from loadkit.results import (
     write_junit as write_junit_xml,
 )
 from loadkit.results._events import CPU_HIGH, GENERATOR_CPU_HIGH, HOST_CPU_SATURATED
+from loadkit.server_side import queue_growth, queue_max
 
 EXIT_FAILED = 3
 
@@ -91,11 +100,19 @@ OPERATORS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
 }
-EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, no_worker_lost"
+EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, no_worker_lost, e2e.p99<500ms"
+E2E_PREFIX = "e2e."
+E2E_COUNTS = {"lost", "duplicated", "delivered", "accepted", "unexpected"}
+SERVER_SIDE = {"queue_growth": queue_growth, "queue_max": queue_max}
+SERVER_UNITS = {"queue_growth": "msgs/s", "queue_max": "msgs"}
 
 _EXPRESSION = re.compile(
     r"^(?:(?P<scope>.*):)?\s*(?P<failed>failed\.)?(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"
     r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
+)
+_MEASURE = re.compile(
+    r"^(?P<metric>e2e\.[A-Za-z_]+|e2e\.p\(?[0-9.]+\)?|queue_growth|queue_max)\s*"
+    r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
 )
 _OPEN_ALIAS = re.compile(r"^(service|lag)\.(?=p)")  # service.p99 -> phase.service:p99
 _PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
@@ -118,13 +135,22 @@ class Threshold:
 
     @property
     def percentile(self) -> float | None:
-        return float(self.metric[1:]) if self.metric.startswith("p") and self.metric[1:2].isdigit() else None
+        metric = self.metric.removeprefix(E2E_PREFIX)
+        return float(metric[1:]) if metric.startswith("p") and metric[1:2].isdigit() else None
+
+    @property
+    def end_to_end(self) -> bool:
+        return self.metric.startswith(E2E_PREFIX)
+
+    @property
+    def server_side(self) -> bool:
+        return self.metric in SERVER_SIDE
 
     @property
     def unit(self) -> str:
-        if self.percentile is not None or self.metric in TIME_METRICS:
+        if self.percentile is not None or self.metric.removeprefix(E2E_PREFIX) in TIME_METRICS:
             return "ms"
-        return {"rps": "req/s"}.get(self.metric, "")
+        return {"rps": "req/s", **SERVER_UNITS}.get(self.metric, "")
 
 
 @dataclass
@@ -164,6 +190,9 @@ def _number(value: float, unit: str) -> str:
 def parse(expression: str) -> Threshold:
     """A Threshold, or ThresholdError with one line saying what is wrong."""
     text = " ".join(str(expression).split())
+    measure = _MEASURE.match(text)
+    if measure:
+        return _parse_measure(expression, text, measure)
     match = _EXPRESSION.match(_OPEN_ALIAS.sub(r"phase.\1:", text))
     if not text or match is None:
         raise ThresholdError(f"cannot read threshold {expression!r}: expected [NAME:]METRIC<VALUE, {EXAMPLES}")
@@ -211,8 +240,41 @@ def parse(expression: str) -> Threshold:
         if unit:
             raise ThresholdError(f"threshold {expression!r}: {metric} is a count, without a unit")
         return Threshold(text, scope, metric, op, number)
-    known = "pNN, min, max, avg, median, fail_ratio, rps, requests, failures, " + ", ".join(INTEGRITY)
+    known = "pNN, min, max, avg, median, fail_ratio, rps, requests, failures, e2e.*, queue_growth, queue_max, " + \
+        ", ".join(INTEGRITY)
     raise ThresholdError(f"threshold {expression!r}: unknown metric {metric!r} (known: {known})")
+
+
+def _parse_measure(expression: str, text: str, match: re.Match) -> Threshold:
+    """An end-to-end (e2e.*) or server-side (queue_*) threshold: whole-run measures, never scoped."""
+    metric, op, unit = match["metric"].lower(), match["op"], match["unit"] or ""
+    if op is None:
+        raise ThresholdError(f"threshold {expression!r}: no comparison; e.g. {metric}<=0")
+    number = float(match["value"])
+    if metric == "queue_growth":
+        if unit not in ("", "/s"):
+            raise ThresholdError(f"threshold {expression!r}: queue_growth is in messages per second (a plain number)")
+        return Threshold(text, None, metric, op, number)
+    if metric == "queue_max":
+        if unit:
+            raise ThresholdError(f"threshold {expression!r}: queue_max is a count of messages, without a unit")
+        return Threshold(text, None, metric, op, number)
+    name = metric[len(E2E_PREFIX):]
+    if name in E2E_COUNTS:
+        if unit:
+            raise ThresholdError(f"threshold {expression!r}: {metric} is a count, without a unit")
+        return Threshold(text, None, metric, op, number)
+    percentile = _PERCENTILE.match(name)
+    if percentile:
+        level = float(percentile[1])
+        if not 0 < level <= 100:
+            raise ThresholdError(f"threshold {expression!r}: percentile must be above 0 and at most 100")
+        return Threshold(text, None, f"{E2E_PREFIX}p{level:g}", op, number * _time_unit(expression, unit))
+    if name in TIME_METRICS:
+        canonical = {"avg": "mean", "med": "median"}.get(name, name)
+        return Threshold(text, None, E2E_PREFIX + canonical, op, number * _time_unit(expression, unit))
+    known = "e2e.pNN, e2e.max, e2e.min, e2e.avg, e2e.median, " + ", ".join(f"e2e.{c}" for c in sorted(E2E_COUNTS))
+    raise ThresholdError(f"threshold {expression!r}: unknown end-to-end measure {metric!r} (known: {known})")
 
 
 def _time_unit(expression: str, unit: str) -> float:
@@ -270,7 +332,13 @@ class _Measurements:
         self.source = METRICS_FILE
         self.locust_rows = None
         self.open_counts: dict[str, int] = {}  # offered/sent/dropped of an open-model run
-        wanted = {t.scope for t in thresholds if t.metric not in INTEGRITY}
+        self._e2e: dict | None = None
+        self._probes: list[dict] | None = None
+        if any(t.end_to_end for t in thresholds):
+            self._e2e = read_e2e(self.folder, self.notes)
+        if any(t.server_side for t in thresholds):
+            self._probes = read_probes(self.folder, self.notes)
+        wanted = {t.scope for t in thresholds if t.metric not in INTEGRITY and not t.end_to_end and not t.server_side}
         if not wanted:
             return
         if self.kind == "metrics":
@@ -406,6 +474,10 @@ class _Measurements:
             if self.events is None:
                 return None, f"no {EVENTS_FILE} in {self.folder}: integrity was not recorded", EVENTS_FILE
             return float(sum(self.events.get(kind, 0) for kind in INTEGRITY[threshold.metric])), None, EVENTS_FILE
+        if threshold.end_to_end:
+            return self._measure_end_to_end(threshold)
+        if threshold.server_side:
+            return self._measure_server_side(threshold)
         if threshold.failed and (self.locust_rows is not None or self.kind != "metrics"):
             return None, f"never measured: failed requests' own times are only in {METRICS_FILE}", self.source
         if threshold.metric == "dropped":
@@ -448,6 +520,39 @@ class _Measurements:
             level = 50.0 if metric == "median" else threshold.percentile
             return percentiles_ms(histogram, [level])[level], None, source
         return summary_ms(histogram)[metric], None, source
+
+    def _measure_end_to_end(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
+        e2e = self._e2e
+        if e2e is None:
+            return None, f"never measured: no readable {E2E_FILE} in {self.folder} (an end-to-end run)", E2E_FILE
+        name = threshold.metric[len(E2E_PREFIX):]
+        if name in E2E_COUNTS:
+            value = e2e.get(name)
+            if not isinstance(value, (int, float)):
+                return None, f"never measured: {E2E_FILE} has no {name} count", E2E_FILE
+            return float(value), None, E2E_FILE
+        from loadkit.hdr import HistogramError, decode, percentiles_ms, summary_ms
+
+        try:
+            histogram = decode(e2e["latency_histogram"]) if e2e.get("latency_histogram") else None
+        except HistogramError:  # a damaged histogram is not a measure: said, never a traceback
+            self.notes.add(f"{E2E_FILE}: latency histogram does not decode")
+            histogram = None
+        if histogram is None or not histogram.total_count:
+            return None, f"never measured: {E2E_FILE} has no delivery latency (nothing delivered)", E2E_FILE
+        if threshold.percentile is not None or name == "median":
+            level = 50.0 if name == "median" else threshold.percentile
+            return percentiles_ms(histogram, [level])[level], None, E2E_FILE
+        return summary_ms(histogram)[name], None, E2E_FILE
+
+    def _measure_server_side(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
+        if self._probes is None:
+            return None, f"never measured: no {PROBES_FILE} in {self.folder} (--probe postfix=DIR)", PROBES_FILE
+        value = SERVER_SIDE[threshold.metric](self._probes)
+        if value is None:
+            return None, f"never measured: too few Postfix queue samples in {PROBES_FILE} (--probe postfix=DIR)", \
+                PROBES_FILE
+        return float(value), None, PROBES_FILE
 
     def _measure_from_locust_csv(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
         source = self.source

@@ -30,6 +30,7 @@ from loadkit.capacity._search import SearchError, SearchSettings, search
 from loadkit.capacity._step import PERCENTILES, StepResult
 from loadkit.capacity._table import format_steps, format_verdict
 from loadkit.errors import UsageError
+from loadkit.server_side import queue_growth
 
 SATURATED = 90.0  # % of one core the step's Locust process used or waited for (run queue): the generator is the limit
 START_AHEAD = 1.0  # the open model starts its schedule this long after the test (loadkit.open_model_locust)
@@ -230,18 +231,6 @@ def read_step(folder: Path, duration: float, cpu: float, saturated_cpu: float = 
         errors=errors, queue_growth=growth, generator_cpu=cpu / processes,
         generator_saturated=cpu_high or cpu / processes >= saturated_cpu, measures=measures, **latencies,
     )
-
-
-def queue_growth(rows: list[dict]) -> float | None:
-    """Messages/s the Postfix queue grew by over the step: the least-squares slope of its total."""
-    points = [(float(row["time"]), float(row["total"])) for row in rows
-              if row.get("probe") == "postfix" and isinstance(row.get("total"), (int, float))]
-    if len(points) < 2:
-        return None
-    mean_t = sum(t for t, _ in points) / len(points)
-    mean_q = sum(q for _, q in points) / len(points)
-    spread = sum((t - mean_t) ** 2 for t, _ in points)
-    return sum((t - mean_t) * (q - mean_q) for t, q in points) / spread if spread else None
 
 
 def run(args) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loadkit.report._capacity import build_capacity_report, is_capacity_folder
 from loadkit.report._charts import (
     distribution_chart,
     knee_chart,
@@ -177,6 +178,10 @@ def build_report(
     Raises ``ReportError`` (a one-line message) for results or an output that cannot be used.
     """
     progress = progress or NoProgress()
+    if is_capacity_folder(results):  # a capacity search: its own chapter, not one run's
+        if output is not None:
+            _check_writable(Path(output))
+        return build_capacity_report(results, output)
     # Bad input fails here, before minutes of reading, not after.
     locate(results)
     if baseline is not None:
