@@ -44,7 +44,6 @@ import weakref
 import gevent
 from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
-from locust.exception import StopUser
 
 from loadkit.arrivals import ARRIVALS, ArrivalError, WorkerArrivals, parse_rate_plan
 from loadkit.open_model import POLICIES, RATE_REACHED_BOUND, OpenModelError
@@ -153,6 +152,8 @@ class SessionPool:
         self.finish(user)
         handed = self._handoff.get() if not self._stop.is_set() else None
         if handed is None:  # the test is stopping
+            from locust.exception import StopUser  # here: importing locust patches the whole process
+
             raise StopUser()
         arrival, done = handed
         arrival.sent = self.runner.now()  # the message starts now, whatever the hand-off took

@@ -208,3 +208,15 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_sessionfinish(session):
     if IN_CI and _skipped and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_collection_finish(session):
+    """No test module may import Locust when it is collected: importing it monkey-patches the
+    whole process (gevent), and every later test that starts a real peer through the standard
+    library's Popen then fails. Tests reach Locust through subprocesses (`locust -f ...`)."""
+    import sys
+
+    if "locust" in sys.modules:
+        raise pytest.UsageError(
+            "a test module imported Locust at collection; import it inside the test or run it in a subprocess"
+        )
