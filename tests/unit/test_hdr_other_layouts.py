@@ -1,0 +1,72 @@
+"""Histograms loadkit did not lay out: each count lands in the standard bucket of its lowest value.
+
+hdrh's own histograms of other shapes (another highest value, another
+precision or lowest value) are the oracle: the expected standard counts are
+built by recording, into a standard histogram, the lowest value hdrh gives
+each sample in the other layout. And the mean is hdrh's own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from loadkit import hdr
+from loadkit.hdr import Distribution, decode_counts, decode_span, encode, new_histogram
+
+RNG = np.random.default_rng(17)
+SAMPLES_US = [int(value) for value in RNG.lognormal(mean=9.0, sigma=1.5, size=2000).clip(1, 50_000_000)]
+
+
+def standard_counts_of(values_us) -> np.ndarray:
+    histogram = new_histogram()
+    for value in values_us:
+        histogram.record_value(value)
+    return np.frombuffer(histogram.counts, dtype=np.int64).copy()
+
+
+def recorded(histogram: HdrHistogram, values_us) -> str:
+    for value in values_us:
+        histogram.record_value(value)
+    return encode(histogram)
+
+
+def test_a_shorter_highest_value_keeps_every_bucket():
+    text = recorded(HdrHistogram(hdr.LOWEST_US, 60_000_000, hdr.SIGNIFICANT_FIGURES), SAMPLES_US)
+    assert np.array_equal(decode_counts(text), standard_counts_of(SAMPLES_US))
+
+
+def test_a_longer_highest_value_puts_what_is_past_an_hour_in_the_last_bucket():
+    past_an_hour = [7_000_000_000, 7_100_000_000, 7_150_000_000]
+    text = recorded(HdrHistogram(hdr.LOWEST_US, 7_200_000_000, hdr.SIGNIFICANT_FIGURES), SAMPLES_US + past_an_hour)
+    expected = standard_counts_of(SAMPLES_US)
+    expected[-1] += len(past_an_hour)
+    counts = decode_counts(text)
+    assert np.array_equal(counts, expected) and counts.sum() == len(SAMPLES_US) + 3
+
+
+@pytest.mark.parametrize("lowest, figures", [(1, 2), (1000, 3), (10, 4)], ids=["2-figures", "lowest-1ms", "4-figures"])
+def test_another_precision_or_lowest_value_is_rebucketed_by_lowest_value(lowest, figures):
+    other = HdrHistogram(lowest, hdr.HIGHEST_US, figures)
+    text = recorded(other, SAMPLES_US)
+    expected = standard_counts_of(other.get_lowest_equivalent_value(value) for value in SAMPLES_US)
+    counts = decode_counts(text)
+    assert np.array_equal(counts, expected)
+    start, span = decode_span(text)
+    nonzero = np.flatnonzero(expected)
+    assert (start, len(span)) == (nonzero[0], nonzero[-1] - nonzero[0] + 1)
+
+
+def test_an_empty_histogram_of_another_layout_has_an_empty_span():
+    start, span = decode_span(encode(HdrHistogram(1000, hdr.HIGHEST_US, 2)))
+    assert (start, len(span)) == (0, 0)
+    assert decode_counts(encode(HdrHistogram(1000, hdr.HIGHEST_US, 2))).sum() == 0
+
+
+def test_the_mean_is_hdrh_s_own():
+    histogram = new_histogram()
+    for value in SAMPLES_US:
+        histogram.record_value(value)
+    assert Distribution.from_histogram(histogram).mean() == pytest.approx(histogram.get_mean_value(), rel=1e-12)
+    assert Distribution.from_histogram(new_histogram()).mean() is None
