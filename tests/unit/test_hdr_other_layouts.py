@@ -70,3 +70,39 @@ def test_the_mean_is_hdrh_s_own():
         histogram.record_value(value)
     assert Distribution.from_histogram(histogram).mean() == pytest.approx(histogram.get_mean_value(), rel=1e-12)
     assert Distribution.from_histogram(new_histogram()).mean() is None
+
+
+def test_past_an_hour_in_a_coarse_layout_and_the_last_standard_bucket_add_up():
+    last_bucket_us = int(hdr.standard_layout().lowest[-1])
+    for figures in (2, 3):
+        other = HdrHistogram(hdr.LOWEST_US, 7_200_000_000, figures)
+        text = recorded(other, [last_bucket_us, 7_000_000_000, 7_100_000_000])
+        counts = decode_counts(text)
+        in_last = other.get_lowest_equivalent_value(last_bucket_us) >= last_bucket_us  # by its lowest value
+        assert counts[-1] == 2 + in_last and counts.sum() == 3, figures
+        assert in_last == (figures == 3)
+
+
+def test_a_distribution_of_another_layout_reads_its_own_buckets():
+    other = HdrHistogram(1000, hdr.HIGHEST_US, 2)
+    for value in SAMPLES_US:
+        other.record_value(max(value, 1000))
+    distribution = Distribution.from_histogram(other)
+    for percentile in (50, 90, 99, 100):
+        assert distribution.percentiles([percentile]) == [float(other.get_value_at_percentile(percentile))]
+    assert distribution.percentiles([0]) == [float(other.get_min_value())]  # p0: the bucket's lowest value
+
+
+def test_p0_is_the_lowest_value_of_the_first_bucket_and_the_summary_mean_is_in_ms():
+    histogram = new_histogram()
+    for value in SAMPLES_US:
+        histogram.record_value(value)
+    counts = np.frombuffer(histogram.counts, dtype=np.int64)
+    lowest = float(histogram.get_lowest_equivalent_value(min(SAMPLES_US)))
+    assert hdr.percentiles_of_counts(counts, [0, 100]) == [lowest, float(histogram.get_max_value())]
+    assert hdr.summary_ms(histogram)["mean"] == pytest.approx(histogram.get_mean_value() / 1000.0, rel=1e-12)
+
+
+def test_text_that_is_no_histogram_says_so():
+    with pytest.raises(hdr.HistogramError, match=r"^not an encoded HdrHistogram \(.+\)$"):
+        hdr.decode("not base64 at all!")
