@@ -106,3 +106,11 @@ def test_p0_is_the_lowest_value_of_the_first_bucket_and_the_summary_mean_is_in_m
 def test_text_that_is_no_histogram_says_so():
     with pytest.raises(hdr.HistogramError, match=r"^not an encoded HdrHistogram \(.+\)$"):
         hdr.decode("not base64 at all!")
+
+
+def test_raw_samples_with_weights_are_read_exactly():
+    distribution = Distribution.from_samples([30, 10, 20, 40], [1, 2, 0, 1])  # 20 never happened
+    assert distribution.total == 4
+    assert distribution.percentiles([0, 50, 75, 100]) == [10.0, 10.0, 30.0, 40.0]
+    assert (distribution.minimum(), distribution.maximum(), distribution.mean()) == (10.0, 40.0, 22.5)
+    assert Distribution.from_samples([], []).percentiles([50]) == [None]
