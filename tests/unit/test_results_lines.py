@@ -163,3 +163,27 @@ def test_json_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path):
     with pytest.raises(ResultsError):
         write_json_atomically(blocked, {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run.json"]
+
+
+def test_exactly_five_damaged_lines_are_all_named_without_an_ellipsis():
+    notes = Notes()
+    for line in range(1, 6):
+        notes.damaged("a.jsonl", line)
+    assert notes.lines() == ["a.jsonl: 5 damaged lines skipped (lines 1, 2, 3, 4, 5)"]
+
+
+def test_a_one_byte_file_is_read_whole_at_its_first_line(tmp_path):
+    path = tmp_path / "one.jsonl"
+    path.write_bytes(b"\n")
+    shares = []
+    assert list(json_lines(path, Notes(), keep_dicts, progress=shares.append)) == [] and shares == [1.0, 1.0]
+
+
+def test_a_flush_that_fails_on_a_nameless_file_still_says_what_it_was():
+    class Nameless:
+        def flush(self):
+            raise OSError(28, "No space left on device")
+
+    with pytest.raises(ResultsError) as caught:
+        flush_lines(Nameless())
+    assert str(caught.value) == "cannot write a results file: No space left on device"
