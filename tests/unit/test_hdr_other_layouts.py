@@ -109,8 +109,18 @@ def test_text_that_is_no_histogram_says_so():
 
 
 def test_raw_samples_with_weights_are_read_exactly():
-    distribution = Distribution.from_samples([30, 10, 20, 40], [1, 2, 0, 1])  # 20 never happened
+    distribution = Distribution.from_samples([30, 10, 50, 40], [1, 2, 0, 1])  # 50 never happened
     assert distribution.total == 4
     assert distribution.percentiles([0, 50, 75, 100]) == [10.0, 10.0, 30.0, 40.0]
     assert (distribution.minimum(), distribution.maximum(), distribution.mean()) == (10.0, 40.0, 22.5)
     assert Distribution.from_samples([], []).percentiles([50]) == [None]
+
+
+def test_recording_twice_adds_to_what_was_recorded():
+    ours, theirs = new_histogram(), new_histogram()
+    for batch in ([1.5, 20.0, 20.0], [1.5, 3000.0]):
+        hdr.record_ms(ours, batch)
+        for value in batch:
+            theirs.record_value(round(value * 1000))
+    assert ours.total_count == theirs.total_count == 5
+    assert np.array_equal(np.frombuffer(ours.counts, dtype=np.int64), np.frombuffer(theirs.counts, dtype=np.int64))
