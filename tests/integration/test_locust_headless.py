@@ -6,6 +6,7 @@ Locust's CSV, written by Locust, must count exactly what the sink received.
 from __future__ import annotations
 
 import csv
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,12 +16,20 @@ import pytest
 from tests.integration.peers import loadkit_sink
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
+USERS = 8  # run_locust's -u
+MESSAGES_PER_CONNECTION = 10
+
+
+def assert_connections_reused(sessions: int, messages: int) -> None:
+    """Each user opens ceil(its messages / 10) sessions; its last one may be cut short by the run's end."""
+    assert math.ceil(messages / MESSAGES_PER_CONNECTION) <= sessions, (sessions, messages)
+    assert sessions <= messages // MESSAGES_PER_CONNECTION + USERS, (sessions, messages)
 
 
 def run_locust(locustfile: str, host: str, csv_prefix: Path, *extra: str) -> subprocess.CompletedProcess:
     command = [
         sys.executable, "-m", "locust", "-f", str(LOCUSTFILES / locustfile), "-H", host,
-        "--headless", "-u", "8", "-r", "8", "-t", "3s", "--csv", str(csv_prefix), "--only-summary",
+        "--headless", "-u", str(USERS), "-r", str(USERS), "-t", "3s", "--csv", str(csv_prefix), "--only-summary",
         "--results", str(csv_prefix.parent / "results"), *extra,
     ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120)
@@ -41,6 +50,7 @@ def test_smtp_locustfile_counts_match_the_sink(tmp_path):
     assert int(row["Failure Count"]) == 0
     assert int(row["Request Count"]) == stats["messages"] > 0
     assert stats["recipients"] == stats["messages"]
+    assert_connections_reused(stats["sessions"], stats["messages"])
     with open(tmp_path / "smtp_stats.csv", newline="") as handle:
         types = {row["Type"] for row in csv.DictReader(handle) if row["Name"] != "Aggregated"}
     assert types == {"SMTP"}  # phase timings ride in the event context, not as extra entries
@@ -55,6 +65,7 @@ def test_lmtp_locustfile_over_a_unix_socket(tmp_path):
     row = aggregated(tmp_path / "lmtp")
     assert int(row["Request Count"]) == stats["messages"] > 0
     assert stats["recipients"] == 2 * stats["messages"]  # two recipients, each answered after the dot
+    assert_connections_reused(stats["sessions"], stats["messages"])
 
 
 @pytest.mark.parametrize(

@@ -49,6 +49,11 @@ def test_a_reply_without_text():
     assert Reply(250, []).enhanced_code is None
 
 
+def test_a_reply_with_no_lines_at_all_shows_its_code():
+    assert (str(Reply(250, [])), Reply(250, []).text) == ("250", "")
+    assert (str(Reply(421)), Reply(421).raw_lines) == ("421", [])  # neither lines nor wire
+
+
 @pytest.mark.parametrize("first_line, enhanced", [
     (b"5.1.1 <bad@example.com>: Recipient address rejected", "5.1.1"),
     (b"2.0.0 Ok: queued as 4Xc9", "2.0.0"),
