@@ -99,6 +99,9 @@ def add_arguments(parser):
                        help="declare each message's size on MAIL when the server offers SIZE (default on)")
     esmtp.add_argument("--utf8", action="store_true", help="UTF-8 envelope addresses (needs SMTPUTF8)")
     esmtp.add_argument("--chunking", action="store_true", help="BDAT instead of DATA when the server offers CHUNKING")
+    esmtp.add_argument("--mail-profile", dest="mail_profile", metavar="SETTINGS",
+                       help='sizes, MIME kinds, recipients, domains, e.g. "size=mix:realistic mime=attachments:0.2,html:0.3 '
+                            'recipients=1:80,2:15,5:5 domains=example.com:60,*:40" (size= replaces -l, recipients= and domains= -r)')
     add("target", metavar="[inet:]host[:port] | unix:pathname")
 
 
@@ -252,6 +255,7 @@ def source_user_class(args, budget: Budget):
         auth_mechanism = args.auth_mechanism
         declare_size = args.size
         chunking = args.chunking
+        mail_profile = args.mail_profile
 
         @task
         def send_all(self):

@@ -84,6 +84,9 @@ class SmtpUser(OpenModelSession, User):
     """Distinct generated messages to rotate through."""
     seed: int | None = None
     """Seed of the message pool, for runs that must send the same content."""
+    mail_profile: str | None = None
+    """Sizes, MIME kinds, recipients and domains, e.g. "size=mix:realistic mime=attachments:0.2,html:0.3
+    recipients=1:80,2:15,5:5 domains=example.com:60,*:40" (see loadkit.messages); None: payload_size, plain text."""
     starttls: bool = False
     """Require STARTTLS (implied by submission:// hosts; smtps:// hosts use implicit TLS)."""
     tls_verify: bool = True
@@ -159,6 +162,8 @@ class SmtpUser(OpenModelSession, User):
             self.client.quit()
 
     def recipients(self) -> list[str]:
+        if self.messages.draws_recipients:  # a mail profile's recipients= and domains=
+            return self.messages.recipients()
         if self.numbered_recipients:
             return _numbered(self.rcpt_to, (next(_recipient_numbers) for _ in range(self.recipients_per_message)))
         return self._fixed_recipients
@@ -253,6 +258,7 @@ def message_factory_for(user_class) -> MessageFactory:
     key = (
         user_class.payload_size, user_class.message_pool_size, user_class.seed, user_class.subject,
         user_class.mail_from, user_class.rcpt_to, user_class.dkim_domain, user_class.dkim_selector, user_class.dkim_key,
+        user_class.mail_profile,
     )
     factory = _factories.get(key)
     if factory is None:
@@ -266,6 +272,7 @@ def message_factory_for(user_class) -> MessageFactory:
                 sender=_ascii_or(user_class.mail_from, "loadkit@loadkit.test"),
                 recipient=_ascii_or(user_class.rcpt_to, "user@loadkit.test"),
                 dkim=_dkim_signer(user_class),
+                profile=user_class.mail_profile,
             )
         except ValueError as error:
             raise SetupError(f"{user_class.__name__}: {error}") from None
