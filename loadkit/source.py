@@ -239,6 +239,8 @@ def source_user_class(args, budget: Budget):
     username, _, password = (args.auth or "").partition(":")
     pause = args.wait or args.random_wait
 
+    open_model = args.rate is not None
+
     class SourceUser(base):
         abstract = False
         messages_per_connection = 0 if args.reuse else 1
@@ -259,13 +261,16 @@ def source_user_class(args, budget: Budget):
 
         @task
         def send_all(self):
-            # One task call sends until the budget is spent: Locust's task pick and its zero
-            # wait (a switch to the hub) per message cost more than loadkit's own sending.
+            # Closed model: one task call sends until the budget is spent (Locust's task pick and its
+            # zero wait, a switch to the hub, per message cost more than loadkit's own sending).
+            # Open model (--rate): one message per call, since each call is one scheduled arrival.
             while budget.claim():
                 try:
                     self.send("message")
                 finally:
                     budget.settle()
+                if open_model:
+                    return
                 if pause:  # cut short when the run ends (Ctrl-C, an abort): nothing to wait for then
                     budget.finished.wait(args.wait + random.uniform(0, args.random_wait))
                 if self._state == LOCUST_STATE_STOPPING:  # stopped between messages, as Locust's wait would
