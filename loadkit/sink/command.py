@@ -96,21 +96,9 @@ Every fault is counted in the stats (``faults``: kind -> command -> count),
 with the replies sent by code, TLS and AUTH outcomes, the store's counts and
 the trace's delay histogram and duplicates.
 
-RULES (``--rules FILE``), one a line, ``#`` comments; the first match decides:
-
-    MATCH ACTION [ARGS]
-    MATCH: LOCAL@DOMAIN with * and ? wildcards, or a bare DOMAIN (*@DOMAIN)
-    tempfail@*     defer [CODE]        451 4.3.0 (or CODE, 4xx), multi-line
-    permfail@*     bounce [CODE]       550 5.1.1 (or CODE, 5xx), multi-line
-    grey.test      greylist [DELAY]    450 4.7.1 for the first attempt of each
-                                       (client, sender, recipient); later ones
-                                       pass once DELAY has gone by
-    busy.test      ratelimit N[/PERIOD]
-                                       N recipients per PERIOD (default 1m),
-                                       then 450 4.7.1 until the period ends
-    *@*            accept              250 (also for recipients no rule matches)
-    Counted per rule in the stats' ``rules`` (refused / passed); a bad line
-    stops the sink with FILE:LINE: what is wrong.
+RULES (``--rules FILE``): one rule a line, ``MATCH ACTION [ARGS]``; the grammar and
+the actions (defer, bounce, greylist, ratelimit, accept) are `loadkit.sink._rules`'s
+``RULES_HELP``, also printed at the end of ``--help``.
 A bare port binds 127.0.0.1. Port 0 binds a free port; the first line on
 stdout always says where: ``loadkit sink: listening on smtp://127.0.0.1:PORT``.
 SIGINT and SIGTERM end the sink cleanly (stats written, exit 0).
