@@ -173,12 +173,12 @@ def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
     # before the kill both sent; each about half (the shares count the whole run, so the survivor has more)
     survivor_after = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
                       for i in intervals if i["start"] >= resplit[0]["time"] + 2 and i["end"] <= run["stopped_at"] - 1]
-    # the whole rate on the survivor: its mean per second within 5%, no second far off (a busy machine
+    # the whole rate on the survivor: its mean per second within 10%, no second far off (a busy machine
     # can move a few sends across a second's edge, which the next second gives back)
-    assert survivor_after and abs(sum(survivor_after) / len(survivor_after) - rate) <= 0.05 * rate, survivor_after
+    assert survivor_after and abs(sum(survivor_after) / len(survivor_after) - rate) <= 0.1 * rate, survivor_after
     assert all(abs(count - rate) <= 0.25 * rate for count in survivor_after), survivor_after
     before = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
               for i in intervals if run["started_at"] + 3 <= i["start"] and i["end"] <= killed_at - 1]
-    assert before and abs(sum(before) / len(before) - rate) <= 0.05 * rate, before
+    assert before and abs(sum(before) / len(before) - rate) <= 0.1 * rate, before
     assert all(abs(count - rate) <= 0.25 * rate for count in before), before
     assert len(run["worker_shares"]) == 2
