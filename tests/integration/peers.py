@@ -9,6 +9,7 @@ a crash pass as a green test.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -18,6 +19,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
+from pathlib import Path
 
 from tests.conftest import find_peer, listening_port
 
@@ -247,3 +249,16 @@ def run_master_and_workers(
         for worker in worker_processes:
             worker.wait(30)
     return subprocess.CompletedProcess(master.args, master.returncode, out, err)
+
+
+def locust_and_merged_counts(folder: Path) -> tuple[int, int]:
+    """(Locust's own request count from its CSV, loadkit's merged count from metrics.jsonl) of a results folder."""
+    with open(folder / "locust_stats.csv", newline="") as handle:
+        locust_count = int(next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")["Request Count"])
+    merged = sum(
+        series["ok"] + series["failed"]
+        for line in (folder / "metrics.jsonl").read_text().splitlines()
+        for series in json.loads(line)["series"]
+        if series["kind"] == "request"
+    )
+    return locust_count, merged

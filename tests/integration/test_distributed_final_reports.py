@@ -12,11 +12,10 @@ of the 16 messages smtp-sink received in two runs, and the check passed.)
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
-from tests.integration.peers import PostfixSink, run_master_and_workers
+from tests.integration.peers import PostfixSink, locust_and_merged_counts, run_master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 DATA_DELAY = 1  # seconds smtp-sink waits before it answers DATA
@@ -37,14 +36,7 @@ def test_master_counts_what_its_workers_finished_after_the_run_ended(tmp_path):
     assert "1 of 1 passed" in master.stdout
 
     (folder,) = results.iterdir()
-    with open(folder / "locust_stats.csv", newline="") as handle:
-        locust_count = int(next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")["Request Count"])
-    merged = sum(
-        series["ok"] + series["failed"]
-        for line in (folder / "metrics.jsonl").read_text().splitlines()
-        for series in json.loads(line)["series"]
-        if series["kind"] == "request"
-    )
+    locust_count, merged = locust_and_merged_counts(folder)
     run = json.loads((folder / "run.json").read_text())
     assert locust_count == merged == run["requests"] == sum(run["worker_shares"].values()) == counts["messages"] > 0
     assert len(run["worker_shares"]) == 2 and min(run["worker_shares"].values()) > 0

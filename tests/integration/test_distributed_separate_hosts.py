@@ -19,7 +19,6 @@ CI=true it fails instead.
 from __future__ import annotations
 
 import collections
-import csv
 import json
 import os
 import random
@@ -29,7 +28,7 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import cannot_run
-from tests.integration.peers import loadkit_sink, master_and_workers
+from tests.integration.peers import loadkit_sink, locust_and_merged_counts, master_and_workers
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 
@@ -53,14 +52,7 @@ def _run(tmp_path, bind: str, worker_prefixes: list[list[str]]):
 
 
 def _check_exact(folder: Path, sink: dict, sources: collections.Counter, worker_pids: list[int]) -> None:
-    with open(folder / "locust_stats.csv", newline="") as handle:
-        locust_count = int(next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")["Request Count"])
-    merged = sum(
-        series["ok"] + series["failed"]
-        for line in (folder / "metrics.jsonl").read_text().splitlines()
-        for series in json.loads(line)["series"]
-        if series["kind"] == "request"
-    )
+    locust_count, merged = locust_and_merged_counts(folder)
     run = json.loads((folder / "run.json").read_text())
     assert merged == locust_count == sink["messages"] == sum(run["worker_shares"].values()) > 0
     assert run["failures"] == 0
