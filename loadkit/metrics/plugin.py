@@ -173,7 +173,6 @@ class ResultsController:
         self.joined: list[tuple[float, str]] = []  # workers that joined before the run started
         self.final_reports = None  # a master's: the final reports of the test that stops
         self._pending_finish = None
-        self._saw_cpu_high = False  # any process of the run went over Locust's CPU warning
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -264,8 +263,6 @@ class ResultsController:
         from loadkit.metrics._worker import PAYLOAD_KEY
 
         payload = data.get(PAYLOAD_KEY)
-        if payload and any(event.get("kind") in (CPU_HIGH, GENERATOR_CPU_HIGH) for event in payload.get("events", ())):
-            self._saw_cpu_high = True
         if self.run is not None:
             self.run.watch.heard(client_id)
             if payload:
@@ -321,7 +318,8 @@ class ResultsController:
             totals = open_totals(run.store.totals.by_key)
         if not totals["offered"]:
             return None
-        cpu_high = bool(run.events.counts.get(CPU_HIGH) or run.events.counts.get(GENERATOR_CPU_HIGH)) or self._saw_cpu_high
+        # the run's events hold every process's CPU warning: a worker's arrive with its reports
+        cpu_high = bool(run.events.counts.get(CPU_HIGH) or run.events.counts.get(GENERATOR_CPU_HIGH))
         detail = rate_verdict(totals["offered"], totals["sent"], cpu_high)
         if detail:
             run.events.record(RATE_NOT_REACHED, None, detail)

@@ -205,6 +205,8 @@ def test_a_worker_cpu_warning_reaches_events_jsonl_with_the_worker(tmp_path):
     worker.on_cpu_warning(environment=None, cpu_usage=97.3)  # Locust's cpu_warning event, above 90%
     master.add_worker_report("w1", json.loads(json.dumps(worker.payload())))
     assert worker.payload() is None  # sent once
+    # the one source a master's rate verdict reads to call a shortfall generator-limited
+    assert master.events.counts.get("generator_cpu_high") == 1
     master.stop()
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     (cpu,) = [e for e in events if e["kind"] == "generator_cpu_high"]
