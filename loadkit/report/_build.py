@@ -22,6 +22,7 @@ from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
 from loadkit.report._server_side import e2e_chart, probe_charts, sink_chart
 from loadkit.results import METRICS_FILE, REPORT_FILE
+from loadkit.results._events import SINK_CHANGED
 
 DEFAULT_OUTPUT = REPORT_FILE
 MAX_NAME_CHARTS = 8  # percentiles-over-time charts; the busiest names first
@@ -78,12 +79,20 @@ def _events_elapsed(run: Run) -> list[float]:
     return [float(event["time"]) - run.origin for event in integrity_problems(run) if isinstance(event.get("time"), (int, float))]
 
 
+def _changes_elapsed(run: Run) -> list[tuple[float, str]]:
+    """(elapsed seconds, label) of each change made to the sink during the run, from events.jsonl."""
+    if run.origin is None:
+        return []
+    return [(float(event["time"]) - run.origin, f"sink {event.get('detail') or 'changed'}") for event in run.events
+            if event.get("kind") == SINK_CHANGED and isinstance(event.get("time"), (int, float))]
+
+
 def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str, callable]]:
     """(section, key, alt text, caption, draw) for every chart this run can have."""
     base_timeline = baseline.timeline if baseline is not None else None
     plan = [
         ("time", "throughput", "Throughput over time, ok and failed", "",
-         lambda: throughput_chart(run.timeline, run.noun, base_timeline, _events_elapsed(run))),
+         lambda: throughput_chart(run.timeline, run.noun, base_timeline, _events_elapsed(run), _changes_elapsed(run))),
         ("time", "users", "Users over time", "", lambda: users_chart(run.timeline, base_timeline)),
     ]  # fmt: skip
     counts = {row.label: row.count or 0 for row in run.requests}
@@ -93,7 +102,8 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
         base = baseline.percentiles_over_time.get(label) if baseline is not None else None
         plan.append(
             ("time", f"percentiles-{index + 1}", f"Latency percentiles over time: {label}", run.percentiles_note if index == 0 else "",
-             lambda label=label, base=base: percentiles_chart(f"Latency over time: {label}", run.percentiles_over_time[label], base))
+             lambda label=label, base=base: percentiles_chart(f"Latency over time: {label}", run.percentiles_over_time[label], base,
+                                                              _changes_elapsed(run)))
         )  # fmt: skip
     code, plural = ("reply code", "messages") if run.noun == "msgs" else ("status", "requests")
     plan.append(("time", "reply-codes", f"Failed {plural} per second by {code}", "",

@@ -220,6 +220,19 @@ def _mark_events(axes, events_elapsed: list[float], scale: float) -> None:
         axes.axvline(elapsed / scale, color=COLORS["event"], linewidth=0.9, linestyle=":", label="integrity event" if index == 0 else None)
 
 
+CHANGE_COLOR = "#2c7a7b"  # apart from every series and the integrity events' orange
+
+
+def _mark_changes(axes, changes, scale: float) -> None:
+    """A dashed vertical line, labelled, at each (elapsed seconds, label) change made to the target during
+    the run (the sink's faults, by its control port): what the lines do after it is that change's doing."""
+    for index, (elapsed, label) in enumerate(changes):
+        x = elapsed / scale
+        axes.axvline(x, color=CHANGE_COLOR, linewidth=1.1, linestyle=(0, (5, 2)), label="change" if index == 0 else None)
+        axes.text(x, 0.97, _short(label, 40), transform=axes.get_xaxis_transform(), rotation=90, ha="right", va="top",
+                  fontsize=7.5, color=CHANGE_COLOR, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+
+
 def _spans(rates: pd.DataFrame) -> np.ndarray:
     """Edges of the intervals on the time axis, each over its real span: a first or last second
     cut short (``seconds`` below the interval's width) stays short instead of drawn as a whole one."""
@@ -234,7 +247,8 @@ def _spans(rates: pd.DataFrame) -> np.ndarray:
     return edges
 
 
-def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame | None = None, events_elapsed=()) -> Drawing | None:
+def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame | None = None, events_elapsed=(),
+                     changes=()) -> Drawing | None:
     """ok and failed per second over time, each interval drawn over its real span."""
     rates = timeline.dropna(subset=["ok_per_s"]) if len(timeline) else timeline
     if rates is None or rates.empty:
@@ -256,6 +270,7 @@ def throughput_chart(timeline: pd.DataFrame, noun: str, baseline: pd.DataFrame |
             axes.stairs(base["failed_per_s"].fillna(0).to_numpy(dtype=float), base_edges, label="baseline failed", baseline=None,
                         **{**BASELINE_STYLE, "color": "#feb2b2"})  # fmt: skip
     _mark_events(axes, list(events_elapsed), scale)
+    _mark_changes(axes, changes, scale)
     axes.set_xlim(0, max(edges[-1], axes.get_xlim()[1]))
     axes.set_ylim(bottom=0)
     axes.yaxis.set_major_formatter(FuncFormatter(_thousands))
@@ -285,7 +300,7 @@ def users_chart(timeline: pd.DataFrame, baseline: pd.DataFrame | None = None) ->
     return _render(figure)
 
 
-def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | None = None) -> Drawing | None:
+def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | None = None, changes=()) -> Drawing | None:
     """p50, p95, p99 (ms) over time for one name."""
     names = [name for name in ("p50", "p95", "p99") if name in frame and frame[name].notna().any()]
     if not names:
@@ -300,6 +315,7 @@ def percentiles_chart(title: str, frame: pd.DataFrame, baseline: pd.DataFrame | 
         for name, style in (("p95", (0, (4, 2))), ("p99", (0, (1, 1.5)))):
             if name in baseline and baseline[name].notna().any():
                 axes.plot(baseline["elapsed"] / scale, baseline[name], color=COLORS["baseline"], linestyle=style, linewidth=1.2, label=f"baseline {name}")
+    _mark_changes(axes, changes, scale)
     axes.set_ylim(bottom=0)
     _legend(axes, 5)
     return _render(figure)

@@ -52,7 +52,7 @@ ERROR_COLUMNS = list(ERRORS_COLUMNS)
 LATENCY_KEYS = ("min", *(percentile_key(p) for p in SUMMARY_PERCENTILES), "max")
 TOTAL_LABEL = "All requests"
 # Integrity events that mean the numbers may be wrong; the rest are shown plainly.
-NORMAL_EVENTS = frozenset({"run_started", "run_stopped", "worker_joined", "worker_recovered", "worker_quit"})
+NORMAL_EVENTS = frozenset({"run_started", "run_stopped", "worker_joined", "worker_recovered", "worker_quit", "sink_changed"})
 MAIL_TYPES = frozenset({"SMTP", "LMTP"})
 
 

@@ -35,6 +35,9 @@ CPU_HIGH = "cpu_high"  # what runs recorded before generator_cpu_high; still rea
 COUNT_MISMATCH = "count_mismatch"
 LATE_DATA = "late_data"
 RUN_INCOMPLETE = "run_incomplete"  # derived by the reader, see `incomplete_run`
+# Not a doubt about the numbers but a cause of what they do next: the sink's faults were changed
+# through its control port (detail: what is in force now); the report marks the moment on its time charts.
+SINK_CHANGED = "sink_changed"
 
 
 def open_events(folder: Path):

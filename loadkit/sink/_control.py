@@ -17,7 +17,15 @@ A fault line is an option of ``loadkit sink`` without its dashes::
 so rejects can go from 0 to 50% mid-run: ``curl --data 'reject
 rcpt:550:0.5' http://127.0.0.1:PORT/faults``. A bad line is answered 400
 with one line saying why, and nothing changes. Each change is appended to
-`SinkStats.changes` with its wall-clock time, for a report to mark.
+`SinkStats.changes` with its wall-clock time.
+
+The sink runs apart from Locust and knows no results folder, so the side that
+makes a change records it there: `change_faults` posts the lines, and a
+locustfile (on a local runner or the master) adds the answer to its run's
+events, which the report marks on its time charts::
+
+    change = change_faults(control_url, "delay data:50ms")
+    record_event(environment, SINK_CHANGED, change["what"])   # loadkit.metrics.plugin, loadkit.results._events
 
 With a control port every command goes through the fault plan (`LiveFaults`)
 and the sessions use the full loop: a sink that may change costs a little
@@ -29,11 +37,14 @@ from __future__ import annotations
 import json
 import socket as _socket
 import time
+import urllib.error
+import urllib.request
 
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import FaultError, FaultPlan
 
 MAX_BODY = 65536  # bytes of a POST body read at most
+CLIENT_TIMEOUT = 5.0  # seconds `change_faults` waits for the sink's answer
 
 _SPECS = {
     "reject": FaultPlan.add_reject_spec,
@@ -107,6 +118,25 @@ def bind_control(address: str) -> _socket.socket:
     except OSError as error:
         raise SinkError(f"cannot listen on --control {address}: {error.strerror or error}") from None
     return sock
+
+
+def change_faults(control_url: str, body: str, timeout: float = CLIENT_TIMEOUT) -> dict:
+    """POST `body` (fault lines) to a sink's control port at `control_url`; the sink's change record
+    ``{"time": epoch seconds, "what": "faults: ..."}``. SinkError, in one line, when the sink refuses
+    a line (it then changed nothing) or cannot be reached."""
+    request = urllib.request.Request(control_url.rstrip("/") + "/faults", data=body.encode("utf-8"), method="POST",
+                                     headers={"Content-Type": "text/plain; charset=utf-8"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())["change"]
+    except urllib.error.HTTPError as error:
+        said = error.read().decode("utf-8", "replace").strip()
+        raise SinkError(f"the sink at {control_url} refused the change: {said or error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", None) or error
+        raise SinkError(f"cannot reach the sink's control port {control_url}: {reason}") from None
+    except (ValueError, KeyError, TypeError):
+        raise SinkError(f"{control_url} answered, but not as a sink's control port does") from None
 
 
 class ControlServer:

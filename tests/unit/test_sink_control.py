@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from loadkit.sink import FaultError, FaultPlan, SinkProfile, SinkServer, SinkStats
-from loadkit.sink._control import LiveFaults, fault_lines
+from loadkit.sink._control import LiveFaults, change_faults, fault_lines
 from loadkit.sink._errors import SinkError
 from tests.unit.test_sink_server import connect, read_replies
 
@@ -135,3 +135,19 @@ def test_the_command_prints_where_the_control_port_listens(tmp_path):
     assert process.returncode == 0, stderr
     stats = json.loads(stats_path.read_text())
     assert [change["what"] for change in stats["changes"]] == ["faults: reject mail:451:0.25"]
+
+
+def test_change_faults_returns_the_sinks_timed_change_and_says_why_in_one_line_when_refused():
+    with SinkServer("127.0.0.1:0", control="127.0.0.1:0") as server:
+        url = server.control.url
+        before = time.time()
+        change = change_faults(url, "delay data:50ms\n")
+        after = time.time()
+        assert change["what"] == "faults: delay data:50ms" and before <= change["time"] <= after
+        with pytest.raises(SinkError) as refused:
+            change_faults(url + "/", "reject rcpt:fifty")
+        assert str(refused.value) == (f"the sink at {url}/ refused the change: "
+                                      "bad --reject 'rcpt:fifty': the code must be three digits, 4xx or 5xx")
+        assert server.stats_record()["changes"] == [change]  # the refused one changed nothing
+    with pytest.raises(SinkError, match=rf"^cannot reach the sink's control port {url}: .*refused"):
+        change_faults(url, "none", timeout=2)
