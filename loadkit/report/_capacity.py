@@ -7,6 +7,7 @@ search as a whole; each step's own folder still gets an ordinary report.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
@@ -90,58 +91,60 @@ def _mark_capacity(axes, result: CapacityResult) -> None:
         axes.axvline(verdict.failed_at, color=COLORS["failed"], linewidth=1, linestyle=(0, (4, 2)))
 
 
-def latency_chart(result: CapacityResult) -> Drawing | None:
-    figure = _figure(WIDE)
-    axes = _axes(figure, "p99 latency against offered rate", "offered rate (messages/s)", "p99 (ms)")
-    drawn = _plot(axes, result, "corrected_p99", "corrected p99", SERIES_COLORS[0], "ms")
-    drawn = _plot(axes, result, "service_p99", "service p99", SERIES_COLORS[1], "ms") or drawn
-    if not drawn:
+@dataclass(frozen=True)
+class RateChart:
+    """One chart against the offered rate: the step measures it draws, and its extra reference line."""
+
+    key: str  # element id: chart-<key>
+    title: str  # also the chart's alt text
+    y_label: str
+    unit: str  # of the measures, in their hover text
+    series: tuple[tuple[str, str, str], ...]  # (StepResult attribute, label, color), drawn in this order
+    caption: str
+    size: tuple[float, float] = WIDE
+    zero_line: bool = False  # above it grows, below it shrinks
+    diagonal: bool = False  # achieved = offered
+
+
+RATE_CHARTS = (
+    RateChart("capacity-latency", "p99 latency against offered rate", "p99 (ms)", "ms",
+              (("corrected_p99", "corrected p99", SERIES_COLORS[0]), ("service_p99", "service p99", SERIES_COLORS[1])),
+              "Corrected: from each message's intended time; service: from its actual send. Dashed: the capacity "
+              "found (green) and the first rate that failed (red)."),
+    RateChart("capacity-queue", "Queue growth against offered rate", "queue growth (msgs/s)", "msgs/s",
+              (("queue_growth", "queue growth", SERIES_COLORS[2]),),
+              "The least-squares slope of the Postfix queue's total during each step: above 0, mail piles up.",
+              zero_line=True),
+    RateChart("capacity-achieved", "Achieved against offered rate", "rate (messages/s)", "msgs/s",
+              (("achieved", "achieved", SERIES_COLORS[0]), ("accepted", "accepted", SERIES_COLORS[2])),
+              "Below the dashed diagonal the generator or the server could not keep up with the rate asked.",
+              size=TALL, diagonal=True),
+)
+
+
+def rate_chart(result: CapacityResult, chart: RateChart) -> Drawing | None:
+    """`chart` drawn from the steps of `result`; None when no step measured any of its series."""
+    figure = _figure(chart.size)
+    axes = _axes(figure, chart.title, "offered rate (messages/s)", chart.y_label)
+    drawn = [_plot(axes, result, attribute, label, color, chart.unit) for attribute, label, color in chart.series]
+    if not any(drawn):
         return None
-    _mark_capacity(axes, result)
-    _legend(axes)
-    return _render(figure)
-
-
-def queue_chart(result: CapacityResult) -> Drawing | None:
-    figure = _figure(WIDE)
-    axes = _axes(figure, "Queue growth against offered rate", "offered rate (messages/s)", "queue growth (msgs/s)")
-    if not _plot(axes, result, "queue_growth", "queue growth", SERIES_COLORS[2], "msgs/s"):
-        return None
-    axes.axhline(0, color="#a0aec0", linewidth=0.8)
-    _mark_capacity(axes, result)
-    _legend(axes)
-    return _render(figure)
-
-
-def achieved_chart(result: CapacityResult) -> Drawing | None:
-    figure = _figure(TALL)
-    axes = _axes(figure, "Achieved against offered rate", "offered rate (messages/s)", "rate (messages/s)")
-    drawn = _plot(axes, result, "achieved", "achieved", SERIES_COLORS[0], "msgs/s")
-    drawn = _plot(axes, result, "accepted", "accepted", SERIES_COLORS[2], "msgs/s") or drawn
-    if not drawn:
-        return None
-    top = max(step.result.offered for step in result.steps)
-    axes.plot([0, top], [0, top], color="#a0aec0", linewidth=1, linestyle=(0, (4, 2)), label="offered")
+    if chart.zero_line:
+        axes.axhline(0, color="#a0aec0", linewidth=0.8)
+    if chart.diagonal:
+        top = max(step.result.offered for step in result.steps)
+        axes.plot([0, top], [0, top], color="#a0aec0", linewidth=1, linestyle=(0, (4, 2)), label="offered")
     _mark_capacity(axes, result)
     _legend(axes)
     return _render(figure)
 
 
 def capacity_charts(result: CapacityResult) -> list[Chart]:
-    plan = (
-        ("capacity-latency", latency_chart, "p99 latency against offered rate",
-         "Corrected: from each message's intended time; service: from its actual send. Dashed: the capacity "
-         "found (green) and the first rate that failed (red)."),
-        ("capacity-queue", queue_chart, "Queue growth against offered rate",
-         "The least-squares slope of the Postfix queue's total during each step: above 0, mail piles up."),
-        ("capacity-achieved", achieved_chart, "Achieved against offered rate",
-         "Below the dashed diagonal the generator or the server could not keep up with the rate asked."),
-    )
     charts = []
-    for key, draw, alt, caption in plan:
-        drawing = draw(result)
+    for chart in RATE_CHARTS:
+        drawing = rate_chart(result, chart)
         if drawing is not None:
-            charts.append(Chart(key, drawing, alt, caption))
+            charts.append(Chart(chart.key, drawing, chart.title, chart.caption))
     return charts
 
 
