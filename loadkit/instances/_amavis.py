@@ -34,17 +34,10 @@ import os
 import subprocess
 from pathlib import Path
 
-from loadkit.instances._opendkim import (
-    DEFAULT_DOMAIN,
-    DEFAULT_SELECTOR,
-    DkimKeyFiles,
-    check_dkim_names,
-    write_dkim_key,
-)
+from loadkit.instances._dkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DkimFilter
 from loadkit.instances._system import (
     InstanceError,
     choose_port,
-    find_program,
     is_alive,
     listens,
     read_pid,
@@ -54,7 +47,6 @@ from loadkit.instances._system import (
     wait_until,
 )
 
-PACKAGES = ["amavisd-new"]
 START_TIMEOUT = 60.0  # amavisd loads many Perl modules before it listens
 SERVERS = 2  # amavisd child processes: one per core here; Postfix sends it that many at once
 
@@ -141,19 +133,20 @@ REINJECT = """\
 """
 
 
-class AmavisFilter:
+class AmavisFilter(DkimFilter):
     """amavisd-new on two loopback ports, with the two reinjection ports Postfix listens on."""
+
+    filter_name = "amavis"
+    program = "amavisd"
+    packages = ["amavisd-new"]
+    label = "amavisd-new (amavisd)"
+    user = "amavis"
 
     def __init__(self, folder: Path, domain: str = DEFAULT_DOMAIN, selector: str = DEFAULT_SELECTOR,
                  servers: int = SERVERS):
-        check_dkim_names(domain, selector)
-        self.folder = Path(folder)
-        self.domain = domain
-        self.selector = selector
+        super().__init__(folder, domain, selector)
         self.servers = servers
         self.ports: dict[str, int] = {}  # inbound, originating (amavisd); verify_return, sign_return (Postfix)
-        self.pid: int | None = None
-        self.key: DkimKeyFiles | None = None
 
     @property
     def config_path(self) -> Path:
@@ -176,11 +169,6 @@ class AmavisFilter:
         """What Postfix's content_filter takes for "inbound" or "originating"."""
         return f"smtp-amavis:[127.0.0.1]:{self.ports[bank]}"
 
-    @staticmethod
-    def check_installed() -> None:
-        find_program("amavisd", PACKAGES, "amavisd-new (amavisd)")
-        user_ids("amavis")
-
     def choose_ports(self) -> None:
         """Four free loopback ports, chosen before Postfix's master.cf is written."""
         taken: set[int] = set()
@@ -199,20 +187,17 @@ class AmavisFilter:
 
     def start(self) -> None:
         """Start amavisd (Postfix's reinjection ports need not listen yet: mail waits in Postfix's queue)."""
-        program = find_program("amavisd", PACKAGES, "amavisd-new (amavisd)")
+        program = self.check_installed()
         if not self.ports:
             self.choose_ports()
-        uid, gid = user_ids("amavis")
-        # amavisd refuses a config file in a folder it could write to.
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.folder, 0o755)
+        uid, gid = user_ids(self.user)
+        self.make_folder_and_key()  # root's, and not writable by amavisd: it refuses a config file it could change
         for sub in ("", "tmp", "db", "var", "run"):
             path = self.home / sub
             path.mkdir(parents=True, exist_ok=True)
             os.chown(path, uid, gid)
             os.chmod(path, 0o750)
         os.chmod(self.home, 0o755)
-        self.key = write_dkim_key(self.folder, self.domain, self.selector, owner="amavis")
         self.config_path.write_text(CONFIG.format(
             home=self.home, log=self.log_path, servers=self.servers, domain=self.domain, selector=self.selector,
             key=self.key.private_key, **self.ports))
@@ -241,11 +226,8 @@ class AmavisFilter:
         self.pid = read_pid(self.pid_path)
 
     def _environment(self) -> dict:
-        return {
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            # Net::DNS asks here: nothing listens on loopback port 53, so lookups fail at once.
-            "RES_NAMESERVERS": "127.0.0.1",
-        }
+        # Net::DNS asks here: nothing listens on loopback port 53, so lookups fail at once.
+        return {**super()._environment(), "RES_NAMESERVERS": "127.0.0.1"}
 
     def _error_from_log(self) -> str | None:
         for line in reversed(tail(self.log_path, 30)):
@@ -261,16 +243,12 @@ class AmavisFilter:
             stop_daemon(self.pid, timeout, expect=None)
 
     def describe(self) -> dict:
-        return {"filter": "amavis", "folder": str(self.folder), "pid": self.pid, "ports": dict(self.ports),
-                "config": str(self.config_path), "log": str(self.log_path),
-                "key": self.key.describe() if self.key else None}
+        return super().describe(ports=dict(self.ports), config=str(self.config_path), log=str(self.log_path))
 
     @classmethod
     def restore(cls, info: dict) -> "AmavisFilter":
-        key = info.get("key") or {}
-        amavis = cls(Path(info["folder"]), key.get("domain", DEFAULT_DOMAIN), key.get("selector", DEFAULT_SELECTOR))
-        amavis.pid, amavis.ports = info.get("pid"), dict(info.get("ports") or {})
-        amavis.key = DkimKeyFiles.restore(key) if key else None
+        amavis = cls(Path(info["folder"]), *cls.key_names(info)).restore_common(info)
+        amavis.ports = dict(info.get("ports") or {})
         return amavis
 
 

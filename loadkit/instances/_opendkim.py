@@ -1,4 +1,4 @@
-"""OpenDKIM as a milter of a Postfix instance, and the DKIM key both filters sign with.
+"""OpenDKIM as a milter of a Postfix instance.
 
 The milter runs as a private daemon in a folder of the Postfix instance's
 state folder: its own opendkim.conf, key, pid file, and an inet socket on a
@@ -19,27 +19,20 @@ signed 187 (4 sessions, 5 KiB messages, a busy 2-core machine).
   own public key file (``TestPublicKeys``), never from DNS.
 
 OpenDKIM logs to syslog only, which is turned off here: a failed start is
-read from its exit status and its stderr.
-
-The key (`write_dkim_key`) is a new RSA key per start: its private half in
-``keys/SELECTOR.private`` (mode 0600, owned by the filter's user), its
-public half in ``public/`` as ``SELECTOR._domainkey.DOMAIN.pem`` and as the
-TXT record ``SELECTOR._domainkey.DOMAIN.txt`` (what ``loadkit sink
---dkim-verify`` reads, and what a zone would publish).
+read from its exit status and its stderr. Its key is a new one per start
+(`loadkit.instances._dkim`).
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
+from loadkit.instances._dkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DkimFilter
 from loadkit.instances._system import (
     InstanceError,
     choose_port,
-    find_program,
     is_alive,
     listens,
     read_pid,
@@ -48,85 +41,19 @@ from loadkit.instances._system import (
     wait_until,
 )
 
-PACKAGES = ["opendkim"]
 MODES = ("sign", "verify")
 SOCKETS = ("inet", "unix")
-DKIM_FILTERS = ("amavis", "opendkim")
-DEFAULT_SELECTOR = "loadkit"
-DEFAULT_DOMAIN = "loadkit.test"
-KEY_BITS = 2048
 START_TIMEOUT = 30.0
-_NAME = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
 
-def check_dkim_names(domain: str, selector: str) -> None:
-    """A signing domain and selector that DNS could hold (one line otherwise)."""
-    if not _NAME.match(domain) or "." not in domain:
-        raise InstanceError(f"--dkim-domain {domain}: not a domain name")
-    if not _NAME.match(selector):
-        raise InstanceError(f"--dkim-selector {selector}: not a DNS label")
-
-
-@dataclass(frozen=True)
-class DkimKeyFiles:
-    """Where one generated key's halves are."""
-
-    domain: str
-    selector: str
-    private_key: Path
-    public_dir: Path
-
-    @property
-    def dns_name(self) -> str:
-        return f"{self.selector}._domainkey.{self.domain}"
-
-    @property
-    def txt_record_path(self) -> Path:
-        return self.public_dir / f"{self.dns_name}.txt"
-
-    @property
-    def public_key_path(self) -> Path:
-        return self.public_dir / f"{self.dns_name}.pem"
-
-    def txt_record(self) -> str:
-        return self.txt_record_path.read_text().strip()
-
-    def describe(self) -> dict:
-        return {"domain": self.domain, "selector": self.selector, "private_key": str(self.private_key),
-                "public_dir": str(self.public_dir), "public_key": str(self.public_key_path),
-                "txt_record": str(self.txt_record_path), "dns_name": self.dns_name}
-
-    @classmethod
-    def restore(cls, info: dict) -> "DkimKeyFiles":
-        return cls(info["domain"], info["selector"], Path(info["private_key"]), Path(info["public_dir"]))
-
-
-def write_dkim_key(folder: Path, domain: str, selector: str, owner: str | None = None) -> DkimKeyFiles:
-    """A new RSA key in `folder`: keys/SELECTOR.private (for `owner` alone) and public/ (for anyone)."""
-    from cryptography.hazmat.primitives import serialization
-
-    from loadkit.dkim import DkimSigner
-
-    signer = DkimSigner.generate(selector, domain, bits=KEY_BITS)
-    files = DkimKeyFiles(domain, selector, folder / "keys" / f"{selector}.private", folder / "public")
-    for sub, mode in (("keys", 0o700), ("public", 0o755)):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
-        os.chmod(folder / sub, mode)
-    files.private_key.write_bytes(signer.private_key_pem)
-    os.chmod(files.private_key, 0o600)
-    if owner is not None:
-        uid, gid = user_ids(owner)
-        for path in (folder / "keys", files.private_key):
-            os.chown(path, uid, gid)
-    key = serialization.load_pem_private_key(signer.private_key_pem, password=None)
-    files.public_key_path.write_bytes(key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    files.txt_record_path.write_bytes(signer.dns_txt_record() + b"\n")
-    return files
-
-
-class OpenDkimMilter:
+class OpenDkimMilter(DkimFilter):
     """``opendkim -x FOLDER/opendkim.conf`` on ``inet:PORT@127.0.0.1``, signing or verifying."""
+
+    filter_name = "opendkim"
+    program = "opendkim"
+    packages = ["opendkim"]
+    label = "OpenDKIM (opendkim)"
+    user = "opendkim"  # the package creates the account the milter runs as
 
     def __init__(self, folder: Path, mode: str = "sign", domain: str = DEFAULT_DOMAIN,
                  selector: str = DEFAULT_SELECTOR, port: int = 0, socket: str = "inet"):
@@ -134,16 +61,11 @@ class OpenDkimMilter:
             raise InstanceError(f"--dkim-mode {mode}: expected one of {', '.join(MODES)}")
         if socket not in SOCKETS:
             raise InstanceError(f"--dkim-socket {socket}: expected one of {', '.join(SOCKETS)}")
+        super().__init__(folder, domain, selector)
         self.socket = socket
-        check_dkim_names(domain, selector)
-        self.folder = Path(folder)
         self.mode = mode
-        self.domain = domain
-        self.selector = selector
         self.requested_port = port
         self.port: int | None = None
-        self.pid: int | None = None
-        self.key: DkimKeyFiles | None = None
 
     @property
     def config_path(self) -> Path:
@@ -162,19 +84,12 @@ class OpenDkimMilter:
         """What Postfix's smtpd_milters takes."""
         return f"unix:{self.socket_path}" if self.socket == "unix" else f"inet:127.0.0.1:{self.port}"
 
-    @staticmethod
-    def check_installed() -> None:
-        find_program("opendkim", PACKAGES, "OpenDKIM (opendkim)")
-        user_ids("opendkim")  # the package creates the account the milter runs as
-
     def start(self) -> None:
-        program = find_program("opendkim", PACKAGES, "OpenDKIM (opendkim)")
-        self.folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.folder, 0o755)
-        self.key = write_dkim_key(self.folder, self.domain, self.selector, owner="opendkim")
+        program = self.check_installed()
+        self.make_folder_and_key()
         run = self.folder / "run"
         run.mkdir(exist_ok=True)
-        uid, gid = user_ids("opendkim")
+        uid, gid = user_ids(self.user)
         os.chown(run, uid, gid)
         self.port = choose_port(self.requested_port) if self.socket == "inet" else None
         self.config_path.write_text(self._config())
@@ -196,7 +111,7 @@ class OpenDkimMilter:
 
     def _environment(self) -> dict:
         # Its processes carry this entry, so a pid read back later is known to be this milter's.
-        return {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "LOADKIT_MILTER": str(self.folder)}
+        return {**super()._environment(), "LOADKIT_MILTER": str(self.folder)}
 
     def _config(self) -> str:
         settings = {
@@ -233,16 +148,13 @@ class OpenDkimMilter:
         stop_daemon(self.pid, timeout, expect=f"LOADKIT_MILTER={self.folder}")
 
     def describe(self) -> dict:
-        return {"filter": "opendkim", "mode": self.mode, "socket": self.socket, "folder": str(self.folder),
-                "pid": self.pid, "milter": self.milter if self.port or self.socket == "unix" else None,
-                "port": self.port, "config": str(self.config_path),
-                "key": self.key.describe() if self.key else None}
+        return super().describe(mode=self.mode, socket=self.socket,
+                                milter=self.milter if self.port or self.socket == "unix" else None,
+                                port=self.port, config=str(self.config_path))
 
     @classmethod
     def restore(cls, info: dict) -> "OpenDkimMilter":
-        key = info.get("key") or {}
-        milter = cls(Path(info["folder"]), info.get("mode", "sign"), key.get("domain", DEFAULT_DOMAIN),
-                     key.get("selector", DEFAULT_SELECTOR), socket=info.get("socket", "inet"))
-        milter.pid, milter.port = info.get("pid"), info.get("port")
-        milter.key = DkimKeyFiles.restore(key) if key else None
+        milter = cls(Path(info["folder"]), info.get("mode", "sign"), *cls.key_names(info),
+                     socket=info.get("socket", "inet")).restore_common(info)
+        milter.port = info.get("port")
         return milter

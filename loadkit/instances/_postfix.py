@@ -31,7 +31,8 @@ from pathlib import Path
 
 from loadkit.instances._amavis import AmavisFilter
 from loadkit.instances._base import START_TIMEOUT, Instance
-from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, OpenDkimMilter
+from loadkit.instances._dkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS
+from loadkit.instances._opendkim import OpenDkimMilter
 from loadkit.instances._sink import SinkProcess
 from loadkit.instances._system import (
     InstanceError,

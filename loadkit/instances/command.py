@@ -44,7 +44,8 @@ from pathlib import Path
 
 from loadkit.errors import UsageError
 from loadkit.instances import SERVERS, InstanceError, Postfix
-from loadkit.instances._opendkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS, MODES, SOCKETS
+from loadkit.instances._dkim import DEFAULT_DOMAIN, DEFAULT_SELECTOR, DKIM_FILTERS
+from loadkit.instances._opendkim import MODES, SOCKETS
 
 ACTIONS = ("up", "down", "status")
 NOT_RUNNING = 3  # LSB init scripts' "program is not running"
