@@ -230,7 +230,8 @@ def _mark_changes(axes, changes, scale: float) -> None:
         x = elapsed / scale
         axes.axvline(x, color=CHANGE_COLOR, linewidth=1.1, linestyle=(0, (5, 2)), label="change" if index == 0 else None)
         axes.text(x, 0.97, _short(label, 40), transform=axes.get_xaxis_transform(), rotation=90, ha="right", va="top",
-                  fontsize=7.5, color=CHANGE_COLOR, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1})
+                  fontsize=7.5, color=CHANGE_COLOR, bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
+                  clip_on=True)  # a change outside the run's span leaves no label beside the axes
 
 
 def _spans(rates: pd.DataFrame) -> np.ndarray:
