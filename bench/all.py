@@ -83,7 +83,8 @@ def goal_lines(mail: dict, http: dict | None) -> list[tuple[str, float | None, f
         if loadkit and base:
             lines.append((number, loadkit["ratio"], goal,
                           f"{loadkit['rate']:,.0f} vs {base['rate']:,.0f} msgs/s; CPU per message "
-                          f"{loadkit['cpu_per_message_us']:.1f} vs {base['cpu_per_message_us']:.1f} us"))
+                          f"{loadkit['cpu_per_message_us']:.1f} vs {base['cpu_per_message_us']:.1f} us; "
+                          f"after start-up {loadkit['sending_ratio']:.2f}x"))
     lmtp = mail.get("lmtp")
     if lmtp:
         lines.append(("3 LMTP / plain ratio", lmtp["lmtp_over_reuse"], mail_bench.LMTP_GOAL,
