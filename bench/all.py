@@ -81,10 +81,11 @@ def goal_lines(mail: dict, http: dict | None) -> list[tuple[str, float | None, f
     for number, mode, goal in (("1 client, reuse (-d)", "reuse", 1.0), ("2 client, new connection", "new", 0.8)):
         loadkit, base = client_row(mode), client_row(mode, "smtp-source")
         if loadkit and base:
+            cpu_ratio = base["cpu_per_message_us"] / loadkit["cpu_per_message_us"]
             lines.append((number, loadkit["ratio"], goal,
-                          f"{loadkit['rate']:,.0f} vs {base['rate']:,.0f} msgs/s; CPU per message "
-                          f"{loadkit['cpu_per_message_us']:.1f} vs {base['cpu_per_message_us']:.1f} us; "
-                          f"after start-up {loadkit['sending_ratio']:.2f}x"))
+                          f"{loadkit['rate']:,.0f} vs {base['rate']:,.0f} msgs/s; after start-up "
+                          f"{loadkit['sending_ratio']:.2f}x; CPU per message {loadkit['cpu_per_message_us']:.1f} vs "
+                          f"{base['cpu_per_message_us']:.1f} us ({cpu_ratio:.2f}x per core)"))
     lmtp = mail.get("lmtp")
     if lmtp:
         lines.append(("3 LMTP / plain ratio", lmtp["lmtp_over_reuse"], mail_bench.LMTP_GOAL,

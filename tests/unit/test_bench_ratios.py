@@ -185,4 +185,4 @@ def test_the_goal_lines_name_every_goal_with_its_ratio():
         ("4 HTTP metrics (keepalive)", 0.97, 0.95),
     ]
     assert "client 1.20 ms, sink 0.90 ms" in lines[3][3]
-    assert "after start-up 0.75x" in lines[0][3]
+    assert "after start-up 0.75x; CPU per message 45.0 vs 18.0 us (0.40x per core)" in lines[0][3]
