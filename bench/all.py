@@ -39,8 +39,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import apache_bench  # noqa: E402
-import run as mail_bench  # noqa: E402
+import apache_bench
+import run as mail_bench
 
 MAIL_MODES = "reuse,new,lmtp,tls-reuse,tls-new"
 
