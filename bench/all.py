@@ -89,7 +89,8 @@ def goal_lines(mail: dict, http: dict | None) -> list[tuple[str, float | None, f
     lmtp = mail.get("lmtp")
     if lmtp:
         lines.append(("3 LMTP / plain ratio", lmtp["lmtp_over_reuse"], mail_bench.LMTP_GOAL,
-                      f"LMTP {lmtp['lmtp_ratio']:.2f}x smtp-source -L, SMTP {lmtp['reuse_ratio']:.2f}x smtp-source"))
+                      f"LMTP {lmtp['lmtp_ratio']:.2f}x smtp-source -L, SMTP {lmtp['reuse_ratio']:.2f}x smtp-source; "
+                      f"per core {lmtp['lmtp_over_reuse_per_core']:.2f} of it"))
     tls = client_row("tls-reuse", mail_bench.TLS_CLIENT, "loadkit sink")
     if tls:
         plain = client_row("tls-reuse", "loadkit source", "loadkit sink")

@@ -94,13 +94,14 @@ def test_tls_is_divided_by_loadkits_own_plain_path_and_the_rest_by_smtp_source()
 
 def test_lmtp_is_judged_against_the_plain_ratio():
     pairings = [
-        measured(mail.Pairing("smtp-source", "smtp-sink", "reuse", 1000), 0.1),
-        measured(mail.Pairing("loadkit source", "smtp-sink", "reuse", 1000), 0.2),  # 0.5x
-        measured(mail.Pairing("smtp-source", "smtp-sink", "lmtp", 1000), 0.1),
-        measured(mail.Pairing("loadkit source", "smtp-sink", "lmtp", 1000), 0.25),  # 0.4x: 0.8 of 0.5x
+        measured(mail.Pairing("smtp-source", "smtp-sink", "reuse", 1000), 0.1, cpu=0.02),
+        measured(mail.Pairing("loadkit source", "smtp-sink", "reuse", 1000), 0.2, cpu=0.05),  # 0.5x, 0.4x per core
+        measured(mail.Pairing("smtp-source", "smtp-sink", "lmtp", 1000), 0.1, cpu=0.02),
+        measured(mail.Pairing("loadkit source", "smtp-sink", "lmtp", 1000), 0.25, cpu=0.04),  # 0.4x, 0.5x per core
     ]
     verdict = mail.lmtp_verdict(pairings)
-    assert verdict == {"lmtp_ratio": 0.4, "reuse_ratio": 0.5, "lmtp_over_reuse": 0.8, "goal": 0.9, "met": False}
+    assert verdict == {"lmtp_ratio": 0.4, "reuse_ratio": 0.5, "lmtp_over_reuse": 0.8, "lmtp_over_reuse_per_core": 1.25,
+                       "goal": 0.9, "met": False}
 
 
 def test_the_handshake_costs_the_difference_in_cpu_per_message_of_one_connection_each():
@@ -124,10 +125,10 @@ def test_the_sink_must_count_one_tls_session_per_connection(client, mode, messag
 def test_results_carry_every_goal_the_lmtp_verdict_and_the_rate_after_start_up():
     args = mail.parse_args(["--sides", "client", "--modes", "reuse,lmtp", "--skip-smtplib", "--runs", "1"])
     pairings = [
-        measured(mail.Pairing("smtp-source", "smtp-sink", "reuse", 1000), 0.1),
-        measured(mail.Pairing("loadkit source", "smtp-sink", "reuse", 1000), 0.125, sending=0.1),
-        measured(mail.Pairing("smtp-source", "smtp-sink", "lmtp", 1000), 0.1),
-        measured(mail.Pairing("loadkit source", "smtp-sink", "lmtp", 1000), 0.125, sending=0.1),
+        measured(mail.Pairing("smtp-source", "smtp-sink", "reuse", 1000), 0.1, cpu=0.02),
+        measured(mail.Pairing("loadkit source", "smtp-sink", "reuse", 1000), 0.125, cpu=0.05, sending=0.1),
+        measured(mail.Pairing("smtp-source", "smtp-sink", "lmtp", 1000), 0.1, cpu=0.02),
+        measured(mail.Pairing("loadkit source", "smtp-sink", "lmtp", 1000), 0.125, cpu=0.05, sending=0.1),
     ]
     report = mail.results(pairings, args)
     assert [(g["mode"], g["ratio"], g["goal"], g["met"]) for g in report["goals"]] == [
@@ -171,7 +172,7 @@ def test_the_goal_lines_name_every_goal_with_its_ratio():
             {"client": mail.TLS_CLIENT, "server": "loadkit sink", "mode": "tls-reuse", "ratio": 0.92, "rate": 9200.0},
             {"client": mail.TLS_CLIENT, "server": "loadkit sink", "mode": "tls-new", "ratio": 0.2, "rate": 800.0},
         ],
-        "lmtp": {"lmtp_ratio": 0.57, "reuse_ratio": 0.6, "lmtp_over_reuse": 0.95},
+        "lmtp": {"lmtp_ratio": 0.57, "reuse_ratio": 0.6, "lmtp_over_reuse": 0.95, "lmtp_over_reuse_per_core": 1.01},
         "tls_handshake_cpu_us": {"client_us": 1200.0, "sink_us": 900.0},
     }
     http = {"metrics_overhead": [{"mode": "keepalive", "ratio": 0.99, "ratio_per_core": 0.97,
