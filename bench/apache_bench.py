@@ -1,15 +1,23 @@
 """loadkit's web path against Apache's `ab`, on the same real Apache, in one run.
 
     python bench/apache_bench.py [--quick] [--concurrency N] [--seconds S] [--path /1k.bin]
-                                 [--modes keepalive,close] [--runs N] [--json PATH]
+                                 [--modes keepalive,close] [--clients ab,plain,locust]
+                                 [--runs N] [--json PATH]
 
 The benchmark starts a loopback Apache (`loadkit.instances.Apache`, in a
 temporary folder) and drives it in turn with
 
   ab       ``ab [-k] -c N -t S -n LARGE URL`` (apache2-utils);
+  plain    a plain Locust FastHttpUser on the same path, without loadkit (no
+           plugin: Locust's own statistics only), written to the temporary
+           folder;
   locust   ``locust -f locustfiles/apache.py --headless -u N -r N -t S`` with
            every task of `WebUser` on the same path (a subclass written to the
-           temporary folder), `KeepAliveWebUser` or `NewConnectionWebUser`.
+           temporary folder), `KeepAliveWebUser` or `NewConnectionWebUser`:
+           loadkit's metrics, results folder and all.
+
+locust against plain is what loadkit's metrics cost on the HTTP path (the
+goal: within 5%, per core and in requests/s).
 
 Both are single processes with N concurrent connections. Start-up is left
 out: once Apache's counter moves, the benchmark waits a warm-up second, then
@@ -51,7 +59,8 @@ sys.path.insert(0, str(REPO))
 from loadkit.instances import Apache, InstanceError, parse_server_status  # noqa: E402
 
 LOCUSTFILES = REPO / "locustfiles"
-CLIENTS = ("ab", "locust")
+CLIENTS = ("ab", "plain", "locust")
+HTTP_GOAL = 0.95  # loadkit's user over the plain one: its metrics cost at most 5%
 MODES = ("keepalive", "close")
 LOCUST_USER = {"keepalive": "KeepAliveWebUser", "close": "NewConnectionWebUser"}
 AB_MAX_REQUESTS = 10_000_000  # ab stops at -n or -t, whichever first: let -t decide
@@ -68,6 +77,21 @@ class OnePath{mode}(apache.{user}):
 
 OnePath{mode}.tasks = [OnePath{mode}.get_one_path]  # in place of the weighted mix
 """
+
+PLAIN_LOCUSTFILE = """\
+# Written by bench/apache_bench.py: a plain FastHttpUser, no loadkit, on one path.
+from locust import FastHttpUser, constant, task
+
+class Plain{mode}(FastHttpUser):
+    wait_time = constant(0)
+    if {close!r}:
+        default_headers = {{"Connection": "close"}}
+
+    @task
+    def get_one_path(self):
+        self.client.get({path!r}, name={path!r})
+"""
+STOP_TIMEOUT = "10"  # seconds: as locustfiles/apache.py, users finish their request, so the counts agree
 
 
 class BenchError(Exception):
@@ -114,16 +138,27 @@ def client_command(client: str, mode: str, apache: Apache, args, workdir: Path) 
         keep_alive = ["-k"] if mode == "keepalive" else []
         return [shutil.which("ab") or "/usr/bin/ab", *keep_alive, "-c", str(args.concurrency), "-t", seconds,
                 "-n", str(AB_MAX_REQUESTS), apache.base_url + args.path], dict(os.environ)
+    common = ["-H", apache.base_url, "--headless", "-u", str(args.concurrency), "-r", str(args.concurrency),
+              "-t", f"{seconds}s", "--only-summary"]
+    if client == "plain":
+        locustfile = workdir / f"plain_{mode}.py"
+        locustfile.write_text(PLAIN_LOCUSTFILE.format(mode=mode.title(), close=mode == "close", path=args.path))
+        return [sys.executable, "-m", "locust", "-f", str(locustfile), *common, "--stop-timeout", STOP_TIMEOUT,
+                "--json-file", str(plain_stats_prefix(workdir, mode))], dict(os.environ)
     locustfile = workdir / f"one_path_{mode}.py"
     locustfile.write_text(ONE_PATH_LOCUSTFILE.format(mode=mode.title(), user=LOCUST_USER[mode], path=args.path))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOCUSTFILES), str(REPO), os.environ.get("PYTHONPATH", "")])}
-    return [sys.executable, "-m", "locust", "-f", str(locustfile), "-H", apache.base_url, "--headless",
-            "-u", str(args.concurrency), "-r", str(args.concurrency), "-t", f"{seconds}s", "--only-summary",
+    return [sys.executable, "-m", "locust", "-f", str(locustfile), *common,
             "--results", str(results_parent(workdir, mode))], env
 
 
 def results_parent(workdir: Path, mode: str) -> Path:
     return workdir / f"results-{mode}"
+
+
+def plain_stats_prefix(workdir: Path, mode: str) -> Path:
+    """Locust's --json-file, written once every user has stopped (its CSV lags by up to a second)."""
+    return workdir / f"plain-{mode}"
 
 
 def client_count(client: str, mode: str, output: str, workdir: Path) -> tuple[int, int]:
@@ -135,6 +170,9 @@ def client_count(client: str, mode: str, output: str, workdir: Path) -> tuple[in
         if not complete or not failed:
             raise BenchError(f"ab printed no counts: {output.strip()[-300:]!r}")
         return int(complete.group(1)), int(failed.group(1)) + int(non_2xx.group(1) if non_2xx else 0)
+    if client == "plain":
+        entries = json.loads(Path(f"{plain_stats_prefix(workdir, mode)}.json").read_text())  # rewritten each run
+        return sum(e["num_requests"] for e in entries), sum(e["num_failures"] for e in entries)
     folder = max(results_parent(workdir, mode).iterdir())  # this run's: folders are named by start time
     with open(folder / "locust_stats.csv", newline="") as handle:
         row = next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
@@ -182,16 +220,19 @@ def run(args) -> dict:
         raise BenchError("ab is not installed (apt-get install apache2-utils)")
     root = Path(tempfile.mkdtemp(prefix="loadkit-apache-bench-"))
     root.chmod(0o755)  # Apache's workers (www-data when run as root) must enter it
-    measures = {(client, mode): Measure(client, mode) for mode in args.modes for client in CLIENTS}
+    measures = {(client, mode): Measure(client, mode) for mode in args.modes for client in args.clients}
     try:
         with Apache(root / "apache") as apache:
             if args.path not in apache.static_files:
                 raise BenchError(f"--path {args.path}: Apache serves {', '.join(apache.static_files)}")
             print(f"apache {apache.version} at {apache.base_url}{args.path}, {args.concurrency} connections, "
                   f"{args.seconds:g} s windows, {args.runs} run(s), {os.cpu_count()} CPUs", flush=True)
-            for _ in range(args.runs):
+            for run_index in range(args.runs):
+                # Interleaved, and the order turned every run: noise on the machine hits all clients alike.
+                shift = run_index % len(args.clients)
+                clients = args.clients[shift:] + args.clients[:shift]
                 for mode in args.modes:
-                    for client in CLIENTS:  # interleaved: noise on the machine hits both sides alike
+                    for client in clients:
                         rate, per_core = measure(client, mode, apache, args, root)
                         measures[(client, mode)].rates.append(rate)
                         measures[(client, mode)].per_core.append(per_core)
@@ -202,19 +243,40 @@ def run(args) -> dict:
 
 
 def report(measures: dict, args) -> dict:
-    print(f"\n{'mode':<10} {'client':<7} {'req/s':>9} {'per core':>9} {'ratio':>7} {'ratio/core':>10}")
+    base_client = "ab" if "ab" in args.clients else args.clients[0]
+    print(f"\n{'mode':<10} {'client':<7} {'req/s':>9} {'per core':>9} {'ratio':>7} {'ratio/core':>10}  (to {base_client})")
     results = []
     for mode in args.modes:
-        ab = measures[("ab", mode)]
-        for client in CLIENTS:
+        base = measures[(base_client, mode)]
+        for client in args.clients:
             one = measures[(client, mode)]
-            ratio, ratio_per_core = one.rate / ab.rate, one.rate_per_core / ab.rate_per_core
+            ratio, ratio_per_core = one.rate / base.rate, one.rate_per_core / base.rate_per_core
             print(f"{mode:<10} {client:<7} {one.rate:9.0f} {one.rate_per_core:9.0f} {ratio:6.2f}x {ratio_per_core:9.2f}x")
             results.append({"mode": mode, "client": client, "requests_per_second": round(one.rate, 1),
                             "requests_per_cpu_second": round(one.rate_per_core, 1),
-                            "ratio_to_ab": round(ratio, 3), "ratio_per_core_to_ab": round(ratio_per_core, 3)})
+                            f"ratio_to_{base_client}": round(ratio, 3),
+                            f"ratio_per_core_to_{base_client}": round(ratio_per_core, 3)})
+    overhead = metrics_overhead(measures, args)
+    for row in overhead:
+        print(f"{row['mode']:<10} loadkit's metrics over a plain FastHttpUser: {row['ratio']:.3f}x req/s, "
+              f"{row['ratio_per_core']:.3f}x per core ({row['cpu_overhead_percent']:+.1f}% CPU per request; "
+              f"goal >= {HTTP_GOAL:.2f}: {'ok' if row['met'] else 'MISSED'})")
     return {"path": args.path, "concurrency": args.concurrency, "seconds": args.seconds, "runs": args.runs,
-            "cpus": os.cpu_count(), "results": results}
+            "cpus": os.cpu_count(), "results": results, "metrics_overhead": overhead}
+
+
+def metrics_overhead(measures: dict, args) -> list[dict]:
+    """loadkit's user against the plain one, per mode: what loadkit's metrics cost."""
+    rows = []
+    for mode in args.modes:
+        plain, loadkit = measures.get(("plain", mode)), measures.get(("locust", mode))
+        if plain is None or loadkit is None:
+            continue
+        ratio, per_core = loadkit.rate / plain.rate, loadkit.rate_per_core / plain.rate_per_core
+        rows.append({"mode": mode, "ratio": round(ratio, 3), "ratio_per_core": round(per_core, 3),
+                     "cpu_overhead_percent": round((1 / per_core - 1) * 100, 1),
+                     "goal": HTTP_GOAL, "met": min(ratio, per_core) >= HTTP_GOAL})
+    return rows
 
 
 def parse_args(argv=None):
@@ -224,6 +286,7 @@ def parse_args(argv=None):
     parser.add_argument("--seconds", type=float, default=5.0, help="measured window per run (default 5)")
     parser.add_argument("--path", default="/1k.bin", help="the file both clients ask for (default /1k.bin)")
     parser.add_argument("--modes", default="keepalive,close", help="keepalive,close (default both)")
+    parser.add_argument("--clients", default=",".join(CLIENTS), help="ab,plain,locust (default all)")
     parser.add_argument("--runs", type=int, default=1, help="runs per pairing, median reported (default 1)")
     parser.add_argument("--timeout", type=float, default=60.0, help="per client process (default 60 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
@@ -234,6 +297,9 @@ def parse_args(argv=None):
     for mode in args.modes:
         if mode not in MODES:
             parser.error(f"--modes: {mode!r} is not one of {', '.join(MODES)}")
+    args.clients = list(dict.fromkeys(client.strip() for client in args.clients.split(",") if client.strip()))
+    if not args.clients or any(client not in CLIENTS for client in args.clients):
+        parser.error(f"--clients: use one or more of {', '.join(CLIENTS)}, comma-separated")
     if args.concurrency < 1 or args.seconds <= 0 or args.runs < 1:
         parser.error("--concurrency, --seconds and --runs must be positive")
     return args

@@ -15,8 +15,11 @@ def client_context(verify: bool = True, cafile: str | None = None) -> ssl.SSLCon
     mail client should be; ``verify=False`` is for test targets with
     self-signed certificates (``--tls-no-verify``, the `tls_verify` tunable).
     """
-    context = ssl.create_default_context(cafile=cafile)
     if not verify:
+        # No CA store: OpenSSL still builds the peer's chain under CERT_NONE, and searching the
+        # system's CA folder for it costs ~140 us of a ~1 ms handshake, for a result it ignores.
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
-    return context
+        return context
+    return ssl.create_default_context(cafile=cafile)
