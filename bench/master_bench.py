@@ -28,21 +28,25 @@ its own stats merge of the same report), the e2e payload (trace ids, only on
 end-to-end runs), building the reports (the workers' side).
 
 Printed per worker count: reports replayed, CPU per report (ms), reports a
-core can take per second, and the process's peak RSS growth over the replay
-(each count runs in a fresh process). `--profile N` prints cProfile's top
-functions of one replay with N workers instead.
+core can take per second, and memory: the process's resident set (VmRSS)
+before the replay and its highest value at any simulated second, the growth
+being what the master holds (open intervals, merged series; the reports
+themselves were built before). Each count runs in a fresh process.
+`--profile N` prints cProfile's top functions of one replay with N workers
+instead.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import ctypes
+import gc
 import io
 import json
 import math
 import pstats
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -138,8 +142,17 @@ def _controller(folder: Path):
     return controller
 
 
-def replay(arrivals, folder: Path) -> tuple[float, object]:
-    """CPU seconds the master's side spends on `arrivals`; the run recorder (for its totals)."""
+def rss_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+def replay(arrivals, folder: Path, memory: list | None = None) -> tuple[float, object]:
+    """CPU seconds the master's side spends on `arrivals`; the run recorder (for its totals).
+
+    With `memory`, the RSS (MiB) at each simulated second is appended to it (not counted as CPU)."""
     controller = _controller(folder)
     run = controller.run
     store = run.store
@@ -147,6 +160,8 @@ def replay(arrivals, folder: Path) -> tuple[float, object]:
     next_tick = math.floor(arrivals[0][0]) + 1
     for at, worker, data in arrivals:
         while at >= next_tick:
+            if memory is not None:
+                memory.append(rss_mib())
             began = time.process_time()
             store.flush(next_tick)
             cpu += time.process_time() - began
@@ -163,14 +178,16 @@ def replay(arrivals, folder: Path) -> tuple[float, object]:
 def measure(workers: int, seconds: int, rate: int, seed: int) -> dict:
     variants = record_slots(rate, seed)
     arrivals = schedule(workers, seconds, variants)
-    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # building the reports freed much: give it back before measuring
+    rss_before = rss_mib()
+    memory: list[float] = []
     with tempfile.TemporaryDirectory(prefix="loadkit-master-bench-") as scratch:
         folder = Path(scratch) / "run"
         folder.mkdir()
-        cpu, run = replay(arrivals, folder)
+        cpu, run = replay(arrivals, folder, memory)
         ok, failed = run.store.totals.requests()
         lines = sum(1 for _ in open(folder / "metrics.jsonl"))
-    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     sent = sum(sum(series["ok"] + series["failed"] for series in interval["series"] if series["kind"] == "request")
                for _at, _worker, data in arrivals for interval in data[PAYLOAD_KEY]["intervals"])
     if ok + failed != sent or run.store.late:
@@ -178,7 +195,7 @@ def measure(workers: int, seconds: int, rate: int, seed: int) -> dict:
     return {
         "workers": workers, "reports": len(arrivals), "requests": sent, "intervals_written": lines,
         "ms_per_report": 1000.0 * cpu / len(arrivals), "reports_per_core_second": len(arrivals) / cpu,
-        "peak_rss_growth_mib": (rss_after - rss_before) / 1024.0,
+        "rss_before_mib": rss_before, "rss_growth_mib": max(memory, default=rss_before) - rss_before,
     }
 
 
@@ -214,7 +231,7 @@ def main(argv=None) -> int:
         return 0
     figures = []
     print(f"{args.rate} msgs/s per worker, {args.seconds} simulated seconds, a report every {REPORT_INTERVAL} s")
-    print(f"{'workers':>8} {'reports':>8} {'ms/report':>10} {'reports/s/core':>15} {'peak RSS +MiB':>14}")
+    print(f"{'workers':>8} {'reports':>8} {'ms/report':>10} {'reports/s/core':>15} {'RSS MiB':>8} {'+MiB':>6}")
     for workers in (int(count) for count in args.workers.split(",")):
         child = subprocess.run(
             [sys.executable, __file__, "--one", str(workers), "--seconds", str(args.seconds),
@@ -227,7 +244,7 @@ def main(argv=None) -> int:
         one = json.loads(child.stdout)
         figures.append(one)
         print(f"{workers:>8} {one['reports']:>8} {one['ms_per_report']:>10.3f} "
-              f"{one['reports_per_core_second']:>15,.0f} {one['peak_rss_growth_mib']:>14.1f}")
+              f"{one['reports_per_core_second']:>15,.0f} {one['rss_before_mib']:>8.0f} {one['rss_growth_mib']:>6.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

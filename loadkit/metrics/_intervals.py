@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
 from loadkit.metrics._series import REQUEST, MergedSeries, Series
 from loadkit.results import flush_lines, write_interval
@@ -97,6 +98,27 @@ class Totals:
                 ok += counts[0]
                 failed += counts[1]
         return ok, failed
+
+
+@dataclass
+class MergedState:
+    """What a master (or a local runner) has merged so far, for a live view; a copy, safe to keep.
+
+    series        (kind, type, name) -> `MergedSeries`: the run so far, written
+                  intervals and open ones; ``.histogram.counts`` is a standard-layout
+                  counts array, ``.histogram.percentiles_ms([50, 99])`` reads it
+    last_second   the last interval written to metrics.jsonl ((kind, type, name) ->
+                  `MergedSeries`), None before the first
+    last_start    that interval's start (epoch seconds)
+    totals        (kind, type, name) -> [ok, failed, bytes] over the run so far
+    worker_shares worker id -> requests it reported (a master's; {} locally)
+    """
+
+    series: dict
+    last_second: dict | None
+    last_start: float | None
+    totals: dict
+    worker_shares: dict = field(default_factory=dict)
 
 
 class IntervalStore:
@@ -182,6 +204,17 @@ class IntervalStore:
         if written:
             flush_lines(self.out)  # ResultsError on a full disk: the lines before stay readable
         return written
+
+    def state(self, worker_shares: dict | None = None) -> MergedState:
+        """A copy of what is merged so far (`MergedState`); costs a merge per key and open interval."""
+        last = self.last_written
+        return MergedState(
+            series=self.merged(),
+            last_second={key: MergedSeries.of_series(one) for key, one in last.series.items()} if last else None,
+            last_start=last.start if last is not None else None,
+            totals={key: list(counts) for key, counts in self.totals.by_key.items()},
+            worker_shares=dict(worker_shares or {}),
+        )
 
     def _keep(self, interval: Interval) -> None:
         """A written interval's series into the run's merged ones (what `merged()` starts from)."""

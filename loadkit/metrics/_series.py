@@ -16,7 +16,16 @@ written; its JSON is the very text merging `Series` objects gives.
 
 from __future__ import annotations
 
-from loadkit.hdr import add_encoded, decode, empty_counts, encode, encode_counts, merge_into, new_histogram
+from loadkit.hdr import (
+    add_encoded,
+    decode,
+    empty_counts,
+    encode,
+    encode_counts,
+    merge_into,
+    new_histogram,
+    percentiles_of_counts,
+)
 
 REQUEST = "request"
 PHASE = "phase"
@@ -127,6 +136,12 @@ class MergedCounts:
 
     def encode(self) -> str:
         return encode_counts(self.counts, self.last) if self.total else encode_counts(None, -1)
+
+    def percentiles_ms(self, wanted) -> dict[float, float]:
+        """{percentile: ms} by the nearest-rank rule (`loadkit.hdr`); {} when empty."""
+        if not self.total:
+            return {}
+        return {p: value / 1000.0 for p, value in zip(wanted, percentiles_of_counts(self.counts, list(wanted)))}
 
     def release(self) -> None:
         """Done with these counts (their interval is written and merged): zero them for another."""

@@ -67,7 +67,7 @@ def reports(workers: int, seconds: int, seed: int = 5):
     rng = random.Random(seed)
     out = []
     for second in range(seconds):
-        for worker in range(workers):
+        for _worker in range(workers):
             start = 1000.0 + second
             if rng.random() < 0.3:  # cut by a report: two parts of the same interval
                 out.append((start, start + 0.4, worker_series(rng, rng.randrange(0, 20))))
@@ -238,3 +238,25 @@ def test_a_merged_series_takes_local_series_and_merged_ones_alike():
             (merged if number % 2 else half).merge(part)
         merged.merge(half)
         assert merged.to_json() == reference.to_json()
+
+
+def test_the_merged_state_is_a_copy_that_later_seconds_do_not_change():
+    feed = reports(workers=2, seconds=5, seed=3)
+    store = IntervalStore(io.StringIO(), settle=0.0)
+    def text(state) -> str:
+        return json.dumps([{" ".join(k): s.to_json() for k, s in part.items()}
+                           for part in (state.series, state.last_second or {})])
+
+    states = []
+    for start, end, series in feed:
+        store.add_json(start, end, series)
+        store.flush(start)  # every second before this one is written
+        states.append((store.state({"w0": 1}), text(store.state())))
+    assert len({text for _state, text in states}) > 3
+    for state, written in states:
+        assert text(state) == written
+    last = states[-1][0]
+    assert last.worker_shares == {"w0": 1} and last.last_start == 1003.0
+    key = ("request", "SMTP", "send")
+    assert last.totals[key][0] == last.series[key].ok > last.last_second[key].ok > 0
+    assert set(last.series[key].histogram.percentiles_ms([50.0, 99.0])) == {50.0, 99.0}
