@@ -300,7 +300,7 @@ def _decode_standard(encoded: str | bytes):
 def _standard_payload(encoded: str | bytes) -> bytes | None:
     """The decompressed payload (header + varint counts) of a standard-layout histogram; None otherwise."""
     try:
-        raw = base64.b64decode(encoded)
+        raw = binascii.a2b_base64(encoded)  # base64.b64decode without its wrapper: thousands a second
         if len(raw) < EXTERNAL_HEADER.size:
             return None
         cookie, length = EXTERNAL_HEADER.unpack_from(raw)
