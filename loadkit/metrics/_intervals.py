@@ -158,7 +158,7 @@ class IntervalStore:
     def add_json(self, start: float, end: float, series: list[dict]) -> int:
         """Add series as a worker sent them (`Series.to_json`); returns their requests (ok + failed).
 
-        HistogramError (nothing of that series added) if a histogram is not one."""
+        HistogramError if a histogram is not one (that series' counts are not added)."""
         if not series:
             return 0
         interval = self._interval(start, end)
