@@ -377,7 +377,6 @@ def encode_counts(counts, last: int | None = None) -> str:
     hdrh encodes the counters up to its maximum value's: `last` is the
     highest non-zero index when the caller knows it (-1: empty).
     """
-    import base64
     import ctypes
 
     import pyhdrh
