@@ -24,7 +24,11 @@ Codec
 
 Merge
     `merge_into` adds one histogram into another; counts arrays of the
-    standard layout (`empty_counts`, `add_span`) add as arrays.
+    standard layout (`empty_counts`, `add_span`) add as arrays. A master
+    merges thousands of encoded histograms a second: `add_encoded` decodes
+    one straight into a counts array (hdrh's C decoder, no hdrh object, about
+    10 µs), and `encode_counts` encodes a counts array to the very text
+    `encode` gives for a histogram with those counts.
 
 Percentiles: one rule
     The value at percentile p of N values is the sample of rank
@@ -63,7 +67,8 @@ from loadkit.errors import LoadkitError
 __all__ = [
     "HIGHEST_US", "LOWEST_US", "SIGNIFICANT_FIGURES", "SUMMARY_PERCENTILES", "UNIT",
     "Distribution", "HistogramError", "Layout",
-    "add_span", "decode", "decode_counts", "decode_span", "empty_counts", "encode", "layout_of", "merge_into",
+    "add_encoded", "add_span", "decode", "decode_counts", "decode_span", "empty_counts", "encode", "encode_counts",
+    "layout_of", "merge_into",
     "nearest_rank", "new_histogram", "percentile_key", "percentile_of_sorted", "percentiles_ms",
     "percentiles_of_counts", "record_ms", "record_us", "standard_layout", "summary_ms",
 ]
@@ -282,8 +287,20 @@ def _decode_standard(encoded: str | bytes):
     import numpy as np
     import pyhdrh
 
+    data = _standard_payload(encoded)
+    if data is None:
+        return None
+    counts = np.zeros(standard_layout().counts_len, dtype=np.int64)
+    found = pyhdrh.decode(data, PAYLOAD_HEADER.size, counts.ctypes.data, len(counts), 8)
+    if not found.get("total"):
+        return counts, 0, -1
+    return counts, int(found["min_nonzero_index"]), int(found["max_nonzero_index"])
+
+
+def _standard_payload(encoded: str | bytes) -> bytes | None:
+    """The decompressed payload (header + varint counts) of a standard-layout histogram; None otherwise."""
     try:
-        raw = base64.b64decode(encoded)
+        raw = binascii.a2b_base64(encoded)  # base64.b64decode without its wrapper: thousands a second
         if len(raw) < EXTERNAL_HEADER.size:
             return None
         cookie, length = EXTERNAL_HEADER.unpack_from(raw)
@@ -297,11 +314,87 @@ def _decode_standard(encoded: str | bytes):
     cookie, _, _, figures, lowest, highest, _ = PAYLOAD_HEADER.unpack_from(data)
     if cookie & ~0xF0 != V2_ENCODING_COOKIE_BASE or (lowest, highest, figures) != (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES):
         return None
-    counts = np.zeros(standard_layout().counts_len, dtype=np.int64)
-    found = pyhdrh.decode(data, PAYLOAD_HEADER.size, counts.ctypes.data, len(counts), 8)
-    if not found.get("total"):
-        return counts, 0, -1
-    return counts, int(found["min_nonzero_index"]), int(found["max_nonzero_index"])
+    return data
+
+
+class _Scratch:
+    """Buffers reused by every `add_encoded` / `encode_counts` call (gevent never switches inside one)."""
+
+    def __init__(self):
+        import ctypes
+
+        import numpy as np
+
+        counts_len = standard_layout().counts_len
+        self.counts = np.zeros(counts_len, dtype=np.int64)  # zero again after each use
+        self.counts_address = self.counts.ctypes.data
+        # pyhdrh.encode wants room for the worst case: 9 bytes a counter (a 64-bit varint).
+        self.encoded = (ctypes.c_ubyte * (PAYLOAD_HEADER.size + 9 * counts_len))()
+        self.encoded_address = ctypes.addressof(self.encoded)
+
+
+@lru_cache(maxsize=1)
+def _scratch() -> _Scratch:
+    return _Scratch()
+
+
+def add_encoded(counts, encoded: str | bytes) -> tuple[int, int, int]:
+    """counts += an encoded histogram's counts; (total, first, last non-zero index), (0, 0, -1) if empty.
+
+    `counts` is a standard-layout int64 array. A histogram of another layout
+    is re-bucketed as `decode_counts` does; HistogramError if `encoded` is
+    not a histogram.
+    """
+    import pyhdrh
+
+    data = _standard_payload(encoded)
+    if data is None:  # another layout, or not a histogram (decode_span says which)
+        first, values = decode_span(encoded)
+        if not len(values):
+            return 0, 0, -1
+        counts[first : first + len(values)] += values
+        nonzero = values.nonzero()[0]
+        return int(values.sum()), first + int(nonzero[0]), first + int(nonzero[-1])
+    scratch = _scratch()
+    try:
+        found = pyhdrh.decode(data, PAYLOAD_HEADER.size, scratch.counts_address, len(scratch.counts), 8)
+    except (ValueError, IndexError, OverflowError) as error:
+        scratch.counts[:] = 0  # what was decoded before the error
+        raise HistogramError(f"not an encoded HdrHistogram ({error})") from None
+    total = found["total"]
+    if not total:
+        return 0, 0, -1
+    first, last = found["min_nonzero_index"], found["max_nonzero_index"] + 1
+    decoded = scratch.counts[first:last]
+    counts[first:last] += decoded
+    decoded.fill(0)
+    return total, first, last - 1
+
+
+def encode_counts(counts, last: int | None = None) -> str:
+    """`encode` of a standard-layout histogram holding `counts`, without building one.
+
+    hdrh encodes the counters up to its maximum value's: `last` is the
+    highest non-zero index when the caller knows it (-1: empty).
+    """
+    import ctypes
+
+    import pyhdrh
+
+    if last is None:
+        nonzero = counts.nonzero()[0]
+        last = int(nonzero[-1]) if len(nonzero) else -1
+    scratch = _scratch()
+    header = PAYLOAD_HEADER.size
+    written = 0
+    if last >= 0:
+        written = pyhdrh.encode(counts.ctypes.data, last + 1, 8, scratch.encoded_address + header,
+                                len(scratch.encoded) - header)
+    PAYLOAD_HEADER.pack_into(scratch.encoded, 0, V2_ENCODING_COOKIE_BASE | 0x10, written, 0,
+                             SIGNIFICANT_FIGURES, LOWEST_US, HIGHEST_US, 1.0)
+    compressed = zlib.compress(ctypes.string_at(scratch.encoded_address, header + written))
+    wrapped = EXTERNAL_HEADER.pack(V2_COMPRESSION_COOKIE_BASE | 0x10, len(compressed)) + compressed
+    return base64.b64encode(wrapped).decode("ascii")
 
 
 def _decode_any(encoded: str | bytes):

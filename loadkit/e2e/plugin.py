@@ -25,6 +25,9 @@ its reports to the master (the ``loadkit_e2e`` key, next to the metrics) the
 trace ids accepted since its previous report, and once its offset. The
 master drains and counts once its workers' final reports are in: the results
 folder's listener, registered before this one, waits for them at test_stop.
+While the test runs, the master only keeps each report's trace ids as they
+came (ranges) and adds them up when the test stops: a report costs it next
+to nothing, however many messages it names.
 """
 
 from __future__ import annotations
@@ -137,6 +140,7 @@ class MasterSide:
         self.results = results
         self.worker_clocks: dict[str, dict] = {}  # client id -> its clock offset (or error)
         self.worker_sources: dict[str, set[str]] = {}  # client id -> the source tags of its messages
+        self.unmerged: list[dict] = []  # reports' trace ids (`take_new`), added to `accepted` at test_stop
         self._pending = None
 
     def install(self) -> None:
@@ -149,6 +153,7 @@ class MasterSide:
     def on_test_start(self, environment, **_kwargs) -> None:
         self.write_now()  # a new test from the web UI before the last one's e2e.json
         accepted.clear()
+        self.unmerged.clear()
         self.worker_clocks.clear()
         self.worker_sources.clear()
 
@@ -156,8 +161,12 @@ class MasterSide:
         payload = data.get(PAYLOAD_KEY)
         if not payload:
             return
-        if "new" in payload:
-            self.worker_sources.setdefault(client_id, set()).update(accepted.merge(payload["new"]))
+        new = payload.get("new")
+        if new is not None:
+            self.worker_sources.setdefault(client_id, set()).update(source for _run, source, _ranges in new.get("accepted", ()))
+            self.unmerged.append(new)
+            if self._pending is not None:  # the test stopped: counting has begun, add it now
+                self.merge_accepted()
         if "clock" in payload:
             self.worker_clocks[client_id] = payload["clock"]
 
@@ -176,7 +185,14 @@ class MasterSide:
         if pending is not None and pending is not gevent.getcurrent():
             pending.join()
 
+    def merge_accepted(self) -> None:
+        """Add the trace ids the workers reported into `accepted`."""
+        unmerged, self.unmerged = self.unmerged, []
+        for new in unmerged:
+            accepted.merge(new)
+
     def _write(self) -> None:
+        self.merge_accepted()
         try:
             write_results(self.environment, self.results, self.clock_record())
         finally:

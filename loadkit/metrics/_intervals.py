@@ -5,14 +5,20 @@ Locally an interval is complete at its tick. On a master, workers report
 every few seconds, so an interval stays open for `settle` seconds before it
 is written; data that arrives for an interval already written (a worker that
 was cut off for a while) goes into the oldest open one, so totals stay exact.
+
+A master adds workers' series as they came, JSON (`IntervalStore.add_json`):
+their histograms are added into counts arrays and encoded once, when the
+interval is written (`MergedSeries`). What the master has merged so far, run
+wide and per key, is `IntervalStore.merged()`.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 
-from loadkit.metrics._series import REQUEST, Series
+from loadkit.metrics._series import REQUEST, MergedSeries, Series
 from loadkit.results import flush_lines, write_interval
 
 
@@ -45,6 +51,15 @@ class Interval:
         else:
             existing.merge(series)
 
+    def add_json(self, key: tuple[str, str, str], data: dict) -> None:
+        """Add a series as a worker sent it (`Series.to_json`), into this interval's merged one."""
+        existing = self.series.get(key)
+        if existing is None:
+            existing = self.series[key] = MergedSeries(*key)
+        elif not isinstance(existing, MergedSeries):
+            existing = self.series[key] = MergedSeries.of_series(existing)
+        existing.add_json(data)
+
     def to_json(self) -> dict:
         line = {"start": self.start, "end": self.end}
         if self.users is not None:
@@ -61,14 +76,19 @@ class Totals:
         self.errors: dict[tuple[str, str, str], int] = {}  # (type, name, error key) of requests
 
     def add(self, series: Series) -> None:
-        counts = self.by_key.setdefault(series.key, [0, 0, 0])
-        counts[0] += series.ok
-        counts[1] += series.failed
-        counts[2] += series.bytes
-        if series.kind == REQUEST:
-            for error, count in series.errors.items():
-                key = (series.type, series.name, error)
-                self.errors[key] = self.errors.get(key, 0) + count
+        self.add_counts(series.key, series.ok, series.failed, series.bytes, series.errors)
+
+    def add_counts(self, key: tuple[str, str, str], ok: int, failed: int, bytes_: int, errors) -> None:
+        counts = self.by_key.get(key)
+        if counts is None:
+            counts = self.by_key[key] = [0, 0, 0]
+        counts[0] += ok
+        counts[1] += failed
+        counts[2] += bytes_
+        if errors and key[0] == REQUEST:
+            for error, count in errors.items():
+                error_key = (key[1], key[2], error)
+                self.errors[error_key] = self.errors.get(error_key, 0) + count
 
     def requests(self) -> tuple[int, int]:
         """(ok, failed) over every request series."""
@@ -78,6 +98,27 @@ class Totals:
                 ok += counts[0]
                 failed += counts[1]
         return ok, failed
+
+
+@dataclass
+class MergedState:
+    """What a master (or a local runner) has merged so far, for a live view; a copy, safe to keep.
+
+    series        (kind, type, name) -> `MergedSeries`: the run so far, written
+                  intervals and open ones; ``.histogram.counts`` is a standard-layout
+                  counts array, ``.histogram.percentiles_ms([50, 99])`` reads it
+    last_second   the last interval written to metrics.jsonl ((kind, type, name) ->
+                  `MergedSeries`), None before the first
+    last_start    that interval's start (epoch seconds)
+    totals        (kind, type, name) -> [ok, failed, bytes] over the run so far
+    worker_shares worker id -> requests it reported (a master's; {} locally)
+    """
+
+    series: dict
+    last_second: dict | None
+    last_start: float | None
+    totals: dict
+    worker_shares: dict = field(default_factory=dict)
 
 
 class IntervalStore:
@@ -90,6 +131,8 @@ class IntervalStore:
         self.written_until = float("-inf")  # end of the last written interval
         self.totals = Totals()
         self.late = 0  # series that arrived after their interval was written
+        self.written: dict[tuple[str, str, str], MergedSeries] = {}  # the written intervals' series, merged
+        self.last_written: Interval | None = None
 
     def _interval(self, start: float, end: float) -> Interval:
         if start < self.written_until:
@@ -112,6 +155,35 @@ class IntervalStore:
             interval.add(one)
             self.totals.add(one)
 
+    def add_json(self, start: float, end: float, series: list[dict]) -> int:
+        """Add series as a worker sent them (`Series.to_json`); returns their requests (ok + failed).
+
+        HistogramError if a histogram is not one (that series' counts are not added)."""
+        if not series:
+            return 0
+        interval = self._interval(start, end)
+        add_counts = self.totals.add_counts
+        requests = 0
+        for data in series:
+            key = (data["kind"], data["type"], data["name"])
+            interval.add_json(key, data)
+            ok, failed = int(data.get("ok", 0)), int(data.get("failed", 0))
+            add_counts(key, ok, failed, int(data.get("bytes", 0)), data.get("errors"))
+            if key[0] == REQUEST:
+                requests += ok + failed
+        return requests
+
+    def merged(self) -> dict[tuple[str, str, str], MergedSeries]:
+        """Every series of the run so far, written or still open, merged per key (new objects)."""
+        merged: dict[tuple[str, str, str], MergedSeries] = {}
+        for source in [self.written, *(interval.series for interval in self.open.values())]:
+            for key, series in source.items():
+                into = merged.get(key)
+                if into is None:
+                    into = merged[key] = MergedSeries(*key)
+                into.merge(series)
+        return merged
+
     def set_users(self, start: float, end: float, users: int) -> None:
         if start >= self.written_until:
             self._interval(start, end).users = users
@@ -128,6 +200,31 @@ class IntervalStore:
             self.written_until = max(self.written_until, interval.end)
             del self.open[start]
             written += 1
+            self._keep(interval)
         if written:
             flush_lines(self.out)  # ResultsError on a full disk: the lines before stay readable
         return written
+
+    def state(self, worker_shares: dict | None = None) -> MergedState:
+        """A copy of what is merged so far (`MergedState`); costs a merge per key and open interval."""
+        last = self.last_written
+        return MergedState(
+            series=self.merged(),
+            last_second={key: MergedSeries.of_series(one) for key, one in last.series.items()} if last else None,
+            last_start=last.start if last is not None else None,
+            totals={key: list(counts) for key, counts in self.totals.by_key.items()},
+            worker_shares=dict(worker_shares or {}),
+        )
+
+    def _keep(self, interval: Interval) -> None:
+        """A written interval's series into the run's merged ones (what `merged()` starts from)."""
+        if self.last_written is not None:
+            for series in self.last_written.series.values():
+                if isinstance(series, MergedSeries):
+                    series.release()
+        self.last_written = interval
+        for key, series in interval.series.items():
+            into = self.written.get(key)
+            if into is None:
+                into = self.written[key] = MergedSeries(*key)
+            into.merge(series)

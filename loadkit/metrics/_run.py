@@ -25,7 +25,6 @@ import gevent
 from loadkit.metrics._integrity import IntegrityLog, WorkerWatch
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import PHASE_SUFFIX, ErrorExample, RequestRecorder
-from loadkit.metrics._series import REQUEST, Series
 from loadkit.results import ResultsError, close_quietly, open_events, open_metrics, write_errors
 from loadkit.results._events import COUNT_MISMATCH, GENERATOR_CPU_HIGH, LATE_DATA, RUN_STARTED, RUN_STOPPED
 
@@ -150,9 +149,7 @@ class RunRecorder:
         late_before = self.store.late
         requests = 0
         for interval in payload.get("intervals", ()):
-            series = [Series.from_json(one) for one in interval["series"]]
-            requests += sum(one.ok + one.failed for one in series if one.kind == REQUEST)
-            self.store.add(float(interval["start"]), float(interval["end"]), series)
+            requests += self.store.add_json(float(interval["start"]), float(interval["end"]), interval["series"])
         self.worker_shares[worker] = self.worker_shares.get(worker, 0) + requests
         for request_type, name, key, phase, code, example in payload.get("examples", ()):
             self.examples.setdefault((request_type, name, key), ErrorExample(phase, code, example))

@@ -7,11 +7,25 @@ of latencies. For requests, ``histogram`` holds the accepted ones and
 refusal in 0.1 ms must not make the accepted mail look fast); a phase's
 ``histogram`` holds every time measured for it. Workers send the same JSON
 to the master, which merges series with the same key by adding them.
+
+A master merges thousands of series a second (every worker's, every
+second): `MergedSeries` adds each one's JSON straight into counts arrays,
+with no hdrh object per series, and encodes once, when its interval is
+written; its JSON is the very text merging `Series` objects gives.
 """
 
 from __future__ import annotations
 
-from loadkit.hdr import decode, encode, merge_into, new_histogram
+from loadkit.hdr import (
+    add_encoded,
+    decode,
+    empty_counts,
+    encode,
+    encode_counts,
+    merge_into,
+    new_histogram,
+    percentiles_of_counts,
+)
 
 REQUEST = "request"
 PHASE = "phase"
@@ -66,3 +80,156 @@ class Series:
             int(data.get("ok", 0)), int(data.get("failed", 0)), int(data.get("bytes", 0)), dict(data.get("errors") or {}),
             decode(failed) if failed else None,
         )
+
+
+# Counts arrays of written intervals, zeroed, for the next ones: a new array is 184 KiB
+# of fresh pages, several times the cost of adding a worker's histogram into it.
+_spare_counts: list = []
+SPARE_COUNTS = 256
+
+
+def _zero_counts():
+    return _spare_counts.pop() if _spare_counts else empty_counts()
+
+
+class MergedCounts:
+    """The counts of many histograms added together (standard layout), and what encoding needs."""
+
+    __slots__ = ("counts", "total", "first", "last")
+
+    def __init__(self):
+        self.counts = None  # np.ndarray, allocated with the first value
+        self.total = 0
+        self.first = -1  # lowest and highest non-zero index (-1: none)
+        self.last = -1
+
+    def add_encoded(self, encoded: str) -> None:
+        if self.counts is None:
+            self.counts = _zero_counts()
+        total, first, last = add_encoded(self.counts, encoded)
+        self._grew(total, first, last)
+
+    def add_counts(self, counts) -> None:
+        """Another standard-layout counts array (a local `Series`' histogram)."""
+        nonzero = counts.nonzero()[0]
+        if not len(nonzero):
+            return
+        if self.counts is None:
+            self.counts = _zero_counts()
+        self.counts += counts
+        self._grew(int(counts[nonzero].sum()), int(nonzero[0]), int(nonzero[-1]))
+
+    def add(self, other: "MergedCounts") -> None:
+        if not other.total:
+            return
+        if self.counts is None:
+            self.counts = _zero_counts()
+        self.counts[other.first : other.last + 1] += other.counts[other.first : other.last + 1]
+        self._grew(other.total, other.first, other.last)
+
+    def _grew(self, total: int, first: int, last: int) -> None:
+        if not total:
+            return
+        self.total += total
+        self.first = first if self.first < 0 else min(self.first, first)
+        self.last = max(self.last, last)
+
+    def encode(self) -> str:
+        return encode_counts(self.counts, self.last) if self.total else encode_counts(None, -1)
+
+    def percentiles_ms(self, wanted) -> dict[float, float]:
+        """{percentile: ms} by the nearest-rank rule (`loadkit.hdr`); {} when empty."""
+        if not self.total:
+            return {}
+        return {p: value / 1000.0 for p, value in zip(wanted, percentiles_of_counts(self.counts, list(wanted)))}
+
+    def release(self) -> None:
+        """Done with these counts (their interval is written and merged): zero them for another."""
+        counts, first, last = self.counts, self.first, self.last
+        self.counts, self.total, self.first, self.last = None, 0, -1, -1
+        if counts is None or len(_spare_counts) >= SPARE_COUNTS:
+            return
+        if last >= 0:
+            counts[first : last + 1] = 0
+        _spare_counts.append(counts)
+
+
+class MergedSeries:
+    """A master's sum of series with one key, kept as counts; `to_json` as `Series.to_json` of their merge."""
+
+    __slots__ = ("kind", "type", "name", "histogram", "ok", "failed", "bytes", "errors", "failed_histogram")
+
+    def __init__(self, kind: str, type_: str, name: str):
+        self.kind = kind
+        self.type = type_
+        self.name = name
+        self.histogram = MergedCounts()
+        self.ok = 0
+        self.failed = 0
+        self.bytes = 0
+        self.errors: dict[str, int] = {}
+        self.failed_histogram: MergedCounts | None = None  # None until a part has one
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.type, self.name)
+
+    @classmethod
+    def of_series(cls, series: Series) -> "MergedSeries":
+        merged = cls(series.kind, series.type, series.name)
+        merged.merge(series)
+        return merged
+
+    def add_json(self, data: dict) -> None:
+        """Add one series as `Series.to_json` wrote it (HistogramError if a histogram is not one)."""
+        self.histogram.add_encoded(data["histogram"])
+        failed = data.get("failed_histogram")
+        if failed:
+            if self.failed_histogram is None:
+                self.failed_histogram = MergedCounts()
+            self.failed_histogram.add_encoded(failed)
+        self._add_counts(int(data.get("ok", 0)), int(data.get("failed", 0)), int(data.get("bytes", 0)),
+                         data.get("errors"))
+
+    def merge(self, other) -> None:
+        """Add a `Series` or another `MergedSeries`."""
+        if isinstance(other, MergedSeries):
+            self.histogram.add(other.histogram)
+            if other.failed_histogram is not None:
+                if self.failed_histogram is None:
+                    self.failed_histogram = MergedCounts()
+                self.failed_histogram.add(other.failed_histogram)
+        else:
+            from loadkit.hdr import _counts
+
+            self.histogram.add_counts(_counts(other.histogram))
+            if other.failed_histogram is not None:
+                if self.failed_histogram is None:
+                    self.failed_histogram = MergedCounts()
+                self.failed_histogram.add_counts(_counts(other.failed_histogram))
+        self._add_counts(other.ok, other.failed, other.bytes, other.errors)
+
+    def release(self) -> None:
+        """The counts arrays go back for other intervals; this series is not read again."""
+        self.histogram.release()
+        if self.failed_histogram is not None:
+            self.failed_histogram.release()
+
+    def _add_counts(self, ok: int, failed: int, bytes_: int, errors) -> None:
+        self.ok += ok
+        self.failed += failed
+        self.bytes += bytes_
+        if errors:
+            mine = self.errors
+            for error, count in errors.items():
+                mine[error] = mine.get(error, 0) + count
+
+    def to_json(self) -> dict:
+        line = {
+            "kind": self.kind, "type": self.type, "name": self.name,
+            "ok": self.ok, "failed": self.failed, "bytes": self.bytes,
+            "errors": self.errors, "histogram": self.histogram.encode(),
+        }
+        if self.failed_histogram is not None and self.failed_histogram.total:
+            line["failed_histogram"] = self.failed_histogram.encode()
+        return line

@@ -21,7 +21,9 @@ event: this module does nothing for them (the demo records explicitly).
 
 `register_results(events)` returns the `Results` of those events: the
 collaborator through which probes and end-to-end delivery find the current
-results folder and add integrity events.
+results folder and add integrity events. `merged_state(environment)` is what
+the running test has merged so far (per key run-wide histograms and counts,
+the last second written, per-worker shares), for a live view.
 """
 
 from __future__ import annotations
@@ -144,6 +146,14 @@ def results_folder(environment) -> Path | None:
     """The results folder of `environment`'s current or last run (None before one, or on a worker)."""
     results = _registered.get(environment.events)
     return results.folder(environment) if results is not None else None
+
+
+def merged_state(environment):
+    """What `environment`'s running (or last) test has merged so far: a `MergedState` (see
+    `loadkit.metrics._intervals`), or None before a test, on a worker, or once the run is written."""
+    results = _registered.get(environment.events)
+    controller = results._of(environment) if results is not None else None
+    return controller.merged_state() if controller is not None else None
 
 
 def record_event(environment, kind: str, detail: str) -> bool:
@@ -269,6 +279,14 @@ class ResultsController:
                 self.run.add_worker_report(client_id, payload)
         if self.final_reports is not None:
             self.final_reports.receive(client_id, payload)
+
+    def merged_state(self):
+        """The current run's merged numbers so far (`MergedState`: per key run-wide histograms
+        and counts, the last second written, per-worker shares); None when no run is recording."""
+        run = self.run
+        if run is None:
+            return None
+        return run.store.state(run.worker_shares)
 
     def on_worker_connect(self, client_id, **_kwargs) -> None:
         if self.run is not None and self.run.running:
