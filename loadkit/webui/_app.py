@@ -164,7 +164,7 @@ class MailConsole:
             user_classes = environment.user_classes or list((environment.available_user_classes or {}).values())
             problem = host_problem(host, user_classes)
             if problem:
-                log.error("loadkit: swarm refused: %s", problem)
+                log.warning("loadkit: swarm refused: %s", problem)
                 return jsonify({"success": False, "message": f"loadkit: {problem}", "host": environment.host})
         if "check" in form:
             try:

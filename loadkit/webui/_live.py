@@ -24,16 +24,19 @@ from loadkit.results import METRICS_FILE
 TIMELINE_POINTS = 600  # seconds of history kept for the charts
 CHART_PERCENTILES = (50.0, 95.0, 99.0)
 TABLE_PERCENTILES = (50.0, 95.0, 99.0, 100.0)
-# "550 5.3.0 at RCPT" -> code 550, phase rcpt; a transport error "timed out at DATA" has no code.
-ERROR_KEY = re.compile(r"^(?:(?P<code>[2-5]\d\d)\b.*?)?\bat (?P<phase>[A-Za-z-]+)\s*$")
+# loadkit's error keys (`loadkit.smtp`): "550 5.3.0 at RCPT", a transport error "timed out at DATA".
+ERROR_KEY = re.compile(r"^(?P<what>.*?) at (?P<phase>[A-Za-z-]+)$")
+REPLY_CODE = re.compile(r"^[2-5]\d\d\b")
 
 
 def reply_of(error_key: str) -> tuple[str, str]:
-    """(code, phase) of an error key: ("550", "rcpt"); ("error", phase) or (key, "") without them."""
-    match = ERROR_KEY.match(error_key.strip())
+    """(code, phase) of an error key: ("550", "rcpt"), ("timed out", "data"); (key, "") for another error."""
+    text = error_key.strip()
+    match = ERROR_KEY.match(text)
     if match is None:
-        return error_key.strip() or "(empty)", ""
-    return match["code"] or "error", match["phase"].lower()
+        return text or "(empty)", ""
+    code = REPLY_CODE.match(match["what"])
+    return code.group(0) if code else match["what"], match["phase"].lower()
 
 
 class SeriesTotal:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import weakref
 
-from locust.runners import WorkerRunner
-
 _registered: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -40,6 +38,8 @@ def register_webui(events, results) -> None:
     _registered.add(events)
 
     def on_init(environment, runner=None, web_ui=None, **_kwargs):
+        from locust.runners import WorkerRunner
+
         if web_ui is None or isinstance(runner, WorkerRunner):
             return
         from loadkit.webui._app import MailConsole
