@@ -10,6 +10,7 @@
     _page       the console page (inline SVG charts, plain JS)
 """
 
+from loadkit.webui._sink import SinkControlError
 from loadkit.webui.plugin import register_webui
 
-__all__ = ["register_webui"]
+__all__ = ["SinkControlError", "register_webui"]
