@@ -76,7 +76,7 @@ class MailConsole:
             {"key": TAB_KEY, "structure": [{"key": key, "title": title} for key, title in TABLE_COLUMNS]}]
         web_ui.template_args["extended_csv_files"] = [
             {"href": f".{PREFIX}/mail", "title": "Mail console: phases over time, replies, sink, workers"},
-            {"href": f".{PREFIX}/report", "title": "Report of the run (report.html)"},
+            {"href": f".{PREFIX}/report", "title": f"Report of the run ({REPORT_FILE})"},
             {"href": f".{PREFIX}/results.zip", "title": "Results folder (zip)"},
         ]
         self._add_routes()

@@ -35,7 +35,7 @@ svg text{font-size:11px;fill:#444}
 </style></head>
 <body>
 <header><strong>loadkit · Mail</strong><span id="state">…</span>
-<a id="report" href="report" target="_blank">Report (report.html)</a>
+<a id="report" href="report" target="_blank">Report of the run</a>
 <a id="zip" href="results.zip">Results folder (zip)</a>
 <a href="../">Locust UI</a></header>
 <main>
