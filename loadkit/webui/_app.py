@@ -39,6 +39,7 @@ REPORT_TIMEOUT = 600.0  # seconds a report build may take
 # After Stop the folder is complete once run.json is written: a master waits for its
 # workers' final reports and the end-to-end drain first. The report waits that long at most.
 FOLDER_WAIT = 300.0
+STATE_FRESH_FOR = 1.0  # seconds a computed state is served again
 SINK_COUNTERS = ("sessions", "messages", "recipients", "bytes", "replies")  # of the sink's /stats, shown
 LINKS = (
     "<div id=\"loadkit-links\" style=\"position:fixed;right:12px;bottom:8px;z-index:2000;font:13px system-ui;"
@@ -60,12 +61,15 @@ class MailConsole:
         self.environment = environment
         self.results = results
         self.web_ui = web_ui
-        self.live = LiveRun()
+        self.live = LiveRun(pause=lambda: gevent.sleep(0))
         self.sink = SinkCounters()
         self.workers = WorkerShares() if isinstance(environment.runner, MasterRunner) else None
         self.last_run = None
         self.reported: set[Path] = set()  # folders whose report was built after their run ended
         self._building = Semaphore()
+        self._computing = Semaphore()
+        self._state: dict | None = None
+        self._state_at = float("-inf")
 
     # -- wiring ----------------------------------------------------------------------------------
 
@@ -239,6 +243,14 @@ class MailConsole:
         return self.build_report(folder)
 
     def state(self) -> dict:
+        """The Mail tab's state, computed at most once a STATE_FRESH_FOR (the tab and the page both poll)."""
+        with self._computing:  # one at a time: reading the folder yields to the loop now and then
+            now = time.monotonic()
+            if self._state is None or now - self._state_at >= STATE_FRESH_FOR:
+                self._state, self._state_at = self._compute_state(), now
+            return self._state
+
+    def _compute_state(self) -> dict:
         controller = self._controller()
         run = controller.run if controller is not None else None
         if run is not None:

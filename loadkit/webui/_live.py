@@ -17,10 +17,20 @@ import re
 from collections import deque
 from pathlib import Path
 
-from loadkit.hdr import add_span, decode_span, empty_counts, encode, percentiles_of_counts
+from loadkit.hdr import (
+    LOWEST_US,
+    Distribution,
+    add_span,
+    decode_span,
+    empty_counts,
+    encode,
+    percentiles_of_counts,
+    standard_layout,
+)
 from loadkit.metrics._series import PHASE, REQUEST
 from loadkit.results import METRICS_FILE
 
+PAUSE_EVERY = 100  # lines (~75 ms of work) between pauses
 TIMELINE_POINTS = 600  # seconds of history kept for the charts
 CHART_PERCENTILES = (50.0, 95.0, 99.0)
 TABLE_PERCENTILES = (50.0, 95.0, 99.0, 100.0)
@@ -50,13 +60,13 @@ class SeriesTotal:
         self.errors: dict[str, int] = {}
         self.counts = empty_counts()  # accepted requests; every time of a phase
 
-    def add_json(self, series: dict) -> None:
+    def add_json(self, series: dict, span=None) -> None:
         self.ok += int(series.get("ok", 0))
         self.failed += int(series.get("failed", 0))
         self.bytes += int(series.get("bytes", 0))
         for key, count in (series.get("errors") or {}).items():
             self.errors[key] = self.errors.get(key, 0) + int(count)
-        add_span(self.counts, decode_span(series["histogram"]))
+        add_span(self.counts, _span(series["histogram"]) if span is None else span)
 
     def copy(self) -> "SeriesTotal":
         other = SeriesTotal(self.kind, self.type, self.name)
@@ -70,16 +80,15 @@ class SeriesTotal:
         return percentiles_of_counts(self.counts, list(wanted))
 
 
-def interval_point(interval: dict) -> dict:
-    """One second of the charts: rates and each phase's percentiles (ms)."""
+def interval_point(interval: dict, spans: list | None = None) -> dict:
+    """One second of the charts: rates and each phase's percentiles (ms); `spans`: its series' decoded histograms."""
     seconds = max(float(interval["end"]) - float(interval["start"]), 0.001)
     point = {"time": float(interval["start"]), "seconds": seconds, "messages": 0, "failed": 0, "bytes": 0,
              "sessions": 0, "users": interval.get("users"), "phases": {}, "requests": {}, "replies": {}}
-    for series in interval.get("series", ()):
+    all_series = interval.get("series", ())
+    for series, span in zip(all_series, spans or [_span(one["histogram"]) for one in all_series]):
         kind = series["kind"]
-        counts = empty_counts()
-        add_span(counts, decode_span(series["histogram"]))
-        values = percentiles_of_counts(counts, list(CHART_PERCENTILES))
+        values = span_percentiles(span, CHART_PERCENTILES)
         in_ms = [None if value is None else value / 1000.0 for value in values]
         if kind == REQUEST:
             point["messages"] += int(series.get("ok", 0)) + int(series.get("failed", 0))
@@ -100,8 +109,9 @@ def interval_point(interval: dict) -> dict:
 class LiveRun:
     """Run-wide totals and a timeline of one results folder, read as it grows."""
 
-    def __init__(self, folder: Path | None = None):
+    def __init__(self, folder: Path | None = None, pause=None):
         self.folder = Path(folder) if folder is not None else None
+        self.pause = pause  # called between batches of lines: a master's loop goes on during a long first read
         self.offset = 0  # bytes of metrics.jsonl already read
         self.totals: dict[tuple[str, str, str], SeriesTotal] = {}
         self.timeline: deque[dict] = deque(maxlen=TIMELINE_POINTS)
@@ -112,7 +122,7 @@ class LiveRun:
         """Read `folder` from now on (a new test's folder starts from nothing)."""
         folder = Path(folder) if folder is not None else None
         if folder != self.folder:
-            self.__init__(folder)
+            self.__init__(folder, self.pause)
 
     def read_new(self) -> int:
         """Add the intervals written since the last call; how many."""
@@ -130,7 +140,9 @@ class LiveRun:
             return 0
         self.offset += end + 1
         added = 0
-        for line in data[: end + 1].splitlines():
+        for number, line in enumerate(data[: end + 1].splitlines(), 1):
+            if self.pause is not None and number % PAUSE_EVERY == 0:
+                self.pause()
             try:
                 interval = json.loads(line)
                 self.add_interval(interval)
@@ -141,13 +153,15 @@ class LiveRun:
 
     def add_interval(self, interval: dict, into: dict | None = None, timeline: list | None = None) -> None:
         totals = self.totals if into is None else into
-        for series in interval.get("series", ()):
+        all_series = interval.get("series", ())
+        spans = [_span(series["histogram"]) for series in all_series]  # decoded once, for both uses
+        for series, span in zip(all_series, spans):
             key = (series["kind"], series["type"], series["name"])
             total = totals.get(key)
             if total is None:
                 total = totals[key] = SeriesTotal(*key)
-            total.add_json(series)
-        (self.timeline if timeline is None else timeline).append(interval_point(interval))
+            total.add_json(series, span)
+        (self.timeline if timeline is None else timeline).append(interval_point(interval, spans))
         if into is not None:
             return
         start, end = float(interval["start"]), float(interval["end"])
@@ -167,7 +181,8 @@ class LiveRun:
 
 
 def _interval_json(interval) -> dict:
-    """An open `loadkit.metrics._intervals.Interval` as metrics.jsonl would hold it."""
+    """An open `loadkit.metrics._intervals.Interval` as metrics.jsonl would hold it, its histograms as
+    counts arrays (no encoding: they are read here and dropped)."""
     return {"start": interval.start, "end": interval.end, "users": interval.users,
             "series": [_series_json(series) for series in list(interval.series.values())]}
 
@@ -175,4 +190,34 @@ def _interval_json(interval) -> dict:
 def _series_json(series) -> dict:
     return {"kind": series.kind, "type": series.type, "name": series.name, "ok": series.ok,
             "failed": series.failed, "bytes": series.bytes, "errors": dict(series.errors),
-            "histogram": encode(series.histogram)}
+            "histogram": counts_of(series.histogram)}
+
+
+def span_percentiles(span, wanted) -> list[float | None]:
+    """The value (µs) at each percentile of a `decode_span` result, walking only its part of the layout."""
+    import numpy as np
+
+    start, values = span
+    layout = standard_layout()
+    end = start + len(values)
+    nonzero = np.flatnonzero(values)
+    distribution = Distribution(layout.lowest[start:end][nonzero], layout.highest[start:end][nonzero],
+                                np.asarray(values)[nonzero].astype(np.int64))
+    return distribution.percentiles(list(wanted))
+
+
+def counts_of(histogram):
+    """A histogram's counts in the standard layout as a numpy array (a view of its own when it has that layout)."""
+    import numpy as np
+
+    counts = np.frombuffer(histogram.counts, dtype=np.int64)
+    if len(counts) == len(empty_counts()) and histogram.lowest_trackable_value == LOWEST_US:
+        return counts
+    return encode(histogram)  # another layout: re-bucketed by the decoder, like any metrics.jsonl line
+
+
+def _span(histogram) -> tuple:
+    """`decode_span`'s form of an encoded histogram, or of counts already decoded."""
+    if isinstance(histogram, str):
+        return decode_span(histogram)
+    return 0, histogram
