@@ -90,6 +90,17 @@ def locust_web_ui(results: Path, host: str, sink_control: str, workers: int = 0,
         yield f"http://127.0.0.1:{port}"
 
 
+def wait_for_state(url: str, state: str, timeout: float = WAIT) -> None:
+    """Until Locust's state is `state` (a quit while users are still stopping makes Locust log a traceback)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{url}/stats/requests", timeout=10) as response:
+            if json.loads(response.read())["state"] == state:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"Locust was not {state} within {timeout} s")
+
+
 def wait_for_workers(url: str, count: int, timeout: float = WAIT) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -193,6 +204,7 @@ def test_a_run_from_the_form_shows_the_mail_tab_and_ends_equal_to_the_sink(chrom
             page.on("pageerror", lambda error: errors.append(str(error)))
             start_from_the_form(page, url, users=4)
             rows = watch_the_mail_tab_then_stop(page)
+            wait_for_state(url, "stopped")
             see_the_console_charts(page, url)
             follow_the_report_link(page, results)
             page.close()
@@ -215,6 +227,7 @@ def test_a_master_and_two_workers_show_each_worker_and_merged_counts_equal_to_th
             wait_for_workers(url, 2)
             start_from_the_form(page, url, users=4)
             rows = watch_the_mail_tab_then_stop(page)
+            wait_for_state(url, "stopped")
             workers = [row for row in rows if row["Section"] == "worker"]
             assert len(workers) == 2, workers
             assert all(int(row["Count"]) > 0 for row in workers)
@@ -247,3 +260,23 @@ def test_a_host_the_users_cannot_use_is_refused_in_the_form_and_nothing_starts(c
         stats = read_stats()
     assert stats["sessions"] == 0
     assert not results.exists() or not any(results.iterdir())
+
+
+def test_a_run_whose_every_transaction_fails_says_so_first(chromium, tmp_path):
+    control = f"127.0.0.1:{free_port()}"
+    with loadkit_sink(tmp_path, "--reject", "mail:421", "--control", control) as (sink_url, read_stats):
+        with locust_web_ui(tmp_path / "reports", sink_url, control, expected_status=1) as url:
+            page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
+            page.goto(url)
+            page.fill("input[name=userCount]", "2")
+            page.fill("input[name=spawnRate]", "2")
+            page.click("button[type=submit]")
+            page.get_by_role("tab", name="Mail").click()
+            rows = wait_for_rows(page, lambda rows: rows and rows[0]["Section"] == "ALERT", "the alert first")
+            page.get_by_role("button", name="Stop").click()
+            wait_for_state(url, "stopped")
+            page.close()
+        stats = read_stats()
+    assert rows[0]["What"] == "every transaction failed"
+    assert "421" in rows[0]["Detail"] and "at MAIL" in rows[0]["Detail"], rows[0]
+    assert stats["messages"] == 0
