@@ -24,7 +24,7 @@ from loadkit.hdr import percentile_key
 from loadkit.options import run_option_problem
 from loadkit.results import E2E_FILE, REPORT_FILE, RUN_FILE
 from loadkit.thresholds import ThresholdError
-from loadkit.webui._console import TABLE_COLUMNS, build_state, table_rows
+from loadkit.webui._console import TABLE_COLUMNS, build_state, json_for_html, table_rows
 from loadkit.webui._live import LiveRun
 from loadkit.webui._page import PAGE
 from loadkit.webui._sink import SinkControlError, SinkCounters
@@ -48,12 +48,6 @@ LINKS = (
     "<a href=\"./loadkit/report\" target=\"_blank\">Report</a> · "
     "<a href=\"./loadkit/results.zip\">Results (zip)</a></div>"
 )
-
-
-def json_for_html(value) -> str:
-    """JSON whose strings cannot close a tag or start one: <, > and & as \\u escapes (the values are unchanged)."""
-    text = json.dumps(value, allow_nan=False, default=str)
-    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 class MailConsole:

@@ -12,6 +12,7 @@ A run whose every transaction failed says so first, with its commonest error.
 
 from __future__ import annotations
 
+import json
 import time
 
 from loadkit.metrics._series import PHASE, REQUEST
@@ -115,6 +116,15 @@ def build_state(totals: dict, timeline: list[dict], run=None, workers=None, sink
         "timeline": timeline,
         "thresholds": threshold_lines(checks),
     }
+
+
+def json_for_html(value) -> str:
+    """JSON whose strings cannot open or close a tag: <, > and & as \\u escapes, the values unchanged.
+
+    Error keys and examples are a server's reply texts: whatever reads this JSON
+    as markup by mistake still finds no tag in it."""
+    text = json.dumps(value, allow_nan=False, default=str)
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
 
 
 def _number(value, digits: int = 1):

@@ -15,8 +15,9 @@ from loadkit.hdr import record_ms
 from loadkit.metrics._intervals import Interval
 from loadkit.metrics._series import PHASE, REQUEST, Series
 from loadkit.thresholds import parse_all
-from loadkit.webui._console import build_state, table_rows, threshold_lines
+from loadkit.webui._console import build_state, json_for_html, table_rows, threshold_lines
 from loadkit.webui._live import LiveRun, reply_of
+from loadkit.webui._page import PAGE
 from loadkit.webui._workers import WorkerShares
 
 
@@ -161,3 +162,15 @@ def test_each_workers_share_rate_and_p99():
     assert w1["p99_us"] == 1000.0 and w2["p99_us"] == 8003.0
     shares.clear()
     assert shares.rows() == []
+
+
+def test_a_servers_reply_text_reaches_the_page_as_text_never_as_markup(tmp_path):
+    hostile = "550 <script>alert(1)</script> & <img src=x onerror=alert(2)> at RCPT"
+    write_lines(tmp_path, second(100.0, [], rcpt_failures=0), interval(
+        101.0, series(REQUEST, "send", [], failed=1, errors={hostile: 1})))
+    totals, timeline = LiveRun(tmp_path).snapshot()
+    state = build_state(totals, timeline, now=200.0)
+    text = json_for_html({"state": state, "rows": table_rows(state)})
+    assert "<" not in text and ">" not in text and "&" not in text
+    assert json.loads(text)["state"]["replies"][0]["example"] == hostile  # the value itself is unchanged
+    assert "innerHTML" not in PAGE and "insertAdjacentHTML" not in PAGE  # the page sets textContent only
