@@ -15,11 +15,13 @@ and a Stop as soon as the tab has moved.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import signal
 import sys
 import time
 import urllib.request
+import zipfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -150,8 +152,10 @@ def start_from_the_form(page, url: str, users: int) -> None:
     page.click("button[type=submit]")
 
 
-def watch_the_mail_tab_then_stop(page) -> list[dict]:
-    """Open the Mail tab, see phases, replies by code and the sink's counters move, stop; the rows at the end."""
+def watch_the_mail_tab_then_stop(page, report_while_running: str = "") -> list[dict]:
+    """Open the Mail tab, see phases, replies by code and the sink's counters move, stop; the rows at the end.
+
+    With `report_while_running` (the report link's URL), the report is asked for before the stop."""
     page.get_by_role("tab", name="Mail").click()
     rows = wait_for_rows(
         page, lambda rows: count_of(rows, "reply", "550 at rcpt") and count_of(rows, "sink", "messages")
@@ -161,6 +165,9 @@ def watch_the_mail_tab_then_stop(page) -> list[dict]:
     assert {"connect", "banner", "helo", "envelope", "end-of-data"} <= set(phases)
     first = count_of(rows, "sink", "messages")
     wait_for_rows(page, lambda rows: (count_of(rows, "sink", "messages") or 0) > first, "the sink's counters move")
+    if report_while_running:
+        with urllib.request.urlopen(report_while_running, timeout=WAIT) as response:  # what is recorded so far
+            assert response.status == 200 and b"SMTP send" in response.read()
     page.get_by_role("button", name="Stop").click()
 
     def settled(rows, last=[None]):  # noqa: B006 - the previous reading, between calls
@@ -203,10 +210,13 @@ def test_a_run_from_the_form_shows_the_mail_tab_and_ends_equal_to_the_sink(chrom
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
             start_from_the_form(page, url, users=4)
-            rows = watch_the_mail_tab_then_stop(page)
+            rows = watch_the_mail_tab_then_stop(page, report_while_running=f"{url}/loadkit/report")
             wait_for_state(url, "stopped")
             see_the_console_charts(page, url)
             follow_the_report_link(page, results)
+            with urllib.request.urlopen(f"{url}/loadkit/results.zip", timeout=WAIT) as response:
+                names = zipfile.ZipFile(io.BytesIO(response.read())).namelist()
+            assert {"metrics.jsonl", "run.json", "report.html"} <= {name.split("/", 1)[1] for name in names}
             page.close()
             assert errors == []
         stats = read_stats()
