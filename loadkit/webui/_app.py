@@ -101,8 +101,12 @@ class MailConsole:
         @blueprint.route("/mail.json")
         @guarded
         def mail_json():
-            return Response(json_for_html(self.state()), mimetype="application/json",
-                            headers={"Cache-Control": "no-store"})
+            try:
+                state = self.state()
+            except Exception as error:  # the page says it in one line; Locust's UI goes on
+                log.warning("loadkit: the Mail tab's numbers: %s", error, exc_info=True)
+                return Response(f"the Mail tab's numbers: {error}\n", status=500, mimetype="text/plain")
+            return Response(json_for_html(state), mimetype="application/json", headers={"Cache-Control": "no-store"})
 
         @blueprint.route("/report")
         @guarded
@@ -135,7 +139,8 @@ class MailConsole:
                 return response
             data = response.get_json(silent=True)
             if isinstance(data, dict):
-                data["extended_stats"] = [{"key": TAB_KEY, "data": table_rows(self.state())}]
+                rows = self.rows_or_problem()
+                data["extended_stats"] = [{"key": TAB_KEY, "data": rows}]
                 response.set_data(json_for_html(data))
             return response
 
@@ -235,6 +240,14 @@ class MailConsole:
         if folder in self.reported and path.exists():
             return path, ""
         return self.build_report(folder)
+
+    def rows_or_problem(self) -> list[dict]:
+        """The tab's rows; a problem reading them is one row, never a broken /stats/requests."""
+        try:
+            return table_rows(self.state())
+        except Exception as error:  # Locust's own numbers must still reach the UI
+            log.warning("loadkit: the Mail tab's numbers: %s", error, exc_info=True)
+            return [{"section": "ALERT", "item": "the Mail tab's numbers", "detail": str(error)}]
 
     def state(self) -> dict:
         """The Mail tab's state, computed at most once a STATE_FRESH_FOR (the tab and the page both poll)."""
