@@ -3,8 +3,9 @@
 It polls ``mail.json`` every two seconds and redraws: the alert (a run whose
 every transaction fails says so first), per phase p50/p95/p99/max in µs in
 protocol order, replies by code and phase, rates, end-to-end delivery, the
-sink's counters, each worker's share, and one chart per phase over time
-with the ``--check`` thresholds that apply to it drawn as dashed lines.
+sink's counters, each worker's share, one chart per phase over time
+with the ``--check`` thresholds that apply to it drawn as dashed lines, and
+rates and replies by code per second over time.
 No CDN, no network: it works on a machine without internet. Every text
 from the JSON goes in through ``textContent``, so a server's reply is shown
 as text, never as markup.
@@ -70,9 +71,11 @@ function chart(title,points,series,lines){
  s.appendChild(svg("line",{x1:L,y1:H-B,x2:W-R,y2:H-B,stroke:"#999"}));s.appendChild(svg("line",{x1:L,y1:T,x2:L,y2:H-B,stroke:"#999"}));
  [0,.5,1].forEach(f=>{const t=svg("text",{x:L-4,y:Y(ymax*f)+4,"text-anchor":"end"});t.textContent=fmt(ymax*f,ymax*f<10?2:0);s.appendChild(t)});
  const tl=svg("text",{x:W-R,y:H-6,"text-anchor":"end"});tl.textContent=fmt(x1-x0,0)+" s";s.appendChild(tl);
- series.forEach((k,i)=>{const pts=points.filter(p=>p[k]!=null).map(p=>X(p.t).toFixed(1)+","+Y(p[k]).toFixed(1)).join(" ");
-  if(pts)s.appendChild(svg("polyline",{points:pts,fill:"none",stroke:COLORS[k]||["#54a24b","#b279a2","#9d755d"][i%3],"stroke-width":1.5,"data-series":k}));
-  const lg=svg("text",{x:L+8+i*60,y:T+10,fill:COLORS[k]||"#333"});lg.textContent=k;s.appendChild(lg)});
+ let lx=L+8;
+ series.forEach((k,i)=>{const color=COLORS[k]||["#54a24b","#b279a2","#9d755d","#4c78a8","#e45756","#f58518"][i%6];
+  const pts=points.filter(p=>p[k]!=null).map(p=>X(p.t).toFixed(1)+","+Y(p[k]).toFixed(1)).join(" ");
+  if(pts)s.appendChild(svg("polyline",{points:pts,fill:"none",stroke:color,"stroke-width":1.5,"data-series":k}));
+  const lg=svg("text",{x:lx,y:T+10,fill:color});lg.textContent=k;s.appendChild(lg);lx+=k.length*6.5+14});
  lines.forEach(l=>{const y=Y(l.limit_ms);s.appendChild(svg("line",{x1:L,y1:y,x2:W-R,y2:y,stroke:"#b00020","stroke-dasharray":"5,4","data-threshold":l.expression}));
   const t=svg("text",{x:W-R-4,y:y-3,"text-anchor":"end",fill:"#b00020"});t.textContent=l.expression;s.appendChild(t)});
  return box}
@@ -100,6 +103,9 @@ function draw(d){
   c.appendChild(chart(name,pts,["p50","p95","p99"],d.thresholds.filter(l=>l.phase===name)))});
  const rp=d.timeline.map(p=>({t:p.time-t0,messages:p.messages/p.seconds,sessions:p.sessions/p.seconds,failed:p.failed/p.seconds}));
  if(rp.length)c.appendChild(chart("messages, sessions and failures per second",rp,["messages","sessions","failed"],[]));
+ const codes=[];d.timeline.forEach(p=>Object.keys(p.replies).forEach(k=>{if(!codes.includes(k))codes.push(k)}));
+ if(codes.length){const shown=codes.slice(0,5);const pts=d.timeline.map(p=>{const o={t:p.time-t0,"2xx":(p.messages-p.failed)/p.seconds};shown.forEach(k=>o[k]=(p.replies[k]||0)/p.seconds);return o});
+  c.appendChild(chart("replies per second by code and phase",pts,["2xx"].concat(shown),[]))}
  document.body.dataset.updated=String(Date.now());}
 async function poll(){try{const r=await fetch("mail.json",{cache:"no-store"});if(r.ok)draw(await r.json())}catch(e){}setTimeout(poll,2000)}
 poll();

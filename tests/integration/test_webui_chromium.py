@@ -194,10 +194,15 @@ def follow_the_report_link(page, results: Path) -> None:
 
 def see_the_console_charts(page, url: str) -> None:
     console = page.context.new_page()
+    errors = []
+    console.on("pageerror", lambda error: errors.append(str(error)))
     console.goto(f"{url}/loadkit/mail")
     console.wait_for_selector(f'line[data-threshold="{THRESHOLD}"]', state="attached", timeout=WAIT * 1000)
     assert console.locator("polyline").count() >= 3
+    assert console.get_by_text("replies per second by code and phase").count() == 1
+    assert console.locator('polyline[data-series="550 at rcpt"]').count() == 1
     console.close()
+    assert errors == []
 
 
 def test_a_run_from_the_form_shows_the_mail_tab_and_ends_equal_to_the_sink(chromium, tmp_path):
