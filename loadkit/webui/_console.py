@@ -87,7 +87,8 @@ def build_state(totals: dict, timeline: list[dict], run=None, workers=None, sink
     failed = sum(row["failed"] for row in requests)
     sessions = sum(row["count"] for row in phases if row["phase"] == "connect")
     byte_count = sum(row["bytes"] for row in requests)
-    recent = timeline[-RECENT_SECONDS:]
+    settled = [point for point in timeline if not point.get("open")]
+    recent = (settled or timeline)[-RECENT_SECONDS:]
     recent_seconds = sum(point["seconds"] for point in recent) or 0.0
 
     def recent_rate(field: str) -> float:

@@ -177,6 +177,7 @@ class LiveRun:
         timeline = list(self.timeline)
         for interval in sorted(open_intervals, key=lambda one: one.start):
             self.add_interval(_interval_json(interval), totals, timeline)
+            timeline[-1]["open"] = True  # a master's workers may not all have sent their share of it yet
         return totals, timeline[-TIMELINE_POINTS:]
 
 

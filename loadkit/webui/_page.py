@@ -5,7 +5,8 @@ every transaction fails says so first), per phase p50/p95/p99/max in µs in
 protocol order, replies by code and phase, rates, end-to-end delivery, the
 sink's counters, each worker's share, one chart per phase over time
 with the ``--check`` thresholds that apply to it drawn as dashed lines, and
-rates and replies by code per second over time.
+rates and replies by code per second over time (of the seconds every
+worker has reported: a master's last seconds are still coming in).
 No CDN, no network: it works on a machine without internet. Every text
 from the JSON goes in through ``textContent``, so a server's reply is shown
 as text, never as markup.
@@ -101,10 +102,11 @@ function draw(d){
   c.appendChild(chart("message "+label,pts,["p50","p95","p99"],d.thresholds.filter(l=>!l.phase&&(!l.scope||label.endsWith(" "+l.scope)||label===l.scope))))});
  names.forEach(name=>{const pts=d.timeline.map(p=>{const v=p.phases[name]||[];return {t:p.time-t0,p50:v[0],p95:v[1],p99:v[2]}});
   c.appendChild(chart(name,pts,["p50","p95","p99"],d.thresholds.filter(l=>l.phase===name)))});
- const rp=d.timeline.map(p=>({t:p.time-t0,messages:p.messages/p.seconds,sessions:p.sessions/p.seconds,failed:p.failed/p.seconds}));
+ const settled=d.timeline.filter(p=>!p.open);
+ const rp=settled.map(p=>({t:p.time-t0,messages:p.messages/p.seconds,sessions:p.sessions/p.seconds,failed:p.failed/p.seconds}));
  if(rp.length)c.appendChild(chart("messages, sessions and failures per second",rp,["messages","sessions","failed"],[]));
  const codes=[];d.timeline.forEach(p=>Object.keys(p.replies).forEach(k=>{if(!codes.includes(k))codes.push(k)}));
- if(codes.length){const shown=codes.slice(0,5);const pts=d.timeline.map(p=>{const o={t:p.time-t0,"2xx":(p.messages-p.failed)/p.seconds};shown.forEach(k=>o[k]=(p.replies[k]||0)/p.seconds);return o});
+ if(codes.length){const shown=codes.slice(0,5);const pts=settled.map(p=>{const o={t:p.time-t0,"2xx":(p.messages-p.failed)/p.seconds};shown.forEach(k=>o[k]=(p.replies[k]||0)/p.seconds);return o});
   c.appendChild(chart("replies per second by code and phase",pts,["2xx"].concat(shown),[]))}
  document.body.dataset.updated=String(Date.now());}
 async function poll(){try{const r=await fetch("mail.json",{cache:"no-store"});if(r.ok)draw(await r.json())}catch(e){}setTimeout(poll,2000)}

@@ -174,3 +174,15 @@ def test_a_servers_reply_text_reaches_the_page_as_text_never_as_markup(tmp_path)
     assert "<" not in text and ">" not in text and "&" not in text
     assert json.loads(text)["state"]["replies"][0]["example"] == hostile  # the value itself is unchanged
     assert "innerHTML" not in PAGE and "insertAdjacentHTML" not in PAGE  # the page sets textContent only
+
+
+def test_the_current_rate_leaves_out_seconds_still_open(tmp_path):
+    write_lines(tmp_path, *(second(100.0 + n, [1.0] * 10) for n in range(5)))
+    live = LiveRun(tmp_path)
+    partial = Interval(105.0, 106.0)  # one worker of two has reported its share so far
+    partial.add(series(REQUEST, "send", [1.0] * 4))
+    totals, timeline = live.snapshot([partial])
+    state = build_state(totals, timeline, now=200.0)
+    assert state["rates"]["messages"]["current"] == 10.0
+    assert state["rates"]["messages"]["total"] == 54
+    assert timeline[-1]["open"] and not any(point.get("open") for point in timeline[:-1])
