@@ -16,6 +16,9 @@ from loadkit.metrics._series import REQUEST
 from loadkit.metrics._worker import PAYLOAD_KEY
 
 RATE_WINDOW = 10.0  # seconds of a worker's intervals its current rate is measured over
+# A worker sends the second it is in with each report (every 3 s) and the rest of it with the next:
+# its last seconds are complete only this long after they began.
+REPORT_LAG = 4.0
 
 
 class WorkerShare:
@@ -31,9 +34,9 @@ class WorkerShare:
         return percentiles_of_counts(self.counts, [99.0])[0]
 
     def rate(self, now: float) -> float:
-        """Requests per second over the last complete RATE_WINDOW seconds of its intervals."""
-        since = now - RATE_WINDOW - 1.0
-        return sum(count for start, count in self.recent.items() if since <= start < now - 1.0) / RATE_WINDOW
+        """Requests per second over RATE_WINDOW seconds of its intervals, those it has surely reported whole."""
+        until = now - REPORT_LAG
+        return sum(count for start, count in self.recent.items() if until - RATE_WINDOW <= start < until) / RATE_WINDOW
 
 
 class WorkerShares:
@@ -63,7 +66,7 @@ class WorkerShares:
                 share.failed += int(series.get("failed", 0))
                 share.recent[start] = share.recent.get(start, 0) + requests
                 add_span(share.counts, decode_span(series["histogram"]))
-        oldest = self.clock() - RATE_WINDOW - 2.0
+        oldest = self.clock() - RATE_WINDOW - REPORT_LAG - 1.0
         for start in [start for start in share.recent if start < oldest]:
             del share.recent[start]
 

@@ -150,15 +150,16 @@ def test_each_workers_share_rate_and_p99():
     clock = [120.0]
     shares = WorkerShares(clock=lambda: clock[0])
     for start in range(105, 119):
-        shares.on_worker_report("w1", worker_report(float(start), [1.0] * 30))
+        shares.on_worker_report("w1", worker_report(float(start), [1.0] * (30 if start < 117 else 10)))
         shares.on_worker_report("w2", worker_report(float(start), [8.0] * 10, failed=2))
+    # w1's last two seconds came in part so far (the rest rides on its next report): not in its rate yet
     shares.on_worker_report("w3", {"stats": []})  # a report without loadkit's numbers: no row
     rows = shares.rows()
     assert [row["worker"] for row in rows] == ["w1", "w2"]
     w1, w2 = rows
-    assert (w1["requests"], w2["requests"], w2["failed"]) == (14 * 30, 14 * 12, 28)
+    assert (w1["requests"], w2["requests"], w2["failed"]) == (12 * 30 + 2 * 10, 14 * 12, 28)
     assert abs(w1["share"] + w2["share"] - 1.0) < 1e-9
-    assert w1["rate"] == 30.0 and w2["rate"] == 12.0  # the last 10 complete seconds
+    assert w1["rate"] == 30.0 and w2["rate"] == 12.0  # 10 seconds, 4 s back: reported whole
     assert w1["p99_us"] == 1000.0 and w2["p99_us"] == 8003.0
     shares.clear()
     assert shares.rows() == []
