@@ -5,7 +5,8 @@ Importing it does two things and nothing else:
 - declares loadkit's options on the ``locust`` command line (Locust's
   `init_command_line_parser` event): ``--results``, ``--check``, the
   ``--e2e-*`` options, ``--probe`` and the open model's ``--rate``,
-  ``--arrival``, ``--arrival-seed``, ``--max-sessions``, ``--overload``;
+  ``--arrival``, ``--arrival-seed``, ``--max-sessions``, ``--overload``,
+  ``--message-size``, ``--messages-per-connection`` and ``--sink-control``;
 - calls `register(events)` for Locust's global events.
 
 `register` adds loadkit's listeners, each package's through its own
@@ -23,6 +24,10 @@ Importing it does two things and nothing else:
    test, end-to-end drain included, and stop last.
 4. open model (`loadkit.open_model_locust.register_open_model`): with
    ``--rate``, each process's session pool and the master's rate split.
+5. run options (`loadkit.options.register_run_options`): ``--message-size``
+   and ``--messages-per-connection`` onto the mail users at each test start.
+6. web UI (`loadkit.webui.register_webui`, given the results): the Mail tab,
+   the report link and the start form's checks, only where a web UI runs.
 
 `loadkit.users` imports this module, so locustfiles on loadkit's users get
 it either way; a locustfile without them (a web one) imports it itself.
@@ -36,9 +41,11 @@ import weakref
 from locust import events
 
 from loadkit import open_model_locust
+from loadkit import options as run_options
 from loadkit.e2e import plugin as e2e_plugin
 from loadkit.metrics import plugin as metrics_plugin
 from loadkit.probes import plugin as probes_plugin
+from loadkit.webui import plugin as webui_plugin
 
 __all__ = ["register"]
 
@@ -51,6 +58,7 @@ def _add_options(parser, **_kwargs):
     e2e_plugin.add_options(parser)
     probes_plugin.add_options(parser)
     open_model_locust.add_options(parser)
+    run_options.add_options(parser)
 
 
 def register(events_) -> None:
@@ -62,6 +70,8 @@ def register(events_) -> None:
     e2e_plugin.register_e2e(events_, results)
     probes_plugin.register_probes(events_, results)
     open_model_locust.register_open_model(events_, results)
+    run_options.register_run_options(events_)
+    webui_plugin.register_webui(events_, results)
 
 
 register(events)

@@ -60,7 +60,7 @@ def add_options(parser) -> None:
         help="loadkit: parent folder of the run's results folder (default reports/)",
     )
     parser.add_argument(
-        "--check", action="append", default=None, metavar="EXPR", include_in_web_ui=False,
+        "--check", action="append", default=None, metavar="EXPR", include_in_web_ui=True,
         help="loadkit: threshold checked at the end, repeatable: p95<250ms, send:fail_ratio<0.01, "
              "phase.rcpt:p99<20ms, rps>500, no_worker_lost; exit code 3 when one fails",
     )
