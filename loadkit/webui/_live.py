@@ -27,7 +27,7 @@ from loadkit.hdr import (
     percentiles_of_counts,
     standard_layout,
 )
-from loadkit.metrics._series import PHASE, REQUEST
+from loadkit.metrics._series import PHASE, REQUEST, MergedCounts
 from loadkit.results import METRICS_FILE
 
 PAUSE_EVERY = 100  # lines (~75 ms of work) between pauses
@@ -211,6 +211,8 @@ def counts_of(histogram):
     """A histogram's counts in the standard layout as a numpy array (a view of its own when it has that layout)."""
     import numpy as np
 
+    if isinstance(histogram, MergedCounts):  # a master's merge of its workers' reports
+        return histogram.counts.copy() if histogram.counts is not None else empty_counts()
     counts = np.frombuffer(histogram.counts, dtype=np.int64)
     if len(counts) == len(empty_counts()) and histogram.lowest_trackable_value == LOWEST_US:
         return counts

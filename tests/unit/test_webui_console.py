@@ -187,3 +187,22 @@ def test_the_current_rate_leaves_out_seconds_still_open(tmp_path):
     assert state["rates"]["messages"]["current"] == 10.0
     assert state["rates"]["messages"]["total"] == 54
     assert timeline[-1]["open"] and not any(point.get("open") for point in timeline[:-1])
+
+
+def test_a_masters_open_interval_of_merged_worker_reports_counts_in_the_snapshot(tmp_path):
+    """On a master an open second holds workers' reports added as counts (`Interval.add_json`):
+    the snapshot equals that of the same second written whole."""
+    master, written = tmp_path / "master", tmp_path / "written"
+    master.mkdir(), written.mkdir()
+    write_lines(master, second(100.0, [2.0]))
+    still_open = Interval(101.0, 102.0)
+    for worker_sends in ([5.0, 6.0], [7.0]):
+        one = series(REQUEST, "send", worker_sends)
+        still_open.add_json(one.key, one.to_json())
+    totals, timeline = LiveRun(master).snapshot([still_open])
+    write_lines(written, second(100.0, [2.0]), interval(101.0, series(REQUEST, "send", [5.0, 6.0, 7.0])))
+    expected, _ = LiveRun(written).snapshot()
+    send, whole = totals[(REQUEST, "SMTP", "send")], expected[(REQUEST, "SMTP", "send")]
+    assert send.ok == whole.ok == 4
+    assert send.percentiles_us([50.0, 75.0, 100.0]) == whole.percentiles_us([50.0, 75.0, 100.0])
+    assert len(timeline) == 2
