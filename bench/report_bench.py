@@ -40,7 +40,7 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from loadkit.results import (  # noqa: E402 - the checkout's own loadkit, not an installed one
+from loadkit.results import (
     RUN_FILE,
     flush_lines,
     open_events,
