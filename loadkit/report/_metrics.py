@@ -230,6 +230,8 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
     buckets = _Buckets(origin, width, end, series)
     intervals = 0
     decode = SpanDecoder().decode
+    codes_of: dict[str, str] = {}  # error key -> reply code: the same few keys, line after line
+    # The loop runs for every series of every interval: its adds are written out, not called.
     for _number, record in read_intervals(folder, notes, decode=decode, progress=progress):
         intervals += 1
         start = float(record["start"])
@@ -248,26 +250,34 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
             totals.ok += ok
             totals.failed += failed
             totals.bytes += entry.get("bytes", 0)
-            errors = entry.get("errors", {})
-            for error, count in errors.items():
-                totals.errors[str(error)] += count
+            errors = entry.get("errors")
+            if errors:
+                for error, count in errors.items():
+                    totals.errors[str(error)] += count
             if kind == "request":
                 buckets.ok[index] += ok
                 buckets.failed[index] += failed
-                for error, count in errors.items():
-                    buckets.codes[index][reply_code(str(error))] += count
+                if errors:
+                    codes = buckets.codes[index]
+                    for error, count in errors.items():
+                        code = codes_of.get(error)
+                        if code is None:
+                            code = codes_of[error] = reply_code(str(error))
+                        codes[code] += count
             elif kind == "open" and key[2] in buckets.arrivals:
                 buckets.arrivals[key[2]][index] += ok
             failed_span = entry.get("failed_histogram")
             if failed_span:
-                add_span(totals.failed_counts, failed_span)
+                first_index, values = failed_span
+                totals.failed_counts[first_index : first_index + len(values)] += values
             span = entry.get("histogram")
             if not span:
                 continue
             if kind == "request":
                 buckets.add_histogram(index, key, span)  # into the totals when its bucket closes
             else:
-                add_span(totals.counts, span)
+                first_index, values = span
+                totals.counts[first_index : first_index + len(values)] += values
     if intervals == 0:
         return None
     buckets.end = end
