@@ -12,7 +12,6 @@ the totals and p99s are of every interval.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 COUNTS = ("offered", "sent", "dropped")
 
@@ -34,15 +33,6 @@ class OpenModelFacts:
         from loadkit.open_model import rate_reached
 
         return rate_reached(self.totals["offered"], self.totals["sent"])
-
-
-def read_open_model(folder: Path) -> OpenModelFacts | None:
-    """The open-model facts of a results folder; None for a closed-model run."""
-    from loadkit.report._metrics import read_metrics
-    from loadkit.results import METRICS_FILE
-
-    metrics = read_metrics(Path(folder) / METRICS_FILE)
-    return None if metrics is None else metrics.open_model
 
 
 def open_model_line(facts: OpenModelFacts) -> str:
