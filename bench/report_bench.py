@@ -1,25 +1,34 @@
-"""How long a report of a long run takes, and how much memory: a synthetic 1-hour run.
+"""How long a report of a long run takes, and how much memory: synthetic runs of 1 and 24 hours.
 
     python bench/report_bench.py [--seconds 3600] [--rate 5000] [--keep DIR]
+    python bench/report_bench.py --soak           # 24 hours at 10,000 msgs/s (86,400 intervals)
+    python bench/report_bench.py --soak --profile report.prof
 
-Writes a results folder as the metrics writer would (one interval a second,
-two request names, eight phases each interval, real HdrHistograms), then
-builds its report in a fresh process and prints the wall time and that
-process's peak RSS. The budget is 20 s and 1 GiB for one hour at 5,000
-msgs/s; the exit code is 1 when the build is over it.
+Writes a results folder through `loadkit.results`' writers (metrics.jsonl one
+interval a second, two request names and eight phases each interval, real
+HdrHistograms; run.json; events.jsonl), then runs ``loadkit report`` and
+``loadkit check`` on it, each in a fresh process, and prints each one's CPU
+seconds (user + system), wall seconds and peak RSS. The budget is the soak
+goal, 30 CPU seconds and 1 GiB for the report; the exit code is 1 when a
+report is over it.
+
+A folder of 6 hours or more is kept under --cache (default
+/tmp/loadkit-report-bench) and reused: the 24-hour one is over a GiB and
+takes minutes to write. --profile runs the report under cProfile into FILE
+and prints its top functions.
 
 The histograms are made with numpy (hdrh's own bucket index, computed for a
 whole array of latencies) and drawn from a pool per load level, so writing
-the hour takes seconds; the report still decodes and merges every one of
-the 36,000 histograms in the file.
+is quick; the report still decodes and merges every histogram in the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import cProfile
 import math
-import resource
+import os
+import pstats
 import shutil
 import subprocess
 import sys
@@ -30,14 +39,28 @@ from pathlib import Path
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadkit.results import (
+    RUN_FILE,
+    flush_lines,
+    open_events,
+    open_metrics,
+    write_event,
+    write_interval,
+    write_run_json,
+)
+
 NAMES = (("SMTP", "send"), ("SMTP", "send-pipelined"))
 PHASES = ("connect", "banner", "helo", "mail", "rcpt", "data", "end-of-data", "quit")
 PHASE_SHARE = (0.04, 0.06, 0.06, 0.08, 0.10, 0.08, 0.50, 0.08)  # of a message's latency
 LEVELS = 24  # load levels with histograms of their own
 VARIANTS = 6  # histograms per level and series, picked in turn
-BUDGET_SECONDS = 20.0
+BUDGET_CPU_SECONDS = 30.0
 BUDGET_BYTES = 1 << 30
 START = 1_795_652_195.0
+CACHED_FROM_SECONDS = 6 * 3600
+DEFAULT_CACHE = Path(tempfile.gettempdir()) / "loadkit-report-bench"
+CHECKS = ("p99<2s", "phase.end-of-data:p99<2s", "fail_ratio<1%")
 
 
 def record_micros(histogram: HdrHistogram, micros: np.ndarray) -> None:
@@ -71,6 +94,7 @@ def load_profile(seconds: int, rate: int) -> np.ndarray:
 
 
 def write_run(folder: Path, seconds: int, rate: int, seed: int = 1) -> Path:
+    """A results folder as a run writes it; run.json last, as a finished run does."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
     profile = load_profile(seconds, rate)
@@ -84,71 +108,125 @@ def write_run(folder: Path, seconds: int, rate: int, seed: int = 1) -> Path:
             pool[(name, level)] = [encoded(rng, samples, median) for _ in range(VARIANTS)]
         for phase, share in zip(PHASES, PHASE_SHARE):
             pool[(phase, level)] = [encoded(rng, samples * len(NAMES), median * share) for _ in range(VARIANTS)]
-    with (folder / "metrics.jsonl").open("w") as out:
-        for second, messages in enumerate(profile.tolist()):
-            level = min(int(messages / rate * LEVELS), LEVELS - 1)
-            pick = second % VARIANTS
-            series = []
-            for type_, name in NAMES:
-                count = messages // len(NAMES)
-                failed = count // 1000
-                errors = {"451 4.3.0 at end-of-data": failed // 2, "550 5.1.1 at RCPT": failed - failed // 2} if failed else {}
-                series.append({"kind": "request", "type": type_, "name": name, "ok": count - failed, "failed": failed,
-                               "bytes": (count - failed) * 5120, "errors": errors, "histogram": pool[(name, level)][pick]})  # fmt: skip
-            for phase in PHASES:
-                series.append({"kind": "phase", "type": "SMTP", "name": phase, "ok": messages, "failed": 0, "bytes": 0,
-                               "errors": {}, "histogram": pool[(phase, level)][pick]})  # fmt: skip
-            users = int(200 * min(second / 300, 1))
-            out.write(json.dumps({"start": START + second, "end": START + second + 1, "users": users, "series": series}) + "\n")
-    run = {"command": "report_bench", "target": "smtp://127.0.0.1:2525", "users": 200, "duration": seconds,
-           "started_at": START, "stopped_at": START + seconds, "workers": 4}  # fmt: skip
-    (folder / "run.json").write_text(json.dumps(run))
-    with (folder / "events.jsonl").open("w") as out:
-        out.write(json.dumps({"time": START, "kind": "run_started", "worker": None, "detail": ""}) + "\n")
-        out.write(json.dumps({"time": START + seconds * 0.66, "kind": "worker_missing", "worker": "w3", "detail": "no heartbeat"}) + "\n")
+    events = open_events(folder)
+    write_event(events, "run_started", at=START)
+    out = open_metrics(folder)
+    for second, messages in enumerate(profile.tolist()):
+        level = min(int(messages / rate * LEVELS), LEVELS - 1)
+        pick = second % VARIANTS
+        series = []
+        for type_, name in NAMES:
+            count = messages // len(NAMES)
+            failed = count // 1000
+            errors = {"451 4.3.0 at end-of-data": failed // 2, "550 5.1.1 at RCPT": failed - failed // 2} if failed else {}
+            series.append({"kind": "request", "type": type_, "name": name, "ok": count - failed, "failed": failed,
+                           "bytes": (count - failed) * 5120, "errors": errors, "histogram": pool[(name, level)][pick]})  # fmt: skip
+        for phase in PHASES:
+            series.append({"kind": "phase", "type": "SMTP", "name": phase, "ok": messages, "failed": 0, "bytes": 0,
+                           "errors": {}, "histogram": pool[(phase, level)][pick]})  # fmt: skip
+        users = int(200 * min(second / 300, 1))
+        write_interval(out, {"start": START + second, "end": START + second + 1, "users": users, "series": series})
+        if second == int(seconds * 0.66):
+            write_event(events, "worker_missing", worker="w3", detail="no heartbeat", at=START + second)
+    flush_lines(out)
+    out.close()
+    write_event(events, "run_stopped", at=START + seconds)
+    events.close()
+    write_run_json(folder, command="report_bench", target="smtp://127.0.0.1:2525", users=200, duration=seconds,
+                   started_at=START, stopped_at=START + seconds, workers=4)  # fmt: skip
     return folder
 
 
-def build_in_child(folder: Path) -> tuple[float, int]:
-    """Wall seconds and peak RSS (bytes) of ``loadkit report`` in a fresh process."""
-    started = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, "-m", "loadkit", "report", str(folder)], capture_output=True, text=True, timeout=600
-    )
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"report_bench: loadkit report failed: {result.stderr.strip()[-500:]}")
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB on Linux
-    return elapsed, peak_kib * 1024
+def measure_child(command: list[str]) -> dict:
+    """CPU seconds (user + system), wall seconds and peak RSS (bytes) of one fresh process."""
+    with tempfile.TemporaryFile("w+") as output, tempfile.TemporaryFile("w+") as errors:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, stdout=output, stderr=errors, text=True)
+        _, status, usage = os.wait4(child.pid, 0)  # this child's own usage, not every child's so far
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)
+        output.seek(0)
+        errors.seek(0)
+        return {"cpu": usage.ru_utime + usage.ru_stime, "wall": wall, "peak": usage.ru_maxrss * 1024,
+                "exit": child.returncode, "stdout": output.read(), "stderr": errors.read()}  # fmt: skip
+
+
+def loadkit(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "loadkit", *arguments]
+
+
+def profile_report(folder: Path, path: Path, top: int = 25) -> None:
+    """The report built in this process under cProfile: the top functions by cumulative time."""
+    from loadkit.report import build_report
+
+    profiler = cProfile.Profile()
+    profiler.runcall(build_report, folder, folder / "report-profiled.html")
+    profiler.dump_stats(path)
+    stats = pstats.Stats(str(path))
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def results_folder(args) -> tuple[Path, Path | None]:
+    """(the folder, a temporary parent to remove afterwards or None)."""
+    if args.keep:
+        return Path(args.keep) / "bench-run", None
+    if args.seconds >= CACHED_FROM_SECONDS:
+        return Path(args.cache) / f"run-{args.seconds}s-{args.rate}-seed{args.seed}", None
+    parent = Path(tempfile.mkdtemp(prefix="report-bench-"))
+    return parent / "bench-run", parent
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=3600, help="run length (default 3600)")
     parser.add_argument("--rate", type=int, default=5000, help="msgs/s at full load (default 5000)")
+    parser.add_argument("--soak", action="store_true", help="24 hours at 10,000 msgs/s (--seconds 86400 --rate 10000)")
+    parser.add_argument("--seed", type=int, default=1, help="the latencies' random seed (default 1)")
     parser.add_argument("--keep", metavar="DIR", help="write the results folder here and keep it")
+    parser.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"where long runs are kept (default {DEFAULT_CACHE})")
+    parser.add_argument("--skip-check", action="store_true", help="time the report only, not loadkit check")
+    parser.add_argument("--profile", metavar="FILE", help="also build the report under cProfile, stats into FILE")
     args = parser.parse_args(argv)
-    parent = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="report-bench-"))
-    folder = parent / "bench-run"
+    if args.soak:
+        args.seconds, args.rate = 86_400, 10_000
+    if args.seconds < 1 or args.rate < 1:
+        parser.error("--seconds and --rate must be at least 1")
+    folder, temporary = results_folder(args)
     try:
-        started = time.perf_counter()
-        write_run(folder, args.seconds, args.rate)
-        written = time.perf_counter() - started
-        size = (folder / "metrics.jsonl").stat().st_size
+        metrics = folder / "metrics.jsonl"
+        if (folder / RUN_FILE).is_file():
+            print(f"results: reusing {folder}")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)  # a folder whose writing was cut short
+            started = time.perf_counter()
+            write_run(folder, args.seconds, args.rate, args.seed)
+            print(f"results: written in {time.perf_counter() - started:.1f} s")
         histograms = args.seconds * (len(NAMES) + len(PHASES))
-        print(f"results: {args.seconds} intervals, {histograms:,} histograms, metrics.jsonl {size / 2**20:,.1f} MiB "
-              f"(written in {written:.1f} s)")  # fmt: skip
-        elapsed, peak = build_in_child(folder)
+        print(f"results: {args.seconds:,} intervals at up to {args.rate:,} msgs/s, {histograms:,} histograms, "
+              f"metrics.jsonl {metrics.stat().st_size / 2**20:,.1f} MiB")  # fmt: skip
         report = folder / "report.html"
-        print(f"report: {elapsed:.2f} s wall, peak RSS {peak / 2**20:,.0f} MiB, report.html {report.stat().st_size / 2**20:.2f} MiB")
-        within = elapsed < BUDGET_SECONDS and peak < BUDGET_BYTES
-        print(f"budget: < {BUDGET_SECONDS:.0f} s and < {BUDGET_BYTES / 2**30:.0f} GiB: {'within' if within else 'OVER'}")
-        if args.keep:
-            print(f"kept: {report}")
+        built = measure_child(loadkit("report", str(folder)))
+        if built["exit"] != 0:
+            sys.exit(f"report_bench: loadkit report failed: {built['stderr'].strip()[-500:]}")
+        print(f"report: {built['cpu']:.2f} s CPU, {built['wall']:.2f} s wall, peak RSS {built['peak'] / 2**20:,.0f} MiB, "
+              f"report.html {report.stat().st_size / 2**20:.2f} MiB")  # fmt: skip
+        print("  " + built["stderr"].strip().replace("\n", "\n  "))
+        if not args.skip_check:
+            checked = measure_child(loadkit("check", str(folder), *(f"--check={check}" for check in CHECKS)))
+            if checked["exit"] not in (0, 3):
+                sys.exit(f"report_bench: loadkit check failed: {checked['stderr'].strip()[-500:]}")
+            print(f"check: {checked['cpu']:.2f} s CPU, {checked['wall']:.2f} s wall, "
+                  f"peak RSS {checked['peak'] / 2**20:,.0f} MiB ({', '.join(CHECKS)})")  # fmt: skip
+        within = built["cpu"] < BUDGET_CPU_SECONDS and built["peak"] < BUDGET_BYTES
+        print(f"budget: report < {BUDGET_CPU_SECONDS:.0f} s CPU and < {BUDGET_BYTES / 2**30:.0f} GiB: "
+              f"{'within' if within else 'OVER'}")  # fmt: skip
+        if args.profile:
+            profile_report(folder, Path(args.profile))
         return 0 if within else 1
     finally:
-        if not args.keep:
-            shutil.rmtree(parent, ignore_errors=True)
+        if temporary is not None:
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -58,8 +58,10 @@ from loadkit.results import (
     STATS_SUFFIX,
     Notes,
     ResultsError,
+    SpanDecoder,
     csv_path,
     find_prefix,
+    histogram_from_counts,
     incomplete_run,
     locate,
     read_e2e,
@@ -351,12 +353,13 @@ class _Measurements:
             self._read_locust_json(wanted)
 
     def _read_metrics(self, wanted: set[str | None]) -> None:
-        from loadkit.hdr import decode
+        from loadkit.hdr import add_span, empty_counts
 
+        spans = {}  # (scope, failed) -> counts: spans add as arrays, one histogram per scope at the end
         phases = {s[len("phase."):] for s in wanted if s and s.startswith("phase.")}
         names = {s for s in wanted if s and not s.startswith("phase.")}
         first = last = None
-        for _number, interval in read_intervals(self.folder, self.notes, decode=decode):
+        for _number, interval in read_intervals(self.folder, self.notes, decode=SpanDecoder().decode):
             start = float(interval["start"])
             end = float(interval.get("end", start + 1))
             first = start if first is None else min(first, start)
@@ -370,10 +373,14 @@ class _Measurements:
                     measured.ok += series.get("ok", 0)
                     measured.failed += series.get("failed", 0)
                     measured.series += 1
-                    if series.get("histogram"):
-                        measured.add_histogram(series["histogram"])
-                    if series.get("failed_histogram"):
-                        measured.add_histogram(series["failed_histogram"], failed=True)
+                    for key, failed in (("histogram", False), ("failed_histogram", True)):
+                        if series.get(key):
+                            counts = spans.get((scope, failed))
+                            if counts is None:
+                                counts = spans[(scope, failed)] = empty_counts()
+                            add_span(counts, series[key])
+        for (scope, failed), counts in spans.items():
+            self.scopes[scope].add_histogram(histogram_from_counts(counts), failed)
         if first is not None:
             self.span = (first, last)
 

@@ -17,7 +17,7 @@ from loadkit.report._charts import (
 from loadkit.report._compare import compare_runs
 from loadkit.report._html import Chart, render_page
 from loadkit.report._locust_csv import ReportError
-from loadkit.report._open_model import open_model_chart, open_model_line, read_open_model
+from loadkit.report._open_model import open_model_chart, open_model_line
 from loadkit.report._progress import NoProgress
 from loadkit.report._run import TOTAL_LABEL, Run, integrity_problems, load_run, locate
 from loadkit.report._server_side import e2e_chart, probe_charts, sink_chart
@@ -126,7 +126,7 @@ def _chart_plan(run: Run, baseline: Run | None) -> list[tuple[str, str, str, str
              lambda: knee_chart(run.knee, run.noun, baseline.knee if baseline else None, run.bucket_seconds))
         )  # fmt: skip
     plan.append(("phases", "phases", "Latency per protocol phase", "", lambda: phases_chart(run.phases, baseline.phases if baseline else None)))
-    open_model = read_open_model(run.folder) if run.source == METRICS_FILE else None
+    open_model = run.open_model
     if open_model is not None:
         plan.append(("time", "open-model", "Offered, sent and dropped arrivals per second", open_model_line(open_model),
                      lambda: open_model_chart(open_model)))

@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from loadkit.hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
-from loadkit.results import Notes, first_and_last_intervals, read_intervals
+from loadkit.report._open_model import COUNTS as OPEN_COUNTS
+from loadkit.report._open_model import OpenModelFacts
+from loadkit.results import Notes, SpanDecoder, first_and_last_intervals, read_intervals
 
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
@@ -76,6 +78,7 @@ class MetricsData:
     total_over_time: pd.DataFrame  # elapsed, rate, p50, p95, p99 of all requests (the knee)
     reply_codes: pd.DataFrame  # elapsed + one column per code: failures per second
     problems: list[str] = field(default_factory=list)
+    open_model: OpenModelFacts | None = None  # arrivals of a run with --rate, per time bucket
 
     @property
     def duration(self) -> float:
@@ -90,25 +93,32 @@ def _is_number(value) -> bool:
 
 
 class _Buckets:
-    """Per-bucket sums, and the open bucket's histograms per request name."""
+    """Per-bucket sums, and the open bucket's histograms per request name.
 
-    def __init__(self, origin: float, bucket_seconds: int, end: float):
+    A request name's histograms are merged per bucket first and the bucket into the
+    name's totals when it closes: one addition per histogram, not two.
+    """
+
+    def __init__(self, origin: float, bucket_seconds: int, end: float, series: dict[tuple[str, str, str], SeriesTotals]):
         self.origin = origin
         self.width = bucket_seconds
         self.end = end
+        self.series = series
         self.ok = defaultdict(int)
         self.failed = defaultdict(int)
         self.users: dict[int, float] = {}
         self.codes: dict[int, Counter] = defaultdict(Counter)
+        self.arrivals: dict[str, dict[int, int]] = {name: defaultdict(int) for name in OPEN_COUNTS}
+        self.seen: dict[int, None] = {}  # buckets holding an interval, in file order
         self.open_index: int | None = None
-        self.open_counts: dict[tuple[str, str], np.ndarray] = {}
+        self.open_counts: dict[tuple[str, str, str], np.ndarray] = {}
         self.percentile_rows: dict[tuple[str, str], list] = defaultdict(list)
         self.total_rows: list = []
 
     def index(self, start: float) -> int:
         return max(int((start - self.origin) // self.width), 0)
 
-    def add_histogram(self, index: int, key: tuple[str, str], span: tuple[int, np.ndarray]) -> None:
+    def add_histogram(self, index: int, key: tuple[str, str, str], span: tuple[int, np.ndarray]) -> None:
         if self.open_index is None:
             self.open_index = index
         elif index > self.open_index:
@@ -126,8 +136,9 @@ class _Buckets:
         elapsed = self.open_index * self.width
         total = None
         for key, counts in self.open_counts.items():
-            self.percentile_rows[key].append((elapsed, *percentiles_of_counts(counts, OVER_TIME_PERCENTILES)))
-            total = counts.copy() if total is None else total + counts
+            self.series[key].counts += counts
+            self.percentile_rows[key[1:]].append((elapsed, *percentiles_of_counts(counts, OVER_TIME_PERCENTILES)))
+            total = counts if total is None else total + counts
         self.total_rows.append((elapsed, *percentiles_of_counts(total, OVER_TIME_PERCENTILES)))
         self.open_counts = {}
         self.open_index = None
@@ -171,6 +182,27 @@ class _Buckets:
             codes[code] = [self.codes[i].get(code, 0) / seconds[i] if i in self.codes else 0.0 for i in indexes]
         return timeline, over_time, total, codes
 
+    def open_model(self) -> OpenModelFacts | None:
+        """Arrivals per second of each bucket that holds an interval; None for a closed-model run."""
+        totals = {name: sum(counts.values()) for name, counts in self.arrivals.items()}
+        if not totals["offered"]:
+            return None
+        indexes = list(self.seen)
+        per_second = {name: [counts.get(i, 0) / self.seconds_of(i) for i in indexes] for name, counts in self.arrivals.items()}
+        corrected, service = empty_counts(), empty_counts()
+        for (kind, _type, name), totals_of in self.series.items():
+            if kind == "request":
+                corrected += totals_of.counts
+            elif kind == "phase" and name == "service":
+                service += totals_of.counts
+        return OpenModelFacts([i * float(self.width) for i in indexes], per_second, totals, _p99_ms(corrected), _p99_ms(service),
+                              self.width)  # fmt: skip
+
+
+def _p99_ms(counts: np.ndarray) -> float | None:
+    value = percentiles_of_counts(counts, [99.0])[0]
+    return None if value is None else value / 1000.0
+
 
 def bucket_width(span: float) -> int:
     """Whole seconds per time bucket so that a run has at most MAX_POINTS of them."""
@@ -194,14 +226,18 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
     origin = float(first["start"])
     end = max(float(last.get("end", last["start"] + 1)), origin)
     width = bucket_width(end - origin)
-    buckets = _Buckets(origin, width, end)
     series: dict[tuple[str, str, str], SeriesTotals] = {}
+    buckets = _Buckets(origin, width, end, series)
     intervals = 0
-    for _number, record in read_intervals(folder, notes, decode=decode_span, progress=progress):
+    decode = SpanDecoder().decode
+    codes_of: dict[str, str] = {}  # error key -> reply code: the same few keys, line after line
+    # The loop runs for every series of every interval: its adds are written out, not called.
+    for _number, record in read_intervals(folder, notes, decode=decode, progress=progress):
         intervals += 1
         start = float(record["start"])
         end = max(end, float(record.get("end", start + 1)))
         index = buckets.index(start)
+        buckets.seen[index] = None
         if _is_number(record.get("users")):
             buckets.users[index] = float(record["users"])
         for entry in record.get("series", ()):
@@ -214,27 +250,38 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
             totals.ok += ok
             totals.failed += failed
             totals.bytes += entry.get("bytes", 0)
-            errors = entry.get("errors", {})
-            for error, count in errors.items():
-                totals.errors[str(error)] += count
+            errors = entry.get("errors")
+            if errors:
+                for error, count in errors.items():
+                    totals.errors[str(error)] += count
             if kind == "request":
                 buckets.ok[index] += ok
                 buckets.failed[index] += failed
-                for error, count in errors.items():
-                    buckets.codes[index][reply_code(str(error))] += count
+                if errors:
+                    codes = buckets.codes[index]
+                    for error, count in errors.items():
+                        code = codes_of.get(error)
+                        if code is None:
+                            code = codes_of[error] = reply_code(str(error))
+                        codes[code] += count
+            elif kind == "open" and key[2] in buckets.arrivals:
+                buckets.arrivals[key[2]][index] += ok
             failed_span = entry.get("failed_histogram")
             if failed_span:
-                add_span(totals.failed_counts, failed_span)
+                first_index, values = failed_span
+                totals.failed_counts[first_index : first_index + len(values)] += values
             span = entry.get("histogram")
             if not span:
                 continue
-            add_span(totals.counts, span)
             if kind == "request":
-                buckets.add_histogram(index, key[1:], span)
+                buckets.add_histogram(index, key, span)  # into the totals when its bucket closes
+            else:
+                first_index, values = span
+                totals.counts[first_index : first_index + len(values)] += values
     if intervals == 0:
         return None
     buckets.end = end
-    timeline, over_time, total, codes = buckets.frames()
+    timeline, over_time, total, codes = buckets.frames()  # closes the last bucket: totals complete
     return MetricsData(
         origin=origin,
         end=end,
@@ -246,4 +293,5 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
         total_over_time=total,
         reply_codes=codes,
         problems=notes.lines(),
+        open_model=buckets.open_model(),
     )

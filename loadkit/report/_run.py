@@ -137,6 +137,7 @@ class Run:
     verdicts: list[dict] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     server_side: object = None  # a `_server_side.ServerSide`: e2e.json, probes.jsonl, postfix_log.json
+    open_model: object = None  # a `_open_model.OpenModelFacts` of a run with --rate, from metrics.jsonl
 
     @property
     def folder(self) -> Path:
@@ -257,6 +258,7 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
         if len(requests) > 1:
             run.distributions[TOTAL_LABEL] = total
     run.timeline = metrics.timeline
+    run.open_model = metrics.open_model
     run.percentiles_over_time = {f"{key[0]} {key[1]}".strip(): frame for key, frame in sorted(metrics.percentiles_over_time.items())}
     if len(run.percentiles_over_time) > 1:
         run.percentiles_over_time[TOTAL_LABEL] = metrics.total_over_time[["elapsed", "p50", "p95", "p99"]]

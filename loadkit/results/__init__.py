@@ -14,6 +14,10 @@ A run writes one folder (``reports/<YYYYmmdd-HHMMSS>-<label>/``)::
     postfix_log.json    Postfix's log, summed at the end                  _server
     report.html         ``loadkit report``
 
+A reader that merges every histogram of metrics.jsonl decodes them with
+`SpanDecoder` (`_histograms`): the same result as `loadkit.hdr.decode_span`,
+without an array of its own for each.
+
 and a target's state folder (``loadkit target NAME up --dir DIR``) holds
 ``instance.json`` and its sink's ``stats.json``, ``traces.log`` and
 ``sink.log`` (`_state`). Each module's docstring gives its file's format.
@@ -47,6 +51,7 @@ from loadkit.results._events import (
     write_event,
 )
 from loadkit.results._folder import new_results_folder, read_run_json, write_run_json
+from loadkit.results._histograms import SpanDecoder, histogram_from_counts
 from loadkit.results._lines import (
     Notes,
     ResultsError,
@@ -116,8 +121,8 @@ __all__ = [
     "FAILURES_SUFFIX", "HISTORY_SUFFIX", "INSTANCE_FILE", "JUNIT_FILE", "LOCUST_STATS_FILE", "METRICS_FILE",
     "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
     "SINK_STATS_FILE", "STATS_SUFFIX", "TRACE_LOG_FILE", "VERDICTS_FILE",
-    "Notes", "ResultsError",
-    "cannot_write", "close_quietly", "csv_path", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
+    "Notes", "ResultsError", "SpanDecoder",
+    "cannot_write", "close_quietly", "csv_path", "histogram_from_counts", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
     "is_count", "is_loadkit_run", "is_number", "json_lines", "locate", "looks_like_locust_json",
     "new_results_folder", "open_events", "open_metrics", "open_probes", "probes_path", "read_e2e",
     "read_errors", "read_events", "read_instance", "read_intervals", "read_locust_csv", "read_locust_json",
