@@ -23,6 +23,10 @@ Importing it does two things and nothing else:
    test, end-to-end drain included, and stop last.
 4. open model (`loadkit.open_model_locust.register_open_model`): with
    ``--rate``, each process's session pool and the master's rate split.
+5. checks (`loadkit.check.register_checks`, given the results): their
+   test_stop listener is added at init after the end-to-end drain's and the
+   probes', so ``--check`` reads e2e.json and the queue's last sample; the
+   verdicts are written once the folder is.
 
 `loadkit.users` imports this module, so locustfiles on loadkit's users get
 it either way; a locustfile without them (a web one) imports it itself.
@@ -35,7 +39,7 @@ import weakref
 
 from locust import events
 
-from loadkit import open_model_locust
+from loadkit import check, open_model_locust
 from loadkit.e2e import plugin as e2e_plugin
 from loadkit.metrics import plugin as metrics_plugin
 from loadkit.probes import plugin as probes_plugin
@@ -62,6 +66,7 @@ def register(events_) -> None:
     e2e_plugin.register_e2e(events_, results)
     probes_plugin.register_probes(events_, results)
     open_model_locust.register_open_model(events_, results)
+    check.register_checks(events_, results)
 
 
 register(events)
