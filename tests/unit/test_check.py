@@ -1,0 +1,136 @@
+"""``loadkit check`` in-process (table, files, exit codes), and ``--check`` at the end of a Locust test, after the finishers."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from types import SimpleNamespace
+
+import pytest
+
+from loadkit import check
+from loadkit.errors import UsageError
+from loadkit.results import open_events, open_metrics, write_e2e, write_event, write_interval, write_run_json
+from loadkit.thresholds import ThresholdError
+
+
+def finished_folder(path):
+    path.mkdir()
+    with open_metrics(path) as out:
+        write_interval(out, {"start": 100.0, "end": 110.0, "series": [
+            {"kind": "request", "type": "SMTP", "name": "send", "ok": 20, "failed": 0, "bytes": 0, "errors": {},
+             "histogram": ""}]})
+    with open_events(path) as out:
+        write_event(out, "run_started", at=100.0)
+        write_event(out, "run_stopped", at=110.0)
+    write_run_json(path, started_at=100.0, stopped_at=110.0)
+    return path
+
+
+def arguments(*argv):
+    parser = argparse.ArgumentParser()
+    check.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_the_command_prints_the_table_writes_the_files_and_exits_0_or_3(tmp_path, capsys):
+    folder = finished_folder(tmp_path / "run")
+    json_path, junit_path = tmp_path / "v.json", tmp_path / "v.xml"
+    assert check.run(arguments(str(folder), "--check", "requests==20", "--json", str(json_path),
+                               "--junit", str(junit_path))) == 0
+    out = capsys.readouterr().out
+    assert "PASSED  requests==20" in out and out.rstrip().endswith("thresholds: 1 of 1 passed")
+    assert json.loads(json_path.read_text())["passed"] is True and junit_path.is_file()
+    assert check.run(arguments(str(folder), "--check", "requests==20", "--check", "requests>20")) == 3
+    assert "FAILED  requests>20" in capsys.readouterr().out
+    assert not (folder / "verdicts.json").exists()  # the command writes only where it is told
+
+
+def test_the_command_refuses_bad_input_in_one_line(tmp_path):
+    folder = finished_folder(tmp_path / "run")
+    with pytest.raises(ThresholdError):
+        check.run(arguments(str(folder), "--check", "p95<<1"))
+    with pytest.raises(UsageError, match=r"^cannot write .*no-such-dir.*: No such file or directory$"):
+        check.run(arguments(str(folder), "--check", "requests==20", "--json", str(tmp_path / "no-such-dir" / "v.json")))
+    with pytest.raises(UsageError, match="cannot write"):
+        check.run(arguments(str(folder), "--check", "requests==20", "--junit", str(tmp_path / "no-such-dir" / "v.xml")))
+    with pytest.raises(SystemExit):
+        arguments(str(folder))  # --check is required
+
+
+class Hook:
+    """Locust's EventHook, as far as the listeners use it: called in the order added."""
+
+    def __init__(self):
+        self.listeners = []
+
+    def add_listener(self, listener):
+        self.listeners.append(listener)
+
+    def fire(self, **kwargs):
+        for listener in list(self.listeners):
+            listener(**kwargs)
+
+
+class FakeResults:
+    """The results folder's collaborator: written at test_stop (a local runner) or later (a master)."""
+
+    def __init__(self, folder, written_at_stop=True):
+        self.folder, self.written, self.waiting = folder, written_at_stop, []
+
+    def when_finished(self, environment, callback):
+        if self.written:
+            callback(self.folder)
+        else:
+            self.waiting.append(callback)
+
+    def finish(self):
+        self.written = True
+        for callback in self.waiting:
+            callback(self.folder)
+
+
+def locust_environment(checks):
+    events = SimpleNamespace(init=Hook(), test_stop=Hook())
+    return SimpleNamespace(events=events, parsed_options=SimpleNamespace(check=checks), process_exit_code=None)
+
+
+def test_checks_run_after_the_finishers_registered_before_them(tmp_path, capsys):
+    folder = finished_folder(tmp_path / "run")
+    environment = locust_environment(["e2e.delivered==20", "e2e.lost==0"])
+
+    def drain(**_kwargs):  # a finisher whose listener is added at init before the checks': the e2e drain
+        write_e2e(folder, {"accepted": 20, "delivered": 20, "lost": 0, "duplicated": 0, "unexpected": 0})
+
+    environment.events.init.add_listener(lambda **_: environment.events.test_stop.add_listener(drain))
+    check.register_checks(environment.events, FakeResults(folder))
+    environment.events.init.fire(environment=environment, runner=None)
+    environment.events.test_stop.fire(environment=environment)
+
+    verdicts = json.loads((folder / "verdicts.json").read_text())["verdicts"]
+    assert [(v["expression"], v["status"], v["measured"]) for v in verdicts] == [
+        ("e2e.delivered==20", "passed", 20), ("e2e.lost==0", "passed", 0)]
+    assert (folder / "junit.xml").is_file() and "thresholds: 2 of 2 passed" in capsys.readouterr().out
+    assert environment.process_exit_code is None
+
+
+def test_a_failed_check_makes_the_exit_code_3_once_the_folder_is_written(tmp_path):
+    folder = finished_folder(tmp_path / "run")
+    environment = locust_environment(["requests>20"])
+    results = FakeResults(folder, written_at_stop=False)  # a master writes its folder after its workers' reports
+    check.register_checks(environment.events, results)
+    environment.events.init.fire(environment=environment, runner=None)
+    environment.events.test_stop.fire(environment=environment)
+    assert environment.process_exit_code is None and not (folder / "verdicts.json").exists()
+    results.finish()
+    assert environment.process_exit_code == 3
+    assert json.loads((folder / "verdicts.json").read_text())["passed"] is False
+
+
+@pytest.mark.parametrize("options", [SimpleNamespace(check=None), SimpleNamespace(check=[]), SimpleNamespace(), None])
+def test_no_check_asked_adds_no_listener(options):
+    environment = locust_environment([])
+    environment.parsed_options = options
+    check.register_checks(environment.events, FakeResults(None))
+    environment.events.init.fire(environment=environment, runner=None)
+    assert environment.events.test_stop.listeners == []
