@@ -564,12 +564,7 @@ class _Measurements:
         if histogram is None or not histogram.total_count:
             what = "failed requests with a time" if threshold.failed else "latency samples"
             return None, f"never measured: {where} has no {what}", source
-        from loadkit.hdr import percentiles_ms, summary_ms
-
-        if threshold.percentile is not None or metric == "median":
-            level = 50.0 if metric == "median" else threshold.percentile
-            return percentiles_ms(histogram, [level])[level], None, source
-        return summary_ms(histogram)[metric], None, source
+        return _time_of(histogram, threshold, metric), None, source
 
     def _measure_end_to_end(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
         e2e = self._e2e
@@ -581,7 +576,7 @@ class _Measurements:
             if not isinstance(value, (int, float)):
                 return None, f"never measured: {E2E_FILE} has no {name} count", E2E_FILE
             return float(value), None, E2E_FILE
-        from loadkit.hdr import HistogramError, decode, percentiles_ms, summary_ms
+        from loadkit.hdr import HistogramError, decode
 
         try:
             histogram = decode(e2e["latency_histogram"]) if e2e.get("latency_histogram") else None
@@ -590,10 +585,7 @@ class _Measurements:
             histogram = None
         if histogram is None or not histogram.total_count:
             return None, f"never measured: {E2E_FILE} has no delivery latency (nothing delivered)", E2E_FILE
-        if threshold.percentile is not None or name == "median":
-            level = 50.0 if name == "median" else threshold.percentile
-            return percentiles_ms(histogram, [level])[level], None, E2E_FILE
-        return summary_ms(histogram)[name], None, E2E_FILE
+        return _time_of(histogram, threshold, name), None, E2E_FILE
 
     def _measure_server_side(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
         if self._probes is None:
@@ -628,6 +620,16 @@ class _Measurements:
                 return None, f"never measured: {_describe_scope(threshold.scope)} has no requests", source
             value = value / requests
         return value, None, source
+
+
+def _time_of(histogram, threshold: Threshold, name: str) -> float:
+    """A time of a histogram in ms: its threshold's percentile, or `name` (median, min, max, mean)."""
+    from loadkit.hdr import percentiles_ms, summary_ms
+
+    if threshold.percentile is not None or name == "median":
+        level = 50.0 if name == "median" else threshold.percentile
+        return percentiles_ms(histogram, [level])[level]
+    return summary_ms(histogram)[name]
 
 
 def _locust_column(threshold: Threshold) -> str | None:

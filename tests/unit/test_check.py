@@ -10,21 +10,9 @@ import pytest
 
 from loadkit import check
 from loadkit.errors import UsageError
-from loadkit.results import open_events, open_metrics, write_e2e, write_event, write_interval, write_run_json
+from loadkit.results import write_e2e
 from loadkit.thresholds import ThresholdError
-
-
-def finished_folder(path):
-    path.mkdir()
-    with open_metrics(path) as out:
-        write_interval(out, {"start": 100.0, "end": 110.0, "series": [
-            {"kind": "request", "type": "SMTP", "name": "send", "ok": 20, "failed": 0, "bytes": 0, "errors": {},
-             "histogram": ""}]})
-    with open_events(path) as out:
-        write_event(out, "run_started", at=100.0)
-        write_event(out, "run_stopped", at=110.0)
-    write_run_json(path, started_at=100.0, stopped_at=110.0)
-    return path
+from tests.unit.test_thresholds_e2e import finished_folder
 
 
 def arguments(*argv):
@@ -34,26 +22,26 @@ def arguments(*argv):
 
 
 def test_the_command_prints_the_table_writes_the_files_and_exits_0_or_3(tmp_path, capsys):
-    folder = finished_folder(tmp_path / "run")
+    folder = finished_folder(tmp_path)
     json_path, junit_path = tmp_path / "v.json", tmp_path / "v.xml"
-    assert check.run(arguments(str(folder), "--check", "requests==20", "--json", str(json_path),
+    assert check.run(arguments(str(folder), "--check", "requests==100", "--json", str(json_path),
                                "--junit", str(junit_path))) == 0
     out = capsys.readouterr().out
-    assert "PASSED  requests==20" in out and out.rstrip().endswith("thresholds: 1 of 1 passed")
+    assert "PASSED  requests==100" in out and out.rstrip().endswith("thresholds: 1 of 1 passed")
     assert json.loads(json_path.read_text())["passed"] is True and junit_path.is_file()
-    assert check.run(arguments(str(folder), "--check", "requests==20", "--check", "requests>20")) == 3
-    assert "FAILED  requests>20" in capsys.readouterr().out
+    assert check.run(arguments(str(folder), "--check", "requests==100", "--check", "requests>100")) == 3
+    assert "FAILED  requests>100" in capsys.readouterr().out
     assert not (folder / "verdicts.json").exists()  # the command writes only where it is told
 
 
 def test_the_command_refuses_bad_input_in_one_line(tmp_path):
-    folder = finished_folder(tmp_path / "run")
+    folder = finished_folder(tmp_path)
     with pytest.raises(ThresholdError):
         check.run(arguments(str(folder), "--check", "p95<<1"))
     with pytest.raises(UsageError, match=r"^cannot write .*no-such-dir.*: No such file or directory$"):
-        check.run(arguments(str(folder), "--check", "requests==20", "--json", str(tmp_path / "no-such-dir" / "v.json")))
+        check.run(arguments(str(folder), "--check", "requests==100", "--json", str(tmp_path / "no-such-dir" / "v.json")))
     with pytest.raises(UsageError, match="cannot write"):
-        check.run(arguments(str(folder), "--check", "requests==20", "--junit", str(tmp_path / "no-such-dir" / "v.xml")))
+        check.run(arguments(str(folder), "--check", "requests==100", "--junit", str(tmp_path / "no-such-dir" / "v.xml")))
     with pytest.raises(SystemExit):
         arguments(str(folder))  # --check is required
 
@@ -96,7 +84,7 @@ def locust_environment(checks):
 
 
 def test_checks_run_after_the_finishers_registered_before_them(tmp_path, capsys):
-    folder = finished_folder(tmp_path / "run")
+    folder = finished_folder(tmp_path)
     environment = locust_environment(["e2e.delivered==20", "e2e.lost==0"])
 
     def drain(**_kwargs):  # a finisher whose listener is added at init before the checks': the e2e drain
@@ -115,8 +103,8 @@ def test_checks_run_after_the_finishers_registered_before_them(tmp_path, capsys)
 
 
 def test_a_failed_check_makes_the_exit_code_3_once_the_folder_is_written(tmp_path):
-    folder = finished_folder(tmp_path / "run")
-    environment = locust_environment(["requests>20"])
+    folder = finished_folder(tmp_path)
+    environment = locust_environment(["requests>100"])
     results = FakeResults(folder, written_at_stop=False)  # a master writes its folder after its workers' reports
     check.register_checks(environment.events, results)
     environment.events.init.fire(environment=environment, runner=None)
