@@ -32,7 +32,7 @@ def test_delivery_and_queue_thresholds_pass_and_an_impossible_one_exits_3(postfi
         # an open-model rate well below what the loopback Postfix relays: its queue must not grow
         on_the_command_line = [arg for expression in (*PASSING, "e2e.accepted>=1") for arg in ("--check", expression)]
         locust = run_e2e(postfix, instance_root / "results", "--probe", f"postfix={postfix.state_dir}",
-                         "--rate", str(RATE), *on_the_command_line, seconds=5)  # exit 0: every check passed
+                         "--rate", str(RATE), *on_the_command_line, seconds=8)  # exit 0: every check passed
         folder = only_folder(instance_root / "results")
     e2e = json.loads((folder / "e2e.json").read_text())
     assert e2e["accepted"] > RATE and e2e["lost"] == 0
