@@ -300,3 +300,84 @@ def test_a_folder_keeps_its_verdicts(tmp_path):
     assert json.loads(json_path.read_text())["notes"] == ["a note"]
     assert read_verdicts(tmp_path) == verdicts
     assert read_verdicts(tmp_path / "empty") == []
+
+
+def test_metrics_lines_as_written_by_hand_in_any_order(tmp_path):
+    """Intervals out of order, one without an end (taken as one second), one without series, series without counts."""
+    lines = [
+        {"start": 1006.0, "end": 1010.0, "series": [{"kind": "request", "type": "SMTP", "name": "send", "ok": 30,
+                                                      "failed": 6}]},
+        {"start": 1000.0, "series": [{"kind": "request", "type": "SMTP", "name": "send", "ok": 10},
+                                     {"kind": "request", "type": "SMTP", "name": "auth", "failed": 4},
+                                     {"kind": "open", "name": "dropped", "ok": 3}, {"kind": "open", "name": "sent"}]},
+        {"start": 1003.0, "end": 1004.0},
+        {"start": 1002.0, "end": 1003.0, "series": [{"kind": "open", "name": "dropped", "ok": 2}]},
+    ]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    asked = ["requests==50", "failures==10", "send:requests==46", "auth:failures==4", "rps==5", "dropped==5"]
+    verdicts = by_expression(evaluate(tmp_path, asked))
+    assert {k: verdicts[k].status for k in asked} == dict.fromkeys(asked, "passed"), verdicts
+    assert verdicts["rps==5"].measured == 5.0  # 50 requests from 1000 to 1010, no run.json
+    assert by_expression(evaluate(tmp_path, ["SMTP:requests==50"]))["SMTP:requests==50"].passed  # by type
+
+
+def test_an_interval_without_an_end_lasts_one_second(tmp_path):
+    line = {"start": 1000.0, "series": [{"kind": "request", "type": "SMTP", "name": "send", "ok": 8, "failed": 0}]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    verdict = by_expression(evaluate(tmp_path, ["rps==8"]))["rps==8"]
+    assert verdict.passed and verdict.measured == 8.0
+
+
+def test_locust_json_scopes_by_type_and_the_shortest_times(tmp_path):
+    path = locust_json(tmp_path / "stats.json", [
+        entry("send", method="SMTP", requests=6, times={"0": 2, "0.0004": 4}),
+        entry("page", method="GET", requests=5, start=1002.0, last=None),
+    ])
+    smtp, get, minimum, rps = evaluate(path, ["SMTP:requests==6", "GET:requests==5", "min<1", "rps>0"])
+    assert smtp.passed and get.passed
+    assert minimum.measured == pytest.approx(0.001, rel=0.01)  # under 1 µs counts as 1 µs, Locust's 0 ms included
+    assert rps.measured == pytest.approx(11 / 10)  # the span of the entries with both times
+
+
+def test_notes_of_end_to_end_latency(tmp_path):
+    from tests.unit.test_thresholds_e2e import COUNTS, finished_folder
+
+    folder = finished_folder(tmp_path, (), {**COUNTS, "delivered": 0})
+    verdicts, notes = evaluate_with_notes(folder, ["e2e.p99<1s"])
+    assert "nothing delivered" in verdicts[0].error and notes == []
+    from loadkit.results import write_e2e
+
+    write_e2e(folder, {**COUNTS, "latency_histogram": "not a histogram"})
+    verdicts, notes = evaluate_with_notes(folder, ["e2e.p99<1s"])
+    assert "nothing delivered" in verdicts[0].error and notes == ["e2e.json: latency histogram does not decode"]
+
+
+def test_a_median_is_the_50th_percentile(tmp_path):
+    from tests.unit.test_thresholds_e2e import COUNTS, finished_folder
+
+    folder = finished_folder(tmp_path, [40.0] * 50 + [300.0] * 50, COUNTS)
+    median, p50, p51 = evaluate(folder, ["e2e.median<1s", "e2e.p50<1s", "e2e.p51<1s"])
+    assert median.measured == p50.measured == pytest.approx(40.0, rel=0.002)
+    assert p51.measured == pytest.approx(300.0, rel=0.002)
+
+
+def test_integrity_details_without_a_worker_or_a_detail(tmp_path):
+    events = [{"time": 1001.0, "kind": "worker_lost", "worker": None, "detail": "heartbeats stopped"},
+              {"time": 1002.0, "kind": "worker_lost", "worker": "w1"}]
+    (verdict,) = evaluate(metrics_folder(tmp_path, events=events), ["no_worker_lost"])
+    assert verdict.detail == "worker_lost: heartbeats stopped; worker_lost on w1"
+
+
+def test_whole_numbers_are_shown_whole():
+    assert Verdict("x", 123456789.0, 2.0, True).measured_text == "123456789"
+
+
+def test_a_passed_case_says_what_was_measured(tmp_path):
+    junit = write_junit(verdicts_of_each_status(), tmp_path / "out.xml")
+    case = ElementTree.parse(junit).getroot().find("testsuite").find("testcase")
+    assert case.find("system-out").text == "measured 950.5 ms"
+
+
+def test_damaged_verdicts_read_as_none(tmp_path):
+    (tmp_path / "verdicts.json").write_text("{not json")
+    assert read_verdicts(tmp_path) == []
