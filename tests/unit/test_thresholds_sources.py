@@ -381,3 +381,23 @@ def test_a_passed_case_says_what_was_measured(tmp_path):
 def test_damaged_verdicts_read_as_none(tmp_path):
     (tmp_path / "verdicts.json").write_text("{not json")
     assert read_verdicts(tmp_path) == []
+
+
+def test_a_series_without_a_kind_is_of_requests(tmp_path):
+    line = {"start": 1000.0, "end": 1002.0, "series": [{"type": "SMTP", "name": "send", "ok": 4, "failed": 1}]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    requests, failures = evaluate(tmp_path, ["send:requests==5", "failures==1"])[:2]
+    assert requests.passed and failures.passed
+
+
+def test_a_run_killed_before_its_first_interval_is_read_from_locust_csv(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text("")
+    locust_csv(tmp_path)
+    verdicts = by_expression(evaluate(tmp_path, ["requests==257"]))
+    assert verdicts["requests==257"].passed and verdicts["requests==257"].source == "locust_stats.csv"
+
+
+def test_locust_json_one_request_one_failure(tmp_path):
+    path = locust_json(tmp_path / "stats.json", [entry("send", requests=1, failures=1, times={"5": 1})])
+    requests, failures = evaluate(path, ["requests==1", "failures==1"])
+    assert requests.passed and failures.passed
