@@ -401,3 +401,9 @@ def test_locust_json_one_request_one_failure(tmp_path):
     path = locust_json(tmp_path / "stats.json", [entry("send", requests=1, failures=1, times={"5": 1})])
     requests, failures = evaluate(path, ["requests==1", "failures==1"])
     assert requests.passed and failures.passed
+
+
+def test_a_request_named_aggregated_is_not_the_total(tmp_path):
+    rows = ("SMTP,Aggregated,3,0,1,1.0,1,1,0,0.3,0.0,1,1,1,1,1,1,1,1,1,1,1", *ROWS)
+    total, named = evaluate(locust_csv(tmp_path, rows), ["requests==257", "Aggregated:requests==3"])
+    assert total.passed and named.passed
