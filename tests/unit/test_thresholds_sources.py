@@ -311,7 +311,8 @@ def test_metrics_lines_as_written_by_hand_in_any_order(tmp_path):
                                      {"kind": "request", "type": "SMTP", "name": "auth", "failed": 4},
                                      {"kind": "open", "name": "dropped", "ok": 3}, {"kind": "open", "name": "sent"}]},
         {"start": 1003.0, "end": 1004.0},
-        {"start": 1002.0, "end": 1003.0, "series": [{"kind": "open", "name": "dropped", "ok": 2}]},
+        {"start": 1002.0, "end": 1003.0, "series": [{"kind": "open", "name": "dropped", "ok": 2},
+                                                     {"kind": "open", "name": "dropped"}]},
     ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     asked = ["requests==50", "failures==10", "send:requests==46", "auth:failures==4", "rps==5", "dropped==5"]
@@ -407,3 +408,17 @@ def test_a_request_named_aggregated_is_not_the_total(tmp_path):
     rows = ("SMTP,Aggregated,3,0,1,1.0,1,1,0,0.3,0.0,1,1,1,1,1,1,1,1,1,1,1", *ROWS)
     total, named = evaluate(locust_csv(tmp_path, rows), ["requests==257", "Aggregated:requests==3"])
     assert total.passed and named.passed
+
+
+def test_a_damaged_locust_csv_row_is_skipped_and_said(tmp_path):
+    rows = (*ROWS, "SMTP,extra,1,0,1,1,1,1,0,0.1,0.0,1,1,1,1,1,1,1,1,1,1,1,1,1,1")
+    verdicts, notes = evaluate_with_notes(locust_csv(tmp_path, rows), ["requests==257", "extra:requests==1"])
+    assert verdicts[0].passed and verdicts[1].status == "error"
+    assert len(notes) == 1 and "locust_stats.csv" in notes[0]
+
+
+def test_an_unreadable_locust_csv_is_said_once(tmp_path):
+    (tmp_path / "locust_stats.csv").write_bytes(HEADER.encode() + b"\nSMTP,send,\xff\xfe\n")
+    verdicts, notes = evaluate_with_notes(tmp_path, ["requests==1"])
+    assert verdicts[0].error == f"no readable locust_stats.csv for {tmp_path / 'locust'}"
+    assert len(notes) == 1 and notes[0].startswith("cannot read ") and "locust_stats.csv" in notes[0]
