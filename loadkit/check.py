@@ -81,8 +81,7 @@ def register_checks(events, results) -> None:
     delivery, probes): its test_stop listener is then added after theirs, so it runs once they are done."""
 
     def on_init(environment, **_kwargs):
-        options = environment.parsed_options
-        expressions = getattr(options, "check", None) if options is not None else None
+        expressions = getattr(environment.parsed_options, "check", None)  # None: Locust run in-process
         if expressions:  # parsed, and refused with exit 2, by the results folder's init listener
             environment.events.test_stop.add_listener(ChecksAtEnd(environment, results, list(expressions)).on_test_stop)
 

@@ -67,6 +67,7 @@ class FakeResults:
         self.folder, self.written, self.waiting = folder, written_at_stop, []
 
     def when_finished(self, environment, callback):
+        assert environment.events is not None  # the test's environment, whose folder it is
         if self.written:
             callback(self.folder)
         else:
@@ -122,3 +123,26 @@ def test_no_check_asked_adds_no_listener(options):
     check.register_checks(environment.events, FakeResults(None))
     environment.events.init.fire(environment=environment, runner=None)
     assert environment.events.test_stop.listeners == []
+
+
+def test_the_help_names_each_argument():
+    parser = argparse.ArgumentParser(prog="loadkit check")
+    check.add_arguments(parser)
+    usage = " ".join(parser.format_help().split())
+    assert usage.startswith("usage: loadkit check [-h] --check EXPR [--json FILE] [--junit FILE] RESULTS")
+    for line in ("RESULTS a results folder, a Locust --csv PREFIX (e.g. run1/locust) or a Locust --json-file output",
+                 "--check EXPR a threshold, repeatable: e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, "
+                 "no_worker_lost, e2e.p99<500ms, run_complete",
+                 "--json FILE also write the verdicts as JSON", "--junit FILE also write the verdicts as JUnit XML"):
+        assert line in usage
+
+
+def test_the_command_says_and_keeps_what_the_readers_skipped(tmp_path, capsys):
+    folder = finished_folder(tmp_path)
+    with open(folder / "metrics.jsonl", "a") as out:
+        out.write("{damaged\n")
+    json_path = tmp_path / "v.json"
+    assert check.run(arguments(str(folder), "--check", "requests==100", "--json", str(json_path))) == 0
+    notes = json.loads(json_path.read_text())["notes"]
+    assert len(notes) == 1 and "metrics.jsonl" in notes[0]
+    assert f"note: {notes[0]}" in capsys.readouterr().out
