@@ -422,3 +422,12 @@ def test_an_unreadable_locust_csv_is_said_once(tmp_path):
     verdicts, notes = evaluate_with_notes(tmp_path, ["requests==1"])
     assert verdicts[0].error == f"no readable locust_stats.csv for {tmp_path / 'locust'}"
     assert len(notes) == 1 and notes[0].startswith("cannot read ") and "locust_stats.csv" in notes[0]
+
+
+def test_a_phase_scope_counts_the_phase_not_a_request_named_like_it(tmp_path):
+    line = {"start": 1000.0, "end": 1001.0, "series": [
+        {"kind": "request", "type": "SMTP", "name": "phase.rcpt", "ok": 7, "failed": 0},
+        {"kind": "phase", "type": "SMTP", "name": "rcpt", "ok": 3, "failed": 0}]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    verdict = by_expression(evaluate(tmp_path, ["phase.rcpt:requests==3"]))["phase.rcpt:requests==3"]
+    assert verdict.passed and verdict.measured == 3
