@@ -23,6 +23,8 @@ EXAMPLES = "e.g. p95<250ms, send:fail_ratio<0.01, phase.envelope:p99<20ms, no_wo
     ("p(99)<=20", None, "p99", "<=", 20.0, False),
     ("p(99.99)>0.5", None, "p99.99", ">", 0.5, False),
     ("p100==3", None, "p100", "==", 3.0, False),
+    ("p1<5", None, "p1", "<", 5.0, False),
+    ("p0.5<5", None, "p0.5", "<", 5.0, False),
     ("p50>=2m", None, "p50", ">=", 120_000.0, False),
     ("p50<500us", None, "p50", "<", 0.5, False),
     ("p50<250µs", None, "p50", "<", 0.25, False),

@@ -431,3 +431,58 @@ def test_a_phase_scope_counts_the_phase_not_a_request_named_like_it(tmp_path):
     (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
     verdict = by_expression(evaluate(tmp_path, ["phase.rcpt:requests==3"]))["phase.rcpt:requests==3"]
     assert verdict.passed and verdict.measured == 3
+
+
+def test_damaged_files_are_said_in_the_notes(tmp_path):
+    from tests.unit.test_thresholds_e2e import COUNTS, finished_folder
+
+    folder = finished_folder(tmp_path, [40.0], COUNTS, queue=[0, 1])
+    (folder / "run.json").write_text("{damaged")
+    (folder / "e2e.json").write_text("{damaged")
+    with open(folder / "probes.jsonl", "a") as out:
+        out.write("{damaged\n")
+    with open(folder / "events.jsonl", "w") as out:  # never stopped, one line damaged
+        out.write(json.dumps({"time": 100.0, "kind": "run_started", "worker": None, "detail": ""}) + "\n{damaged\n")
+    verdicts, notes = evaluate_with_notes(folder, ["rps>1", "e2e.lost==0", "queue_max<=1", "run_complete"])
+    verdicts = by_expression(verdicts)
+    assert verdicts["rps>1"].measured == pytest.approx(10.0)  # no readable run.json: the intervals' span
+    assert "no readable e2e.json" in verdicts["e2e.lost==0"].error
+    assert verdicts["queue_max<=1"].passed and verdicts["queue_max<=1"].measured == 1
+    assert verdicts["run_complete"].detail.startswith("no run_stopped event in events.jsonl (1 damaged lines): ")
+    for name in ("run.json", "e2e.json", "probes.jsonl", "events.jsonl"):
+        assert any(name in note for note in notes), (name, notes)
+
+
+@pytest.mark.parametrize("lost, detail", [
+    (3, "worker_lost on w0: silent 0 s; worker_lost on w1: silent 1 s; worker_lost on w2: silent 2 s"),
+    (4, "worker_lost on w0: silent 0 s; worker_lost on w1: silent 1 s; worker_lost on w2: silent 2 s; 1 more"),
+])
+def test_three_events_are_shown_whole(tmp_path, lost, detail):
+    (verdict,) = evaluate(metrics_folder(tmp_path, events=WORKER_LOST[:lost]), ["no_worker_lost"])
+    assert verdict.detail == detail
+
+
+def test_a_failed_measure_has_no_detail(tmp_path):
+    (verdict,) = evaluate(metrics_folder(tmp_path), ["p95<1"])
+    assert verdict.status == "failed" and verdict.detail == ""
+
+
+def test_an_open_model_run_that_dropped_nothing(tmp_path):
+    line = {"start": 1000.0, "end": 1001.0, "series": [{"kind": "open", "name": "offered", "ok": 5},
+                                                         {"kind": "open", "name": "sent", "ok": 5}]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    verdict = by_expression(evaluate(tmp_path, ["dropped==0"]))["dropped==0"]
+    assert verdict.passed and verdict.measured == 0
+
+
+def test_a_folder_of_phases_alone_has_no_requests(tmp_path):
+    line = {"start": 1000.0, "end": 1001.0, "series": [{"kind": "phase", "type": "SMTP", "name": "rcpt", "ok": 5}]}
+    (tmp_path / "metrics.jsonl").write_text(json.dumps(line) + "\n")
+    verdict = by_expression(evaluate(tmp_path, ["p95<1"]))["p95<1"]
+    assert verdict.error == "never measured: no requests in metrics.jsonl"
+
+
+def test_a_nan_in_locust_csv_is_no_value(tmp_path):
+    rows = (",Aggregated,5,0,1,1.0,1,2,0,1.0,0.0,1,1,1,1,1,nan,1,1,1,1,1",)
+    (verdict,) = evaluate(locust_csv(tmp_path, rows), ["p95<1"])
+    assert verdict.error == "locust_stats.csv has no value for p95 (column 95%)"
