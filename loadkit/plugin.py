@@ -28,6 +28,10 @@ Importing it does two things and nothing else:
    and ``--messages-per-connection`` onto the mail users at each test start.
 6. web UI (`loadkit.webui.register_webui`, given the results): the Mail tab,
    the report link and the start form's checks, only where a web UI runs.
+7. checks (`loadkit.check.register_checks`, given the results): their
+   test_stop listener is added at init after the end-to-end drain's and the
+   probes', so ``--check`` reads e2e.json and the queue's last sample; the
+   verdicts are written once the folder is.
 
 `loadkit.users` imports this module, so locustfiles on loadkit's users get
 it either way; a locustfile without them (a web one) imports it itself.
@@ -40,7 +44,7 @@ import weakref
 
 from locust import events
 
-from loadkit import open_model_locust
+from loadkit import check, open_model_locust
 from loadkit import options as run_options
 from loadkit.e2e import plugin as e2e_plugin
 from loadkit.metrics import plugin as metrics_plugin
@@ -72,6 +76,7 @@ def register(events_) -> None:
     open_model_locust.register_open_model(events_, results)
     run_options.register_run_options(events_)
     webui_plugin.register_webui(events_, results)
+    check.register_checks(events_, results)
 
 
 register(events)

@@ -46,6 +46,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from loadkit.errors import LoadkitError
 from loadkit.results import (
@@ -97,7 +98,6 @@ RUN_COMPLETE = "run_complete"
 GENERATOR_OK = "generator_ok"
 # Checked whatever was asked: a run they fail cannot be trusted for any other threshold.
 ALWAYS_CHECKED = (RUN_COMPLETE, GENERATOR_OK)
-FAILED_PREFIX = "failed."
 OPERATORS = {
     "<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b,
     ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
@@ -107,17 +107,6 @@ E2E_PREFIX = "e2e."
 E2E_COUNTS = {"lost", "duplicated", "delivered", "accepted", "unexpected"}
 SERVER_SIDE = {"queue_growth": queue_growth, "queue_max": queue_max}
 SERVER_UNITS = {"queue_growth": "msgs/s", "queue_max": "msgs"}
-
-_EXPRESSION = re.compile(
-    r"^(?:(?P<scope>.*):)?\s*(?P<failed>failed\.)?(?P<metric>[A-Za-z_]+|p\(?[0-9.]+\)?)\s*"
-    r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
-)
-_MEASURE = re.compile(
-    r"^(?P<metric>e2e\.[A-Za-z_]+|e2e\.p\(?[0-9.]+\)?|queue_growth|queue_max)\s*"
-    r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>-?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?\s*$"
-)
-_OPEN_ALIAS = re.compile(r"^(service|lag)\.(?=p)")  # service.p99 -> phase.service:p99
-_PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
 
 
 class ThresholdError(LoadkitError):
@@ -187,108 +176,169 @@ def _number(value: float, unit: str) -> str:
 
 
 # -- parsing -------------------------------------------------------------
+#
+# One grammar for --check and for capacity's limits (`loadkit.capacity`):
+# ``NAME [OP VALUE[UNIT]]`` is read by `read_comparison`; a vocabulary then
+# says what NAME may be, and reads VALUE with the Comparison's readers
+# (time, percentile, ratio, count, per second), whose errors are one line.
+
+_NUMBER = r"[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?"
+_COMPARISON = re.compile(rf"^(?P<name>.*?)\s*(?:(?P<op><=|>=|==|<|>)\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-zµ%/]*))?\s*$")
+PERCENTILE_NAME = r"p\(?[0-9]+(?:\.[0-9]+)?\)?"  # p99, p99.9, p(99)
+_PERCENTILE = re.compile(r"^p\(?([0-9]+(?:\.[0-9]+)?)\)?$")
+_NAME = re.compile(rf"^(?:(?P<scope>.*):)?\s*(?P<failed>failed\.)?(?P<metric>[A-Za-z_]+|{PERCENTILE_NAME})$")
+_MEASURE_NAME = re.compile(rf"^(?:e2e\.(?:[A-Za-z_]+|{PERCENTILE_NAME})|queue_growth|queue_max)$")
+_OPEN_ALIAS = re.compile(r"^(service|lag)\.(?=p)")  # service.p99 -> phase.service:p99
+_TIME_ALIASES = {"avg": "mean", "med": "median"}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """An expression read as ``NAME [OP VALUE[UNIT]]``, before a vocabulary says what NAME means.
+
+    The readers turn VALUE and UNIT into a limit, or raise `error` with one
+    line that names the expression (``threshold 'p95<3x': unknown time unit 'x'``).
+    """
+
+    expression: str  # as given, for messages
+    name: str
+    op: str | None
+    value: float | None
+    unit: str
+    noun: str = "threshold"
+    error: type[LoadkitError] = ThresholdError
+
+    def fail(self, reason: str) -> NoReturn:
+        raise self.error(f"{self.noun} {self.expression!r}: {reason}")
+
+    def unreadable(self, hint: str) -> NoReturn:
+        raise self.error(f"cannot read {self.noun} {self.expression!r}: {hint}")
+
+    def require_op(self, hint: str) -> str:
+        if self.op is None:
+            self.fail(f"no comparison; {hint}")
+        return self.op
+
+    def percentile(self, metric: str) -> float | None:
+        """The level of a pNN metric (99.9 for p99.9 or p(99.9)); None for any other metric."""
+        match = _PERCENTILE.match(metric)
+        if match is None:
+            return None
+        level = float(match[1])
+        if not 0 < level <= 100:
+            self.fail("percentile must be above 0 and at most 100")
+        return level
+
+    def time_ms(self) -> float:
+        """A time in ms: us, ms (the default), s or m."""
+        try:
+            factor = TIME_UNITS[self.unit]
+        except KeyError:
+            self.fail(f"unknown time unit {self.unit!r} (us, ms, s, m)")
+        return self._not_negative("a time") * factor
+
+    def ratio(self, metric: str) -> float:
+        """A fraction: 0.01 or 1%, at most 1."""
+        if self.unit not in ("", "%"):
+            self.fail(f"{metric} is a fraction (0.01) or a percentage (1%)")
+        value = self._not_negative(metric)
+        limit = value / 100 if self.unit == "%" else value
+        if limit > 1:
+            self.fail(f"{metric} is at most 1 (or 100%)")
+        return limit
+
+    def count(self, reason: str) -> float:
+        """A plain number of things; `reason` says so when a unit is given."""
+        if self.unit:
+            self.fail(reason)
+        return self._not_negative("a count")
+
+    def per_second(self, reason: str) -> float:
+        """A plain number, or one written per second (5/s); it may be negative (a slope)."""
+        if self.unit not in ("", "/s"):
+            self.fail(reason)
+        return self.value
+
+    def _not_negative(self, what: str) -> float:
+        if self.value < 0:
+            self.fail(f"{what} is never negative")
+        return self.value
+
+
+def read_comparison(expression, text: str, noun: str = "threshold", error: type[LoadkitError] = ThresholdError) -> Comparison:
+    """`text` (the expression, its spaces normalised) as a Comparison; its NAME is still to be read."""
+    match = _COMPARISON.match(text)
+    value = float(match["value"]) if match["value"] is not None else None
+    return Comparison(str(expression), match["name"], match["op"], value, match["unit"] or "", noun, error)
+
+
+def is_measure(name: str) -> bool:
+    """Whether `name` is a whole-run measure of end-to-end delivery (e2e.*) or the server's queue (queue_*)."""
+    return _MEASURE_NAME.match(name) is not None
 
 
 def parse(expression: str) -> Threshold:
     """A Threshold, or ThresholdError with one line saying what is wrong."""
     text = " ".join(str(expression).split())
-    measure = _MEASURE.match(text)
-    if measure:
-        return _parse_measure(expression, text, measure)
-    match = _EXPRESSION.match(_OPEN_ALIAS.sub(r"phase.\1:", text))
-    if not text or match is None:
-        raise ThresholdError(f"cannot read threshold {expression!r}: expected [NAME:]METRIC<VALUE, {EXAMPLES}")
-    scope = match["scope"].strip() if match["scope"] is not None else None
-    metric = match["metric"].lower()
-    op, value, unit = match["op"], match["value"], (match["unit"] or "")
+    comparison = read_comparison(expression, text)
+    if is_measure(comparison.name):
+        return parse_measure(comparison, text)
+    name = _NAME.match(_OPEN_ALIAS.sub(r"phase.\1:", comparison.name))
+    if not text or name is None:
+        comparison.unreadable(f"expected [NAME:]METRIC<VALUE, {EXAMPLES}")
+    scope = name["scope"].strip() if name["scope"] is not None else None
+    metric = name["metric"].lower()
     if scope == "":
-        raise ThresholdError(f"threshold {expression!r}: empty name before ':'")
-    if match["failed"]:
-        threshold = parse(text.replace(FAILED_PREFIX, "", 1))
-        if threshold.percentile is None and threshold.metric not in TIME_METRICS:
-            raise ThresholdError(f"threshold {expression!r}: failed. takes a time (failed.p95, failed.max, ...), "
-                                 f"not {metric}")
-        return Threshold(text, threshold.scope, threshold.metric, threshold.op, threshold.limit, failed=True)
+        comparison.fail("empty name before ':'")
+    failed = name["failed"] is not None
+    level = comparison.percentile(metric)
+    if failed and level is None and metric not in TIME_METRICS:
+        comparison.fail(f"failed. takes a time (failed.p95, failed.max, ...), not {metric}")
     if metric in INTEGRITY:
-        if op is not None:
-            raise ThresholdError(f"threshold {expression!r}: {metric} is a check of its own, without a comparison")
+        if comparison.op is not None:
+            comparison.fail(f"{metric} is a check of its own, without a comparison")
         if scope is not None:
-            raise ThresholdError(f"threshold {expression!r}: {metric} applies to the whole run, not to {scope!r}")
+            comparison.fail(f"{metric} applies to the whole run, not to {scope!r}")
         return Threshold(text, None, metric, "==", 0.0)
-    if op is None:
-        raise ThresholdError(f"threshold {expression!r}: no comparison; {EXAMPLES}")
-    number = float(value)
-    percentile = _PERCENTILE.match(metric)
-    if percentile:
-        level = float(percentile[1])
-        if not 0 < level <= 100:
-            raise ThresholdError(f"threshold {expression!r}: percentile must be above 0 and at most 100")
-        return Threshold(text, scope, f"p{level:g}", op, number * _time_unit(expression, unit))
-    if metric in TIME_METRICS:
-        canonical = {"avg": "mean", "med": "median"}.get(metric, metric)
-        return Threshold(text, scope, canonical, op, number * _time_unit(expression, unit))
+    op = comparison.require_op(EXAMPLES)
+    if level is not None or metric in TIME_METRICS:
+        return Threshold(text, scope, _time_metric(metric, level), op, comparison.time_ms(), failed)
     if metric == "fail_ratio":
-        if unit not in ("", "%"):
-            raise ThresholdError(f"threshold {expression!r}: fail_ratio is a fraction (0.01) or a percentage (1%)")
-        limit = number / 100 if unit == "%" else number
-        if limit > 1:
-            raise ThresholdError(f"threshold {expression!r}: fail_ratio is at most 1 (or 100%)")
-        return Threshold(text, scope, metric, op, limit)
+        return Threshold(text, scope, metric, op, comparison.ratio(metric))
     if metric == "rps":
-        if unit not in ("", "/s"):
-            raise ThresholdError(f"threshold {expression!r}: rps takes a plain number (requests per second)")
-        return Threshold(text, scope, metric, op, number)
+        return Threshold(text, scope, metric, op, comparison.per_second("rps takes a plain number (requests per second)"))
     if metric in COUNT_METRICS:
-        if unit:
-            raise ThresholdError(f"threshold {expression!r}: {metric} is a count, without a unit")
-        return Threshold(text, scope, metric, op, number)
+        return Threshold(text, scope, metric, op, comparison.count(f"{metric} is a count, without a unit"))
     known = "pNN, min, max, avg, median, fail_ratio, rps, requests, failures, e2e.*, queue_growth, queue_max, " + \
         ", ".join(INTEGRITY)
-    raise ThresholdError(f"threshold {expression!r}: unknown metric {metric!r} (known: {known})")
+    comparison.fail(f"unknown metric {metric!r} (known: {known})")
 
 
-def _parse_measure(expression: str, text: str, match: re.Match) -> Threshold:
-    """An end-to-end (e2e.*) or server-side (queue_*) threshold: whole-run measures, never scoped."""
-    metric, op, unit = match["metric"].lower(), match["op"], match["unit"] or ""
-    if op is None:
-        raise ThresholdError(f"threshold {expression!r}: no comparison; e.g. {metric}<=0")
-    number = float(match["value"])
+def parse_measure(comparison: Comparison, text: str) -> Threshold:
+    """An end-to-end (e2e.*) or server-side (queue_*) measure: whole-run, never scoped (capacity's limits read them too)."""
+    metric = comparison.name.lower()
+    op = comparison.require_op(f"e.g. {metric}<=0")
     if metric == "queue_growth":
-        if unit not in ("", "/s"):
-            raise ThresholdError(f"threshold {expression!r}: queue_growth is in messages per second (a plain number)")
-        return Threshold(text, None, metric, op, number)
+        return Threshold(text, None, metric, op, comparison.per_second("queue_growth is in messages per second (a plain number)"))
     if metric == "queue_max":
-        if unit:
-            raise ThresholdError(f"threshold {expression!r}: queue_max is a count of messages, without a unit")
-        return Threshold(text, None, metric, op, number)
+        return Threshold(text, None, metric, op, comparison.count("queue_max is a count of messages, without a unit"))
     name = metric[len(E2E_PREFIX):]
     if name in E2E_COUNTS:
-        if unit:
-            raise ThresholdError(f"threshold {expression!r}: {metric} is a count, without a unit")
-        return Threshold(text, None, metric, op, number)
-    percentile = _PERCENTILE.match(name)
-    if percentile:
-        level = float(percentile[1])
-        if not 0 < level <= 100:
-            raise ThresholdError(f"threshold {expression!r}: percentile must be above 0 and at most 100")
-        return Threshold(text, None, f"{E2E_PREFIX}p{level:g}", op, number * _time_unit(expression, unit))
-    if name in TIME_METRICS:
-        canonical = {"avg": "mean", "med": "median"}.get(name, name)
-        return Threshold(text, None, E2E_PREFIX + canonical, op, number * _time_unit(expression, unit))
+        return Threshold(text, None, metric, op, comparison.count(f"{metric} is a count, without a unit"))
+    level = comparison.percentile(name)
+    if level is not None or name in TIME_METRICS:
+        return Threshold(text, None, E2E_PREFIX + _time_metric(name, level), op, comparison.time_ms())
     known = "e2e.pNN, e2e.max, e2e.min, e2e.avg, e2e.median, " + ", ".join(f"e2e.{c}" for c in sorted(E2E_COUNTS))
-    raise ThresholdError(f"threshold {expression!r}: unknown end-to-end measure {metric!r} (known: {known})")
+    comparison.fail(f"unknown end-to-end measure {metric!r} (known: {known})")
 
 
-def _time_unit(expression: str, unit: str) -> float:
-    try:
-        return TIME_UNITS[unit]
-    except KeyError:
-        raise ThresholdError(f"threshold {expression!r}: unknown time unit {unit!r} (us, ms, s, m)") from None
+def _time_metric(metric: str, level: float | None) -> str:
+    """The canonical name of a time metric: p99.9 (from p(99.9)), mean (from avg), median (from med)."""
+    return f"p{level:g}" if level is not None else _TIME_ALIASES.get(metric, metric)
 
 
 def parse_all(expressions) -> list[Threshold]:
     return [one if isinstance(one, Threshold) else parse(one) for one in expressions or ()]
-
 
 
 # -- measuring -----------------------------------------------------------
@@ -521,12 +571,7 @@ class _Measurements:
         if histogram is None or not histogram.total_count:
             what = "failed requests with a time" if threshold.failed else "latency samples"
             return None, f"never measured: {where} has no {what}", source
-        from loadkit.hdr import percentiles_ms, summary_ms
-
-        if threshold.percentile is not None or metric == "median":
-            level = 50.0 if metric == "median" else threshold.percentile
-            return percentiles_ms(histogram, [level])[level], None, source
-        return summary_ms(histogram)[metric], None, source
+        return _time_of(histogram, threshold, metric), None, source
 
     def _measure_end_to_end(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
         e2e = self._e2e
@@ -538,7 +583,7 @@ class _Measurements:
             if not isinstance(value, (int, float)):
                 return None, f"never measured: {E2E_FILE} has no {name} count", E2E_FILE
             return float(value), None, E2E_FILE
-        from loadkit.hdr import HistogramError, decode, percentiles_ms, summary_ms
+        from loadkit.hdr import HistogramError, decode
 
         try:
             histogram = decode(e2e["latency_histogram"]) if e2e.get("latency_histogram") else None
@@ -547,10 +592,7 @@ class _Measurements:
             histogram = None
         if histogram is None or not histogram.total_count:
             return None, f"never measured: {E2E_FILE} has no delivery latency (nothing delivered)", E2E_FILE
-        if threshold.percentile is not None or name == "median":
-            level = 50.0 if name == "median" else threshold.percentile
-            return percentiles_ms(histogram, [level])[level], None, E2E_FILE
-        return summary_ms(histogram)[name], None, E2E_FILE
+        return _time_of(histogram, threshold, name), None, E2E_FILE
 
     def _measure_server_side(self, threshold: Threshold) -> tuple[float | None, str | None, str]:
         if self._probes is None:
@@ -587,6 +629,16 @@ class _Measurements:
         return value, None, source
 
 
+def _time_of(histogram, threshold: Threshold, name: str) -> float:
+    """A time of a histogram in ms: its threshold's percentile, or `name` (median, min, max, mean)."""
+    from loadkit.hdr import percentiles_ms, summary_ms
+
+    if threshold.percentile is not None or name == "median":
+        level = 50.0 if name == "median" else threshold.percentile
+        return percentiles_ms(histogram, [level])[level]
+    return summary_ms(histogram)[name]
+
+
 def _locust_column(threshold: Threshold) -> str | None:
     metric = threshold.metric
     fixed = {"requests": "Request Count", "failures": "Failure Count", "fail_ratio": "Failure Count",
@@ -597,7 +649,7 @@ def _locust_column(threshold: Threshold) -> str | None:
     level = threshold.percentile
     if level is None:
         return None
-    return "100%" if level == 100 else f"{level:g}%"
+    return f"{level:g}%"  # 95%, 99.9%, 100%
 
 
 def _event_text(event: dict) -> str:

@@ -7,9 +7,11 @@
     rate_reached         the generator sent at least 99% of the offered rate (rate_reached>=95% states another bound)
     e2e.lost==0          any other measure a step carries, by name, against a number
 
-Percentiles and their time units are read by ``loadkit.thresholds.parse``
-(the grammar of ``--check``), so ``p(99)<=0.2s`` means what it means there.
-A limit whose measure a step lacks fails, saying so: never a silent pass.
+A limit is read with the grammar of ``--check`` (`loadkit.thresholds.read_comparison`
+and its readers of times, percentiles, ratios and counts), so ``p(99)<=0.2s``
+means what it means there, and ``e2e.*`` and ``queue_*`` are read by
+``--check``'s own vocabulary. A limit whose measure a step lacks fails,
+saying so: never a silent pass.
 """
 
 from __future__ import annotations
@@ -20,17 +22,14 @@ from dataclasses import dataclass
 from loadkit.capacity._step import StepResult
 from loadkit.errors import LoadkitError
 from loadkit.open_model import RATE_REACHED_BOUND
-from loadkit.thresholds import OPERATORS, ThresholdError
-from loadkit.thresholds import parse as parse_threshold
+from loadkit.thresholds import OPERATORS, PERCENTILE_NAME, is_measure, parse_measure, read_comparison
 
 EXAMPLES = "e.g. p99<200ms, error_ratio<0.1%, queue_growth<=0, e2e.p99<500ms, rate_reached"
 RATE_REACHED = "rate_reached"
-_LIMIT = re.compile(
-    r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*?)"
-    r"(?:\.(?P<percentile>p\(?[0-9.]+\)?))?\s*"
-    r"(?:(?P<op><=|>=|==|<|>)\s*(?P<value>[-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(?P<unit>[A-Za-zµ%/]*))?$"
+_NAME = re.compile(
+    rf"^(?P<name>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*?)(?:\.(?P<percentile>{PERCENTILE_NAME}))?$"
 )
-_BARE_PERCENTILE = re.compile(r"^p\(?[0-9.]+\)?$")
+_BARE_PERCENTILE = re.compile(rf"^{PERCENTILE_NAME}$")
 
 
 class LimitError(LoadkitError):
@@ -76,49 +75,36 @@ class LimitCheck:
         return cls(data["expression"], data.get("measured"), bool(data["passed"]), data.get("error"))
 
 
-def _from_threshold(expression: str, text: str) -> tuple[str, float, str]:
-    """(op, value, unit) of `text` read by the --check grammar, its errors told as this limit's."""
-    try:
-        threshold = parse_threshold(text)
-    except ThresholdError as error:
-        reason = str(error).split(": ", 1)[-1].replace("fail_ratio", "error_ratio")
-        raise LimitError(f"limit {expression!r}: {reason}") from None
-    return threshold.op, threshold.limit, threshold.unit
-
-
 def parse_limit(expression) -> Limit:
     """A Limit from text, or LimitError with one line saying what is wrong."""
     text = "".join(str(expression).split())
-    bare_percentile = _BARE_PERCENTILE.match(re.split(r"[<>=]", text, maxsplit=1)[0])
-    match = _LIMIT.match("corrected." + text if bare_percentile else text)
+    comparison = read_comparison(expression, text, noun="limit", error=LimitError)
+    if is_measure(comparison.name):  # e2e.*, queue_*: as --check reads them
+        threshold = parse_measure(comparison, text)
+        return Limit(text, threshold.metric, threshold.op, threshold.limit, threshold.unit)
+    bare_percentile = _BARE_PERCENTILE.match(comparison.name)
+    match = _NAME.match("corrected." + comparison.name if bare_percentile else comparison.name)
     if not text or match is None:
-        raise LimitError(f"cannot read limit {expression!r}: {EXAMPLES}")
-    name, percentile, op, value, unit = (match[group] for group in ("name", "percentile", "op", "value", "unit"))
+        comparison.unreadable(EXAMPLES)
+    name, percentile = match["name"], match["percentile"]
     if percentile is not None:
-        if op is None:
-            raise LimitError(f"limit {expression!r}: no comparison; {EXAMPLES}")
-        op, limit, unit = _from_threshold(expression, f"{percentile}{op}{value}{unit or ''}")
-        level = percentile.strip("p()")
-        return Limit(text, f"{name}.p{float(level):g}", op, limit, unit)
+        op = comparison.require_op(EXAMPLES)
+        return Limit(text, f"{name}.p{comparison.percentile(percentile):g}", op, comparison.time_ms(), "ms")
     if name == RATE_REACHED:
-        if op is None:
+        if comparison.op is None:
             return Limit(text, RATE_REACHED, ">=", RATE_REACHED_BOUND)
-        if op != ">=" or unit not in ("", "%"):
-            raise LimitError(f"limit {expression!r}: rate_reached takes a bound as rate_reached>=95% (or >=0.95)")
-        bound = float(value) / 100 if unit == "%" else float(value)
-        if not 0 < bound <= 1:
-            raise LimitError(f"limit {expression!r}: the bound of rate_reached is above 0 and at most 100%")
+        if comparison.op != ">=" or comparison.unit not in ("", "%"):
+            comparison.fail("rate_reached takes a bound as rate_reached>=95% (or >=0.95)")
+        bound = comparison.ratio(RATE_REACHED)
+        if bound == 0:
+            comparison.fail("the bound of rate_reached is above 0 and at most 100%")
         return Limit(text, RATE_REACHED, ">=", bound)
-    if op is None:
-        raise LimitError(f"limit {expression!r}: no comparison; {EXAMPLES}")
+    op = comparison.require_op(EXAMPLES)
     if name == "error_ratio":
-        op, limit, unit = _from_threshold(expression, f"fail_ratio{op}{value}{unit or ''}")
-        return Limit(text, "error_ratio", op, limit)
-    if name == "queue_growth" and unit not in ("", "/s"):
-        raise LimitError(f"limit {expression!r}: queue_growth is in messages per second (a plain number)")
-    if name != "queue_growth" and unit:
-        raise LimitError(f"limit {expression!r}: unknown unit {unit!r} for {name}")
-    return Limit(text, name, op, float(value), "/s" if name == "queue_growth" else "")
+        return Limit(text, name, op, comparison.ratio(name))
+    if comparison.unit:
+        comparison.fail(f"unknown unit {comparison.unit!r} for {name}")
+    return Limit(text, name, op, comparison.value)
 
 
 def parse_limits(expressions, rate_reached: bool = True) -> list[Limit]:

@@ -7,8 +7,9 @@ locustfile gets two more Locust options (also from locust.conf or
     --results DIR    parent of the run's results folder (default reports/):
                      DIR/<YYYYmmdd-HHMMSS>-<locustfile>/ gets run.json,
                      metrics.jsonl, events.jsonl, errors.csv, Locust's CSV
-    --check EXPR     a threshold (repeatable), evaluated at the end: a verdict
-                     table, verdicts.json and junit.xml; exit code 3 when one fails
+    --check EXPR     a threshold (repeatable), evaluated at the end by
+                     `loadkit.check.register_checks`: a verdict table,
+                     verdicts.json and junit.xml; exit code 3 when one fails
 
 On a local runner the request listener feeds the results directly; on a
 distributed run each worker sends its intervals to the master with its
@@ -21,9 +22,10 @@ event: this module does nothing for them (the demo records explicitly).
 
 `register_results(events)` returns the `Results` of those events: the
 collaborator through which probes and end-to-end delivery find the current
-results folder and add integrity events. `merged_state(environment)` is what
-the running test has merged so far (per key run-wide histograms and counts,
-the last second written, per-worker shares), for a live view.
+results folder and add integrity events, and the checks learn when it is written.
+`merged_state(environment)` is what the running test has merged so far (per
+key run-wide histograms and counts, the last second written, per-worker
+shares), for a live view.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ class Results:
         """The results folder of `environment`'s current or last run (None before one, or on a worker)."""
         controller = self._of(environment)
         return controller.folder if controller is not None else None
+
+    def when_finished(self, environment, callback) -> None:
+        """Call `callback(folder)` once `environment`'s last test has its folder written (now if it has;
+        never if it could not be written)."""
+        controller = self._of(environment)
+        if controller is not None:
+            controller.when_finished(callback)
+
+    def checks(self, environment) -> list:
+        """The thresholds of `environment`'s test: ``--check``'s, or the web UI start form's if it set them."""
+        controller = self._of(environment)
+        return list(controller.checks) if controller is not None else []
 
     def record_event(self, environment, kind: str, detail: str) -> bool:
         """Add an event to events.jsonl of `environment`'s running test; False when none runs."""
@@ -183,6 +197,8 @@ class ResultsController:
         self.joined: list[tuple[float, str]] = []  # workers that joined before the run started
         self.final_reports = None  # a master's: the final reports of the test that stops
         self._pending_finish = None
+        self.written: Path | None = None  # the folder of the last test, once finished
+        self._on_finished: list = []  # callbacks waiting for it
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -200,6 +216,7 @@ class ResultsController:
 
         if self.run is not None:
             self.finish()  # the web UI started a new test: close the previous folder first
+        self.written = None
         try:
             self.folder = new_results_folder(self.parent, self.label)
         except ResultsError as error:
@@ -318,9 +335,17 @@ class ResultsController:
             environment.process_exit_code = 2
             return
         write_run_json(self.folder, **self._run_metadata(facts, total))
-        if self.checks:
-            self._check(self.folder)
+        self.written = self.folder
+        callbacks, self._on_finished = self._on_finished, []
+        for callback in callbacks:
+            callback(self.folder)
         print(f"loadkit: results in {self.folder}", flush=True)
+
+    def when_finished(self, callback) -> None:
+        if self.run is not None:
+            self._on_finished.append(callback)
+        elif self.written is not None:
+            callback(self.written)
 
     def _open_model_rate(self, run) -> dict | None:
         """An open-model run's offered/sent/dropped; rate_not_reached (in events.jsonl) when it fell short."""
@@ -370,13 +395,6 @@ class ResultsController:
         if self.checks:
             metadata["checks"] = [check.expression for check in self.checks]
         return metadata
-
-    def _check(self, folder: Path) -> None:
-        verdicts = thresholds.evaluate(folder, self.checks)
-        thresholds.write_verdicts(folder, verdicts)
-        print(thresholds.format_table(verdicts), flush=True)
-        if not thresholds.all_passed(verdicts):
-            self.environment.process_exit_code = thresholds.EXIT_FAILED
 
 
 def _program_name() -> str:

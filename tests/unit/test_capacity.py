@@ -269,7 +269,7 @@ def test_parse_limit(expression, measure, op, value):
     ("rate_reached<3", "rate_reached takes a bound"),
     ("rate_reached>=0%", "above 0"),
     ("queue_growth<=0ms", "messages per second"),
-    ("e2e.lost==0ms", "unknown unit"),
+    ("e2e.lost==0ms", "is a count"),
     ("<5", "cannot read limit"),
 ])
 def test_bad_limits_say_what_is_wrong_in_one_line(expression, complaint):

@@ -22,7 +22,7 @@ from loadkit.server_side import queue_growth, queue_max
 from loadkit.thresholds import ThresholdError, evaluate, parse
 
 
-def _folder(path, delays_ms=(), e2e_counts=None, queue=None):
+def finished_folder(path, delays_ms=(), e2e_counts=None, queue=None):
     """A finished run's folder; e2e.json when `e2e_counts`, Postfix queue samples (one a second) when `queue`."""
     with open_metrics(path) as out:
         write_interval(out, {"start": 100.0, "end": 110.0, "series": [
@@ -84,7 +84,7 @@ def test_bad_expressions_are_one_line(expression, complaint):
 
 def test_end_to_end_measures(tmp_path):
     delays = [40.0] * 90 + [300.0] * 9 + [2500.0]
-    folder = _folder(tmp_path, delays, COUNTS)
+    folder = finished_folder(tmp_path, delays, COUNTS)
     verdicts = _verdicts(folder, ["e2e.p50<50ms", "e2e.p95<250ms", "e2e.p99<500ms", "e2e.max<2s", "e2e.lost==0",
                                   "e2e.duplicated==0", "e2e.delivered>=98", "e2e.accepted==100"])
     assert {k: v.status for k, v in verdicts.items()} == {
@@ -100,7 +100,7 @@ def test_end_to_end_measures(tmp_path):
 
 def test_queue_growth_is_the_least_squares_slope(tmp_path):
     growing = [0, 4, 5, 9, 11, 15]  # least squares: 20/7 msgs/s
-    folder = _folder(tmp_path, queue=growing)
+    folder = finished_folder(tmp_path, queue=growing)
     verdicts = _verdicts(folder, ["queue_growth<=0", "queue_growth<=5", "queue_max<15", "queue_max<=15"])
     assert verdicts["queue_growth<=0"].status == "failed"
     assert verdicts["queue_growth<=0"].measured == pytest.approx(20 / 7)
@@ -126,12 +126,12 @@ def test_capacity_and_thresholds_share_one_queue_slope():
     ("queue_max<10", "no probes.jsonl"),
 ])
 def test_a_measure_the_run_never_took_is_an_error(tmp_path, expression, error):
-    verdict = _verdicts(_folder(tmp_path), [expression])[expression]
+    verdict = _verdicts(finished_folder(tmp_path), [expression])[expression]
     assert verdict.status == "error" and not verdict.passed and error in verdict.error
 
 
 def test_nothing_delivered_or_one_queue_sample_is_an_error(tmp_path):
-    folder = _folder(tmp_path, (), {**COUNTS, "delivered": 0, "lost": 100}, queue=[4])
+    folder = finished_folder(tmp_path, (), {**COUNTS, "delivered": 0, "lost": 100}, queue=[4])
     verdicts = _verdicts(folder, ["e2e.p99<1s", "e2e.lost==0", "queue_growth<=0", "queue_max<10"])
     assert verdicts["e2e.p99<1s"].status == "error" and "nothing delivered" in verdicts["e2e.p99<1s"].error
     assert verdicts["e2e.lost==0"].status == "failed" and verdicts["e2e.lost==0"].measured == 100
@@ -140,14 +140,14 @@ def test_nothing_delivered_or_one_queue_sample_is_an_error(tmp_path):
 
 
 def test_a_damaged_histogram_is_an_error_not_a_traceback(tmp_path):
-    folder = _folder(tmp_path, [10.0], COUNTS)
+    folder = finished_folder(tmp_path, [10.0], COUNTS)
     write_e2e(folder, {**COUNTS, "latency_histogram": "not a histogram"})
     verdict = _verdicts(folder, ["e2e.p99<1s"])["e2e.p99<1s"]
     assert verdict.status == "error"
 
 
 def test_loadkit_check_exits_3_on_an_e2e_failure_and_2_on_a_bad_one(tmp_path):
-    folder = _folder(tmp_path, [40.0] * 10, {**COUNTS, "lost": 0, "duplicated": 0}, queue=[0, 0, 0])
+    folder = finished_folder(tmp_path, [40.0] * 10, {**COUNTS, "lost": 0, "duplicated": 0}, queue=[0, 0, 0])
 
     def check(*expressions):
         arguments = [a for e in expressions for a in ("--check", e)]
