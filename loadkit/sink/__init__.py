@@ -23,6 +23,7 @@ delivery time and find duplicates.
 """
 
 from loadkit.sink._auth import Authenticator
+from loadkit.sink._control import change_faults
 from loadkit.sink._errors import SinkError
 from loadkit.sink._faults import Delay, FaultError, FaultPlan, Greylist
 from loadkit.sink._profile import SinkProfile
@@ -56,4 +57,5 @@ __all__ = [
     "SmtpSession",
     "TlsSetupError",
     "TraceStats",
+    "change_faults",
 ]
