@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 
 from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
-from tests.integration.peers import loadkit_sink, master_and_workers
+from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
 from tests.integration.test_metrics_locust_headless import (
     locust_aggregated,
     only_folder,
@@ -78,9 +78,12 @@ def test_rate_is_held_within_two_percent(tmp_path):
         assert sum(per_second(intervals, "phase", name)) == requests
 
 
-def _stall(pid: int, after: float, seconds: float) -> threading.Thread:
+def _stall(pid: int, results: Path, after: float, seconds: float) -> threading.Thread:
+    """Stop the sink `after` seconds into the run (not after the start of a process that may be slow to
+    start on a busy machine), for `seconds`."""
     def stall():
-        time.sleep(after)
+        started = wait_for_run_start(results)
+        time.sleep(max(0.0, started + after - time.time()))
         os.kill(pid, signal.SIGSTOP)
         time.sleep(seconds)
         os.kill(pid, signal.SIGCONT)
@@ -105,7 +108,7 @@ def test_a_two_second_stall_shows_in_corrected_latency_and_the_closed_model_hide
             pid = _sink_pid(url)
             results = tmp_path / model
             result = run_locust(url, results, 15, "-u", "10", *extra, locustfile=locustfile,
-                                during=lambda pid=pid: _stall(pid, 6.0, 2.0).join())
+                                during=lambda pid=pid, results=results: _stall(pid, results, 6.0, 2.0).join())
             read_stats()
         assert result.returncode == 0, result.stderr[-3000:]
         intervals = read_intervals(only_folder(results))
@@ -155,7 +158,8 @@ def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
     with loadkit_sink(tmp_path, "--delay", "data:2ms") as (url, read_stats):
         options = ["-u", "20", "-r", "20", "-t", "20s", "--rate", str(rate), "--results", str(results)]
         with master_and_workers(str(LOCUSTFILES / "smtp.py"), url, options) as (master, workers):
-            time.sleep(8)
+            started = wait_for_run_start(results)
+            time.sleep(max(0.0, started + 8 - time.time()))  # 8 s into the run, however slow the start
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
             _out, err = master.communicate(timeout=90)
