@@ -33,6 +33,7 @@ def demo_run(tmp_path_factory):
     return result, out / report.split("/")[-2]
 
 
+@pytest.mark.slow
 def test_demo_writes_results_and_report(demo_run):
     _result, folder = demo_run
     assert (folder / "report.html").is_file()
@@ -44,6 +45,7 @@ def test_demo_writes_results_and_report(demo_run):
     assert html.count('<figure class="chart"') >= 2  # throughput and latency charts
 
 
+@pytest.mark.slow
 def test_demo_folder_has_the_metrics_files(demo_run):
     """The same results folder as the locust command, its histograms counted against the demo's sink."""
     result, folder = demo_run
@@ -90,6 +92,7 @@ def test_demo_refuses_bad_values_in_one_line(tmp_path, args, expected):
     assert not (tmp_path / "reports").exists()  # refused before any results folder
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
     """SIGINT mid-load: the demo stops the load, still writes run.json (interrupted) and the report,
     Locust's count equals the sink's, no traceback, exit 130."""
@@ -117,6 +120,7 @@ def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
     assert f"the sink received {run['sink']['messages']} (interrupted)" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_distributed_demo_keeps_the_masters_results(tmp_path):
     """SIGINT to `loadkit demo --workers 1`: the master is asked to stop (SIGTERM), still writes
     the results folder, and the demo adds the sink's counters, marks it interrupted, exits 130."""

@@ -19,7 +19,7 @@ import pytest
 
 from tests.integration.peers import PostfixSink, locust_and_merged_counts, run_master_and_workers
 
-pytestmark = pytest.mark.peer("smtp-sink")
+pytestmark = [pytest.mark.peer("smtp-sink"), pytest.mark.slow]
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 DATA_DELAY = 1  # seconds smtp-sink waits before it answers DATA

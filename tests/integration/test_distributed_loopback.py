@@ -23,6 +23,8 @@ from loadkit.hdr import decode, merge_into, nearest_rank, new_histogram, percent
 from tests.integration.peers import loadkit_sink, locust_and_merged_counts, master_and_workers
 from tests.integration.test_distributed_separate_hosts import check_trace_sources
 
+pytestmark = pytest.mark.slow
+
 LOCUSTFILE = str(Path(__file__).resolve().parent / "raw_samples_locustfile.py")
 
 

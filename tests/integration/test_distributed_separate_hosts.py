@@ -33,7 +33,7 @@ import pytest
 from tests.conftest import cannot_run
 from tests.integration.peers import loadkit_sink, locust_and_merged_counts, master_and_workers
 
-pytestmark = pytest.mark.peer("ip")
+pytestmark = [pytest.mark.peer("ip"), pytest.mark.slow]
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 

@@ -16,7 +16,11 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 RUN_SECONDS = 9

@@ -25,7 +25,7 @@ from loadkit.messages import MessageFactory
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_instance_postfix import postfix_peer  # noqa: F401  (fixture)
 
-pytestmark = [pytest.mark.peer("postfix"), pytest.mark.peer("amavisd")]
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.peer("amavisd"), pytest.mark.slow]
 
 PROFILE = "size=mix:realistic mime=attachments:0.2,html:0.3 recipients=1:80,2:20 domains=example.com:60,example.net:40"
 DOMAIN = "signer.test"

@@ -17,7 +17,7 @@ from tests.integration.test_dkim_amavis import PROFILE, delivered_summary, send_
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_instance_postfix import postfix_peer  # noqa: F401  (fixture)
 
-pytestmark = pytest.mark.peer("postfix")
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.slow]
 
 DOMAIN = "relay.test"
 PROGRAMS = {"amavis": "amavisd", "opendkim": "opendkim"}

@@ -16,6 +16,8 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
 from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
 from tests.integration.test_metrics_locust_headless import (
@@ -23,6 +25,8 @@ from tests.integration.test_metrics_locust_headless import (
     only_folder,
     read_intervals,
 )
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 PACED = str(Path(__file__).with_name("paced_smtp_locustfile.py"))

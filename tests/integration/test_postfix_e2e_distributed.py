@@ -43,6 +43,7 @@ def test_a_server_without_noop_clock_is_a_clear_error():
         sink.stop()
 
 
+@pytest.mark.slow
 @pytest.mark.peer("postfix")
 def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
     results = instance_root / "results"

@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import loadkit_sink
+
+pytestmark = pytest.mark.slow
 
 SMTPLIB_LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "smtplib_locustfile.py"
 FRESH_CLOCK = Path(__file__).with_name("fresh_clock_locustfile.py")  # -t 3s counted from the start, not before it

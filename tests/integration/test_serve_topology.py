@@ -41,7 +41,7 @@ from tests.integration.test_distributed_separate_hosts import (
     _require_namespaces,
 )
 
-pytestmark = [pytest.mark.peer("ip"), pytest.mark.peer("kubectl")]
+pytestmark = [pytest.mark.peer("ip"), pytest.mark.peer("kubectl"), pytest.mark.slow]
 
 try:
     import yaml

@@ -50,6 +50,7 @@ def baseline_rss(tmp_path_factory):
     return peak
 
 
+@pytest.mark.slow
 def test_a_large_message_is_built_once_and_delivered(tmp_path, baseline_rss):
     with loadkit_sink(tmp_path, "--size", "0") as (url, read_stats):
         status, peak, out, err = source_with_peak_memory("-m", "2", "-l", str(LARGE), url.removeprefix("smtp://"))
@@ -61,6 +62,7 @@ def test_a_large_message_is_built_once_and_delivered(tmp_path, baseline_rss):
     assert extra < MOST_COPIES * LARGE, f"{extra >> 20} MiB above a 5 KiB run for a {LARGE >> 20} MiB message"
 
 
+@pytest.mark.slow
 def test_over_the_servers_size_limit_is_labelled_so_without_building_copies(tmp_path, baseline_rss):
     with loadkit_sink(tmp_path, "--size", "10000000") as (url, read_stats):
         status, peak, out, err = source_with_peak_memory("-m", "1", "-l", str(LARGE), url.removeprefix("smtp://"))
