@@ -246,10 +246,9 @@ def run_master_and_workers(
 ) -> subprocess.CompletedProcess:
     """Run a master and its workers to the end; returns the master's exit status and output."""
     with master_and_workers(locustfile, host, master_options, workers, environment,
-                            master_status=master_status) as (master, worker_processes):
+                            master_status=master_status) as (master, _workers):
         out, err = master.communicate(timeout=timeout)
-        for worker in worker_processes:
-            worker.wait(30)
+        # the workers' exits are awaited after the block (`watching`), which shows the output of one still running
     return subprocess.CompletedProcess(master.args, master.returncode, out, err)
 
 
