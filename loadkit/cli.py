@@ -49,7 +49,11 @@ def build_parser(argv: list[str]) -> tuple[argparse.ArgumentParser, str | None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser, wanted = build_parser(argv)
+    try:
+        parser, wanted = build_parser(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command's module (Locust, for some) is still importing
+        print("loadkit: interrupted while starting", file=sys.stderr)
+        return 130
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

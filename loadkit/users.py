@@ -370,6 +370,7 @@ def _check_hosts_at_startup(environment, **_kwargs):
     if problem:
         print(f"loadkit: {problem}", file=sys.stderr)
         sys.exit(2)
+    gevent.get_hub().loop.update_now()  # building the messages took a while: see loadkit.plugin._refresh_loop_clock
 
 
 @events.test_start.add_listener

@@ -108,7 +108,7 @@ def refused_port(host: str = "127.0.0.1"):
         yield sock.getsockname()[1]
 
 
-def _socket_inodes(pid: int) -> set[str]:
+def socket_inodes(pid: int) -> set[str]:
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         try:
@@ -121,7 +121,7 @@ def _socket_inodes(pid: int) -> set[str]:
 
 
 def _listening_ports(pid: int) -> set[int]:
-    inodes = _socket_inodes(pid)
+    inodes = socket_inodes(pid)
     ports = set()
     for table in ("tcp", "tcp6"):
         try:

@@ -25,6 +25,8 @@ from tests.conftest import find_peer, listening_port
 
 _COUNTERS = re.compile(r"sess=(\d+) quit=(\d+) mesg=(\d+)")
 OUTPUT_SHOWN = 3000  # characters of a failed process's output in the failure message
+# Only a guard against a worker that never comes: on a busy machine a worker took over 30 s to start.
+WORKERS_MAX_WAIT = 120
 
 
 class WatchedProcess(subprocess.Popen):
@@ -221,7 +223,7 @@ def master_and_workers(
     master = WatchedProcess(
         "locust --master",
         [sys.executable, "-m", "locust", "-f", locustfile, "-H", host, "--headless", "--master",
-         "--expect-workers", str(len(prefixes)), "--expect-workers-max-wait", "30",
+         "--expect-workers", str(len(prefixes)), "--expect-workers-max-wait", str(WORKERS_MAX_WAIT),
          "--master-bind-host", bind, "--master-bind-port", "0", "--only-summary", *master_options],
         expected_status=master_status, env=environment,
     )
@@ -244,11 +246,24 @@ def run_master_and_workers(
 ) -> subprocess.CompletedProcess:
     """Run a master and its workers to the end; returns the master's exit status and output."""
     with master_and_workers(locustfile, host, master_options, workers, environment,
-                            master_status=master_status) as (master, worker_processes):
+                            master_status=master_status) as (master, _workers):
         out, err = master.communicate(timeout=timeout)
-        for worker in worker_processes:
-            worker.wait(30)
+        # the workers' exits are awaited after the block (`watching`), which shows the output of one still running
     return subprocess.CompletedProcess(master.args, master.returncode, out, err)
+
+
+def wait_for_run_start(results: Path, timeout: float = 60.0) -> float:
+    """When the run whose results folder is under `results` started (run_started in its events.jsonl, written
+    as it happens): a test times what it does to the run from there, not from when it started the process."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for events in results.glob("*/events.jsonl"):
+            for line in events.read_text().splitlines():
+                event = json.loads(line)
+                if event["kind"] == "run_started":
+                    return event["time"]
+        time.sleep(0.05)
+    raise TimeoutError(f"no run started under {results} within {timeout}s")
 
 
 def locust_and_merged_counts(folder: Path) -> tuple[int, int]:

@@ -93,6 +93,7 @@ def total_accesses(apache: Apache) -> int:
         return parse_server_status(response.read().decode())["Total Accesses"]
 
 
+@pytest.mark.peer("apache2")
 def test_locust_counts_what_apache_logged_and_mod_status_counted(apache, tmp_path):
     before = total_accesses(apache)
     result = run_locust(LOCUSTFILES / "apache.py", apache.base_url, tmp_path / "results",
@@ -122,6 +123,7 @@ def test_locust_counts_what_apache_logged_and_mod_status_counted(apache, tmp_pat
     assert delta == locust_total
 
 
+@pytest.mark.peer("apache2")
 def test_a_missing_file_is_a_failure_with_status_404(apache, tmp_path):
     locustfile = tmp_path / "missing_file.py"
     locustfile.write_text(
@@ -152,6 +154,7 @@ def test_a_missing_file_is_a_failure_with_status_404(apache, tmp_path):
     assert [c for c in run.reply_codes.columns if c != "elapsed"] == ["404"]
 
 
+@pytest.mark.peer("apache2")
 def test_mail_and_web_users_in_one_run(apache, tmp_path):
     env = {**os.environ, "LOADKIT_WEB_HOST": apache.base_url}
     with loadkit_sink(tmp_path) as (url, read_stats):
@@ -177,6 +180,8 @@ def test_mixed_run_without_a_web_host_is_one_line_error(tmp_path):
     assert "set LOADKIT_WEB_HOST=http://host:port" in result.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.peer("apache2")
+@pytest.mark.peer("ab")
 def test_ab_is_installed_and_counted_by_apache(apache, peer):
     ab = peer("ab")
     result = subprocess.run([ab, "-k", "-c", "2", "-n", "20", apache.base_url + "/10k.bin"],

@@ -12,7 +12,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import loadkit_sink
+
+pytestmark = pytest.mark.slow
 
 KEPT = str(Path(__file__).with_name("kept_connection_locustfile.py"))
 CPU_BOUND = str(Path(__file__).with_name("cpu_bound_locustfile.py"))

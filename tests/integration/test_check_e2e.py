@@ -13,9 +13,13 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from loadkit.instances import Postfix
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import only_folder, postfix_peer, run_e2e  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.slow]
 
 PASSING = ("e2e.lost==0", "e2e.p99<10s", "queue_growth<=5")
 RATE = 50  # messages/s

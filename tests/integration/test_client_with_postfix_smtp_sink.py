@@ -13,6 +13,8 @@ from loadkit.smtp import SmtpClient
 from loadkit.urls import parse_endpoint
 from tests.integration.peers import postfix_sink
 
+pytestmark = pytest.mark.peer("smtp-sink")
+
 SUMMARY = re.compile(r"(\d+) messages \((\d+) delivered, (\d+) failed\), (\d+) recipients")
 
 

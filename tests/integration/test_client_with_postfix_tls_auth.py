@@ -17,6 +17,8 @@ from loadkit.instances._system import wait_until
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_instance_postfix import postfix_peer  # noqa: F401  (fixture)
 
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.peer("dovecot")]
+
 SUMMARY = re.compile(r"(\d+) messages \((\d+) delivered, (\d+) failed\)")
 
 

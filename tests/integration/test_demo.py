@@ -1,4 +1,8 @@
-"""`loadkit demo` as the README runs it, shortened: sink, load, results folder, report."""
+"""`loadkit demo` as the README runs it, shortened: sink, load, results folder, report.
+
+One demo run serves the tests that read its results folder: the report,
+and the same metrics files as the locust command, counted against its sink.
+"""
 
 from __future__ import annotations
 
@@ -9,18 +13,29 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
+from tests.integration.peers import locust_and_merged_counts
 
-def test_demo_writes_results_and_report(tmp_path):
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """(`loadkit demo`'s completed process, its results folder): one run for the module."""
+    out = tmp_path_factory.mktemp("demo")
     result = subprocess.run(
-        [sys.executable, "-m", "loadkit", "demo", "--duration", "3", "--users", "5", "--out", str(tmp_path)],
+        [sys.executable, "-m", "loadkit", "demo", "--duration", "3", "--users", "5", "--out", str(out)],
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     report = re.search(r"report written to (\S+)", result.stdout).group(1)
-    folder = tmp_path / report.split("/")[-2]
+    return result, out / report.split("/")[-2]
+
+
+@pytest.mark.slow
+def test_demo_writes_results_and_report(demo_run):
+    _result, folder = demo_run
     assert (folder / "report.html").is_file()
     run = json.loads((folder / "run.json").read_text())
     with open(folder / "locust_stats.csv", newline="") as handle:
@@ -28,6 +43,20 @@ def test_demo_writes_results_and_report(tmp_path):
     assert int(total["Request Count"]) == run["requests"] == run["sink"]["messages"] > 0
     html = (folder / "report.html").read_text()
     assert html.count('<figure class="chart"') >= 2  # throughput and latency charts
+
+
+@pytest.mark.slow
+def test_demo_folder_has_the_metrics_files(demo_run):
+    """The same results folder as the locust command, its histograms counted against the demo's sink."""
+    result, folder = demo_run
+    assert Path(re.search(r"-> (\S+)", result.stdout).group(1)) == folder
+    assert {"run.json", "metrics.jsonl", "events.jsonl", "errors.csv", "locust_stats.csv",
+            "locust_stats_history.csv"} <= {p.name for p in folder.iterdir()}
+    run = json.loads((folder / "run.json").read_text())
+    locust_count, recorded = locust_and_merged_counts(folder)
+    assert recorded == locust_count == run["requests"] == run["sink"]["messages"] > 0
+    kinds = [json.loads(line)["kind"] for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert kinds == ["run_started", "run_stopped"]
 
 
 def test_demo_refuses_an_unwritable_out(tmp_path):
@@ -63,6 +92,7 @@ def test_demo_refuses_bad_values_in_one_line(tmp_path, args, expected):
     assert not (tmp_path / "reports").exists()  # refused before any results folder
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
     """SIGINT mid-load: the demo stops the load, still writes run.json (interrupted) and the report,
     Locust's count equals the sink's, no traceback, exit 130."""
@@ -90,6 +120,7 @@ def test_ctrl_c_keeps_the_results_and_report_of_what_ran(tmp_path):
     assert f"the sink received {run['sink']['messages']} (interrupted)" in out
 
 
+@pytest.mark.slow
 def test_ctrl_c_of_a_distributed_demo_keeps_the_masters_results(tmp_path):
     """SIGINT to `loadkit demo --workers 1`: the master is asked to stop (SIGTERM), still writes
     the results folder, and the demo adds the sink's counters, marks it interrupted, exits 130."""

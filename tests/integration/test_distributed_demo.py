@@ -8,7 +8,10 @@ import re
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_demo_with_two_workers_writes_merged_results_and_report(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "loadkit", "demo", "--workers", "2", "--duration", "3", "--users", "4",

@@ -15,7 +15,11 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import loadkit_sink, master_and_workers
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "slow_final_report_locustfile.py")
 STOP_TIMEOUT = 1

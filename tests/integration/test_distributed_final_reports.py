@@ -15,7 +15,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import PostfixSink, locust_and_merged_counts, run_master_and_workers
+
+pytestmark = [pytest.mark.peer("smtp-sink"), pytest.mark.slow]
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 DATA_DELAY = 1  # seconds smtp-sink waits before it answers DATA

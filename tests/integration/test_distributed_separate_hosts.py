@@ -1,12 +1,13 @@
-"""Workers as separate hosts: trace tags per worker, and each worker in its own network namespace.
+"""Workers as separate hosts: each worker in its own network namespace, told apart by its trace source.
 
 `locust --master` and two `locust --worker` processes against `loadkit sink`
 (with `--trace-log`, one line per traced message). Each worker stamps its
 own source tag (`<host>-<pid>`) in X-Loadkit-Trace, so the sink tells the
 workers apart: one source per worker process, no duplicates, and the
-messages of each source are exactly that worker's share in run.json.
+messages of each source are exactly that worker's share in run.json (the
+same check on loopback rides on test_distributed_loopback.py's run).
 
-The second test puts each worker in a network namespace of its own, joined
+Each worker is put in a network namespace of its own, joined
 to the root namespace by a veth pair on a private /30, as separate hosts on
 one network would be: the master and the sink listen on the root side of the
 first worker's veth, the second worker reaches them through its own veth
@@ -27,8 +28,12 @@ import socket
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import cannot_run
 from tests.integration.peers import loadkit_sink, locust_and_merged_counts, master_and_workers
+
+pytestmark = [pytest.mark.peer("ip"), pytest.mark.slow]
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 
@@ -51,7 +56,8 @@ def _run(tmp_path, bind: str, worker_prefixes: list[list[str]]):
     return folder, sink, sources, [worker.pid for worker in workers]
 
 
-def _check_exact(folder: Path, sink: dict, sources: collections.Counter, worker_pids: list[int]) -> None:
+def check_trace_sources(folder: Path, sink: dict, sources: collections.Counter, worker_pids: list[int]) -> None:
+    """Every count equal, and one trace source per worker process carrying exactly its share."""
     locust_count, merged = locust_and_merged_counts(folder)
     run = json.loads((folder / "run.json").read_text())
     assert merged == locust_count == sink["messages"] == sum(run["worker_shares"].values()) > 0
@@ -62,11 +68,6 @@ def _check_exact(folder: Path, sink: dict, sources: collections.Counter, worker_
     assert set(sources) == {f"{host}-{pid}" for pid in worker_pids}
     assert sorted(sources.values()) == sorted(run["worker_shares"].values())
     assert sink["trace"]["messages"] == sink["messages"] and sink["trace"]["duplicates"] == 0
-
-
-def test_each_worker_has_its_own_trace_source_on_loopback(tmp_path):
-    folder, sink, sources, pids = _run(tmp_path, "127.0.0.1", [[], []])
-    _check_exact(folder, sink, sources, pids)
 
 
 def _require_namespaces() -> str:
@@ -126,7 +127,7 @@ def test_workers_in_their_own_network_namespaces(tmp_path):
         # Master and sink on the root side of the first veth; both workers reach it.
         bind = f"10.203.{octet}.1"
         folder, sink, sources, pids = _run(tmp_path, bind, [[ip, "netns", "exec", ns] for ns in namespaces])
-        _check_exact(folder, sink, sources, pids)
+        check_trace_sources(folder, sink, sources, pids)
         run = json.loads((folder / "run.json").read_text())
         assert run["target"].startswith(f"smtp://{bind}:")
     finally:

@@ -16,23 +16,15 @@ import signal
 import time
 from pathlib import Path
 
-from tests.integration.peers import loadkit_sink, master_and_workers
+import pytest
+
+from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILE = str(Path(__file__).resolve().parents[2] / "locustfiles" / "smtp.py")
 RUN_SECONDS = 9
 KILL_AFTER = 3.5  # seconds after the run started: each worker has reported at least once (every 3 s)
-
-
-def _wait_for_run_start(results: Path, timeout: float = 40.0) -> float:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for events in results.glob("*/events.jsonl"):
-            for line in events.read_text().splitlines():
-                event = json.loads(line)
-                if event["kind"] == "run_started":
-                    return event["time"]
-        time.sleep(0.05)
-    raise TimeoutError("the master never started the run")
 
 
 def test_killed_worker_is_recorded_fails_the_check_and_keeps_its_numbers(tmp_path):
@@ -40,7 +32,7 @@ def test_killed_worker_is_recorded_fails_the_check_and_keeps_its_numbers(tmp_pat
     with loadkit_sink(tmp_path) as (url, read_stats):
         options = ["-u", "4", "-r", "4", "-t", f"{RUN_SECONDS}s", "--results", str(results), "--check", "no_worker_lost"]
         with master_and_workers(LOCUSTFILE, url, options, master_status=3) as (master, workers):
-            started = _wait_for_run_start(results)
+            started = wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()

@@ -15,8 +15,11 @@ import signal
 import time
 from pathlib import Path
 
-from tests.integration.peers import loadkit_sink, master_and_workers
-from tests.integration.test_distributed_worker_lost import _wait_for_run_start
+import pytest
+
+from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILE = str(Path(__file__).resolve().parent / "worker_id_locustfile.py")
 RUN_SECONDS = 6
@@ -32,7 +35,7 @@ def test_worker_killed_in_the_last_seconds_is_lost_and_fails_the_check(tmp_path)
         worker_environment = {**os.environ, "WORKER_IDS_DIR": str(ids)}
         with master_and_workers(LOCUSTFILE, url, options, worker_environment=worker_environment,
                                 master_status=3) as (master, workers):
-            started = _wait_for_run_start(results)
+            started = wait_for_run_start(results)
             time.sleep(max(0.0, started + KILL_AFTER - time.time()))
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()

@@ -25,6 +25,8 @@ from loadkit.messages import MessageFactory
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_instance_postfix import postfix_peer  # noqa: F401  (fixture)
 
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.peer("amavisd"), pytest.mark.slow]
+
 PROFILE = "size=mix:realistic mime=attachments:0.2,html:0.3 recipients=1:80,2:20 domains=example.com:60,example.net:40"
 DOMAIN = "signer.test"
 DRAIN_TIMEOUT = 120.0  # seconds: a few messages of several MiB go through amavisd twice as slowly as small ones
@@ -59,6 +61,7 @@ def delivered_summary(postfix: Postfix, accepted: AcceptedMessages) -> dict:
     return delivery_summary(accepted, trace_log)
 
 
+@pytest.mark.peer("dovecot")
 def test_submitted_mail_is_signed_inbound_mail_is_not_and_the_sink_verifies_every_message(
         postfix_peer, amavis_peer, peer, instance_root):
     peer("dovecot")

@@ -30,6 +30,9 @@ def opendkim_peer(peer):
     peer("opendkim")
 
 
+@pytest.mark.slow
+@pytest.mark.peer("postfix")
+@pytest.mark.peer("opendkim")
 @pytest.mark.parametrize("socket", ["inet", "unix"])
 def test_the_milter_signs_every_message_and_every_one_verifies_at_the_sink(postfix_peer, opendkim_peer, instance_root,
                                                                           socket):
@@ -48,6 +51,9 @@ def test_the_milter_signs_every_message_and_every_one_verifies_at_the_sink(postf
     assert e2e["dkim"] == sink["dkim"] == {"pass": {DOMAIN: 120}, "fail": {}, "none": 0}
 
 
+@pytest.mark.slow
+@pytest.mark.peer("postfix")
+@pytest.mark.peer("opendkim")
 def test_in_verify_mode_the_milter_says_pass_or_fail_from_its_own_key(postfix_peer, opendkim_peer, instance_root):
     store = instance_root / "maildir"
     with loadkit_sink(instance_root, "--store", str(store)) as (url, read_stats):

@@ -17,11 +17,13 @@ from tests.integration.test_dkim_amavis import PROFILE, delivered_summary, send_
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_instance_postfix import postfix_peer  # noqa: F401  (fixture)
 
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.slow]
+
 DOMAIN = "relay.test"
 PROGRAMS = {"amavis": "amavisd", "opendkim": "opendkim"}
 
 
-@pytest.mark.parametrize("dkim", ["amavis", "opendkim"])
+@pytest.mark.parametrize("dkim", [pytest.param(dkim, marks=pytest.mark.peer(program)) for dkim, program in PROGRAMS.items()])
 def test_only_the_rewritten_messages_fail(postfix_peer, peer, instance_root, dkim):
     peer(PROGRAMS[dkim])
     checks = instance_root / "smtp_header_checks"

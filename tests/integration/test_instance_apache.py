@@ -15,6 +15,8 @@ from loadkit.instances import Apache, parse_server_status
 from loadkit.instances._system import is_alive, listens, wait_until
 from tests.integration.test_instance_cli import instance_root, listening_addresses  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.peer("apache2")
+
 
 @pytest.fixture
 def apache(peer, instance_root):

@@ -109,6 +109,7 @@ def test_status_and_down_of_a_folder_without_an_instance(tmp_path):
     assert down.returncode == 0 and "no instance" in down.stdout
 
 
+@pytest.mark.peer("apache2")
 def test_port_in_use_is_one_line(peer, instance_root):
     peer("apache2")
     with socket.socket() as taken:
@@ -146,12 +147,14 @@ def test_a_file_as_state_folder_is_refused(tmp_path):
     one_line_error(target("apache", "up", "--dir", str(tmp_path / "file")), "is not a folder")
 
 
+@pytest.mark.peer("apache2")
 def test_a_folder_of_another_server_is_refused(peer, instance_root):
     peer("apache2")
     with Apache(instance_root / "web"):
         one_line_error(target("dovecot", "status", "--dir", str(instance_root / "web")), "is the state folder of apache, not dovecot")
 
 
+@pytest.mark.peer("dovecot")
 def test_a_state_folder_the_server_users_cannot_enter_is_refused(peer, tmp_path):
     require_root("dropping to users that the folder's mode shuts out")
     peer("dovecot")
@@ -194,6 +197,7 @@ def test_a_damaged_instance_json_is_one_line_for_status_and_down(tmp_path, conte
     assert "was not running" in down.stdout
 
 
+@pytest.mark.peer("postfix")
 def test_down_stops_a_postfix_whose_instance_json_is_damaged(peer, instance_root):
     """A pid that is not a number: down still finds the master by its pid file, and the sink."""
     peer("postfix")
@@ -214,6 +218,7 @@ def test_down_stops_a_postfix_whose_instance_json_is_damaged(peer, instance_root
         Postfix(state).stop()  # the pid files still lead to what is left
 
 
+@pytest.mark.peer("postfix")
 def test_postfix_under_a_folder_the_postfix_user_cannot_enter_is_refused_up_front(peer):
     peer("postfix")
     require_root("a Postfix instance")

@@ -16,6 +16,8 @@ from loadkit.instances import Dovecot
 from loadkit.instances._system import is_alive, listens
 from tests.integration.test_instance_cli import instance_root, listening_addresses  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.peer("dovecot")
+
 MESSAGES, RECIPIENTS = 30, 3
 
 

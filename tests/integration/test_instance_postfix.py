@@ -42,6 +42,7 @@ def count_in_log(postfix: Postfix, text: str) -> int:
     return postfix.log_path.read_text().count(text)
 
 
+@pytest.mark.peer("postfix")
 def test_relays_every_message_to_the_sink_then_stops_everything(postfix_peer, instance_root):
     postfix = Postfix(instance_root / "postfix", port=0).start()
     try:
@@ -64,6 +65,7 @@ def test_relays_every_message_to_the_sink_then_stops_everything(postfix_peer, in
     assert (stats["messages"], stats["recipients"]) == (200, 200)
 
 
+@pytest.mark.peer("postfix")
 def test_offers_starttls_with_its_own_certificate(postfix_peer, instance_root):
     with Postfix(instance_root / "postfix") as postfix:
         context = ssl.create_default_context(cafile=str(postfix.tls_certificate))
@@ -76,6 +78,8 @@ def test_offers_starttls_with_its_own_certificate(postfix_peer, instance_root):
     assert postfix.sink_stats()["messages"] == 1
 
 
+@pytest.mark.peer("postfix")
+@pytest.mark.peer("dovecot")
 def test_delivers_over_lmtp_to_dovecot(postfix_peer, peer, instance_root):
     peer("dovecot")
     with Dovecot(instance_root / "dovecot") as dovecot, \
@@ -100,6 +104,8 @@ def test_refuses_a_next_hop_off_this_machine(tmp_path, where, message):
         Postfix(tmp_path / "postfix", relay_to=where)
 
 
+@pytest.mark.peer("postfix")
+@pytest.mark.peer("dovecot")
 def test_auth_is_checked_by_dovecot_over_starttls(postfix_peer, peer, instance_root):
     peer("dovecot")
     with Dovecot(instance_root / "dovecot", password="s3cret") as dovecot, \
@@ -121,6 +127,7 @@ def test_auth_is_checked_by_dovecot_over_starttls(postfix_peer, peer, instance_r
     assert postfix.sink_stats()["messages"] == 1
 
 
+@pytest.mark.peer("postfix")
 def test_auth_needs_a_running_dovecot(postfix_peer, instance_root):
     with pytest.raises(InstanceError, match="no Dovecot auth socket at .*: start Dovecot first"):
         Postfix(instance_root / "postfix", sasl_socket=instance_root / "nowhere" / "auth-client").start()

@@ -14,6 +14,8 @@ import pytest
 from tests.integration.peers import postfix_sink
 from tests.integration.test_locust_headless import MESSAGES_PER_CONNECTION, aggregated, assert_connections_reused, run_locust
 
+pytestmark = pytest.mark.peer("smtp-sink")
+
 
 @pytest.mark.parametrize("locustfile, lmtp", [("smtp.py", False), ("lmtp.py", True)], ids=["smtp", "lmtp"])
 def test_locustfile_counts_match_postfix_smtp_sink(tmp_path, locustfile, lmtp):

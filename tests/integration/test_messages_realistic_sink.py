@@ -19,6 +19,8 @@ from collections import Counter
 from email import policy
 from email.parser import BytesParser
 
+import pytest
+
 from loadkit.messages import MessageFactory, needs_smtputf8, parse_trace
 from loadkit.smtp import SmtpClient
 from loadkit.urls import parse_endpoint, parse_url
@@ -93,6 +95,7 @@ def split_envelope(stored: bytes) -> tuple[list[bytes], bytes]:
     return lines, stored[at:]
 
 
+@pytest.mark.peer("smtp-sink")
 def test_postfix_smtp_sink_accepts_every_kind():
     factory = MessageFactory(seed=8, run_id="real", source_tag="postfix", profile=(
         "size=lognormal:8k:1.0 mime=attachments:0.25,html:0.25,utf8:0.25 recipients=1:3,3:1 domains=a.test:1,*:1"))

@@ -16,8 +16,12 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 from tests.integration.test_metrics_locust_headless import only_folder
 from tests.unit.test_report import read_tables
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILE = Path(__file__).with_name("cpu_burning_locustfile.py")
 BURN_FOR = 20  # seconds at most, whatever happens to the test

@@ -1,6 +1,7 @@
 """`locust -f locustfiles/smtp.py --headless --results DIR`: the results folder, counted against real servers.
 
-Against `loadkit sink`, the histograms' totals must equal Locust's CSV and
+Against `loadkit sink` (test_locust_headless.py, which shares its run with
+Locust's own CSV check) the histograms' totals must equal Locust's CSV and
 the sink's own message count; against Postfix's smtp-sink rejecting every
 RCPT, errors.csv must hold the server's reply, counted exactly.
 """
@@ -13,7 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.integration.peers import loadkit_sink, postfix_sink
+import pytest
+
+from tests.integration.peers import postfix_sink
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 PHASES = {"connect", "banner", "helo", "envelope", "end-of-data", "quit"}  # the sink offers PIPELINING
@@ -52,38 +55,7 @@ def locust_aggregated(folder: Path) -> dict:
         return next(row for row in csv.DictReader(handle) if row["Name"] == "Aggregated")
 
 
-def test_results_folder_counts_match_locust_and_the_sink(tmp_path):
-    with loadkit_sink(tmp_path) as (url, read_stats):
-        result = run_locust(url, tmp_path / "results", "--check", "p99<10s", "--check", "phase.envelope:p99<10s",
-                            "--check", "fail_ratio==0", "--check", "no_worker_lost")
-        sink = read_stats()
-    assert result.returncode == 0, result.stderr[-2000:]
-    folder = only_folder(tmp_path / "results")
-    assert folder.name.endswith("-smtp")
-    assert FOLDER_FILES | {"verdicts.json", "junit.xml"} <= {p.name for p in folder.iterdir()}
-
-    intervals = read_intervals(folder)
-    requests = totals(intervals, "request")
-    phases = totals(intervals, "phase")
-    locust_count = int(locust_aggregated(folder)["Request Count"])
-    assert requests == {"send": [sink["messages"], 0]}
-    assert locust_count == sink["messages"] > 0
-    assert set(phases) == PHASES
-    assert phases["envelope"] == phases["end-of-data"] == [sink["messages"], 0]
-    assert phases["connect"][0] == sink["sessions"]  # one connect time per connection the sink saw
-    assert [i["start"] for i in intervals] == sorted(i["start"] for i in intervals)
-    assert max(i["users"] for i in intervals) == 5
-
-    run = json.loads((folder / "run.json").read_text())
-    assert run["requests"] == run["recorded_requests"] == sink["messages"]
-    assert run["user_classes"] == ["MailSender"] and run["target"] == url
-    assert run["stopped_at"] > run["started_at"]
-    events = [json.loads(line)["kind"] for line in (folder / "events.jsonl").read_text().splitlines()]
-    assert events[0] == "run_started" and events[-1] == "run_stopped" and "count_mismatch" not in events
-    assert json.loads((folder / "verdicts.json").read_text())["passed"] is True
-    assert "4 of 4 passed" in result.stdout
-
-
+@pytest.mark.peer("smtp-sink")
 def test_rejected_mail_in_errors_csv_and_a_failed_threshold_exits_3(tmp_path):
     """Postfix's smtp-sink -f RCPT rejects every recipient; the checks come from [tool.locust]."""
     (tmp_path / "pyproject.toml").write_text(

@@ -16,13 +16,17 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+
 from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
-from tests.integration.peers import loadkit_sink, master_and_workers
+from tests.integration.peers import loadkit_sink, master_and_workers, wait_for_run_start
 from tests.integration.test_metrics_locust_headless import (
     locust_aggregated,
     only_folder,
     read_intervals,
 )
+
+pytestmark = pytest.mark.slow
 
 LOCUSTFILES = Path(__file__).resolve().parents[2] / "locustfiles"
 PACED = str(Path(__file__).with_name("paced_smtp_locustfile.py"))
@@ -78,9 +82,12 @@ def test_rate_is_held_within_two_percent(tmp_path):
         assert sum(per_second(intervals, "phase", name)) == requests
 
 
-def _stall(pid: int, after: float, seconds: float) -> threading.Thread:
+def _stall(pid: int, results: Path, after: float, seconds: float) -> threading.Thread:
+    """Stop the sink `after` seconds into the run (not after the start of a process that may be slow to
+    start on a busy machine), for `seconds`."""
     def stall():
-        time.sleep(after)
+        started = wait_for_run_start(results)
+        time.sleep(max(0.0, started + after - time.time()))
         os.kill(pid, signal.SIGSTOP)
         time.sleep(seconds)
         os.kill(pid, signal.SIGCONT)
@@ -105,7 +112,7 @@ def test_a_two_second_stall_shows_in_corrected_latency_and_the_closed_model_hide
             pid = _sink_pid(url)
             results = tmp_path / model
             result = run_locust(url, results, 15, "-u", "10", *extra, locustfile=locustfile,
-                                during=lambda pid=pid: _stall(pid, 6.0, 2.0).join())
+                                during=lambda pid=pid, results=results: _stall(pid, results, 6.0, 2.0).join())
             read_stats()
         assert result.returncode == 0, result.stderr[-3000:]
         intervals = read_intervals(only_folder(results))
@@ -155,30 +162,38 @@ def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
     with loadkit_sink(tmp_path, "--delay", "data:2ms") as (url, read_stats):
         options = ["-u", "20", "-r", "20", "-t", "20s", "--rate", str(rate), "--results", str(results)]
         with master_and_workers(str(LOCUSTFILES / "smtp.py"), url, options) as (master, workers):
-            time.sleep(8)
+            started = wait_for_run_start(results)
+            time.sleep(max(0.0, started + 8 - time.time()))  # 8 s into the run, however slow the start
             workers[0].send_signal(signal.SIGKILL)
             killed_at = time.time()
-            _out, err = master.communicate(timeout=90)
-            workers[1].wait(30)
+            _out, err = master.communicate(timeout=90)  # the survivor's exit is checked after the block
         read_stats()
     assert master.returncode == 0, err[-3000:]
     folder = only_folder(results)
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
-    resplit = [e for e in events if e["kind"] == "open_model_resplit"]
+    resplits = [e for e in events if e["kind"] == "open_model_resplit"]
+    # On a busy machine Locust can miss a live worker's heartbeats and mark it missing until the next one:
+    # the rate goes to one worker and back to two. Only the kill leaves one for good, and only once.
+    before_kill = [e["detail"].split(" worker")[0] for e in resplits if e["time"] <= killed_at]
+    assert before_kill == ["rate split among 1", "rate split among 2"] * (len(before_kill) // 2), events
+    resplit = [e for e in resplits if e["time"] > killed_at]
     assert len(resplit) == 1 and "1 worker" in resplit[0]["detail"], events
-    assert killed_at < resplit[0]["time"] < killed_at + 10
+    assert resplit[0]["time"] < killed_at + 10
     assert any(e["kind"] == "worker_lost" for e in events)
     run = json.loads((folder / "run.json").read_text())
     intervals = read_intervals(folder)
-    # before the kill both sent; each about half (the shares count the whole run, so the survivor has more)
-    survivor_after = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
+    # before the kill both offered; each about half (the shares count the whole run, so the survivor has more).
+    # Offered, not sent: the schedule each worker took is what the split decides; what a busy machine
+    # manages to send of it is a count (queued, none dropped), not a rate.
+    survivor_after = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "offered")
                       for i in intervals if i["start"] >= resplit[0]["time"] + 2 and i["end"] <= run["stopped_at"] - 1]
     # the whole rate on the survivor: its mean per second within 10%, no second far off (a busy machine
-    # can move a few sends across a second's edge, which the next second gives back)
+    # can move a few arrivals across a second's edge, which the next second gives back)
     assert survivor_after and abs(sum(survivor_after) / len(survivor_after) - rate) <= 0.1 * rate, survivor_after
     assert all(abs(count - rate) <= 0.25 * rate for count in survivor_after), survivor_after
-    before = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "sent")
+    before = [sum(s["ok"] for s in i["series"] if s["kind"] == "open" and s["name"] == "offered")
               for i in intervals if run["started_at"] + 3 <= i["start"] and i["end"] <= killed_at - 1]
     assert before and abs(sum(before) / len(before) - rate) <= 0.1 * rate, before
     assert all(abs(count - rate) <= 0.25 * rate for count in before), before
+    assert 0 < run["open_model"]["sent"] <= run["open_model"]["offered"] and run["open_model"]["dropped"] == 0
     assert len(run["worker_shares"]) == 2

@@ -22,6 +22,8 @@ from tests.conftest import require_root
 from tests.integration.peers import loadkit_sink
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
+pytestmark = [pytest.mark.peer("postfix"), pytest.mark.slow]
+
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "postfix_e2e.py"
 SENDER = "loadkit@loadkit.test"
 

@@ -21,14 +21,19 @@ from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_wo
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
 
+# The sink reads its clock between our send and our receive, so on one host (true offset 0) the
+# measured offset is off by at most half the round trip it was measured with, however busy the machine.
+ROUNDING_MS = 0.002  # the sink says its clock, and e2e.json keeps offsets and round trips, rounded to the microsecond
 
-def test_noop_clock_of_a_real_sink_on_this_host_is_within_5_ms(tmp_path):
+
+def test_noop_clock_of_a_real_sink_on_this_host_is_within_half_its_round_trip(tmp_path):
     with loadkit_sink(tmp_path) as (url, _read_stats):
         clock = measure_sink_clock_offset(*parse_url(url).address, samples=5)
-    assert clock.samples == 5 and 0 < clock.round_trip_ms < 50
-    assert abs(clock.offset_ms) < 5
+    assert clock.samples == 5 and clock.round_trip_ms > 0
+    assert abs(clock.offset_ms) <= clock.round_trip_ms / 2 + ROUNDING_MS, clock
 
 
+@pytest.mark.peer("smtp-sink")
 def test_a_server_without_noop_clock_is_a_clear_error():
     sink = PostfixSink()  # Postfix's smtp-sink: a plain 250 to any NOOP
     try:
@@ -38,6 +43,8 @@ def test_a_server_without_noop_clock_is_a_clear_error():
         sink.stop()
 
 
+@pytest.mark.slow
+@pytest.mark.peer("postfix")
 def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
     results = instance_root / "results"
     with Postfix(instance_root / "postfix") as postfix:
@@ -65,8 +72,12 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
     rows = trace_lines(postfix.sink.trace_log_path, set(e2e["run_ids"]))
     sources = {source for _, source, *_ in rows}
     assert len(sources) == 2 and len(rows) == e2e["delivered"]
-    assert set(e2e["clock_offsets_ms"]) == sources and "clock_offsets_unmeasured" not in e2e
-    assert all(abs(offset) < 5 for offset in e2e["clock_offsets_ms"].values())
+    assert set(e2e["clock_offsets_ms"]) == sources and "clock_offsets_unmeasured" not in e2e, \
+        e2e.get("clock_offsets_unmeasured")
+    round_trips = e2e["clock_round_trips_ms"]
+    assert set(round_trips) == sources
+    assert all(abs(offset) <= round_trips[source] / 2 + ROUNDING_MS
+               for source, offset in e2e["clock_offsets_ms"].items()), (e2e["clock_offsets_ms"], round_trips)
     assert e2e["clock_offset_method"].startswith("NTP-style")
     assert decode(e2e["latency_histogram"]).total_count == e2e["delivered"]
 

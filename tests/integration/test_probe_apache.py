@@ -19,6 +19,8 @@ from loadkit.instances import Apache
 from tests.conftest import refused_port
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 
+pytestmark = pytest.mark.peer("apache2")
+
 LOCUSTFILE = Path(__file__).resolve().parents[2] / "locustfiles" / "apache.py"
 
 

@@ -24,6 +24,8 @@ import pytest
 from loadkit.report import build_report
 from tests.unit.test_report_metrics import SCRIPT_REPLY, make_results
 
+pytestmark = pytest.mark.peer("chromium")
+
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -13,9 +13,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.integration.peers import loadkit_sink
 
+pytestmark = pytest.mark.slow
+
 SMTPLIB_LOCUSTFILE = Path(__file__).resolve().parents[2] / "bench" / "smtplib_locustfile.py"
+FRESH_CLOCK = Path(__file__).with_name("fresh_clock_locustfile.py")  # -t 3s counted from the start, not before it
 
 
 def report_of(target: Path, output: Path) -> str:
@@ -33,7 +38,7 @@ def test_report_of_a_plain_locust_smtplib_run(tmp_path):
     environment = dict(os.environ, BENCH_MESSAGES="1000000000", BENCH_REUSE="1", BENCH_LENGTH="1000")
     with loadkit_sink(tmp_path) as (url, read_stats):
         run = subprocess.run(
-            [sys.executable, "-m", "locust", "-f", str(SMTPLIB_LOCUSTFILE), "-H", url, "--headless",
+            [sys.executable, "-m", "locust", "-f", f"{SMTPLIB_LOCUSTFILE},{FRESH_CLOCK}", "-H", url, "--headless",
              "-u", "5", "-r", "5", "-t", "3s", "--stop-timeout", "10", "--only-summary", "--csv", str(tmp_path / "plain"),
              "--json-file", str(tmp_path / "plain")],
             capture_output=True, text=True, timeout=120, env=environment, cwd=tmp_path,

@@ -41,6 +41,8 @@ from tests.integration.test_distributed_separate_hosts import (
     _require_namespaces,
 )
 
+pytestmark = [pytest.mark.peer("ip"), pytest.mark.peer("kubectl"), pytest.mark.slow]
+
 try:
     import yaml
 except ImportError:

@@ -137,6 +137,7 @@ def test_loadkit_source_sees_the_injected_delay_and_little_more(fault, pipelinin
     assert p99 <= injected + 2 * base_p99 + lateness.quantile(0.99) + DELAYED_ACK / 2, shown
 
 
+@pytest.mark.peer("smtp-source")
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_smtp_source_sees_the_injected_delay_and_little_more(peer, fault, tmp_path):
     smtp_source = peer("smtp-source")

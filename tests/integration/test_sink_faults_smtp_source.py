@@ -18,6 +18,8 @@ import pytest
 
 from tests.integration.test_sink_cli import sink_process
 
+pytestmark = pytest.mark.peer("smtp-source")
+
 MESSAGES, SESSIONS, LENGTH = 200, 5, 500
 
 

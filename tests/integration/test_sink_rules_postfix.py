@@ -65,6 +65,8 @@ def stored_messages(store: Path) -> list[bytes]:
     return [path.read_bytes() for path in sorted((store / "new").iterdir())]
 
 
+@pytest.mark.slow
+@pytest.mark.peer("postfix")
 def test_postfix_defers_bounces_and_retries_as_the_rules_say(postfix_peer, instance_root):
     rules_path = instance_root / "rules.txt"
     rules_path.write_text(RULES)

@@ -28,6 +28,8 @@ import pytest
 
 from tests.integration.test_sink_cli import sink_process
 
+pytestmark = pytest.mark.peer("smtp-source")
+
 SENDER, RECIPIENT = "sender@example.com", "rcpt@example.com"
 MAIL_DATE_LENGTH = 37  # "Ddd, dd Mmm YYYY HH:MM:SS +0000 (UTC)"
 MESSAGES, SESSIONS, LENGTH = 500, 20, 5120

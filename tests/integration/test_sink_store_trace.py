@@ -8,6 +8,8 @@ import smtplib
 import subprocess
 import time
 
+import pytest
+
 from loadkit.hdr import decode
 from loadkit.messages import MessageFactory
 from loadkit.sink import SinkServer
@@ -16,6 +18,7 @@ from tests.integration.test_sink_cli import sink_process
 MAILDIR_NAME = re.compile(r"[0-9]+\.M[0-9]{6}P[0-9]+Q[0-9]+\.[A-Za-z0-9._-]+\Z")
 
 
+@pytest.mark.peer("smtp-source")
 def test_store_keeps_messages_as_maildir_files_up_to_store_max(peer, tmp_path):
     store = tmp_path / "maildir"
     options = ["--store", str(store), "--store-max", "30", "127.0.0.1:0"]

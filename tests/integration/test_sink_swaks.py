@@ -13,6 +13,8 @@ import pytest
 
 from loadkit.sink import SinkServer
 
+pytestmark = pytest.mark.peer("swaks")
+
 DATA = r"Subject: t\n\n.dot line\nbody"
 DELIVERED = b"Subject: t\r\n\r\n.dot line\r\nbody\r\n"
 RECIPIENTS = ["a@example.com", "b@example.com", "c@example.com"]

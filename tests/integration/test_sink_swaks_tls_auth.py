@@ -15,6 +15,8 @@ import pytest
 from loadkit.sink import FaultPlan, SinkServer
 from tests.conftest import swaks_with
 
+pytestmark = pytest.mark.peer("swaks")
+
 RECIPIENTS = ["a@example.com", "b@example.com"]
 
 

@@ -29,6 +29,7 @@ def rejecting_smtp_sink():
         yield sink.url
 
 
+@pytest.mark.peer("smtp-sink")
 def test_aborts_on_the_first_failure(rejecting_smtp_sink):
     result = source("-s", "2", "-m", "50", rejecting_smtp_sink)
     assert result.returncode == 1
@@ -38,6 +39,7 @@ def test_aborts_on_the_first_failure(rejecting_smtp_sink):
     assert result.stderr.strip().count("\n") == 0 and "error:" in result.stderr
 
 
+@pytest.mark.peer("smtp-sink")
 def test_keeps_going_with_A_and_groups_failures_by_code_and_phase(rejecting_smtp_sink):
     result = source("-A", "-s", "3", "-m", "60", "-d", rejecting_smtp_sink)
     assert result.returncode == 1  # failures still make the exit non-zero

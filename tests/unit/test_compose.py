@@ -90,6 +90,7 @@ def _parse_locust(commands: dict[str, list[str]], tmp_path) -> dict:
     return parsed
 
 
+@pytest.mark.peer("docker-compose")
 def test_compose_file_is_valid_and_names_every_service(services):
     assert set(services) == SERVICES
     assert services["headless"]["profiles"] == ["headless"]
@@ -105,6 +106,7 @@ def _volumes(service: dict) -> list[str]:
     return [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service.get("volumes", ())]
 
 
+@pytest.mark.peer("docker-compose")
 def test_build_targets_exist_in_the_dockerfile(services):
     targets = set(re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", (ROOT / "Dockerfile").read_text(), re.M | re.I))
     for name, service in services.items():
@@ -113,6 +115,7 @@ def test_build_targets_exist_in_the_dockerfile(services):
         assert (ROOT / copied).exists(), f"Dockerfile copies {copied}, which is not in the repository"
 
 
+@pytest.mark.peer("docker-compose")
 def test_commands_parse_and_ports_line_up(services, tmp_path):
     argv = {name: _argv(services[name]) for name in ("master", "headless", "worker")}
     assert all(one[0] == "locust" for one in argv.values())
@@ -152,6 +155,7 @@ def test_commands_parse_and_ports_line_up(services, tmp_path):
     assert "25" in services["postfix"]["expose"]
 
 
+@pytest.mark.peer("docker-compose")
 def test_headless_profile_follows_its_variables_and_workers_find_it(tmp_path):
     services = _compose_config(env={"WORKERS": "8", "RUN_TIME": "30s", "LOADKIT_MASTER_HOST": "headless"})
     options = _parse_locust({name: _argv(services[name])[1:] for name in ("headless", "worker")}, tmp_path)

@@ -121,12 +121,14 @@ def validate(objects: list[dict]) -> None:
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
 
+@pytest.mark.peer("kubectl")
 def test_every_rendered_object_passes_the_strict_schema(overlay):
     _, objects = overlay
     assert {o["kind"] for o in objects} == {"Namespace", "ConfigMap", "Job", "Service", "Deployment"}
     validate(objects)
 
 
+@pytest.mark.peer("kubectl")
 def test_a_misspelled_field_fails_the_schema(overlay):
     _, objects = overlay
     job = copy.deepcopy(one(objects, "Job", "loadkit-master"))
@@ -139,6 +141,7 @@ def test_a_misspelled_field_fails_the_schema(overlay):
         validate([worker])
 
 
+@pytest.mark.peer("kubectl")
 def test_the_master_is_a_job_run_once_whose_status_is_the_verdict(overlay):
     _, objects = overlay
     job = one(objects, "Job", "loadkit-master")
@@ -151,6 +154,7 @@ def test_the_master_is_a_job_run_once_whose_status_is_the_verdict(overlay):
     assert script.rstrip().splitlines()[-1] == 'exit "$code"'
 
 
+@pytest.mark.peer("kubectl")
 def test_namespace_labels_and_image(overlay):
     _, objects = overlay
     (namespace,) = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"]
@@ -163,6 +167,7 @@ def test_namespace_labels_and_image(overlay):
         assert {"cpu", "memory"} <= set(resources["requests"]) and {"cpu", "memory"} <= set(resources["limits"])
 
 
+@pytest.mark.peer("kubectl")
 def test_nothing_is_exposed_outside_the_cluster(overlay):
     _, objects = overlay
     for service in (o for o in objects if o["kind"] == "Service"):
@@ -197,6 +202,7 @@ def _locally(argv: list[str], config: Path) -> list[str]:
     return [f"--config={config}" if arg == f"--config={CONFIG_DIR}/locust.conf" else arg for arg in argv]
 
 
+@pytest.mark.peer("kubectl")
 def test_options_parse_and_names_ports_and_counts_line_up(overlay, tmp_path):
     name, objects = overlay
     job, workers = one(objects, "Job", "loadkit-master"), one(objects, "Deployment", "loadkit-worker")
@@ -273,6 +279,7 @@ def test_a_misspelled_option_or_threshold_fails(mistake, says, tmp_path):
     assert says in parsed["master"].get("error", ""), parsed["master"]
 
 
+@pytest.mark.peer("kubectl")
 def test_the_master_serves_its_results_on_8089_for_a_stated_time(overlay):
     name, objects = overlay
     master = container(one(objects, "Job", "loadkit-master"))
@@ -324,6 +331,7 @@ def master_script(tmp_path) -> tuple[dict, dict]:
     return master, env
 
 
+@pytest.mark.peer("kubectl")
 @pytest.mark.parametrize("writes, locust_exit, job_exit", [
     ("1", 0, 0),   # passed: the Job completes
     ("1", 3, 3),   # a threshold failed: the Job fails, after the report is built and served

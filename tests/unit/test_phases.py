@@ -11,9 +11,13 @@ import random
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 from loadkit.phases import PHASE_SUFFIX, PHASES, in_phase_order, is_phase_type, phase_position
 from loadkit.report import load_run
+
+# a plain Locust run: -t counted from its start, not from before it (see that file)
+FRESH_CLOCK = Path(__file__).resolve().parents[1] / "integration" / "fresh_clock_locustfile.py"
 
 
 def test_the_order_is_the_protocol_order():
@@ -60,7 +64,7 @@ LOCUSTFILE = textwrap.dedent(
 
 def test_phase_stats_rows_of_a_locust_run_are_reported_in_protocol_order(tmp_path):
     (tmp_path / "locustfile.py").write_text(LOCUSTFILE.format(phases=PHASES))
-    command = [sys.executable, "-m", "locust", "-f", "locustfile.py", "--headless", "-u", "1", "-r", "1", "-t", "2s",
+    command = [sys.executable, "-m", "locust", "-f", f"locustfile.py,{FRESH_CLOCK}", "--headless", "-u", "1", "-r", "1", "-t", "2s",
                "--csv", "results/locust", "--json-file", "results/stats", "--only-summary"]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr[-2000:]

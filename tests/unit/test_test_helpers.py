@@ -109,6 +109,7 @@ echo '*** TLS not available: requires Net::SSLeay' >&2
 """
 
 
+@pytest.mark.peer("swaks")
 def test_swaks_with_asks_swaks_and_names_the_package_it_lacks(tmp_path, monkeypatch):
     fake = tmp_path / "swaks"
     fake.write_text(FAKE_SWAKS)
