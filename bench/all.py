@@ -1,6 +1,6 @@
-"""Every client-side speed goal in one run: SMTP, LMTP, STARTTLS and HTTP.
+"""Every speed goal in one run: SMTP, LMTP, STARTTLS, HTTP, the master and soak reports.
 
-    python bench/all.py [--quick] [--runs N] [--json PATH] [--strict]
+    python bench/all.py [--quick] [--runs N] [--soak] [--json PATH] [--strict]
 
 It runs the two benchmarks behind the goals, then states each goal's ratio:
 
@@ -17,6 +17,15 @@ It runs the two benchmarks behind the goals, then states each goal's ratio:
    against a plain FastHttpUser, against the same loopback Apache
    (bench/apache_bench.py, keep-alive), in requests/s and per client CPU
    second;                                                  goal >= 0.95x
+5. the master's CPU per worker report, replayed from 8, 100 and 1,000
+   simulated workers (bench/master_bench.py);              goal <= 1 ms
+6. a soak run's report: `loadkit report` of a synthetic results folder
+   (bench/report_bench.py), one hour at 5,000 msgs/s, or with --soak the
+   goal's 24 hours at 10,000 msgs/s (1.7 GB, written once into a cache);
+                                                   goal < 30 s CPU, < 1 GiB
+
+Goals 5 and 6 print their budget over the measure as the ratio (>= 1.00x:
+within it).
 
 Runs are interleaved inside each benchmark; CPU per message (user + system of
 the client process, start-up included) is printed beside msgs/s, as it holds
@@ -33,7 +42,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,6 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import apache_bench
 import run as mail_bench
+
+BENCH = Path(__file__).resolve().parent
+MASTER_GOAL_MS = 1.0
 
 MAIL_MODES = "reuse,new,lmtp,tls-reuse,tls-new"
 
@@ -51,6 +65,9 @@ def parse_args(argv):
     parser.add_argument("--runs", type=int, default=3, help="runs of every measurement, medians reported (default 3)")
     parser.add_argument("--http-seconds", type=float, default=5.0, help="HTTP measuring window per run (default 5)")
     parser.add_argument("--skip-http", action="store_true", help="leave out goal 4 (needs apache2)")
+    parser.add_argument("--skip-master", action="store_true", help="leave out goal 5")
+    parser.add_argument("--skip-report", action="store_true", help="leave out goal 6")
+    parser.add_argument("--soak", action="store_true", help="goal 6 on the 24-hour folder (slow: minutes, 1.7 GB cached)")
     parser.add_argument("--json", metavar="PATH", help="write every figure there")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a goal is missed")
     args = parser.parse_args(argv)
@@ -68,6 +85,42 @@ def http_arguments(args) -> list[str]:
     argv = ["--clients", "plain,locust", "--modes", "keepalive", "--runs", str(args.runs),
             "--seconds", f"{args.http_seconds:g}"]
     return argv + (["--quick"] if args.quick else [])
+
+
+def child_figures(script: str, arguments: list[str]) -> dict | list:
+    """Run one of the benches in its own process (its memory is its own) and read the figures it writes."""
+    with tempfile.TemporaryDirectory() as folder:
+        figures = Path(folder) / "figures.json"
+        child = subprocess.run([sys.executable, str(BENCH / script), *arguments, "--json", str(figures)], check=False)
+        if not figures.is_file():
+            raise mail_bench.BenchError(f"{script} failed (exit {child.returncode})")
+        return json.loads(figures.read_text())
+
+
+def master_arguments(args) -> list[str]:
+    return ["--seconds", "10"] if args.quick else []
+
+
+def report_arguments(args) -> list[str]:
+    if args.soak:
+        return ["--soak"]
+    return ["--seconds", "600"] if args.quick else []
+
+
+def budget_lines(master: list | None, report: dict | None) -> list[tuple[str, float, float, str]]:
+    """Goals 5 and 6 as (goal, budget / measure, 1.0, detail)."""
+    lines = []
+    for one in master or []:
+        lines.append((f"5 master, {one['workers']:,} workers", MASTER_GOAL_MS / one["ms_per_report"], 1.0,
+                      f"{one['ms_per_report']:.3f} ms CPU per worker report, "
+                      f"{one['reports_per_core_second']:,.0f} reports/s per core"))
+    if report:
+        built, budget = report["report"], report["budget"]
+        ratio = min(budget["cpu_seconds"] / built["cpu"], budget["peak_bytes"] / built["peak"])
+        lines.append((f"6 report of {report['seconds'] / 3600:.3g} h", ratio, 1.0,
+                      f"{built['cpu']:.1f} s CPU, peak {built['peak'] / 2**20:,.0f} MiB, "
+                      f"report.html {report['report_html_bytes'] / 2**20:.2f} MiB"))
+    return lines
 
 
 def goal_lines(mail: dict, http: dict | None) -> list[tuple[str, float | None, float, str]]:
@@ -130,8 +183,19 @@ def main(argv=None) -> int:
         except (apache_bench.BenchError, apache_bench.InstanceError) as error:
             print(f"bench: error: {error}", file=sys.stderr)
             return 2
+    master = report = None
+    try:
+        if not args.skip_master:
+            print("\n== the master (bench/master_bench.py) ==", flush=True)
+            master = child_figures("master_bench.py", master_arguments(args))
+        if not args.skip_report:
+            print("\n== a soak run's report (bench/report_bench.py) ==", flush=True)
+            report = child_figures("report_bench.py", report_arguments(args))
+    except mail_bench.BenchError as error:
+        print(f"bench: error: {error}", file=sys.stderr)
+        return 2
     load_after = os.getloadavg()
-    lines = goal_lines(mail, http)
+    lines = goal_lines(mail, http) + budget_lines(master, report)
     print(f"\n== goals ({os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, "
           f"{load_after[0]:.1f} after; median of {mail_args.runs} run(s)) ==")
     missed = False
@@ -141,7 +205,7 @@ def main(argv=None) -> int:
         print(f"  {name:<32} {ratio:5.2f}x  {'goal ' + format(goal, '.2f') if goal else '':<10} {verdict:<6}  {detail}")
     if args.json:
         report = {"started": started, "cpus": os.cpu_count(), "load_average_before": load_before,
-                  "load_average_after": load_after, "mail": mail, "http": http,
+                  "load_average_after": load_after, "mail": mail, "http": http, "master": master, "report": report,
                   "goals": [{"goal": n, "ratio": r, "least": g, "detail": d} for n, r, g, d in lines]}
         Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
         print(f"\nresults written to {args.json}")

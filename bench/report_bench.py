@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import json
 import math
 import os
 import pstats
@@ -187,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"where long runs are kept (default {DEFAULT_CACHE})")
     parser.add_argument("--skip-check", action="store_true", help="time the report only, not loadkit check")
     parser.add_argument("--profile", metavar="FILE", help="also build the report under cProfile, stats into FILE")
+    parser.add_argument("--json", metavar="PATH", help="write the figures there too")
     args = parser.parse_args(argv)
     if args.soak:
         args.seconds, args.rate = 86_400, 10_000
@@ -221,6 +223,12 @@ def main(argv: list[str] | None = None) -> int:
         within = built["cpu"] < BUDGET_CPU_SECONDS and built["peak"] < BUDGET_BYTES
         print(f"budget: report < {BUDGET_CPU_SECONDS:.0f} s CPU and < {BUDGET_BYTES / 2**30:.0f} GiB: "
               f"{'within' if within else 'OVER'}")  # fmt: skip
+        if args.json:
+            figures = {"seconds": args.seconds, "rate": args.rate, "report": built,
+                       "report_html_bytes": report.stat().st_size,
+                       "check": None if args.skip_check else checked,
+                       "budget": {"cpu_seconds": BUDGET_CPU_SECONDS, "peak_bytes": BUDGET_BYTES}}
+            Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
         if args.profile:
             profile_report(folder, Path(args.profile))
         return 0 if within else 1
