@@ -199,3 +199,22 @@ def test_an_idle_tls_session_times_out_without_clear_text():
             assert time.monotonic() - started < 3.0
             assert all(kind in TLS_RECORD_TYPES for kind in tls_record_types(raw)), raw[:80]
     assert (server.stats.timeouts, server.stats.tls_sessions) == (1, 1)
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    (None, b"250 loadkit-sink\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+    (("PIPELINING",), b"250 loadkit-sink\r\n250 Ok\r\n250 Ok\r\n"),  # no ENHANCEDSTATUSCODES: the dripped one too
+])
+def test_a_dripped_reply_keeps_or_loses_its_enhanced_code_like_the_others(capabilities, expected):
+    keywords = {"capabilities": capabilities} if capabilities else {}
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().drip("rcpt", 1000), **keywords) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+            received = b""
+            while received.count(b"\r\n") < 3:
+                chunk = sock.recv(1000)
+                assert chunk
+                received += chunk
+    assert received == expected
+    assert server.stats.faults == {("drip", "rcpt"): 1}
