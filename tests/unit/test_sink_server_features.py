@@ -9,6 +9,8 @@ import time
 import pytest
 
 from loadkit.sink import FaultPlan, SinkError, SinkServer
+from loadkit.sink import _server as sink_server
+from loadkit.sink._tls import TlsSetupError
 from tests.unit.test_sink_server import connect, read_replies
 
 
@@ -218,3 +220,20 @@ def test_a_dripped_reply_keeps_or_loses_its_enhanced_code_like_the_others(capabi
                 received += chunk
     assert received == expected
     assert server.stats.faults == {("drip", "rcpt"): 1}
+
+
+def test_a_certificate_that_cannot_be_made_at_starttls_is_counted_and_said(monkeypatch):
+    def cannot_make(*args, **keywords):
+        raise TlsSetupError("openssl is missing")
+
+    monkeypatch.setattr(sink_server, "server_context", cannot_make)
+    with SinkServer("127.0.0.1:0") as server:
+        assert server.tls_problem is None  # STARTTLS offered: the certificate is made at the first one
+        for _ in range(2):
+            with connect(server) as sock:
+                read_replies(sock, 1)
+                sock.sendall(b"EHLO c\r\nSTARTTLS\r\n")
+                assert read_replies(sock, 2)[-1] == b"220 2.0.0 Ready to start TLS"
+                assert sock.recv(100) == b""  # no TLS to start: the session ends
+    assert server.tls_problem == "openssl is missing"
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (0, 2)
