@@ -320,6 +320,14 @@ def test_content_said_to_be_ready_goes_out_as_it_is(serve, client_for):
     assert server.sessions[0].exchanges()[-1][0] == message + b".\r\n"
 
 
+def test_content_said_to_be_ready_is_not_stuffed_again(serve, client_for):
+    server = serve()
+    stuffed = b"Subject: ready\r\n\r\n..a line that began with a dot\r\n"
+    client_for(server).send(SENDER, ["a@example.com"], stuffed, as_is=True)
+
+    assert server.sessions[0].exchanges()[-1][0] == stuffed + b".\r\n"
+
+
 @pytest.mark.parametrize("message, stuffed", [
     (b"plain\r\n", b"plain\r\n"),
     (b".lead\r\n", b"..lead\r\n"),
@@ -775,14 +783,14 @@ def test_a_hang_up_is_reported_in_the_phase_of_the_reply_awaited(serve, client_f
     server = serve(on(close_at.encode(), CLOSE))
     with pytest.raises(SMTPDisconnected) as caught:
         client_for(server, pipelining=pipelining).send(SENDER, ["a@example.com"], MESSAGE)
-    assert repr(caught.value) == f"connection closed at {phase.upper()}"
+    assert (caught.value.phase, repr(caught.value)) == (phase, f"connection closed at {phase.upper()}")
 
 
 def test_lmtp_hang_up_after_the_dot_is_at_end_of_data(serve, client_for):
     server = serve(on(b".", CLOSE))
     with pytest.raises(SMTPDisconnected) as caught:
         client_for(server, "lmtp").send(SENDER, ["a@example.com", "b@example.com"], MESSAGE)
-    assert repr(caught.value) == "connection closed at END-OF-DATA"
+    assert (caught.value.phase, repr(caught.value)) == ("end-of-data", "connection closed at END-OF-DATA")
 
 
 def test_a_refused_sender_with_accepted_recipients_and_354_gets_no_content(serve, client_for):
@@ -808,3 +816,41 @@ def test_no_recipients_says_why(serve, client_for):
     with pytest.raises(SMTPProtocolError) as caught:
         client_for(serve()).send(SENDER, [], MESSAGE)
     assert str(caught.value) == "a transaction needs at least one recipient"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_a_200_is_enough_for_the_one_recipient_accepted(serve, client_for, pipelining):
+    refuse = {b"<b@example.com>": b"300 odd\r\n", b"<a@example.com>": b"200 2.1.5 Ok\r\n"}
+    server = serve(lambda line, session: refuse.get(line.partition(b":")[2]) if line.startswith(b"RCPT") else None)
+    delivery = client_for(server, pipelining=pipelining).send(SENDER, ["b@example.com", "a@example.com"], MESSAGE)
+    assert (delivery.delivered, delivery.accepted) == (1, ["a@example.com"])
+    assert server.sessions[0].messages == [MESSAGE]
+
+
+def test_a_3yz_recipient_reply_then_354_is_a_failed_envelope_and_the_client_hangs_up(serve, client_for):
+    server = serve(on(b"RCPT", b"300 odd\r\n"))  # the scripted server counts 3yz as accepted and answers DATA 354
+    client = client_for(server)
+    with pytest.raises(SMTPReplyError) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert (caught.value.code, caught.value.phase) == (300, "rcpt")
+    assert not client.connected
+    assert server.ended_session().received.endswith(b"DATA\r\n")
+
+
+@pytest.mark.parametrize("reply, delivered", [(b"200 2.0.0 Ok\r\n", 1), (b"299 2.0.0 Ok\r\n", 1), (b"300 odd\r\n", 0)])
+def test_the_end_of_data_reply_is_judged_by_its_class(serve, client_for, reply, delivered):
+    server = serve(on(b".", reply))
+    client = client_for(server)
+    if delivered:
+        assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
+    else:
+        with pytest.raises(SMTPReplyError) as caught:
+            client.send(SENDER, ["a@example.com"], MESSAGE)
+        assert (caught.value.code, caught.value.phase) == (300, "end-of-data")
+
+
+def test_lmtp_per_recipient_replies_are_judged_by_their_class(serve, client_for):
+    server = serve(on(b".", b"200 2.0.0 <a> Ok\r\n300 odd\r\n299 2.0.0 <c> Ok\r\n"))
+    delivery = client_for(server, "lmtp").send(SENDER, ["a@example.com", "b@example.com", "c@example.com"], MESSAGE)
+    assert delivery.delivered == 2
+    assert [(e.recipient, e.code, e.phase) for e in delivery.errors] == [("b@example.com", 300, "end-of-data")]
