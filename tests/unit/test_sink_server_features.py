@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -237,3 +238,61 @@ def test_a_certificate_that_cannot_be_made_at_starttls_is_counted_and_said(monke
                 assert sock.recv(100) == b""  # no TLS to start: the session ends
     assert server.tls_problem == "openssl is missing"
     assert (server.stats.tls_sessions, server.stats.tls_failures) == (0, 2)
+
+
+def test_tls_sessions_and_failed_handshakes_add_up():
+    with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
+        for _ in range(2):
+            with socket.create_connection(server.address, timeout=5) as raw:
+                with client_context().wrap_socket(raw) as tls:
+                    tls.sendall(b"QUIT\r\n")
+                    assert read_replies(tls, 2) == [b"220 loadkit-sink ESMTP loadkit", b"221 2.0.0 Bye"]
+            with connect(server) as plain:
+                plain.sendall(b"EHLO this is not a TLS client hello\r\n")
+                try:
+                    while plain.recv(100):
+                        pass
+                except ConnectionResetError:
+                    pass
+        deadline = time.monotonic() + 5
+        while server.stats.tls_failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (2, 2)
+
+
+def test_a_delayed_greeting_then_the_session_goes_on():
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().delay("connect", "50ms").delay("noop", "1ms")) as server:
+        with connect(server) as sock:
+            assert read_replies(sock, 1) == [b"220 loadkit-sink ESMTP loadkit"]
+            sock.sendall(b"NOOP\r\nNOOP\r\nQUIT\r\n")
+            assert read_replies(sock, 3) == [b"250 2.0.0 Ok", b"250 2.0.0 Ok", b"221 2.0.0 Bye"]
+    # each delayed reply is counted once, like the others
+    assert server.stats.replies[b"250 2.0.0 Ok\r\n"] == 2
+    assert server.stats.faults == {("delay", "connect"): 1, ("delay", "noop"): 2}
+
+
+def test_a_temporary_refusal_of_the_greeting_ends_the_session():
+    """RFC 5321 3.1: a 4yz greeting other than 421 also closes; only a 5yz one waits for QUIT."""
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().reject("connect", 450)) as server:
+        with connect(server) as sock:
+            received = b""
+            while chunk := sock.recv(1000):
+                received += chunk
+    assert received == b"450 4.3.0 Error: CONNECT rejected (loadkit sink --reject)\r\n"
+
+
+def test_the_full_loop_waits_for_a_client_that_reads_its_replies_late():
+    """Replies bigger than the socket buffers: the sink waits for room instead of dropping the session."""
+    count = 20_000  # 160 kB of replies against a 4 kB receive buffer and a 16 kB send buffer
+    with SinkServer("127.0.0.1:0", capabilities=("PIPELINING",)) as server:  # no enhanced codes: the full loop
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # small, so the sink's sends fill up
+            sock.settimeout(5)
+            sock.connect(server.address)
+            read_replies(sock, 1)
+            sender = threading.Thread(target=sock.sendall, args=(b"NOOP\r\n" * count,))
+            sender.start()
+            time.sleep(0.2)  # the sink's replies pile up unread meanwhile
+            assert len(read_replies(sock, count)) == count
+            sender.join(5)
+    assert server.stats.replies[b"250 2.0.0 Ok\r\n"] == count
