@@ -396,3 +396,22 @@ def test_mail_auth_parameter_inside_tls_when_auth_is_offered_only_there():
     assert smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n").endswith(b"250 2.1.0 Ok\r\n")
     clear, _ = auth_session(plaintext=False)
     assert clear.feed(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n").endswith(b"555 5.5.4 Unsupported option\r\n")
+
+
+def test_bdat_chunks_adding_up_to_exactly_the_size_limit_are_accepted():
+    """RFC 1870: only a message larger than the limit is refused."""
+    smtp, stats = session(max_size=10)
+    replies = smtp.feed(b"EHLO c\r\n" + MAIL + b"BDAT 6\r\nabcdefBDAT 4 LAST\r\nghij")
+    assert codes(replies)[-2:] == ["250", "250"] and replies.endswith(b"Ok: queued\r\n")
+    assert (stats.messages, stats.bytes) == (1, 10)
+
+
+def test_a_bdat_transaction_leaves_nothing_behind_for_the_next_one():
+    smtp, stats = session()
+    replies = smtp.feed(
+        b"EHLO c\r\n" + MAIL + b"BDAT 3\r\nabcBDAT 2 LAST\r\nde"  # 5 bytes in two chunks
+        + MAIL + b"BDAT 4 LAST\r\nfghi"  # then 4 in one
+        + MAIL + b"DATA\r\nxy\r\n.\r\n"  # then DATA, not "DATA after BDAT"
+    )
+    assert codes(replies)[-11:] == ["250", "250", "250", "250", "250", "250", "250", "250", "250", "354", "250"]
+    assert (stats.messages, stats.bytes) == (3, 5 + 4 + len(b"xy\r\n"))

@@ -191,3 +191,17 @@ def test_a_rejected_last_chunk_gives_back_the_buffer_the_message_held(tmp_path):
     assert budget.used == 4
     assert codes(smtp.feed(b"BDAT 3 LAST\r\nefg")) == ["554"]  # and the last one is refused
     assert budget.used == 0
+
+
+def test_a_stored_message_with_many_stuffed_dots_over_several_reads_is_kept_whole(tmp_path):
+    """Past a few dots the scan counts them in C (the dense path); what it keeps must be the same message."""
+    message = b"Subject: dots\r\n\r\n" + b"".join(b".line %d\r\n" % n for n in range(30))
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    profile = SinkProfile(store=MaildirStore(str(tmp_path)), buffers=BufferBudget())
+    smtp = profile.new_session(SinkStats())
+    wire = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + stuffed + b".\r\n"
+    middle = len(wire) // 2
+    assert smtp.feed(wire[:middle]) != b""
+    assert smtp.feed(wire[middle:]).endswith(b"250 2.0.0 Ok: queued\r\n")
+    stored = [path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(stored) == 1 and stored[0].endswith(message)
