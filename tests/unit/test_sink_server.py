@@ -253,7 +253,7 @@ def test_once_max_messages_is_reached_no_new_session_starts_and_the_last_quit_st
             assert read_replies(sock, 5)[-1] == b"250 2.0.0 Ok: queued"
             # The session stays open: the server waits for its QUIT, but soon takes no one else.
             deadline = time.monotonic() + DRAIN_GRACE / 2
-            probes = 0  # sessions accepted before the drain closed the listener
+            probes = 0  # connections made before the drain closed the listener (some never became sessions)
             while True:
                 try:
                     probe = connect(server)
@@ -271,4 +271,4 @@ def test_once_max_messages_is_reached_no_new_session_starts_and_the_last_quit_st
         assert time.monotonic() - quit_sent < DRAIN_GRACE / 2
     finally:
         server.stop()
-    assert (server.stats.messages, server.stats.sessions) == (1, 1 + probes)
+    assert server.stats.messages == 1 and 1 <= server.stats.sessions <= 1 + probes
