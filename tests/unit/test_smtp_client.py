@@ -854,3 +854,32 @@ def test_lmtp_per_recipient_replies_are_judged_by_their_class(serve, client_for)
     delivery = client_for(server, "lmtp").send(SENDER, ["a@example.com", "b@example.com", "c@example.com"], MESSAGE)
     assert delivery.delivered == 2
     assert [(e.recipient, e.code, e.phase) for e in delivery.errors] == [("b@example.com", 300, "end-of-data")]
+
+
+@pytest.mark.parametrize("ehlo_reply, falls_back", [
+    (b"500 5.5.1 Error: unknown\r\n", True), (b"599 odd\r\n", True), (b"600 odd\r\n", False),
+])
+def test_only_a_5yz_ehlo_reply_falls_back_to_helo(serve, client_for, ehlo_reply, falls_back):
+    server = serve(on(b"EHLO", ehlo_reply))
+    client = client_for(server)
+    if falls_back:
+        assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
+        assert server.sessions[0].verbs()[:2] == [b"EHLO", b"HELO"]
+    else:
+        with pytest.raises(SMTPReplyError) as caught:
+            client.send(SENDER, ["a@example.com"], MESSAGE)
+        assert (caught.value.code, caught.value.phase) == (600, "helo")
+
+
+@pytest.mark.parametrize("helo_reply, error, key", [
+    (b"550 5.7.1 Go away\r\n", SMTPReplyError, "550 5.7.1 at HELO"),
+    (CLOSE, SMTPDisconnected, "connection closed at HELO"),
+])
+def test_a_refused_helo_after_a_refused_ehlo_fails_at_helo(serve, client_for, helo_reply, error, key):
+    server = serve(lambda line, session: b"502 5.5.2 Error\r\n" if line.startswith(b"EHLO") else
+                   helo_reply if line.startswith(b"HELO") else None)
+    client = client_for(server)
+    with pytest.raises(error) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert (caught.value.phase, repr(caught.value)) == ("helo", key)
+    assert not client.connected
