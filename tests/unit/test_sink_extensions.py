@@ -9,6 +9,7 @@ import pytest
 
 from loadkit.sink import Authenticator, SinkProfile, SinkStats
 from loadkit.sink._auth import load_users
+from loadkit.sink._protocol import MAX_LINE
 
 MAIL = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
 
@@ -279,3 +280,138 @@ def test_without_a_tls_context_starttls_is_unknown():
     smtp, _ = session()
     assert b"STARTTLS" not in smtp.feed(b"EHLO c\r\n")
     assert codes(smtp.feed(b"STARTTLS\r\n")) == ["500"]
+
+
+def test_starttls_forgets_authentication_and_lmtp_wants_lhlo_again():
+    """RFC 3207 4.2: after the handshake the session starts over, AUTH and greeting included."""
+    stats = SinkStats()
+    profile = SinkProfile(lmtp=True, tls=True, authenticator=Authenticator(), plaintext_auth=True)
+    lmtp = profile.new_session(stats)
+    assert codes(lmtp.feed(b"LHLO c\r\nAUTH PLAIN " + b64("\0u\0p") + b"\r\nSTARTTLS\r\n"))[-2:] == ["235", "220"]
+    lmtp.tls_started()
+    assert not lmtp.starttls  # a later QUIT closes the connection, it does not start TLS again
+    assert lmtp.feed(b"MAIL FROM:<a@b>\r\n") == b"503 5.5.1 Error: send LHLO first\r\n"
+    assert codes(lmtp.feed(b"LHLO c\r\nAUTH PLAIN " + b64("\0u\0p") + b"\r\n"))[-1] == "235"
+    assert lmtp.feed(b"QUIT\r\n") == b"221 2.0.0 Bye\r\n"
+    assert lmtp.closing and not lmtp.starttls
+    assert stats.auth_ok == 2
+
+
+def test_auth_outcomes_add_up_over_sessions_and_attempts():
+    stats = SinkStats()
+    profile = SinkProfile(authenticator=Authenticator({"alice": "s3cret"}), plaintext_auth=True)
+    for _ in range(2):
+        smtp = profile.new_session(stats)
+        smtp.feed(b"EHLO c\r\n")
+        for _ in range(2):
+            assert codes(smtp.feed(b"AUTH PLAIN " + b64("\0alice\0wrong") + b"\r\n")) == ["535"]
+        assert codes(smtp.feed(b"AUTH PLAIN " + b64("\0alice\0s3cret") + b"\r\n")) == ["235"]
+    assert (stats.auth_ok, stats.auth_failed) == (2, 4)
+
+
+def test_an_auth_answer_split_over_reads_is_answered_once_whole():
+    smtp, stats = auth_session({"alice": "s3cret"})
+    smtp.feed(b"EHLO c\r\n")
+    answer = b64("\0alice\0s3cret") + b"\r\n"
+    assert smtp.feed(b"AUTH PLAIN\r\n" + answer[:5]) == b"334 \r\n"
+    assert smtp.feed(answer[5:-1]) == b""
+    assert smtp.feed(answer[-1:] + b"NOOP\r\n") == b"235 2.7.0 Authentication successful\r\n250 2.0.0 Ok\r\n"
+    assert stats.auth_ok == 1
+
+
+def test_an_auth_answer_after_a_long_pipelined_burst_is_not_taken_for_an_overlong_line():
+    smtp, stats = auth_session({"alice": "s3cret"})
+    answer = b64("\0alice\0s3cret") + b"\r\n"
+    burst = b"EHLO c\r\n" + b"NOOP\r\n" * 700 + b"AUTH PLAIN\r\n" + answer[:4]  # the answer starts past MAX_LINE
+    assert codes(smtp.feed(burst))[-2:] == ["250", "334"]
+    assert smtp.feed(answer[4:]) == b"235 2.7.0 Authentication successful\r\n"
+
+
+def test_an_auth_answer_of_max_line_bytes_is_an_answer_and_a_longer_one_is_refused():
+    smtp, _ = auth_session()
+    smtp.feed(b"EHLO c\r\nAUTH PLAIN\r\n")
+    # 4096 bytes with no line break yet: still an answer (base64 of no valid PLAIN triple)
+    assert smtp.feed(b"A" * MAX_LINE) == b""
+    assert smtp.feed(b"\r\n") == b"535 5.7.8 Error: authentication failed\r\n"
+    smtp.feed(b"AUTH PLAIN\r\n")
+    assert smtp.feed(b"A" * (MAX_LINE + 1)) == b""
+    # past the limit the exchange is over and the rest of the line is skipped as one overlong line
+    assert smtp.feed(b"AAAA\r\nNOOP\r\n") == b"500 5.5.6 Error: line too long\r\n250 2.0.0 Ok\r\n"
+
+
+def test_an_empty_auth_answer_is_an_answer():
+    """RFC 4954 4: "=" is an empty response; a bare line break alone in a read ends the answer too."""
+    smtp, _ = auth_session()
+    smtp.feed(b"EHLO c\r\n")
+    assert smtp.feed(b"AUTH LOGIN\r\n=\r\n") == b"334 VXNlcm5hbWU6\r\n334 UGFzc3dvcmQ6\r\n"
+    assert codes(smtp.feed(b"*\r\n")) == ["501"]  # aborted
+    assert codes(smtp.feed(b"AUTH PLAIN\r\n")) == ["334"]
+    assert codes(smtp.feed(b"\n")) == ["535"]  # no user in an empty PLAIN response
+
+
+def test_an_auth_answer_ending_in_x_keeps_its_last_character():
+    smtp, stats = auth_session({"abW": "pw"})  # base64 of "abW" is "YWJX"
+    smtp.feed(b"EHLO c\r\n")
+    assert codes(smtp.feed(b"AUTH LOGIN\r\n" + b64("abW") + b"\r\n" + b64("pw") + b"\r\n")) == ["334", "334", "235"]
+    assert stats.auth_ok == 1
+
+
+# -- parameter values at their limits --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mail, expected",
+    [
+        (b"<a@b> BODY=7BIT", "250"), (b"<a@b> body=7bit", "250"), (b"<a@b> BODY=8bitmime", "250"),  # RFC 6152
+        (b"<a@b> RET=FULL", "250"), (b"<a@b> ret=full", "250"), (b"<a@b> RET=hdrs", "250"),  # RFC 3461 4.3
+        (b"<a@b> ENVID=" + b"x" * 100, "250"), (b"<a@b> ENVID=" + b"x" * 101, "501"), (b"<a@b> ENVID=", "501"),
+    ],
+)
+def test_mail_parameter_values_are_matched_without_case_and_envid_has_at_most_100_characters(mail, expected):
+    smtp, _ = session()
+    assert codes(smtp.feed(b"EHLO c\r\nMAIL FROM:" + mail + b"\r\n"))[-1] == expected
+
+
+@pytest.mark.parametrize(
+    "rcpt, expected",
+    [
+        (b"<c@d> NOTIFY=SUCCESS,FAILURE,DELAY", "250"), (b"<c@d> NOTIFY=delay", "250"),
+        (b"<c@d> NOTIFY=", "501"),
+        (b"<c@d> ORCPT=rfc822;", "501"), (b"<c@d> ORCPT=;c@d", "501"), (b"<c@d> ORCPT=rfc822;c@d", "250"),
+    ],
+)
+def test_rcpt_dsn_parameters(rcpt, expected):
+    smtp, _ = session()
+    assert codes(smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:" + rcpt + b"\r\n"))[-1] == expected
+
+
+def test_a_utf8_recipient_needs_smtputf8_whatever_other_parameters_mail_had():
+    smtp, _ = session()
+    replies = smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b> BODY=8BITMIME SIZE=10\r\nRCPT TO:<\xc3\xbc@d>\r\n")
+    assert codes(replies)[-2:] == ["250", "553"]
+
+
+def test_mail_auth_parameter_inside_tls_when_auth_is_offered_only_there():
+    smtp, _ = auth_session(plaintext=False, tls=True)
+    assert smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n").endswith(b"250 2.1.0 Ok\r\n")
+    clear, _ = auth_session(plaintext=False)
+    assert clear.feed(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n").endswith(b"555 5.5.4 Unsupported option\r\n")
+
+
+def test_bdat_chunks_adding_up_to_exactly_the_size_limit_are_accepted():
+    """RFC 1870: only a message larger than the limit is refused."""
+    smtp, stats = session(max_size=10)
+    replies = smtp.feed(b"EHLO c\r\n" + MAIL + b"BDAT 6\r\nabcdefBDAT 4 LAST\r\nghij")
+    assert codes(replies)[-2:] == ["250", "250"] and replies.endswith(b"Ok: queued\r\n")
+    assert (stats.messages, stats.bytes) == (1, 10)
+
+
+def test_a_bdat_transaction_leaves_nothing_behind_for_the_next_one():
+    smtp, stats = session()
+    replies = smtp.feed(
+        b"EHLO c\r\n" + MAIL + b"BDAT 3\r\nabcBDAT 2 LAST\r\nde"  # 5 bytes in two chunks
+        + MAIL + b"BDAT 4 LAST\r\nfghi"  # then 4 in one
+        + MAIL + b"DATA\r\nxy\r\n.\r\n"  # then DATA, not "DATA after BDAT"
+    )
+    assert codes(replies)[-11:] == ["250", "250", "250", "250", "250", "250", "250", "250", "250", "354", "250"]
+    assert (stats.messages, stats.bytes) == (3, 5 + 4 + len(b"xy\r\n"))

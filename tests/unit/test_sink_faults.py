@@ -9,7 +9,9 @@ import statistics
 import pytest
 
 from loadkit.sink import Delay, FaultError, FaultPlan, Greylist, SinkProfile, SinkStats
+from loadkit.sink._buffers import BufferBudget
 from loadkit.sink._faults import SlowReply, parse_duration
+from loadkit.sink._store import MaildirStore
 
 TRANSACTION = b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nhello\r\n.\r\n"
 
@@ -161,3 +163,45 @@ def test_a_rejected_bdat_still_reads_its_chunk():
     replies = smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6 LAST\r\nNOOP\r\nRSET\r\nNOOP\r\n")
     assert codes(replies)[-4:] == ["250", "554", "250", "250"]  # "NOOP\r\n" was chunk data, not a command
     assert stats.messages == 0 and stats.faults == {("reject", "bdat"): 1}
+
+
+def test_a_rejected_bdat_without_last_still_reads_its_chunk():
+    smtp, stats = session(FaultPlan().reject("bdat", 554))
+    replies = smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nBDAT 6\r\nNOOP\r\nRSET\r\n")
+    assert codes(replies)[-3:] == ["250", "554", "250"]  # BDAT refused, its chunk skipped, RSET answered
+    assert codes(smtp.feed(b"BDAT 0 LAST\r\nNOOP\r\n")) == ["554", "250"]  # an empty chunk: answered at once
+    assert stats.messages == 0 and stats.faults == {("reject", "bdat"): 2}
+
+
+def test_feed_joins_slow_replies_as_their_bytes():
+    plan = FaultPlan(seed=1).delay("rcpt", "20ms").drip("data-end", 100)
+    smtp, _ = session(plan)
+    assert smtp.feed(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n") == (
+        b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n250 2.0.0 Ok: queued\r\n"
+    )
+
+
+def test_a_rejected_last_chunk_gives_back_the_buffer_the_message_held(tmp_path):
+    budget = BufferBudget()
+    profile = SinkProfile(faults=FaultPlan(seed=1).reject("bdat", 554, rate=0.5), store=MaildirStore(str(tmp_path)),
+                          buffers=budget)
+    smtp = profile.new_session(SinkStats())
+    smtp.feed(b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+    assert smtp.feed(b"BDAT 4\r\nabcd") == b"250 2.0.0 Ok: chunk received\r\n"  # this seed: the first chunk passes
+    assert budget.used == 4
+    assert codes(smtp.feed(b"BDAT 3 LAST\r\nefg")) == ["554"]  # and the last one is refused
+    assert budget.used == 0
+
+
+def test_a_stored_message_with_many_stuffed_dots_over_several_reads_is_kept_whole(tmp_path):
+    """Past a few dots the scan counts them in C (the dense path); what it keeps must be the same message."""
+    message = b"Subject: dots\r\n\r\n" + b"".join(b".line %d\r\n" % n for n in range(30))
+    stuffed = message.replace(b"\r\n.", b"\r\n..")
+    profile = SinkProfile(store=MaildirStore(str(tmp_path)), buffers=BufferBudget())
+    smtp = profile.new_session(SinkStats())
+    wire = b"EHLO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n" + stuffed + b".\r\n"
+    middle = len(wire) // 2
+    assert smtp.feed(wire[:middle]) != b""
+    assert smtp.feed(wire[middle:]).endswith(b"250 2.0.0 Ok: queued\r\n")
+    stored = [path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()]
+    assert len(stored) == 1 and stored[0].endswith(message)

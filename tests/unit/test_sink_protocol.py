@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from loadkit.sink import LmtpSession, SinkProfile, SinkStats, SmtpSession
+from loadkit.sink._protocol import split_path
 
 MESSAGE = b"Subject: hello\r\n\r\nline one\r\n..a stuffed dot\r\nlast\r\n"
 MESSAGE_BYTES = len(MESSAGE) - 1  # one dot of dot-stuffing is not part of the message
@@ -236,3 +239,20 @@ def test_random_dotted_messages_in_random_reads_match_line_by_line_unstuffing(se
     assert replies.count(b"250 2.0.0 Ok: queued") == 3 and session.closing
     assert stats.messages == 3
     assert stats.bytes == sum(unstuffed_length(message) for message in wire_messages)
+
+
+def test_noop_clock_gives_the_sinks_wall_clock_in_any_case():
+    session, _ = smtp()
+    for argument in (b"clock", b"CLOCK", b" Clock "):
+        before = time.time()
+        reply = session.feed(b"NOOP " + argument + b"\r\n")
+        assert reply.startswith(b"250 2.0.0 Ok clock=") and reply.endswith(b"\r\n")
+        assert before - 0.001 <= float(reply[len(b"250 2.0.0 Ok clock="):-2]) <= time.time() + 0.001
+    assert session.feed(b"NOOP clocks\r\n") == b"250 2.0.0 Ok\r\n"
+
+
+def test_split_path_gives_the_address_without_its_parameters():
+    assert split_path(b"<a@b> SIZE=10") == b"a@b"
+    assert split_path(b" a@b BODY=8BITMIME") == b"a@b"
+    assert split_path(b"<>") == b""
+    assert split_path(b"<a@b") is None and split_path(b"") is None

@@ -15,6 +15,7 @@ import gevent.socket
 import pytest
 
 from loadkit.sink import SinkError, SinkServer
+from loadkit.sink._server import DRAIN_GRACE
 from loadkit.urls import Target
 from tests.conftest import cannot_run
 
@@ -241,3 +242,33 @@ def test_every_session_socket_sends_at_once(listen):
         read_replies(sock, 1)
         (connection,) = server._connections
         assert connection.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+def test_once_max_messages_is_reached_no_new_session_starts_and_the_last_quit_stops_the_server():
+    server = SinkServer("127.0.0.1:0", max_messages=1).start()
+    try:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"HELO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+            assert read_replies(sock, 5)[-1] == b"250 2.0.0 Ok: queued"
+            # The session stays open: the server waits for its QUIT, but soon takes no one else.
+            deadline = time.monotonic() + DRAIN_GRACE / 2
+            probes = 0  # connections made before the drain closed the listener (some never became sessions)
+            while True:
+                try:
+                    probe = connect(server)
+                except OSError:
+                    break
+                probe.close()
+                probes += 1
+                assert time.monotonic() < deadline, "still accepting sessions after max_messages"
+                time.sleep(0.01)
+            sock.sendall(b"QUIT\r\n")
+            assert read_replies(sock, 1) == [b"221 2.0.0 Bye"]
+            quit_sent = time.monotonic()
+        # Stopping follows the last session's end, not the end of the grace period.
+        assert server.wait(DRAIN_GRACE)
+        assert time.monotonic() - quit_sent < DRAIN_GRACE / 2
+    finally:
+        server.stop()
+    assert server.stats.messages == 1 and 1 <= server.stats.sessions <= 1 + probes

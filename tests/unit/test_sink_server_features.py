@@ -9,6 +9,8 @@ import time
 import pytest
 
 from loadkit.sink import FaultPlan, SinkError, SinkServer
+from loadkit.sink import _server as sink_server
+from loadkit.sink._tls import TlsSetupError
 from tests.unit.test_sink_server import connect, read_replies
 
 
@@ -199,3 +201,81 @@ def test_an_idle_tls_session_times_out_without_clear_text():
             assert time.monotonic() - started < 3.0
             assert all(kind in TLS_RECORD_TYPES for kind in tls_record_types(raw)), raw[:80]
     assert (server.stats.timeouts, server.stats.tls_sessions) == (1, 1)
+
+
+@pytest.mark.parametrize("capabilities, expected", [
+    (None, b"250 loadkit-sink\r\n250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"),
+    (("PIPELINING",), b"250 loadkit-sink\r\n250 Ok\r\n250 Ok\r\n"),  # no ENHANCEDSTATUSCODES: the dripped one too
+])
+def test_a_dripped_reply_keeps_or_loses_its_enhanced_code_like_the_others(capabilities, expected):
+    keywords = {"capabilities": capabilities} if capabilities else {}
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().drip("rcpt", 1000), **keywords) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\n")
+            received = b""
+            while received.count(b"\r\n") < 3:
+                chunk = sock.recv(1000)
+                assert chunk
+                received += chunk
+    assert received == expected
+    assert server.stats.faults == {("drip", "rcpt"): 1}
+
+
+def test_a_certificate_that_cannot_be_made_at_starttls_is_counted_and_said(monkeypatch):
+    def cannot_make(*args, **keywords):
+        raise TlsSetupError("openssl is missing")
+
+    monkeypatch.setattr(sink_server, "server_context", cannot_make)
+    with SinkServer("127.0.0.1:0") as server:
+        assert server.tls_problem is None  # STARTTLS offered: the certificate is made at the first one
+        for _ in range(2):
+            with connect(server) as sock:
+                read_replies(sock, 1)
+                sock.sendall(b"EHLO c\r\nSTARTTLS\r\n")
+                assert read_replies(sock, 2)[-1] == b"220 2.0.0 Ready to start TLS"
+                assert sock.recv(100) == b""  # no TLS to start: the session ends
+    assert server.tls_problem == "openssl is missing"
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (0, 2)
+
+
+def test_tls_sessions_and_failed_handshakes_add_up():
+    with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
+        for _ in range(2):
+            with socket.create_connection(server.address, timeout=5) as raw:
+                with client_context().wrap_socket(raw) as tls:
+                    tls.sendall(b"QUIT\r\n")
+                    assert read_replies(tls, 2) == [b"220 loadkit-sink ESMTP loadkit", b"221 2.0.0 Bye"]
+            with connect(server) as plain:
+                plain.sendall(b"EHLO this is not a TLS client hello\r\n")
+                try:
+                    while plain.recv(100):
+                        pass
+                except ConnectionResetError:
+                    pass
+        deadline = time.monotonic() + 5
+        while server.stats.tls_failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (2, 2)
+
+
+def test_a_delayed_greeting_then_the_session_goes_on():
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().delay("connect", "50ms").delay("noop", "1ms")) as server:
+        with connect(server) as sock:
+            assert read_replies(sock, 1) == [b"220 loadkit-sink ESMTP loadkit"]
+            sock.sendall(b"NOOP\r\nNOOP\r\nQUIT\r\n")
+            assert read_replies(sock, 3) == [b"250 2.0.0 Ok", b"250 2.0.0 Ok", b"221 2.0.0 Bye"]
+    # each delayed reply is counted once, like the others
+    assert server.stats.replies[b"250 2.0.0 Ok\r\n"] == 2
+    assert server.stats.faults == {("delay", "connect"): 1, ("delay", "noop"): 2}
+
+
+def test_a_temporary_refusal_of_the_greeting_ends_the_session():
+    """RFC 5321 3.1: a 4yz greeting other than 421 also closes; only a 5yz one waits for QUIT."""
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().reject("connect", 450)) as server:
+        with connect(server) as sock:
+            received = b""
+            while chunk := sock.recv(1000):
+                received += chunk
+    assert received == b"450 4.3.0 Error: CONNECT rejected (loadkit sink --reject)\r\n"
+

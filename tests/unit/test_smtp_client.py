@@ -320,6 +320,14 @@ def test_content_said_to_be_ready_goes_out_as_it_is(serve, client_for):
     assert server.sessions[0].exchanges()[-1][0] == message + b".\r\n"
 
 
+def test_content_said_to_be_ready_is_not_stuffed_again(serve, client_for):
+    server = serve()
+    stuffed = b"Subject: ready\r\n\r\n..a line that began with a dot\r\n"
+    client_for(server).send(SENDER, ["a@example.com"], stuffed, as_is=True)
+
+    assert server.sessions[0].exchanges()[-1][0] == stuffed + b".\r\n"
+
+
 @pytest.mark.parametrize("message, stuffed", [
     (b"plain\r\n", b"plain\r\n"),
     (b".lead\r\n", b"..lead\r\n"),
@@ -706,3 +714,172 @@ def test_pipelined_421_then_hang_up_is_reported_as_the_421(serve, client_for):
 
     assert not client.connected
     assert repr(caught.value) == "421 4.7.0 at MAIL"
+
+
+# -- reply classes, phases of every round trip ----------------------------------
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_any_2yz_reply_accepts_a_recipient_and_3yz_does_not(serve, client_for, pipelining):
+    """RFC 5321 4.2.1: the first digit decides; 200 and 299 are positive completions, 300 is not."""
+    codes = {b"<a200@example.com>": b"200 2.1.5 Ok\r\n", b"<a299@example.com>": b"299 2.1.5 Ok\r\n",
+             b"<a300@example.com>": b"300 odd\r\n"}
+
+    def respond(line, session):
+        return codes.get(line.partition(b":")[2]) if line.startswith(b"RCPT") else None
+
+    server = serve(respond)
+    delivery = client_for(server, pipelining=pipelining).send(
+        SENDER, ["a200@example.com", "a300@example.com", "a299@example.com"], MESSAGE
+    )
+    assert (delivery.delivered, delivery.accepted) == (2, ["a200@example.com", "a299@example.com"])
+    assert [(e.recipient, e.code, e.phase) for e in delivery.errors] == [("a300@example.com", 300, "rcpt")]
+    with pytest.raises(SMTPReplyError) as caught:
+        client_for(server, pipelining=pipelining).send(SENDER, ["a300@example.com"], MESSAGE)
+    assert (caught.value.code, caught.value.phase) == (300, "rcpt")
+
+
+@pytest.mark.parametrize("reply, ok", [(b"200 2.0.0 Ok\r\n", True), (b"299 2.0.0 Ok\r\n", True), (b"300 odd\r\n", False)])
+def test_rset_and_end_of_data_replies_are_judged_by_their_class(serve, client_for, reply, ok):
+    first = iter([REJECT_USER])
+
+    def respond(line, session):
+        if line.startswith(b"RCPT"):
+            return next(first, None)  # the first transaction fails: the next one begins with RSET
+        return reply if line in (b"RSET", b".") else None
+
+    client = client_for(serve(respond), pipelining=False)
+    with pytest.raises(SMTPReplyError):
+        client.send(SENDER, ["bad@example.com"], MESSAGE)
+    if ok:
+        assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
+    else:
+        with pytest.raises(SMTPReplyError) as caught:
+            client.send(SENDER, ["a@example.com"], MESSAGE)
+        assert (caught.value.code, caught.value.phase) == (300, "rset")
+
+
+@pytest.mark.parametrize("reply, error, key", [
+    (b"500 5.5.1 Error\r\n", SMTPReplyError, "500 5.5.1 at RSET"),
+    (CLOSE, SMTPDisconnected, "connection closed at RSET"),
+])
+def test_a_refused_or_hung_up_rset_fails_at_rset(serve, client_for, reply, error, key):
+    first = iter([REJECT_USER])
+    server = serve(lambda line, session: next(first, None) if line.startswith(b"RCPT") else
+                   reply if line == b"RSET" else None)
+    client = client_for(server)
+    with pytest.raises(SMTPReplyError):
+        client.send(SENDER, ["bad@example.com"], MESSAGE)
+    with pytest.raises(error) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert repr(caught.value) == key
+
+
+@pytest.mark.parametrize("close_at, pipelining, phase", [
+    ("MAIL", True, "mail"),
+    ("DATA", False, "data"),
+])
+def test_a_hang_up_is_reported_in_the_phase_of_the_reply_awaited(serve, client_for, close_at, pipelining, phase):
+    server = serve(on(close_at.encode(), CLOSE))
+    with pytest.raises(SMTPDisconnected) as caught:
+        client_for(server, pipelining=pipelining).send(SENDER, ["a@example.com"], MESSAGE)
+    assert (caught.value.phase, repr(caught.value)) == (phase, f"connection closed at {phase.upper()}")
+
+
+def test_lmtp_hang_up_after_the_dot_is_at_end_of_data(serve, client_for):
+    server = serve(on(b".", CLOSE))
+    with pytest.raises(SMTPDisconnected) as caught:
+        client_for(server, "lmtp").send(SENDER, ["a@example.com", "b@example.com"], MESSAGE)
+    assert (caught.value.phase, repr(caught.value)) == ("end-of-data", "connection closed at END-OF-DATA")
+
+
+def test_a_refused_sender_with_accepted_recipients_and_354_gets_no_content(serve, client_for):
+    def respond(line, session):  # a broken server: refuses MAIL, then accepts RCPT and DATA all the same
+        if line.startswith(b"MAIL"):
+            return b"553 5.1.8 Sender address rejected\r\n"
+        if line.startswith(b"RCPT"):
+            return b"250 2.1.5 Ok\r\n"
+        if line == b"DATA":
+            return b"354 go ahead\r\n"
+        return None
+
+    server = serve(respond)
+    client = client_for(server)
+    with pytest.raises(SMTPReplyError) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert repr(caught.value) == "553 5.1.8 at MAIL"
+    assert not client.connected
+    assert server.ended_session().received.endswith(b"DATA\r\n")  # hung up instead of sending content
+
+
+def test_no_recipients_says_why(serve, client_for):
+    with pytest.raises(SMTPProtocolError) as caught:
+        client_for(serve()).send(SENDER, [], MESSAGE)
+    assert str(caught.value) == "a transaction needs at least one recipient"
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_a_200_is_enough_for_the_one_recipient_accepted(serve, client_for, pipelining):
+    refuse = {b"<b@example.com>": b"300 odd\r\n", b"<a@example.com>": b"200 2.1.5 Ok\r\n"}
+    server = serve(lambda line, session: refuse.get(line.partition(b":")[2]) if line.startswith(b"RCPT") else None)
+    delivery = client_for(server, pipelining=pipelining).send(SENDER, ["b@example.com", "a@example.com"], MESSAGE)
+    assert (delivery.delivered, delivery.accepted) == (1, ["a@example.com"])
+    assert server.sessions[0].messages == [MESSAGE]
+
+
+def test_a_3yz_recipient_reply_then_354_is_a_failed_envelope_and_the_client_hangs_up(serve, client_for):
+    server = serve(on(b"RCPT", b"300 odd\r\n"))  # the scripted server counts 3yz as accepted and answers DATA 354
+    client = client_for(server)
+    with pytest.raises(SMTPReplyError) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert (caught.value.code, caught.value.phase) == (300, "rcpt")
+    assert not client.connected
+    assert server.ended_session().received.endswith(b"DATA\r\n")
+
+
+@pytest.mark.parametrize("reply, delivered", [(b"200 2.0.0 Ok\r\n", 1), (b"299 2.0.0 Ok\r\n", 1), (b"300 odd\r\n", 0)])
+def test_the_end_of_data_reply_is_judged_by_its_class(serve, client_for, reply, delivered):
+    server = serve(on(b".", reply))
+    client = client_for(server)
+    if delivered:
+        assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
+    else:
+        with pytest.raises(SMTPReplyError) as caught:
+            client.send(SENDER, ["a@example.com"], MESSAGE)
+        assert (caught.value.code, caught.value.phase) == (300, "end-of-data")
+
+
+def test_lmtp_per_recipient_replies_are_judged_by_their_class(serve, client_for):
+    server = serve(on(b".", b"200 2.0.0 <a> Ok\r\n300 odd\r\n299 2.0.0 <c> Ok\r\n"))
+    delivery = client_for(server, "lmtp").send(SENDER, ["a@example.com", "b@example.com", "c@example.com"], MESSAGE)
+    assert delivery.delivered == 2
+    assert [(e.recipient, e.code, e.phase) for e in delivery.errors] == [("b@example.com", 300, "end-of-data")]
+
+
+@pytest.mark.parametrize("ehlo_reply, falls_back", [
+    (b"500 5.5.1 Error: unknown\r\n", True), (b"599 odd\r\n", True), (b"600 odd\r\n", False),
+])
+def test_only_a_5yz_ehlo_reply_falls_back_to_helo(serve, client_for, ehlo_reply, falls_back):
+    server = serve(on(b"EHLO", ehlo_reply))
+    client = client_for(server)
+    if falls_back:
+        assert client.send(SENDER, ["a@example.com"], MESSAGE).delivered == 1
+        assert server.sessions[0].verbs()[:2] == [b"EHLO", b"HELO"]
+    else:
+        with pytest.raises(SMTPReplyError) as caught:
+            client.send(SENDER, ["a@example.com"], MESSAGE)
+        assert (caught.value.code, caught.value.phase) == (600, "helo")
+
+
+@pytest.mark.parametrize("helo_reply, error, key", [
+    (b"550 5.7.1 Go away\r\n", SMTPReplyError, "550 5.7.1 at HELO"),
+    (CLOSE, SMTPDisconnected, "connection closed at HELO"),
+])
+def test_a_refused_helo_after_a_refused_ehlo_fails_at_helo(serve, client_for, helo_reply, error, key):
+    server = serve(lambda line, session: b"502 5.5.2 Error\r\n" if line.startswith(b"EHLO") else
+                   helo_reply if line.startswith(b"HELO") else None)
+    client = client_for(server)
+    with pytest.raises(error) as caught:
+        client.send(SENDER, ["a@example.com"], MESSAGE)
+    assert (caught.value.phase, repr(caught.value)) == ("helo", key)
+    assert not client.connected

@@ -131,6 +131,17 @@ def test_a_pipelined_chunk_behind_a_refused_envelope_has_its_reply_read(serve, c
     assert len(session.chunks) == 2 and session.messages == [MESSAGE]  # the first chunk was not taken
 
 
+
+def test_pipelined_bdat_with_the_first_recipient_refused_delivers_to_the_second(serve, client_for):
+    server = serve(lambda line, session: REJECT_USER if line.startswith(b"RCPT TO:<bad") else None,
+                   ehlo=ehlo_offering("CHUNKING"))
+    delivery = client_for(server, chunking=True).send(SENDER, ["bad@example.com", "a@example.com"], MESSAGE)
+
+    assert (delivery.delivered, delivery.accepted) == (1, ["a@example.com"])
+    assert [(e.recipient, e.code, e.phase) for e in delivery.errors] == [("bad@example.com", 550, "rcpt")]
+    assert server.sessions[0].messages == [MESSAGE]
+
+
 # -- DSN (RFC 3461) -------------------------------------------------------
 
 
