@@ -36,8 +36,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import cannot_run
-from tests.integration.peers import (heartbeat_gaps, loadkit_sink, locust_and_merged_counts, master_and_workers,
-                                     master_log_locustfile)
+from tests.integration.peers import (
+    heartbeat_gaps,
+    loadkit_sink,
+    locust_and_merged_counts,
+    master_and_workers,
+    master_log_locustfile,
+)
 
 pytestmark = [pytest.mark.peer("ip"), pytest.mark.slow]
 

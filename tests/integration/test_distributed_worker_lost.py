@@ -23,8 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.peers import (heartbeat_gaps, loadkit_sink, master_and_workers, master_log_locustfile,
-                                     read_master_log, wait_for_reports, wait_for_run_start)
+from tests.integration.peers import (
+    heartbeat_gaps,
+    loadkit_sink,
+    master_and_workers,
+    master_log_locustfile,
+    read_master_log,
+    wait_for_reports,
+    wait_for_run_start,
+)
 
 pytestmark = pytest.mark.slow
 
