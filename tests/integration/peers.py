@@ -277,3 +277,93 @@ def locust_and_merged_counts(folder: Path) -> tuple[int, int]:
         if series["kind"] == "request"
     )
     return locust_count, merged
+
+
+# Loaded beside a test's locustfile (`-f theirs.py,this.py`): on the master only, it writes down each
+# worker's report and heartbeat as it arrives, and may give workers more liveness.
+_MASTER_LOG_LOCUSTFILE = '''\
+"""A test's view of the master: as "<time> <kind> <worker>" lines, each heartbeat, and each report that
+carried requests in loadkit's payload (what counts in the worker's share)."""
+
+import time
+
+import locust.runners
+from locust import events
+from locust.runners import MasterRunner
+
+LOG = {log!r}
+LIVENESS = {liveness!r}
+
+if LIVENESS is not None:
+    locust.runners.HEARTBEAT_LIVENESS = LIVENESS  # read by the master on every heartbeat
+
+
+def _write(kind, worker):
+    with open(LOG, "a") as handle:
+        handle.write(f"{{time.time()}} {{kind}} {{worker}}\\n")
+
+
+def _report(client_id, data, **_kwargs):
+    payload = data.get("loadkit") or {{}}
+    requests = sum(series["ok"] + series["failed"] for interval in payload.get("intervals", ())
+                   for series in interval["series"] if series["kind"] == "request")
+    if requests:
+        _write("report", client_id)
+
+
+@events.init.add_listener
+def _watch(environment, runner=None, **_kwargs):
+    if isinstance(runner, MasterRunner):
+        environment.events.worker_report.add_listener(_report)
+        environment.events.heartbeat_sent.add_listener(lambda client_id, **_: _write("heartbeat", client_id))
+'''
+
+
+def master_log_locustfile(folder: Path, heartbeat_liveness: int | None = None) -> tuple[str, Path]:
+    """(a locustfile to add to `-f` after the test's own, the file it writes on the master).
+
+    The master writes "<time> report <worker>" when a worker's report reaches it
+    with requests in loadkit's payload (a report before the first whole second
+    carries none) and "<time> heartbeat <worker>" for each heartbeat, as they happen. With
+    `heartbeat_liveness`, the master waits that many silent heartbeats (Locust's
+    HEARTBEAT_LIVENESS, 3) before it marks a worker missing.
+    """
+    log = folder / "master-log.txt"
+    locustfile = folder / "master_log_locustfile.py"
+    locustfile.write_text(_MASTER_LOG_LOCUSTFILE.format(log=str(log), liveness=heartbeat_liveness))
+    return str(locustfile), log
+
+
+def read_master_log(log: Path) -> list[tuple[float, str, str]]:
+    """The (time, kind, worker) lines `master_log_locustfile` wrote so far."""
+    if not log.exists():
+        return []
+    lines = [line.split() for line in log.read_text().splitlines()]
+    return [(float(at), kind, worker) for at, kind, worker in (line for line in lines if len(line) == 3)]
+
+
+def wait_for_reports(log: Path, workers: int, timeout: float = 60.0) -> dict[str, float]:
+    """Wait until the master has counted requests from `workers` workers; returns each one's first report time.
+    A test that does something to a worker's reports waits for this, not for a number of seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        first: dict[str, float] = {}
+        for at, kind, worker in read_master_log(log):
+            if kind == "report":
+                first.setdefault(worker, at)
+        if len(first) >= workers:
+            return first
+        time.sleep(0.05)
+    raise TimeoutError(f"the master had no requests reported by {workers} workers within {timeout}s")
+
+
+def heartbeat_gaps(log: Path) -> dict[str, float]:
+    """Each worker's longest silence between two heartbeats the master got, in seconds."""
+    last: dict[str, float] = {}
+    gaps: dict[str, float] = {}
+    for at, kind, worker in read_master_log(log):
+        if kind == "heartbeat":
+            if worker in last:
+                gaps[worker] = max(gaps.get(worker, 0.0), at - last[worker])
+            last[worker] = at
+    return gaps

@@ -14,9 +14,14 @@ two real clients, one session reusing its connection:
 Margins are measured, not guessed. Each faulted run follows a run without
 the fault (its round trip: p99 for loadkit source, the mean per message for
 smtp-source, counted twice: the round trip, and the sink's wakeup from its
-timer), and while it runs a thread of the test sleeps DELAY over and over
-and records how late it wakes (`Lateness`): on a busy machine the sink's
-timer is late too, so that is added, with TIMER_SLACK. The sink is busier
+timer); for loadkit source, whose p50 is judged alone, a second run without
+the fault follows it too, and the slower of the two stands for the round
+trip: a machine whose load changes between runs (other processes starting)
+once gave a quiet first run and a busy faulted one, and with the greylist
+(nothing injected) nothing else absorbs that. While the faulted run runs,
+a thread of the test sleeps DELAY over and over and records how late it
+wakes (`Lateness`): on a busy machine the sink's timer is late too, so that
+is added, with TIMER_SLACK. The sink is busier
 than that sleeper, and waits longer for a core once woken: against a mean
 (smtp-source's), the sleeper's p90 stands for the sink's average. A reply
 held by Nagle's algorithm until the client's delayed ACK shows as 40 ms.
@@ -125,11 +130,14 @@ def smtp_source_seconds(smtp_source: str, sink_options: list[str], folder) -> tu
 def test_loadkit_source_sees_the_injected_delay_and_little_more(fault, pipelining):
     options, injected = FAULTS[fault]
     switch = [] if pipelining else ["-p"]
-    base_p50, base_p99 = loadkit_source(switch)
+    before_p50, before_p99 = loadkit_source(switch)
     with Lateness() as lateness:
         p50, p99 = loadkit_source(options + switch)
+    after_p50, after_p99 = loadkit_source(switch)
+    base_p99 = max(before_p99, after_p99)
     shown = f"{fault}: p50 {p50 * 1000:.2f} ms p99 {p99 * 1000:.2f} ms, injected {injected * 1000:.2f} ms, " \
-            f"without it p50 {base_p50 * 1000:.2f} ms p99 {base_p99 * 1000:.2f} ms, " \
+            f"without it p50 {before_p50 * 1000:.2f} / {after_p50 * 1000:.2f} ms " \
+            f"p99 {before_p99 * 1000:.2f} / {after_p99 * 1000:.2f} ms (before / after), " \
             f"timers late by {lateness.quantile(0.5) * 1000:.2f} ms (p50) {lateness.quantile(0.99) * 1000:.2f} ms (p99)"
     assert p50 >= injected, shown
     assert p50 <= injected + 2 * base_p99 + lateness.quantile(0.5) + TIMER_SLACK, shown
