@@ -183,6 +183,13 @@ def test_drop_mode_counts_drops_each_second_and_queue_mode_lag_grows(tmp_path):
     assert sink["messages"] > 0
 
 
+def worker_report_interval() -> float:
+    """Locust's WORKER_REPORT_INTERVAL, read in a subprocess: importing Locust here would monkey-patch this one."""
+    code = "from locust.runners import WORKER_REPORT_INTERVAL; print(WORKER_REPORT_INTERVAL)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    return float(out.stdout)
+
+
 def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
     results = tmp_path / "results"
     rate = 100
@@ -237,9 +244,7 @@ def test_two_workers_split_the_rate_and_the_survivor_takes_it_all(tmp_path):
     assert_the_rate(survivor_after, survivor_lag)  # the whole rate on the survivor
     # A killed worker's counts since its last report (one each WORKER_REPORT_INTERVAL) never reach the master:
     # the seconds before the kill are whole only up to that report.
-    from locust.runners import WORKER_REPORT_INTERVAL  # Locust is imported by the test, not at collection
-
-    last_whole = killed_at - WORKER_REPORT_INTERVAL - 1
+    last_whole = killed_at - worker_report_interval() - 1
     before, before_lag = offered_in(lambda i: run["started_at"] + 3 <= i["start"] and i["end"] <= last_whole)
     assert_the_rate(before, before_lag)
     assert 0 < run["open_model"]["sent"] <= run["open_model"]["offered"] and run["open_model"]["dropped"] == 0
