@@ -56,10 +56,6 @@ def for_bad_recipients(line: bytes) -> bool:
     return b"bad" in line
 
 
-# -- pipelining -----------------------------------------------------------
-
-
-
 def delivered_or_refused(client, delivered: bool, refusal: tuple[int, str]) -> None:
     """The next message is delivered, or refused with this (code, phase)."""
     if delivered:
@@ -68,6 +64,10 @@ def delivered_or_refused(client, delivered: bool, refusal: tuple[int, str]) -> N
         with pytest.raises(SMTPReplyError) as caught:
             client.send(SENDER, ["a@example.com"], MESSAGE)
         assert (caught.value.code, caught.value.phase) == refusal
+
+# -- pipelining -----------------------------------------------------------
+
+
 
 def test_pipelining_sends_mail_every_rcpt_and_data_in_one_write_then_content_in_a_second(serve, client_for):
     server = serve(reply_delay=0.02)  # anything sent before a reply arrives is seen before it
