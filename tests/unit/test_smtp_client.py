@@ -65,8 +65,8 @@ def delivered_or_refused(client, delivered: bool, refusal: tuple[int, str]) -> N
             client.send(SENDER, ["a@example.com"], MESSAGE)
         assert (caught.value.code, caught.value.phase) == refusal
 
-# -- pipelining -----------------------------------------------------------
 
+# -- pipelining -----------------------------------------------------------
 
 
 def test_pipelining_sends_mail_every_rcpt_and_data_in_one_write_then_content_in_a_second(serve, client_for):
