@@ -7,6 +7,7 @@ import os
 import socket
 import tempfile
 import termios
+import threading
 import time
 
 import pytest
@@ -89,3 +90,109 @@ def test_replies_wait_for_room_when_the_client_does_not_read(keywords):
             sock.sendall(b"QUIT\r\n")
             assert read_replies(sock, 1) == [b"221 2.0.0 Bye"]
     assert server.stats.reply_codes() == {"220": 1, "221": 1, "250": 1 + 2 * RECV_SIZE // 8}
+
+
+@pytest.mark.parametrize("keywords", LOOPS)
+def test_a_reply_that_finds_the_buffer_full_waits_and_is_sent_whole(keywords):
+    """Commands one at a time, never read: the buffer fills between replies, not inside one."""
+    count = 2000  # some 330 KB of replies, and more socket memory still: past the default buffer
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "sink.sock")
+        with SinkServer(f"unix:{path}", **keywords) as server, connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\n")
+            one = b""
+            while not one.endswith(b"250 CHUNKING\r\n"):
+                one += sock.recv(65536)
+
+            def talk():
+                for _ in range(count):
+                    sock.sendall(b"EHLO c\r\n")
+                    time.sleep(0.0005)  # one command per read on the sink's side
+
+            talker = threading.Thread(target=talk)
+            talker.start()
+            waiting = -1
+            while talker.is_alive() and queued(sock) != waiting:  # until done, or stuck: the sink waits for room
+                waiting = queued(sock)
+                talker.join(0.2)
+            expected = one * count
+            assert queued(sock) < len(expected)
+            received = bytearray()
+            while len(received) < len(expected):
+                chunk = sock.recv(1 << 20)
+                assert chunk
+                received += chunk
+            talker.join(5)
+            assert not talker.is_alive()
+            assert received == expected
+    assert server.stats.reply_codes()["250"] == 1 + count
+
+
+def wait_until_no_session(server: SinkServer) -> None:
+    deadline = time.monotonic() + 5
+    while server._connections and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not server._connections
+
+
+@pytest.mark.parametrize("keywords", LOOPS)
+def test_a_client_that_does_not_read_holds_up_no_other_session(keywords):
+    """While one session waits for room to send, the others are read and answered."""
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "sink.sock")
+        with SinkServer(f"unix:{path}", **keywords) as server:
+            with connect(server) as stuck, connect(server) as other:
+                read_replies(stuck, 1)
+                read_replies(other, 1)
+                stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))
+                time.sleep(0.2)  # the sink now waits for room on `stuck`
+                assert queued(stuck) < 1 << 20
+                other.sendall(b"NOOP\r\nQUIT\r\n")
+                assert read_replies(other, 2) == [b"250 2.0.0 Ok", b"221 2.0.0 Bye"]
+                received = 0
+                while received < 8 * (RECV_SIZE // 8):  # every reply is longer than its command
+                    chunk = stuck.recv(1 << 20)
+                    assert chunk
+                    received += len(chunk)
+    assert server.stats.reply_codes()["250"] == 1 + RECV_SIZE // 8
+
+
+@pytest.mark.parametrize("keywords", LOOPS)
+def test_a_session_that_ends_without_starttls_starts_no_tls(keywords):
+    with SinkServer("127.0.0.1:0", **keywords) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\n")
+            read_replies(sock, 1)
+        wait_until_no_session(server)  # the client hung up without QUIT
+        assert (server.stats.sessions, server.stats.tls_sessions, server.stats.tls_failures) == (1, 0, 0)
+
+
+@pytest.mark.parametrize("keywords", LOOPS)
+def test_once_max_messages_is_reached_every_session_gets_a_goodbye_and_each_is_counted(keywords):
+    server = SinkServer("127.0.0.1:0", max_messages=1, **keywords).start()
+    try:
+        socks = [connect(server) for _ in range(3)]
+        try:
+            for sock in socks:
+                read_replies(sock, 1)
+            socks[0].sendall(b"HELO me\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nx\r\n.\r\n")
+            assert read_replies(socks[0], 5)[-1] == b"250 2.0.0 Ok: queued"
+            time.sleep(0.05)  # the drain starts once the session that reached the limit yields
+            for sock, said in zip(socks, (b"NOOP\r\n", b"NOOP\r\n", b"QUIT\r\n")):
+                sock.sendall(said)
+            assert read_replies(socks[0], 1) == [b"421 4.3.0 Error: server shutting down"]
+            assert read_replies(socks[1], 1) == [b"421 4.3.0 Error: server shutting down"]
+            assert read_replies(socks[2], 1) == [b"221 2.0.0 Bye"]
+            for sock in socks:
+                assert sock.recv(10) == b""
+        finally:
+            for sock in socks:
+                sock.close()
+        assert server.wait(5)
+    finally:
+        server.stop()
+    stats = server.stats
+    assert (stats.messages, stats.sessions, stats.tls_sessions, stats.tls_failures) == (1, 3, 0, 0)
+    assert stats.reply_codes() == {"220": 3, "221": 1, "250": 4, "354": 1, "421": 2}
