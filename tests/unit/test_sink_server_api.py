@@ -120,3 +120,15 @@ print(server.in_thread, server.wait(0), server.stats.sessions, server.stats.mess
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["7", "True", "False", "True", "1", "1"]
+
+
+def test_the_trace_log_is_made_for_appending_readable_by_all(tmp_path):
+    log = tmp_path / "traces.log"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    server = SinkServer("127.0.0.1:0", trace_log=str(log))
+    try:
+        assert log.exists() and log.stat().st_mode & 0o777 == 0o644 & ~umask
+    finally:
+        with server:  # started and stopped: stopping closes the log
+            pass
