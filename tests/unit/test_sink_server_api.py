@@ -132,3 +132,13 @@ def test_the_trace_log_is_made_for_appending_readable_by_all(tmp_path):
     finally:
         with server:  # started and stopped: stopping closes the log
             pass
+
+
+def test_a_sink_starts_once():
+    server = SinkServer("127.0.0.1:0")
+    with server:
+        with pytest.raises(SinkError) as caught:
+            server.start()
+        assert str(caught.value) == "a sink starts once: it is already started, or stopped"
+    with pytest.raises(SinkError, match="^a sink starts once: it is already started, or stopped$"):
+        server.start()
