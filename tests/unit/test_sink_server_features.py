@@ -176,7 +176,8 @@ def tls_record_types(raw: bytes) -> list[int]:
 
 
 def test_an_idle_tls_session_times_out_without_clear_text():
-    with SinkServer("127.0.0.1:0", timeout=0.3) as server:
+    # The sweeper counts no read during the handshake: a shorter timeout could end it on a busy machine.
+    with SinkServer("127.0.0.1:0", timeout=1.0) as server:
         with connect(server) as sock:
             read_replies(sock, 1)
             sock.sendall(b"STARTTLS\r\n")
@@ -279,3 +280,39 @@ def test_a_temporary_refusal_of_the_greeting_ends_the_session():
                 received += chunk
     assert received == b"450 4.3.0 Error: CONNECT rejected (loadkit sink --reject)\r\n"
 
+
+
+def test_starttls_in_a_session_with_faults_and_the_faults_go_on_inside_tls():
+    """A fault plan puts the session in the full loop; STARTTLS there swaps the channel, not the session."""
+    plan = FaultPlan().delay("noop", "1ms")
+    with SinkServer("127.0.0.1:0", faults=plan) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"NOOP\r\nEHLO c\r\nSTARTTLS\r\nMAIL FROM:<injected@x>\r\n")  # the MAIL must be dropped
+            replies = read_replies(sock, 3)
+            assert final_codes(replies) == [b"250", b"250", b"220"]
+            assert replies[-1] == b"220 2.0.0 Ready to start TLS"
+            with client_context().wrap_socket(sock, server_hostname="loadkit-sink") as tls:
+                tls.sendall(b"EHLO c\r\nNOOP\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\nsecret\r\n.\r\nQUIT\r\n")
+                replies = read_replies(tls, 7)
+                assert b"250-STARTTLS" not in replies and b"250-AUTH PLAIN LOGIN" in replies
+                assert final_codes(replies) == [b"250", b"250", b"250", b"250", b"354", b"250", b"221"]
+                assert tls.recv(10) == b""  # closed after QUIT
+    stats = server.stats
+    assert (stats.messages, stats.bytes, stats.tls_sessions, stats.tls_failures) == (1, 8, 1, 0)
+    assert stats.faults == {("delay", "noop"): 2}
+    assert stats.reply_codes() == {"220": 2, "221": 1, "250": 7, "354": 1}
+
+
+def test_starttls_with_faults_when_no_certificate_can_be_made(monkeypatch):
+    def cannot_make(*args, **keywords):
+        raise TlsSetupError("openssl is missing")
+
+    monkeypatch.setattr(sink_server, "server_context", cannot_make)
+    with SinkServer("127.0.0.1:0", faults=FaultPlan().delay("noop", "1ms")) as server:
+        with connect(server) as sock:
+            read_replies(sock, 1)
+            sock.sendall(b"EHLO c\r\nSTARTTLS\r\n")
+            assert read_replies(sock, 2)[-1] == b"220 2.0.0 Ready to start TLS"
+            assert sock.recv(100) == b""  # no TLS to start: the session ends
+    assert (server.stats.tls_sessions, server.stats.tls_failures) == (0, 1)
