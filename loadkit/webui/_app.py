@@ -40,6 +40,7 @@ REPORT_TIMEOUT = 600.0  # seconds a report build may take
 # workers' final reports and the end-to-end drain first. The report waits that long at most.
 FOLDER_WAIT = 300.0
 STATE_FRESH_FOR = 1.0  # seconds a computed state is served again
+FINAL_WRITE_WAIT = 15.0  # seconds a stopped run's stats request waits for the folder's last lines
 SINK_COUNTERS = ("sessions", "messages", "recipients", "bytes", "replies")  # of the sink's /stats, shown
 LINKS = (
     "<div id=\"loadkit-links\" style=\"position:fixed;right:12px;bottom:8px;z-index:2000;font:13px system-ui;"
@@ -244,10 +245,29 @@ class MailConsole:
     def rows_or_problem(self) -> list[dict]:
         """The tab's rows; a problem reading them is one row, never a broken /stats/requests."""
         try:
+            if self._stopped_but_not_written():
+                return table_rows(self._final_state())
             return table_rows(self.state())
         except Exception as error:  # Locust's own numbers must still reach the UI
             log.warning("loadkit: the Mail tab's numbers: %s", error, exc_info=True)
             return [{"section": "ALERT", "item": "the Mail tab's numbers", "detail": str(error)}]
+
+    def _stopped_but_not_written(self) -> bool:
+        controller = self._controller()
+        runner = self.environment.runner
+        return (runner is not None and runner.state == "stopped" and controller is not None
+                and controller.folder is not None and controller.written != controller.folder)
+
+    def _final_state(self) -> dict:
+        """Locust's page asks for its stats once more when the run stops, then no more. The state
+        turns to stopped before the test_stop listeners write the last second (a master's, after its
+        workers' final reports): wait for the folder, then read it, so the tab ends on the final counts."""
+        deadline = time.monotonic() + FINAL_WRITE_WAIT
+        while self._stopped_but_not_written() and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        with self._computing:
+            self._state, self._state_at = self._compute_state(), time.monotonic()
+            return self._state
 
     def state(self) -> dict:
         """The Mail tab's state, computed at most once a STATE_FRESH_FOR (the tab and the page both poll)."""
