@@ -255,11 +255,11 @@ class MailConsole:
     def _stopped_but_not_written(self) -> bool:
         controller = self._controller()
         runner = self.environment.runner
-        return (runner is not None and runner.state == "stopped" and controller is not None
+        return (runner is not None and runner.state in ("stopping", "stopped") and controller is not None
                 and controller.folder is not None and controller.written != controller.folder)
 
     def _final_state(self) -> dict:
-        """Locust's page asks for its stats once more when the run stops, then no more. The state
+        """Locust's page stops asking for its stats once the run is stopping or stopped. The state
         turns to stopped before the test_stop listeners write the last second (a master's, after its
         workers' final reports): wait for the folder, then read it, so the tab ends on the final counts."""
         deadline = time.monotonic() + FINAL_WRITE_WAIT
