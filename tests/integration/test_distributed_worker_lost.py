@@ -15,7 +15,6 @@ heartbeats as the survivor's reached it.
 
 from __future__ import annotations
 
-import csv
 import json
 import signal
 import time
@@ -26,6 +25,7 @@ import pytest
 from tests.integration.peers import (
     heartbeat_gaps,
     loadkit_sink,
+    locust_and_merged_counts,
     master_and_workers,
     master_log_locustfile,
     read_master_log,
@@ -85,14 +85,7 @@ def test_killed_worker_is_recorded_fails_the_check_and_keeps_its_numbers(tmp_pat
     survivor = next(worker for worker in shares if worker != dead)
     assert shares[survivor] > 0
 
-    with open(folder / "locust_stats.csv", newline="") as handle:
-        locust_count = int(next(r for r in csv.DictReader(handle) if r["Name"] == "Aggregated")["Request Count"])
-    merged = sum(
-        series["ok"] + series["failed"]
-        for line in (folder / "metrics.jsonl").read_text().splitlines()
-        for series in json.loads(line)["series"]
-        if series["kind"] == "request"
-    )
+    locust_count, merged = locust_and_merged_counts(folder)
     assert merged == locust_count == sum(shares.values()) == run["requests"]
     # The sink also got what the dead worker sent after its last report (and the message in flight).
     assert sink["messages"] >= merged
