@@ -69,6 +69,7 @@ class ChecksAtEnd:
             self.results.when_finished(environment, lambda folder: self.check(folder, expressions))
 
     def check(self, folder: Path, expressions: list[str]) -> None:
+        self.results.wait_for_finishers(self.environment)  # a master's e2e drain may outlast its folder
         verdicts = evaluate(folder, expressions)
         write_verdicts(folder, verdicts)
         print(format_table(verdicts), flush=True)
@@ -81,7 +82,8 @@ def register_checks(events, results) -> None:
     (`.checks(environment)`: ``--check``'s, parsed and refused with exit 2 by the results folder's
     init listener, or the web UI form's) and says when its folder is written (`.when_finished`).
     Register it after the finishers (end-to-end delivery, probes): its test_stop listener is then
-    added after theirs, so it runs once they are done."""
+    added after theirs, so it runs once they are done; a finisher that goes on beside the stop (a
+    master's drain) is waited for through `results.wait_for_finishers`."""
 
     def on_init(environment, **_kwargs):
         if hasattr(environment.parsed_options, "check"):  # not: Locust run in-process, or not with loadkit's options

@@ -175,6 +175,7 @@ class MasterSide:
         # may take a while, so it runs beside the master's stop, and quitting waits for it.
         if self._pending is None:
             self._pending = gevent.spawn(self._write)
+            self.results.add_finisher(environment, self._pending)  # the checks read e2e.json: they wait
 
     def on_quitting(self, environment, **_kwargs) -> None:
         self.write_now()

@@ -90,6 +90,19 @@ class Results:
         if controller is not None:
             controller.when_finished(callback)
 
+    def add_finisher(self, environment, greenlet) -> None:
+        """`greenlet` still adds to `environment`'s test folder after its test_stop (a master drains the
+        end-to-end queue beside its stop): `wait_for_finishers` waits for it."""
+        controller = self._of(environment)
+        if controller is not None:
+            controller.finishers.append(greenlet)
+
+    def wait_for_finishers(self, environment) -> None:
+        """Wait until every finisher of `environment`'s last test is done."""
+        controller = self._of(environment)
+        if controller is not None:
+            gevent.joinall([g for g in controller.finishers if g is not gevent.getcurrent()])
+
     def checks(self, environment) -> list:
         """The thresholds of `environment`'s test: ``--check``'s, or the web UI start form's if it set them."""
         controller = self._of(environment)
@@ -199,6 +212,7 @@ class ResultsController:
         self._pending_finish = None
         self.written: Path | None = None  # the folder of the last test, once finished
         self._on_finished: list = []  # callbacks waiting for it
+        self.finishers: list = []  # greenlets still adding to the last test's folder (a master's e2e drain)
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -217,6 +231,7 @@ class ResultsController:
         if self.run is not None:
             self.finish()  # the web UI started a new test: close the previous folder first
         self.written = None
+        self.finishers = []
         try:
             self.folder = new_results_folder(self.parent, self.label)
         except ResultsError as error:

@@ -9,6 +9,9 @@ sink (one host here, so near 0) is measured and applied.
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
 
 import pytest
 
@@ -17,7 +20,7 @@ from loadkit.hdr import decode
 from loadkit.instances import Postfix
 from loadkit.report import build_report
 from loadkit.urls import parse_url
-from tests.integration.peers import PostfixSink, loadkit_sink, run_master_and_workers
+from tests.integration.peers import PostfixSink, loadkit_sink, master_and_workers, run_master_and_workers
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
 from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
 
@@ -84,3 +87,46 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
     page = build_report(folder).read_text()
     assert '<h2 id="e2e">End-to-end delivery</h2>' in page and "Clock offsets" in page
     assert f'<td>Delivered</td><td class="num">{e2e["delivered"]:,}</td>' in page
+
+
+@pytest.mark.slow
+@pytest.mark.peer("postfix")
+def test_a_masters_checks_wait_for_a_drain_that_outlasts_its_folder(postfix_peer, instance_root):
+    """Postfix holds every message (defer_transports) until the master has written run.json; only then is
+    the relay let go. The e2e thresholds must be checked on the e2e.json the drain ends with, not before."""
+    results = instance_root / "results"
+    released = {}
+
+    with Postfix(instance_root / "postfix", settings={"defer_transports": "smtp"}) as postfix:
+        def release_when_the_folder_is_written():
+            deadline = time.monotonic() + 120
+            while not list(results.glob("*/run.json")) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            (folder,) = results.iterdir()
+            released["held"] = postfix.queue_size()
+            released["verdicts_before"] = (folder / "verdicts.json").exists()
+            config = ["-c", str(postfix.config_dir)]
+            for command in (["postconf", *config, "-e", "defer_transports ="], ["postfix", *config, "reload"],
+                            ["postqueue", *config, "-f"]):
+                subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+        releaser = threading.Thread(target=release_when_the_folder_is_written, daemon=True)
+        releaser.start()
+        with master_and_workers(
+            str(LOCUSTFILE), postfix.smtp_url,
+            ["-u", "2", "-r", "2", "-t", "3s", "--results", str(results), "--e2e-postfix-state", str(postfix.state_dir),
+             "--e2e-drain-timeout", "90", "--check", "e2e.lost==0", "--check", "e2e.delivered>=1"],
+            workers=1,
+        ) as (master, _workers):
+            out, err = master.communicate(timeout=180)
+        releaser.join(timeout=60)
+        (folder,) = results.iterdir()
+    e2e = json.loads((folder / "e2e.json").read_text())
+    verdicts = {v["expression"]: v for v in json.loads((folder / "verdicts.json").read_text())["verdicts"]}
+
+    assert released["held"] == e2e["accepted"] > 0, released  # all of it was still queued when run.json was written
+    assert released["verdicts_before"] is False
+    assert master.returncode == 0, (out + err)[-3000:]
+    assert e2e["delivered"] == e2e["accepted"] and e2e["drain"]["drained"] is True
+    assert verdicts["e2e.delivered>=1"]["measured"] == e2e["delivered"]
+    assert verdicts["e2e.lost==0"]["status"] == "passed" and verdicts["e2e.lost==0"]["measured"] == 0

@@ -6,6 +6,8 @@ import argparse
 import json
 from types import SimpleNamespace
 
+import gevent
+import gevent.event
 import pytest
 
 from loadkit import check
@@ -65,6 +67,7 @@ class FakeResults:
 
     def __init__(self, folder, written_at_stop=True):
         self.folder, self.written, self.waiting = folder, written_at_stop, []
+        self.finishers = []
 
     def checks(self, environment):
         return parse_all(environment.parsed_options.check)
@@ -75,6 +78,9 @@ class FakeResults:
             callback(self.folder)
         else:
             self.waiting.append(callback)
+
+    def wait_for_finishers(self, environment):
+        gevent.joinall(self.finishers)
 
     def finish(self):
         self.written = True
@@ -117,6 +123,30 @@ def test_a_failed_check_makes_the_exit_code_3_once_the_folder_is_written(tmp_pat
     results.finish()
     assert environment.process_exit_code == 3
     assert json.loads((folder / "verdicts.json").read_text())["passed"] is False
+
+
+def test_checks_wait_for_a_finisher_still_running_when_the_folder_is_written(tmp_path):
+    folder = finished_folder(tmp_path)
+    environment = locust_environment(["e2e.delivered==20"])
+    results = FakeResults(folder, written_at_stop=False)
+    release = gevent.event.Event()
+
+    def drain():  # a master's: beside its stop, outlasting the folder's writing
+        release.wait()
+        write_e2e(folder, {"accepted": 20, "delivered": 20, "lost": 0, "duplicated": 0, "unexpected": 0})
+
+    check.register_checks(environment.events, results)
+    environment.events.init.fire(environment=environment, runner=None)
+    results.finishers.append(gevent.spawn(drain))
+    environment.events.test_stop.fire(environment=environment)
+    checking = gevent.spawn(results.finish)
+    gevent.sleep(0.05)
+    assert not checking.dead and not (folder / "verdicts.json").exists()  # waiting for the drain
+    release.set()
+    checking.join(timeout=10)
+    verdicts = json.loads((folder / "verdicts.json").read_text())["verdicts"]
+    assert [(v["status"], v["measured"]) for v in verdicts] == [("passed", 20)]
+    assert environment.process_exit_code is None
 
 
 @pytest.mark.parametrize("options", [SimpleNamespace(), None])
