@@ -97,6 +97,11 @@ class Results:
         if controller is not None:
             controller.finishers.append(greenlet)
 
+    def finishers(self, environment) -> list:
+        """The finishers of `environment`'s last test added so far (greenlets, done or not)."""
+        controller = self._of(environment)
+        return list(controller.finishers) if controller is not None else []
+
     def wait_for_finishers(self, environment) -> None:
         """Wait until every finisher of `environment`'s last test is done."""
         controller = self._of(environment)

@@ -8,7 +8,9 @@ Registered by `loadkit.plugin` after the results folder's listeners
 (`register_probes(events, results)`). Its test listeners are added at init,
 after the locustfile's own: the probes start once the results folder exists
 and stop after the locustfile's end-of-test work (an end-to-end drain is
-still sampled). With a postfix probe, ``postfix_log.json`` is written at the end.
+still sampled). A master drains beside its stop: its probes take their last
+sample once the drain is done (`results.finishers`), and are a finisher themselves.
+With a postfix probe, ``postfix_log.json`` is written at the end.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ def register_probes(events, results) -> None:
         controller = ProbeController(environment, parsed, results)
         environment.events.test_start.add_listener(controller.on_test_start)
         environment.events.test_stop.add_listener(controller.on_test_stop)
+        environment.events.quitting.add_listener(controller.on_quitting)
 
     events.init.add_listener(on_init)
 
@@ -69,6 +72,7 @@ class ProbeController:
         self.sampler: ProbeSampler | None = None
         self.postfix_log: tuple[object, int] | None = None  # (path, offset at start)
         self.folder = None
+        self._finishing = None  # the greenlet that ends the test after a drain beside the stop
 
     def _probes(self) -> list:
         probes, postfix_probe = [], None
@@ -101,6 +105,7 @@ class ProbeController:
             pass
 
     def on_test_start(self, environment, **_kwargs) -> None:
+        self.wait_until_ended()  # a new test from the web UI before the last one has ended
         self.stop()
         self.folder = self.results.folder(environment)
         if self.folder is None:
@@ -117,6 +122,24 @@ class ProbeController:
         record_event(self.environment, HOST_CPU_SATURATED, detail)
 
     def on_test_stop(self, environment, **_kwargs) -> None:
+        running = [greenlet for greenlet in self.results.finishers(environment) if not greenlet.dead]
+        if not running:
+            self._end_of_test()
+            return
+        self._finishing = gevent.spawn(self._end_of_test, running)
+        self.results.add_finisher(environment, self._finishing)
+
+    def on_quitting(self, environment, **_kwargs) -> None:
+        self.wait_until_ended()
+
+    def wait_until_ended(self) -> None:
+        finishing = self._finishing
+        if finishing is not None and finishing is not gevent.getcurrent():
+            finishing.join()
+
+    def _end_of_test(self, after=()) -> None:
+        """The last sample and postfix_log.json, once the finishers `after` (a master's drain) are done."""
+        gevent.joinall(after)
         self.stop()
         if self.postfix_log is None or self.folder is None:
             return

@@ -91,9 +91,10 @@ def test_two_workers_nothing_lost_offsets_measured(postfix_peer, instance_root):
 
 @pytest.mark.slow
 @pytest.mark.peer("postfix")
-def test_a_masters_checks_wait_for_a_drain_that_outlasts_its_folder(postfix_peer, instance_root):
+def test_a_masters_checks_and_probes_wait_for_a_drain_that_outlasts_its_folder(postfix_peer, instance_root):
     """Postfix holds every message (defer_transports) until the master has written run.json; only then is
-    the relay let go. The e2e thresholds must be checked on the e2e.json the drain ends with, not before."""
+    the relay let go. The e2e thresholds must be checked on the e2e.json the drain ends with, and the
+    queue probe's last sample must be the drained queue, not the one at the stop."""
     results = instance_root / "results"
     released = {}
 
@@ -115,7 +116,8 @@ def test_a_masters_checks_wait_for_a_drain_that_outlasts_its_folder(postfix_peer
         with master_and_workers(
             str(LOCUSTFILE), postfix.smtp_url,
             ["-u", "2", "-r", "2", "-t", "3s", "--results", str(results), "--e2e-postfix-state", str(postfix.state_dir),
-             "--e2e-drain-timeout", "90", "--check", "e2e.lost==0", "--check", "e2e.delivered>=1"],
+             "--e2e-drain-timeout", "90", "--probe", f"postfix={postfix.state_dir}",
+             "--check", "e2e.lost==0", "--check", "e2e.delivered>=1", "--check", "queue_max>=1"],
             workers=1,
         ) as (master, _workers):
             out, err = master.communicate(timeout=180)
@@ -130,3 +132,9 @@ def test_a_masters_checks_wait_for_a_drain_that_outlasts_its_folder(postfix_peer
     assert e2e["delivered"] == e2e["accepted"] and e2e["drain"]["drained"] is True
     assert verdicts["e2e.delivered>=1"]["measured"] == e2e["delivered"]
     assert verdicts["e2e.lost==0"]["status"] == "passed" and verdicts["e2e.lost==0"]["measured"] == 0
+
+    queue = [json.loads(line) for line in (folder / "probes.jsonl").read_text().splitlines()]
+    queue = [row for row in queue if row["probe"] == "postfix"]
+    assert max(row["total"] for row in queue) >= released["held"]  # held: sampled while the drain waited
+    assert queue[-1]["total"] == 0  # the last sample: after the drain
+    assert verdicts["queue_max>=1"]["measured"] == max(row["total"] for row in queue)
