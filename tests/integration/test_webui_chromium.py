@@ -70,11 +70,12 @@ def _web_port(process, expected_ports: int, timeout: float = 30.0) -> int:
 
 
 @contextmanager
-def locust_web_ui(results: Path, host: str, sink_control: str, workers: int = 0, expected_status: int = 0):
-    """`locust -f locustfiles/smtp.py` with its web UI on 127.0.0.1 (port 0), and `workers` workers; yields the UI's URL."""
-    command = [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "-H", host, "--web-host", "127.0.0.1",
-               "--web-port", "0", "--results", str(results), "--run-time", RUN_TIME_BOUND,
-               "--sink-control", sink_control]
+def locust_web_ui(results: Path, host: str, options: list[str], workers: int = 0, expected_status: int = 0,
+                  locustfile: str = LOCUSTFILE):
+    """`locust -f locustfile` (locustfiles/smtp.py) with its web UI on 127.0.0.1 (port 0), and `workers`
+    workers; yields the UI's URL."""
+    command = [sys.executable, "-m", "locust", "-f", locustfile, "-H", host, "--web-host", "127.0.0.1",
+               "--web-port", "0", "--results", str(results), "--run-time", RUN_TIME_BOUND, *options]
     if workers:
         command += ["--master", "--master-bind-host", "127.0.0.1", "--master-bind-port", "0"]
     main = WatchedProcess("locust web UI", command, stop_signal=signal.SIGTERM, expected_status=expected_status)
@@ -86,7 +87,7 @@ def locust_web_ui(results: Path, host: str, sink_control: str, workers: int = 0,
             for index in range(workers):
                 processes.append(WatchedProcess(
                     f"locust --worker {index}",
-                    [sys.executable, "-m", "locust", "-f", LOCUSTFILE, "--worker", "--master-host", "127.0.0.1",
+                    [sys.executable, "-m", "locust", "-f", locustfile, "--worker", "--master-host", "127.0.0.1",
                      "--master-port", str(master_port)],
                     stop_signal=signal.SIGTERM))
         yield f"http://127.0.0.1:{port}"
@@ -214,7 +215,7 @@ def test_a_run_from_the_form_shows_the_mail_tab_and_ends_equal_to_the_sink(chrom
     with loadkit_sink(tmp_path, *SINK_FAULTS, "--control", control) as (sink_url, read_stats):
         results = tmp_path / "reports"
         # 5% of recipients refused: Locust counts failures, so its exit status is 1
-        with locust_web_ui(results, sink_url, control, expected_status=1) as url:
+        with locust_web_ui(results, sink_url, ["--sink-control", control], expected_status=1) as url:
             page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
@@ -241,7 +242,7 @@ def test_a_master_and_two_workers_show_each_worker_and_merged_counts_equal_to_th
     control = f"127.0.0.1:{free_port()}"
     with loadkit_sink(tmp_path, *SINK_FAULTS, "--control", control) as (sink_url, read_stats):
         results = tmp_path / "reports"
-        with locust_web_ui(results, sink_url, control, workers=2, expected_status=1) as url:
+        with locust_web_ui(results, sink_url, ["--sink-control", control], workers=2, expected_status=1) as url:
             page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
             wait_for_workers(url, 2)
             start_from_the_form(page, url, users=4)
@@ -264,7 +265,7 @@ def test_a_host_the_users_cannot_use_is_refused_in_the_form_and_nothing_starts(c
     control = f"127.0.0.1:{free_port()}"
     results = tmp_path / "reports"
     with loadkit_sink(tmp_path, "--control", control) as (sink_url, read_stats):
-        with locust_web_ui(results, sink_url, control) as url:
+        with locust_web_ui(results, sink_url, ["--sink-control", control]) as url:
             page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.goto(url)
             for host, reason in (("smtp://no-such-host.invalid:25", "loadkit: unknown host 'no-such-host.invalid'"),
@@ -284,7 +285,7 @@ def test_a_host_the_users_cannot_use_is_refused_in_the_form_and_nothing_starts(c
 def test_a_run_whose_every_transaction_fails_says_so_first(chromium, tmp_path):
     control = f"127.0.0.1:{free_port()}"
     with loadkit_sink(tmp_path, "--reject", "mail:421", "--control", control) as (sink_url, read_stats):
-        with locust_web_ui(tmp_path / "reports", sink_url, control, expected_status=1) as url:
+        with locust_web_ui(tmp_path / "reports", sink_url, ["--sink-control", control], expected_status=1) as url:
             page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
             page.goto(url)
             page.fill("input[name=userCount]", "2")
