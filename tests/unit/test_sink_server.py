@@ -289,14 +289,18 @@ def test_without_monkey_patching_start_serves_from_a_thread():
     assert not any(thread.name == "loadkit-sink" for thread in threading.enumerate())
 
 
-def test_ipv6_loopback():
+def ipv6_sink() -> SinkServer:
+    """A sink started on ::1; the test cannot run on a machine without IPv6 loopback."""
     if not socket.has_ipv6:
         cannot_run("no IPv6 on this machine")
     try:
-        server = SinkServer("[::1]:0").start()
+        return SinkServer("[::1]:0").start()
     except SinkError as error:
         cannot_run(f"cannot bind ::1 here: {error}")
-    with server:
+
+
+def test_ipv6_loopback():
+    with ipv6_sink() as server:
         assert server.address[0] == "::1"
         assert server.url == f"smtp://[::1]:{server.address[1]}"
         with socket.create_connection(server.address, timeout=5) as sock:
