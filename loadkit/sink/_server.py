@@ -20,7 +20,9 @@ pay for: faults (delays, drips, disconnects, a rejected greeting), replies
 without enhanced status codes, and TLS. A session moves from the plain loop
 to the full one when it says STARTTLS; implicit TLS starts in the full one.
 TLS sessions read and write through a gevent `SSLSocket` on a duplicate of
-the connection's descriptor; the original stays with the idle sweeper.
+the connection's descriptor; the original stays with the idle sweeper. To
+the sweeper, each flight of the client's handshake is a read and making the
+certificate is the sink's own wait, so only a silent client is timed out.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import _socket
 import errno
 import os
+import ssl
 import stat
 import threading
 import time
@@ -72,7 +75,7 @@ class _Connection:
         self.seen_reads = 0
         self.seen_at = now
         self.tls = False  # a 421 in clear text would garble the TLS stream: just close
-        self.busy = False  # the sink itself is waiting (a delay, a drip): not the client's silence
+        self.busy = False  # the sink itself is waiting (a delay, a drip, a certificate): not the client's silence
 
 
 class SinkServer:
@@ -595,20 +598,26 @@ class SinkServer:
         """Handshake on a duplicate of the connection's descriptor; a `_TlsChannel`, or None."""
         import gevent.socket
 
+        connection.tls = True  # the client may be sending its ClientHello already
         if self._tls_context is None:
+            connection.busy = True  # making the certificate is our wait, not the client's silence
             try:
                 self._tls_context = server_context(hostname=self._tls_hostname)
             except TlsSetupError as error:
                 self.tls_problem = str(error)
                 self.stats.tls_failures += 1
                 return None
+            finally:
+                connection.busy = False
+                connection.reads += 1
         # The duplicate shares the connection's TCP_NODELAY (set on the listener).
         duplicate = gevent.socket.socket(sock.family, _socket.SOCK_STREAM, 0, os.dup(sock.fileno()))
-        connection.tls = True
+        tls_socket = None
         try:
-            tls_socket = self._tls_context.wrap_socket(duplicate, server_side=True)
+            tls_socket = self._tls_context.wrap_socket(duplicate, server_side=True, do_handshake_on_connect=False)
+            _handshake(tls_socket, connection)
         except (OSError, ValueError):
-            duplicate.close()
+            (duplicate if tls_socket is None else tls_socket).close()  # the wrapper took the descriptor over
             self.stats.tls_failures += 1
             return None
         self.stats.tls_sessions += 1
@@ -678,6 +687,36 @@ class _TlsChannel:
 
     def close(self) -> None:
         self.tls_socket.close()
+
+
+def _handshake(tls_socket, connection) -> None:
+    """The server's side of the handshake, each wake-up for the client's bytes counted as a read.
+
+    The idle sweeper then sees a slow handshake progress as it sees a slow
+    client talk, and still ends one that stops half-way.
+    """
+    hub = gevent.get_hub()
+    watchers = {}
+    tls_socket.settimeout(0.0)  # raise on want-read / want-write: the waits are ours to count
+    try:
+        while True:
+            try:
+                tls_socket.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                events = _READ
+            except ssl.SSLWantWriteError:
+                events = _WRITE
+            watcher = watchers.get(events)
+            if watcher is None:
+                watcher = watchers[events] = hub.loop.io(tls_socket.fileno(), events)
+            hub.wait(watcher)
+            if events == _READ:
+                connection.reads += 1
+    finally:
+        for watcher in watchers.values():
+            watcher.close()
+        tls_socket.settimeout(None)
 
 
 def _hand_over(greenlet, sock, peer) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,77 @@ def read_replies(sock: socket.socket, count: int) -> list[bytes]:
             break
         data += chunk
     return [line for line in data.split(b"\r\n") if line]
+
+
+def client_context() -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # the sink's own self-signed certificate
+    return context
+
+
+class HandDrivenTls:
+    """Python's TLS client on memory buffers over `sock`: the test says when each byte goes, and sees every byte."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = client_context().wrap_bio(self.incoming, self.outgoing)
+
+    def client_hello(self) -> bytes:
+        """The first flight of the handshake, made but not sent."""
+        try:
+            self.tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return self.outgoing.read()
+        raise AssertionError("a handshake cannot end before the server says anything")
+
+    def handshake(self, pieces: int = 1, gap: float = 0.0) -> None:
+        """The whole handshake, the ClientHello sent in `pieces` parts `gap` seconds apart."""
+        hello = self.client_hello()
+        size = -(-len(hello) // pieces)
+        for start in range(0, len(hello), size):
+            if start:
+                time.sleep(gap)
+            self.sock.sendall(hello[start:start + size])
+        while True:
+            self._receive()
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+        self.sock.sendall(self.outgoing.read())  # the client's last flight
+
+    def send(self, data: bytes) -> None:
+        self.tls.write(data)
+        self.sock.sendall(self.outgoing.read())
+
+    def read_replies(self, count: int) -> list[bytes]:
+        """Like `read_replies`, inside TLS."""
+        data = b""
+        while sum(1 for line in data.split(b"\r\n") if line[3:4] == b" ") < count:
+            try:
+                data += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                self._receive()
+        return [line for line in data.split(b"\r\n") if line]
+
+    def raw_until_closed(self) -> bytes:
+        """Every byte the sink sends, undeciphered, until it closes the connection."""
+        raw = b""
+        try:
+            while chunk := self.sock.recv(65536):
+                raw += chunk
+        except ConnectionResetError:
+            pass  # closed with bytes of ours unread
+        return raw
+
+    def _receive(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the sink closed the connection")
+        self.incoming.write(chunk)
 
 
 def test_pipelined_session_in_one_write_over_loopback():
@@ -217,14 +289,18 @@ def test_without_monkey_patching_start_serves_from_a_thread():
     assert not any(thread.name == "loadkit-sink" for thread in threading.enumerate())
 
 
-def test_ipv6_loopback():
+def ipv6_sink() -> SinkServer:
+    """A sink started on ::1; the test cannot run on a machine without IPv6 loopback."""
     if not socket.has_ipv6:
         cannot_run("no IPv6 on this machine")
     try:
-        server = SinkServer("[::1]:0").start()
+        return SinkServer("[::1]:0").start()
     except SinkError as error:
         cannot_run(f"cannot bind ::1 here: {error}")
-    with server:
+
+
+def test_ipv6_loopback():
+    with ipv6_sink() as server:
         assert server.address[0] == "::1"
         assert server.url == f"smtp://[::1]:{server.address[1]}"
         with socket.create_connection(server.address, timeout=5) as sock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -12,8 +11,7 @@ import time
 import pytest
 
 from loadkit.sink import SinkError, SinkServer
-from tests.conftest import cannot_run
-from tests.unit.test_sink_server import connect, read_replies
+from tests.unit.test_sink_server import connect, ipv6_sink, read_replies
 
 
 def listen_error(listen: str) -> str:
@@ -33,13 +31,7 @@ def test_listening_errors_name_the_address_as_it_was_given():
 
 
 def test_an_ipv6_address_in_use_is_said_in_brackets():
-    if not socket.has_ipv6:
-        cannot_run("no IPv6 on this machine")
-    try:
-        server = SinkServer("[::1]:0").start()
-    except SinkError as error:
-        cannot_run(f"cannot bind ::1 here: {error}")
-    with server:
+    with ipv6_sink() as server:
         port = server.address[1]
         assert listen_error(f"[::1]:{port}") == f"cannot listen on [::1]:{port}: Address already in use"
 

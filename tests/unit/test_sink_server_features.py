@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import ssl
 import time
 
 import pytest
@@ -11,14 +10,7 @@ import pytest
 from loadkit.sink import FaultPlan, SinkError, SinkServer
 from loadkit.sink import _server as sink_server
 from loadkit.sink._tls import TlsSetupError
-from tests.unit.test_sink_server import connect, read_replies
-
-
-def client_context() -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE  # the sink's own self-signed certificate
-    return context
+from tests.unit.test_sink_server import HandDrivenTls, client_context, connect, read_replies
 
 
 def final_codes(replies: list[bytes]) -> list[bytes]:
@@ -176,29 +168,15 @@ def tls_record_types(raw: bytes) -> list[int]:
 
 
 def test_an_idle_tls_session_times_out_without_clear_text():
-    # The sweeper counts no read during the handshake: a shorter timeout could end it on a busy machine.
     with SinkServer("127.0.0.1:0", timeout=1.0) as server:
         with connect(server) as sock:
             read_replies(sock, 1)
             sock.sendall(b"STARTTLS\r\n")
             read_replies(sock, 1)
-            incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
-            tls = client_context().wrap_bio(incoming, outgoing)
-            while True:  # the handshake by hand, so every byte after it is seen raw
-                try:
-                    tls.do_handshake()
-                    break
-                except ssl.SSLWantReadError:
-                    sock.sendall(outgoing.read())
-                    incoming.write(sock.recv(65536))
-            sock.sendall(outgoing.read())
+            client = HandDrivenTls(sock)  # so every byte after the handshake is seen raw
+            client.handshake()
             started = time.monotonic()
-            raw = b""
-            try:
-                while chunk := sock.recv(65536):  # until the sink closes the idle session
-                    raw += chunk
-            except ConnectionResetError:
-                pass
+            raw = client.raw_until_closed()
             assert time.monotonic() - started < 3.0
             assert all(kind in TLS_RECORD_TYPES for kind in tls_record_types(raw)), raw[:80]
     assert (server.stats.timeouts, server.stats.tls_sessions) == (1, 1)

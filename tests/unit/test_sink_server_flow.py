@@ -9,6 +9,8 @@ import tempfile
 import termios
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -65,30 +67,47 @@ def queued(sock: socket.socket) -> int:
     return int.from_bytes(fcntl.ioctl(sock.fileno(), termios.FIONREAD, b"\0\0\0\0"), "little")
 
 
+@contextmanager
+def unix_sink(**keywords) -> Iterator[SinkServer]:
+    """A sink listening on a unix socket in a temporary folder of its own."""
+    with tempfile.TemporaryDirectory() as directory:
+        with SinkServer(f"unix:{os.path.join(directory, 'sink.sock')}", **keywords) as server:
+            yield server
+
+
+def ehlo_reply(sock: socket.socket) -> bytes:
+    """After the banner, say EHLO: the reply as the sink sends it, every line."""
+    read_replies(sock, 1)
+    sock.sendall(b"EHLO c\r\n")
+    reply = b""
+    while not reply.endswith(b"250 CHUNKING\r\n"):
+        reply += sock.recv(65536)
+    return reply
+
+
+def receive(sock: socket.socket, size: int) -> bytes:
+    """At least `size` bytes; the sink closing before that fails the test."""
+    received = bytearray()
+    while len(received) < size:
+        chunk = sock.recv(1 << 20)
+        assert chunk
+        received += chunk
+    return bytes(received)
+
+
 @pytest.mark.parametrize("keywords", LOOPS)
 def test_replies_wait_for_room_when_the_client_does_not_read(keywords):
     """Replies bigger than the socket buffer are sent whole, in order, once the client reads."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "sink.sock")
-        with SinkServer(f"unix:{path}", **keywords) as server, connect(server) as sock:
-            read_replies(sock, 1)
-            sock.sendall(b"EHLO c\r\n")
-            one = b""
-            while not one.endswith(b"250 CHUNKING\r\n"):
-                one += sock.recv(65536)
-            batch = b"EHLO c\r\n" * (RECV_SIZE // 8)  # one read's worth: some 1.1 MB of replies
-            sock.sendall(batch * 2)
-            expected = one * (2 * RECV_SIZE // 8)
-            time.sleep(0.3)  # the sink fills the buffer and must wait for room
-            assert queued(sock) < len(expected)
-            received = bytearray()
-            while len(received) < len(expected):
-                chunk = sock.recv(1 << 20)
-                assert chunk
-                received += chunk
-            assert received == expected
-            sock.sendall(b"QUIT\r\n")
-            assert read_replies(sock, 1) == [b"221 2.0.0 Bye"]
+    with unix_sink(**keywords) as server, connect(server) as sock:
+        one = ehlo_reply(sock)
+        batch = b"EHLO c\r\n" * (RECV_SIZE // 8)  # one read's worth: some 1.1 MB of replies
+        sock.sendall(batch * 2)
+        expected = one * (2 * RECV_SIZE // 8)
+        time.sleep(0.3)  # the sink fills the buffer and must wait for room
+        assert queued(sock) < len(expected)
+        assert receive(sock, len(expected)) == expected
+        sock.sendall(b"QUIT\r\n")
+        assert read_replies(sock, 1) == [b"221 2.0.0 Bye"]
     assert server.stats.reply_codes() == {"220": 1, "221": 1, "250": 1 + 2 * RECV_SIZE // 8}
 
 
@@ -96,36 +115,26 @@ def test_replies_wait_for_room_when_the_client_does_not_read(keywords):
 def test_a_reply_that_finds_the_buffer_full_waits_and_is_sent_whole(keywords):
     """Commands one at a time, never read: the buffer fills between replies, not inside one."""
     count = 2000  # some 330 KB of replies, and more socket memory still: past the default buffer
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "sink.sock")
-        with SinkServer(f"unix:{path}", **keywords) as server, connect(server) as sock:
-            read_replies(sock, 1)
-            sock.sendall(b"EHLO c\r\n")
-            one = b""
-            while not one.endswith(b"250 CHUNKING\r\n"):
-                one += sock.recv(65536)
+    with unix_sink(**keywords) as server, connect(server) as sock:
+        one = ehlo_reply(sock)
 
-            def talk():
-                for _ in range(count):
-                    sock.sendall(b"EHLO c\r\n")
-                    time.sleep(0.0005)  # one command per read on the sink's side
+        def talk():
+            for _ in range(count):
+                sock.sendall(b"EHLO c\r\n")
+                time.sleep(0.0005)  # one command per read on the sink's side
 
-            talker = threading.Thread(target=talk)
-            talker.start()
-            waiting = -1
-            while talker.is_alive() and queued(sock) != waiting:  # until done, or stuck: the sink waits for room
-                waiting = queued(sock)
-                talker.join(0.2)
-            expected = one * count
-            assert queued(sock) < len(expected)
-            received = bytearray()
-            while len(received) < len(expected):
-                chunk = sock.recv(1 << 20)
-                assert chunk
-                received += chunk
-            talker.join(5)
-            assert not talker.is_alive()
-            assert received == expected
+        talker = threading.Thread(target=talk)
+        talker.start()
+        waiting = -1
+        while talker.is_alive() and queued(sock) != waiting:  # until done, or stuck: the sink waits for room
+            waiting = queued(sock)
+            talker.join(0.2)
+        expected = one * count
+        assert queued(sock) < len(expected)
+        received = receive(sock, len(expected))
+        talker.join(5)
+        assert not talker.is_alive()
+        assert received == expected
     assert server.stats.reply_codes()["250"] == 1 + count
 
 
@@ -139,22 +148,15 @@ def wait_until_no_session(server: SinkServer) -> None:
 @pytest.mark.parametrize("keywords", LOOPS)
 def test_a_client_that_does_not_read_holds_up_no_other_session(keywords):
     """While one session waits for room to send, the others are read and answered."""
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "sink.sock")
-        with SinkServer(f"unix:{path}", **keywords) as server:
-            with connect(server) as stuck, connect(server) as other:
-                read_replies(stuck, 1)
-                read_replies(other, 1)
-                stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))
-                time.sleep(0.2)  # the sink now waits for room on `stuck`
-                assert queued(stuck) < 1 << 20
-                other.sendall(b"NOOP\r\nQUIT\r\n")
-                assert read_replies(other, 2) == [b"250 2.0.0 Ok", b"221 2.0.0 Bye"]
-                received = 0
-                while received < 8 * (RECV_SIZE // 8):  # every reply is longer than its command
-                    chunk = stuck.recv(1 << 20)
-                    assert chunk
-                    received += len(chunk)
+    with unix_sink(**keywords) as server, connect(server) as stuck, connect(server) as other:
+        read_replies(stuck, 1)
+        read_replies(other, 1)
+        stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))
+        time.sleep(0.2)  # the sink now waits for room on `stuck`
+        assert queued(stuck) < 1 << 20
+        other.sendall(b"NOOP\r\nQUIT\r\n")
+        assert read_replies(other, 2) == [b"250 2.0.0 Ok", b"221 2.0.0 Bye"]
+        receive(stuck, 8 * (RECV_SIZE // 8))  # every reply is longer than its command
     assert server.stats.reply_codes()["250"] == 1 + RECV_SIZE // 8
 
 

@@ -52,6 +52,11 @@ def on(verb: bytes, reply, when=lambda line: True):
     return respond
 
 
+def answering(replies: dict[bytes, bytes]):
+    """A script that answers each verb in `replies` with its reply, the rest as usual."""
+    return lambda line, session: replies.get(line.split(b" ", 1)[0].upper())
+
+
 def for_bad_recipients(line: bytes) -> bool:
     return b"bad" in line
 
@@ -64,6 +69,21 @@ def delivered_or_refused(client, delivered: bool, refusal: tuple[int, str]) -> N
         with pytest.raises(SMTPReplyError) as caught:
             client.send(SENDER, ["a@example.com"], MESSAGE)
         assert (caught.value.code, caught.value.phase) == refusal
+
+
+def refused_yet_asked_for_content(serve, client_for, replies: dict[bytes, bytes], recipient: str):
+    """A broken server answers 354 to DATA after refusing the envelope: the client raises and hangs up.
+
+    Returns the error raised and the server's session, which got no content.
+    """
+    server = serve(answering(replies))
+    client = client_for(server)
+    with pytest.raises(SMTPReplyError) as caught:
+        client.send(SENDER, [recipient], MESSAGE)
+    assert not client.connected
+    session = server.ended_session()
+    assert session.received.endswith(b"DATA\r\n")  # hung up instead of sending content
+    return caught.value, session
 
 
 # -- pipelining -----------------------------------------------------------
@@ -167,23 +187,10 @@ def test_all_recipients_refused_raises_at_rcpt_and_sends_no_content(serve, clien
 
 def test_server_that_asks_for_content_after_a_refused_envelope_gets_none(serve, client_for):
     # A broken server answers 354 to a pipelined DATA although no recipient was accepted.
-    def respond(line, session):
-        if line.startswith(b"RCPT"):
-            return REJECT_USER
-        if line == b"DATA":
-            return b"354 send it anyway\r\n"
-        return None
-
-    server = serve(respond)
-    client = client_for(server)
-    with pytest.raises(SMTPReplyError) as caught:
-        client.send(SENDER, ["bad@example.com"], MESSAGE)
-
-    assert caught.value.phase == "rcpt"
-    assert not client.connected
-    session = server.ended_session()
+    replies = {b"RCPT": REJECT_USER, b"DATA": b"354 send it anyway\r\n"}
+    error, session = refused_yet_asked_for_content(serve, client_for, replies, "bad@example.com")
+    assert error.phase == "rcpt"
     assert session.exchanges()[-1][1] == b"354 send it anyway\r\n"
-    assert session.received.endswith(b"DATA\r\n")  # hung up instead of sending content
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
@@ -799,22 +806,11 @@ def test_lmtp_hang_up_after_the_dot_is_at_end_of_data(serve, client_for):
 
 
 def test_a_refused_sender_with_accepted_recipients_and_354_gets_no_content(serve, client_for):
-    def respond(line, session):  # a broken server: refuses MAIL, then accepts RCPT and DATA all the same
-        if line.startswith(b"MAIL"):
-            return b"553 5.1.8 Sender address rejected\r\n"
-        if line.startswith(b"RCPT"):
-            return b"250 2.1.5 Ok\r\n"
-        if line == b"DATA":
-            return b"354 go ahead\r\n"
-        return None
-
-    server = serve(respond)
-    client = client_for(server)
-    with pytest.raises(SMTPReplyError) as caught:
-        client.send(SENDER, ["a@example.com"], MESSAGE)
-    assert repr(caught.value) == "553 5.1.8 at MAIL"
-    assert not client.connected
-    assert server.ended_session().received.endswith(b"DATA\r\n")  # hung up instead of sending content
+    replies = {  # a broken server: refuses MAIL, then accepts RCPT and DATA all the same
+        b"MAIL": b"553 5.1.8 Sender address rejected\r\n", b"RCPT": b"250 2.1.5 Ok\r\n", b"DATA": b"354 go ahead\r\n",
+    }
+    error, _session = refused_yet_asked_for_content(serve, client_for, replies, "a@example.com")
+    assert repr(error) == "553 5.1.8 at MAIL"
 
 
 def test_no_recipients_says_why(serve, client_for):
