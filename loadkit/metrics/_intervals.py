@@ -10,6 +10,10 @@ A master adds workers' series as they came, JSON (`IntervalStore.add_json`):
 their histograms are added into counts arrays and encoded once, when the
 interval is written (`MergedSeries`). What the master has merged so far, run
 wide and per key, is `IntervalStore.merged()`.
+
+Each written interval is also added into its minute (`MinuteRollup`), which
+is written to metrics-minute.jsonl once the next minute starts, and at the
+end: long runs are read from there (the format: `loadkit.results._minutes`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from dataclasses import dataclass, field
 
 from loadkit.metrics._series import REQUEST, MergedSeries, Series
 from loadkit.results import flush_lines, write_interval
+from loadkit.results._minutes import MINUTE_SECONDS
 
 
 def tick_every_second(tick) -> None:
@@ -100,6 +105,59 @@ class Totals:
         return ok, failed
 
 
+class MinuteRollup:
+    """Written intervals summed per minute of the run, each minute written once, as one line.
+
+    Minutes are counted from the first interval's start. A minute's series are
+    counts (`MergedSeries`): adding an interval is a slice addition per key,
+    encoding happens once a minute.
+    """
+
+    def __init__(self, out):
+        self.out = out  # a text file: one JSON line per minute
+        self.anchor: float | None = None  # the first interval's start
+        self.minute: int | None = None  # the open minute, counted from the anchor
+        self.start = self.end = 0.0
+        self.users: int | None = None
+        self.series: dict[tuple[str, str, str], MergedSeries] = {}
+
+    def add(self, interval: Interval) -> bool:
+        """Add a written interval; True when it closed the open minute, written now (flush the file)."""
+        if self.anchor is None:
+            self.anchor = interval.start
+        minute = int((interval.start - self.anchor) // MINUTE_SECONDS)
+        closed = False
+        if self.minute is not None and minute > self.minute:
+            closed = self.write()
+        if self.minute is None:
+            self.minute, self.start, self.end = minute, interval.start, interval.end
+        # An interval out of time order (late data) joins the open minute, as a reader's bucket takes it.
+        self.end = max(self.end, interval.end)
+        if interval.users is not None:
+            self.users = interval.users
+        series = self.series
+        for key, one in interval.series.items():
+            into = series.get(key)
+            if into is None:
+                into = series[key] = MergedSeries(*key)
+            into.merge(one)
+        return closed
+
+    def write(self) -> bool:
+        """Write the open minute (the last one may be partial); False when none is open."""
+        if self.minute is None:
+            return False
+        line = {"start": self.start, "end": self.end}
+        if self.users is not None:
+            line["users"] = self.users
+        line["series"] = [one.to_json() for one in self.series.values()]
+        for one in self.series.values():
+            one.release()
+        self.minute, self.users, self.series = None, None, {}
+        write_interval(self.out, line)
+        return True
+
+
 @dataclass
 class MergedState:
     """What a master (or a local runner) has merged so far, for a live view; a copy, safe to keep.
@@ -122,11 +180,13 @@ class MergedState:
 
 
 class IntervalStore:
-    """Open intervals by start; `flush(now)` writes those older than `settle` seconds to `out`."""
+    """Open intervals by start; `flush(now)` writes those older than `settle` seconds to `out`,
+    and each minute of them to `minutes_out` (when given) once it is over."""
 
-    def __init__(self, out, settle: float = 0.0):
+    def __init__(self, out, settle: float = 0.0, minutes_out=None):
         self.out = out  # a text file: one JSON line per interval
         self.settle = settle
+        self.minutes = MinuteRollup(minutes_out) if minutes_out is not None else None
         self.open: dict[float, Interval] = {}
         self.written_until = float("-inf")  # end of the last written interval
         self.totals = Totals()
@@ -189,9 +249,12 @@ class IntervalStore:
             self._interval(start, end).users = users
 
     def flush(self, now: float | None = None) -> int:
-        """Write settled intervals (all of them when `now` is None); returns how many."""
+        """Write settled intervals (all of them, and the last minute, when `now` is None: the run's end);
+        returns how many."""
         starts = sorted(self.open)
         written = 0
+        minutes = self.minutes
+        minute_written = False
         for start in starts:
             interval = self.open[start]
             if now is not None and interval.end > now - self.settle:
@@ -200,9 +263,16 @@ class IntervalStore:
             self.written_until = max(self.written_until, interval.end)
             del self.open[start]
             written += 1
+            if minutes is not None and minutes.add(interval):
+                minute_written = True
             self._keep(interval)
         if written:
             flush_lines(self.out)  # ResultsError on a full disk: the lines before stay readable
+        if minutes is not None:
+            if now is None and minutes.write():
+                minute_written = True
+            if minute_written:
+                flush_lines(minutes.out)
         return written
 
     def state(self, worker_shares: dict | None = None) -> MergedState:
