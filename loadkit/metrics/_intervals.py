@@ -14,6 +14,8 @@ wide and per key, is `IntervalStore.merged()`.
 Each written interval is also added into its minute (`MinuteRollup`), which
 is written to metrics-minute.jsonl once the next minute starts, and at the
 end: long runs are read from there (the format: `loadkit.results._minutes`).
+The run's merged series then grow a minute at a time, from the minute's
+counts: each second is still added once.
 """
 
 from __future__ import annotations
@@ -110,11 +112,12 @@ class MinuteRollup:
 
     Minutes are counted from the first interval's start. A minute's series are
     counts (`MergedSeries`): adding an interval is a slice addition per key,
-    encoding happens once a minute.
+    encoding happens once a minute, and so does adding the minute into `done`.
     """
 
-    def __init__(self, out):
+    def __init__(self, out, done: dict):
         self.out = out  # a text file: one JSON line per minute
+        self.done = done  # (kind, type, name) -> `MergedSeries`: the written minutes, merged
         self.anchor: float | None = None  # the first interval's start
         self.minute: int | None = None  # the open minute, counted from the anchor
         self.start = self.end = 0.0
@@ -151,7 +154,12 @@ class MinuteRollup:
         if self.users is not None:
             line["users"] = self.users
         line["series"] = [one.to_json() for one in self.series.values()]
-        for one in self.series.values():
+        done = self.done
+        for key, one in self.series.items():
+            into = done.get(key)
+            if into is None:
+                into = done[key] = MergedSeries(*key)
+            into.merge(one)
             one.release()
         self.minute, self.users, self.series = None, None, {}
         write_interval(self.out, line)
@@ -186,12 +194,14 @@ class IntervalStore:
     def __init__(self, out, settle: float = 0.0, minutes_out=None):
         self.out = out  # a text file: one JSON line per interval
         self.settle = settle
-        self.minutes = MinuteRollup(minutes_out) if minutes_out is not None else None
         self.open: dict[float, Interval] = {}
         self.written_until = float("-inf")  # end of the last written interval
         self.totals = Totals()
         self.late = 0  # series that arrived after their interval was written
-        self.written: dict[tuple[str, str, str], MergedSeries] = {}  # the written intervals' series, merged
+        # The written intervals' series, merged; with minutes, those of the written minutes (the open
+        # minute's are in `minutes.series`).
+        self.written: dict[tuple[str, str, str], MergedSeries] = {}
+        self.minutes = MinuteRollup(minutes_out, self.written) if minutes_out is not None else None
         self.last_written: Interval | None = None
 
     def _interval(self, start: float, end: float) -> Interval:
@@ -236,7 +246,8 @@ class IntervalStore:
     def merged(self) -> dict[tuple[str, str, str], MergedSeries]:
         """Every series of the run so far, written or still open, merged per key (new objects)."""
         merged: dict[tuple[str, str, str], MergedSeries] = {}
-        for source in [self.written, *(interval.series for interval in self.open.values())]:
+        minute = [self.minutes.series] if self.minutes is not None else []
+        for source in [self.written, *minute, *(interval.series for interval in self.open.values())]:
             for key, series in source.items():
                 into = merged.get(key)
                 if into is None:
@@ -287,12 +298,15 @@ class IntervalStore:
         )
 
     def _keep(self, interval: Interval) -> None:
-        """A written interval's series into the run's merged ones (what `merged()` starts from)."""
+        """A written interval's series into the run's merged ones (what `merged()` starts from), unless
+        its minute took them."""
         if self.last_written is not None:
             for series in self.last_written.series.values():
                 if isinstance(series, MergedSeries):
                     series.release()
         self.last_written = interval
+        if self.minutes is not None:
+            return
         for key, series in interval.series.items():
             into = self.written.get(key)
             if into is None:

@@ -162,6 +162,25 @@ def test_a_master_s_minutes_are_the_exact_merge_of_what_its_workers_sent():
     assert totals == sum(store.totals.requests())
 
 
+def test_what_a_master_has_merged_so_far_is_the_same_with_minutes_as_without():
+    """The live view's numbers (`IntervalStore.merged`): with minutes, written seconds reach the run's
+    merged series through their minute; at every moment the sum is the same."""
+    rng = random.Random(4)
+    with_minutes = IntervalStore(io.StringIO(), settle=2.0, minutes_out=io.StringIO())
+    without = IntervalStore(io.StringIO(), settle=2.0)
+    checked = 0
+    for second in range(150):
+        series = [one.to_json() for one in one_second(rng, rng.randrange(0, 25))]
+        for store in (with_minutes, without):
+            store.add_json(START + second, START + second + 1, series)
+            store.flush(START + second + 1)
+        if second % 7 == 0 or second in (61, 62, 121):
+            mine, theirs = with_minutes.merged(), without.merged()
+            assert {key: one.to_json() for key, one in mine.items()} == {key: one.to_json() for key, one in theirs.items()}
+            checked += 1
+    assert checked > 20 and with_minutes.minutes.series and with_minutes.written
+
+
 def test_a_minute_is_written_once_over_and_the_partial_last_one_at_the_end():
     out, minutes_out = io.StringIO(), io.StringIO()
     store = IntervalStore(out, minutes_out=minutes_out)
