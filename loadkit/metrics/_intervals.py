@@ -25,8 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from loadkit.metrics._series import REQUEST, MergedSeries, Series
-from loadkit.results import flush_lines, write_interval
-from loadkit.results._minutes import MINUTE_SECONDS
+from loadkit.results import MINUTE_SECONDS, flush_lines, write_interval
 
 
 def tick_every_second(tick) -> None:

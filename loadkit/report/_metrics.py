@@ -31,6 +31,7 @@ from loadkit.report._open_model import COUNTS as OPEN_COUNTS
 from loadkit.report._open_model import OpenModelFacts
 from loadkit.results import (
     METRICS_FILE,
+    MINUTE_SECONDS,
     MINUTES_FILE,
     Notes,
     SpanDecoder,
@@ -40,7 +41,6 @@ from loadkit.results import (
     read_minutes,
     reads_minutes,
 )
-from loadkit.results._minutes import MINUTE_SECONDS
 
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)

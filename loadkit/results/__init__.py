@@ -74,7 +74,7 @@ from loadkit.results._locust import (
     results_folder_of,
 )
 from loadkit.results._metrics import first_and_last_intervals, open_metrics, read_intervals, write_interval
-from loadkit.results._minutes import minutes_cover, open_minutes, read_minutes, reads_minutes
+from loadkit.results._minutes import MINUTE_SECONDS, minutes_cover, open_minutes, read_minutes, reads_minutes
 from loadkit.results._names import (
     CSV_PREFIX,
     E2E_FILE,
@@ -122,7 +122,7 @@ from loadkit.results._verdicts import read_verdicts_json, verdict_paths, write_j
 __all__ = [
     "CSV_PREFIX", "E2E_FILE", "ERRORS_COLUMNS", "ERRORS_FILE", "EVENTS_FILE", "EXCEPTIONS_SUFFIX",
     "FAILURES_SUFFIX", "HISTORY_SUFFIX", "INSTANCE_FILE", "JUNIT_FILE", "LOCUST_STATS_FILE", "METRICS_FILE",
-    "MINUTES_FILE", "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
+    "MINUTE_SECONDS", "MINUTES_FILE", "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
     "SINK_STATS_FILE", "STATS_SUFFIX", "TRACE_LOG_FILE", "VERDICTS_FILE",
     "Notes", "ResultsError", "SpanDecoder",
     "cannot_write", "close_quietly", "csv_path", "histogram_from_counts", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
