@@ -4,7 +4,7 @@ A run writes one folder (``reports/<YYYYmmdd-HHMMSS>-<label>/``)::
 
     run.json            what ran, against what, when; written LAST        _folder
     metrics.jsonl       one interval a line: counts and HdrHistograms     _metrics
-    metrics-minute.jsonl  the same summed per minute, for long runs       _minutes
+    metrics-minute.jsonl  each minute of it merged: long runs read it   _minutes
     events.jsonl        integrity events as they happen                   _events
     errors.csv          failures per (type, name, error key)              _errors
     locust_*.csv        Locust's own CSV (prefix ``locust``)              _locust
