@@ -4,13 +4,17 @@
     python bench/report_bench.py --soak           # 24 hours at 10,000 msgs/s (86,400 intervals)
     python bench/report_bench.py --soak --profile report.prof
 
-Writes a results folder through `loadkit.results`' writers (metrics.jsonl one
-interval a second, two request names and eight phases each interval, real
-HdrHistograms; run.json; events.jsonl), then runs ``loadkit report`` and
-``loadkit check`` on it, each in a fresh process, and prints each one's CPU
-seconds (user + system), wall seconds and peak RSS. The budget is the soak
-goal, 30 CPU seconds and 1 GiB for the report; the exit code is 1 when a
-report is over it.
+Writes a results folder through the writers a run uses (`IntervalStore`:
+metrics.jsonl one interval a second, two request names and eight phases each
+interval, real HdrHistograms, and metrics-minute.jsonl, each minute of them
+merged; `loadkit.results`' run.json and events.jsonl), then runs ``loadkit
+report`` and ``loadkit check`` on it, each in a fresh process, and prints
+each one's CPU seconds (user + system), wall seconds and peak RSS. The budget
+is the soak goal, 30 CPU seconds and 1 GiB for the report; the exit code is 1
+when a report is over it. A run of more than ten hours is read from its
+minutes; ``--without-minutes`` also times both on a copy of the folder
+without them (hard links), the read of every second that a run cut short
+gets.
 
 A folder of 6 hours or more is kept under --cache (default
 /tmp/loadkit-report-bench) and reused: the 24-hour one is over a GiB and
@@ -18,8 +22,11 @@ takes minutes to write. --profile runs the report under cProfile into FILE
 and prints its top functions.
 
 The histograms are made with numpy (hdrh's own bucket index, computed for a
-whole array of latencies) and drawn from a pool per load level, so writing
-is quick; the report still decodes and merges every histogram in the file.
+whole array of latencies) and drawn from a pool per load level, each decoded
+once and its text kept (`PooledSeries`), so writing is quick: the store
+merges each second's counts into its minute and encodes each minute, as in
+a run, but writes each second's pooled text instead of encoding it again.
+The report still decodes and merges every histogram it reads.
 """
 
 from __future__ import annotations
@@ -41,13 +48,16 @@ import numpy as np
 from hdrh.histogram import HdrHistogram
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from loadkit.metrics._intervals import IntervalStore
+from loadkit.metrics._series import MergedCounts, MergedSeries
 from loadkit.results import (
+    METRICS_FILE,
+    MINUTES_FILE,
     RUN_FILE,
-    flush_lines,
     open_events,
     open_metrics,
+    open_minutes,
     write_event,
-    write_interval,
     write_run_json,
 )
 
@@ -86,6 +96,32 @@ def encoded(rng: np.random.Generator, samples: int, median_us: float) -> str:
     return histogram.encode().decode("ascii")
 
 
+class PooledSeries(MergedSeries):
+    """A series whose histogram comes from the pool: counts decoded once, shared by every second
+    that draws it, and its text written as it is."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, kind: str, type_: str, name: str, counts: MergedCounts, text: str, ok: int, failed: int,
+                 bytes_: int, errors: dict):
+        super().__init__(kind, type_, name)
+        self.histogram, self.text = counts, text
+        self.ok, self.failed, self.bytes, self.errors = ok, failed, bytes_, errors
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "type": self.type, "name": self.name, "ok": self.ok, "failed": self.failed,
+                "bytes": self.bytes, "errors": self.errors, "histogram": self.text}
+
+    def release(self) -> None:
+        pass  # the counts belong to the pool
+
+
+def pooled(text: str) -> tuple[MergedCounts, str]:
+    counts = MergedCounts()
+    counts.add_encoded(text)
+    return counts, text
+
+
 def load_profile(seconds: int, rate: int) -> np.ndarray:
     """msgs/s each second: a 5-minute ramp, a plateau, a 2-minute dip two thirds in."""
     t = np.arange(seconds, dtype=float)
@@ -100,18 +136,19 @@ def write_run(folder: Path, seconds: int, rate: int, seed: int = 1) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     profile = load_profile(seconds, rate)
     per_name = max(rate // len(NAMES), 1)
-    pool: dict[tuple[str, int], list[str]] = {}
+    pool: dict[tuple[str, int], list[tuple[MergedCounts, str]]] = {}
     for level in range(LEVELS):
         load = (level + 0.5) / LEVELS
         samples = max(int(per_name * load), 1)
         median = 4000 * (1 + 3 * load**6)  # latency turns up near full load: the knee
         for _, name in NAMES:
-            pool[(name, level)] = [encoded(rng, samples, median) for _ in range(VARIANTS)]
+            pool[(name, level)] = [pooled(encoded(rng, samples, median)) for _ in range(VARIANTS)]
         for phase, share in zip(PHASES, PHASE_SHARE):
-            pool[(phase, level)] = [encoded(rng, samples * len(NAMES), median * share) for _ in range(VARIANTS)]
+            pool[(phase, level)] = [pooled(encoded(rng, samples * len(NAMES), median * share)) for _ in range(VARIANTS)]
     events = open_events(folder)
     write_event(events, "run_started", at=START)
-    out = open_metrics(folder)
+    out, minutes_out = open_metrics(folder), open_minutes(folder)
+    store = IntervalStore(out, minutes_out=minutes_out)
     for second, messages in enumerate(profile.tolist()):
         level = min(int(messages / rate * LEVELS), LEVELS - 1)
         pick = second % VARIANTS
@@ -120,17 +157,19 @@ def write_run(folder: Path, seconds: int, rate: int, seed: int = 1) -> Path:
             count = messages // len(NAMES)
             failed = count // 1000
             errors = {"451 4.3.0 at end-of-data": failed // 2, "550 5.1.1 at RCPT": failed - failed // 2} if failed else {}
-            series.append({"kind": "request", "type": type_, "name": name, "ok": count - failed, "failed": failed,
-                           "bytes": (count - failed) * 5120, "errors": errors, "histogram": pool[(name, level)][pick]})  # fmt: skip
+            series.append(PooledSeries("request", type_, name, *pool[(name, level)][pick], count - failed, failed,
+                                       (count - failed) * 5120, errors))  # fmt: skip
         for phase in PHASES:
-            series.append({"kind": "phase", "type": "SMTP", "name": phase, "ok": messages, "failed": 0, "bytes": 0,
-                           "errors": {}, "histogram": pool[(phase, level)][pick]})  # fmt: skip
-        users = int(200 * min(second / 300, 1))
-        write_interval(out, {"start": START + second, "end": START + second + 1, "users": users, "series": series})
+            series.append(PooledSeries("phase", "SMTP", phase, *pool[(phase, level)][pick], messages, 0, 0, {}))
+        start = START + second
+        store.add(start, start + 1, series)
+        store.set_users(start, start + 1, int(200 * min(second / 300, 1)))
+        store.flush(start + 1)
         if second == int(seconds * 0.66):
             write_event(events, "worker_missing", worker="w3", detail="no heartbeat", at=START + second)
-    flush_lines(out)
+    store.flush()  # the last minute
     out.close()
+    minutes_out.close()
     write_event(events, "run_stopped", at=START + seconds)
     events.close()
     write_run_json(folder, command="report_bench", target="smtp://127.0.0.1:2525", users=200, duration=seconds,
@@ -168,6 +207,50 @@ def profile_report(folder: Path, path: Path, top: int = 25) -> None:
     stats.sort_stats("tottime").print_stats(top)
 
 
+def time_folder(folder: Path, skip_check: bool) -> tuple[dict, dict | None]:
+    """`loadkit report` and `loadkit check` of one folder, each in a fresh process, printed."""
+    report = folder / "report.html"
+    built = measure_child(loadkit("report", str(folder)))
+    if built["exit"] != 0:
+        sys.exit(f"report_bench: loadkit report failed: {built['stderr'].strip()[-500:]}")
+    print(f"report: {built['cpu']:.2f} s CPU, {built['wall']:.2f} s wall, peak RSS {built['peak'] / 2**20:,.0f} MiB, "
+          f"report.html {report.stat().st_size / 2**20:.2f} MiB")  # fmt: skip
+    print("  " + built["stderr"].strip().replace("\n", "\n  "))
+    built["report_html_bytes"] = report.stat().st_size
+    checked = None
+    if not skip_check:
+        with tempfile.TemporaryDirectory(prefix="report-bench-") as scratch:
+            verdicts = Path(scratch) / "verdicts.json"
+            checked = measure_child(loadkit("check", str(folder), "--json", str(verdicts),
+                                            *(f"--check={check}" for check in CHECKS)))  # fmt: skip
+            if checked["exit"] not in (0, 3):
+                sys.exit(f"report_bench: loadkit check failed: {checked['stderr'].strip()[-500:]}")
+            sources = sorted({one["source"] for one in json.loads(verdicts.read_text())["verdicts"] if one["source"]})
+        print(f"check: {checked['cpu']:.2f} s CPU, {checked['wall']:.2f} s wall, "
+              f"peak RSS {checked['peak'] / 2**20:,.0f} MiB ({', '.join(CHECKS)}; from {', '.join(sources)})")  # fmt: skip
+    return built, checked
+
+
+def without_minutes(folder: Path) -> Path:
+    """A copy of `folder` without metrics-minute.jsonl, its files hard links: what a run cut short leaves."""
+    copy = folder.parent / f"{folder.name}-without-minutes" / folder.name
+    shutil.rmtree(copy.parent, ignore_errors=True)
+    copy.mkdir(parents=True)
+    for path in folder.iterdir():
+        if path.is_file() and path.name not in (MINUTES_FILE, "report.html"):
+            os.link(path, copy / path.name)
+    return copy
+
+
+def write_in_a_child(folder: Path, args) -> None:
+    """`write_run` in a process of its own: a process this one forks starts with its memory (the pool's
+    counts, a few hundred MiB), which would count in the peak RSS of what it measures."""
+    command = [sys.executable, __file__, "--write", str(folder), "--seconds", str(args.seconds),
+               "--rate", str(args.rate), "--seed", str(args.seed)]  # fmt: skip
+    if subprocess.run(command, check=False).returncode != 0:
+        sys.exit("report_bench: writing the results folder failed")
+
+
 def results_folder(args) -> tuple[Path, Path | None]:
     """(the folder, a temporary parent to remove afterwards or None)."""
     if args.keep:
@@ -187,47 +270,50 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", metavar="DIR", help="write the results folder here and keep it")
     parser.add_argument("--cache", default=str(DEFAULT_CACHE), help=f"where long runs are kept (default {DEFAULT_CACHE})")
     parser.add_argument("--skip-check", action="store_true", help="time the report only, not loadkit check")
+    parser.add_argument("--without-minutes", action="store_true",
+                        help=f"also time both on the folder without {MINUTES_FILE} (read every second)")
     parser.add_argument("--profile", metavar="FILE", help="also build the report under cProfile, stats into FILE")
     parser.add_argument("--json", metavar="PATH", help="write the figures there too")
+    parser.add_argument("--write", metavar="DIR", help=argparse.SUPPRESS)  # a child process: write the folder only
     args = parser.parse_args(argv)
     if args.soak:
         args.seconds, args.rate = 86_400, 10_000
+    if args.write:
+        write_run(Path(args.write), args.seconds, args.rate, args.seed)
+        return 0
     if args.seconds < 1 or args.rate < 1:
         parser.error("--seconds and --rate must be at least 1")
     folder, temporary = results_folder(args)
     try:
-        metrics = folder / "metrics.jsonl"
-        if (folder / RUN_FILE).is_file():
+        metrics, minutes = folder / METRICS_FILE, folder / MINUTES_FILE
+        if (folder / RUN_FILE).is_file() and minutes.is_file():
             print(f"results: reusing {folder}")
         else:
-            shutil.rmtree(folder, ignore_errors=True)  # a folder whose writing was cut short
+            shutil.rmtree(folder, ignore_errors=True)  # cut short, or written before the minutes were
             started = time.perf_counter()
-            write_run(folder, args.seconds, args.rate, args.seed)
+            write_in_a_child(folder, args)
             print(f"results: written in {time.perf_counter() - started:.1f} s")
         histograms = args.seconds * (len(NAMES) + len(PHASES))
         print(f"results: {args.seconds:,} intervals at up to {args.rate:,} msgs/s, {histograms:,} histograms, "
-              f"metrics.jsonl {metrics.stat().st_size / 2**20:,.1f} MiB")  # fmt: skip
-        report = folder / "report.html"
-        built = measure_child(loadkit("report", str(folder)))
-        if built["exit"] != 0:
-            sys.exit(f"report_bench: loadkit report failed: {built['stderr'].strip()[-500:]}")
-        print(f"report: {built['cpu']:.2f} s CPU, {built['wall']:.2f} s wall, peak RSS {built['peak'] / 2**20:,.0f} MiB, "
-              f"report.html {report.stat().st_size / 2**20:.2f} MiB")  # fmt: skip
-        print("  " + built["stderr"].strip().replace("\n", "\n  "))
-        if not args.skip_check:
-            checked = measure_child(loadkit("check", str(folder), *(f"--check={check}" for check in CHECKS)))
-            if checked["exit"] not in (0, 3):
-                sys.exit(f"report_bench: loadkit check failed: {checked['stderr'].strip()[-500:]}")
-            print(f"check: {checked['cpu']:.2f} s CPU, {checked['wall']:.2f} s wall, "
-                  f"peak RSS {checked['peak'] / 2**20:,.0f} MiB ({', '.join(CHECKS)})")  # fmt: skip
+              f"{METRICS_FILE} {metrics.stat().st_size / 2**20:,.1f} MiB, "
+              f"{MINUTES_FILE} {minutes.stat().st_size / 2**20:,.1f} MiB")  # fmt: skip
+        built, checked = time_folder(folder, args.skip_check)
         within = built["cpu"] < BUDGET_CPU_SECONDS and built["peak"] < BUDGET_BYTES
         print(f"budget: report < {BUDGET_CPU_SECONDS:.0f} s CPU and < {BUDGET_BYTES / 2**30:.0f} GiB: "
               f"{'within' if within else 'OVER'}")  # fmt: skip
+        full = None
+        if args.without_minutes:
+            print(f"without {MINUTES_FILE}:")
+            copy = without_minutes(folder)
+            try:
+                full = dict(zip(("report", "check"), time_folder(copy, args.skip_check)))
+            finally:
+                shutil.rmtree(copy.parent, ignore_errors=True)
         if args.json:
             figures = {"seconds": args.seconds, "rate": args.rate, "report": built,
-                       "report_html_bytes": report.stat().st_size,
-                       "check": None if args.skip_check else checked,
-                       "budget": {"cpu_seconds": BUDGET_CPU_SECONDS, "peak_bytes": BUDGET_BYTES}}
+                       "report_html_bytes": built["report_html_bytes"], "check": checked,
+                       "without_minutes": full,
+                       "budget": {"cpu_seconds": BUDGET_CPU_SECONDS, "peak_bytes": BUDGET_BYTES}}  # fmt: skip
             Path(args.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
         if args.profile:
             profile_report(folder, Path(args.profile))

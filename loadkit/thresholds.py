@@ -27,7 +27,10 @@ events.jsonl. A threshold on something the run never measured is an error,
 never a silent pass:
 errors fail a check like failures do. Every file is read by
 `loadkit.results`, with the report's policy: damaged lines are skipped and
-said in the notes.
+said in the notes. Every threshold is of the whole run (none looks at one
+second), so a run longer than ten hours is measured from metrics-minute.jsonl
+when that covers it, as the report reads it: the same counts and histograms,
+sixty times fewer to decode; the verdicts' source names it.
 
 A loadkit run that never finished (no run.json, no run_stopped event: killed,
 or its disk full) gets a failed ``run_complete`` verdict whatever was asked;
@@ -53,6 +56,7 @@ from loadkit.results import (
     E2E_FILE,
     EVENTS_FILE,
     METRICS_FILE,
+    MINUTES_FILE,
     PROBES_FILE,
     RUN_FILE,
     RUN_INCOMPLETE,
@@ -62,17 +66,21 @@ from loadkit.results import (
     SpanDecoder,
     csv_path,
     find_prefix,
+    first_and_last_intervals,
     histogram_from_counts,
     incomplete_run,
     locate,
+    minutes_cover,
     read_e2e,
     read_events,
     read_intervals,
     read_locust_csv,
     read_locust_json,
+    read_minutes,
     read_probes,
     read_run_json,
     read_verdicts_json,
+    reads_minutes,
     results_folder_of,
     verdict_paths,
     write_verdicts_json,
@@ -403,13 +411,38 @@ class _Measurements:
             self._read_locust_json(wanted)
 
     def _read_metrics(self, wanted: set[str | None]) -> None:
+        """metrics.jsonl, or for a long run its minutes when they cover it and read without damage
+        (the same totals and histograms: `loadkit.results._minutes`), as `loadkit report` does."""
+        from loadkit.hdr import decode_span
+
+        decode = SpanDecoder().decode
+        try:
+            first, last = first_and_last_intervals(self.folder, decode_span)
+        except OSError:
+            first = last = None  # the full read says why
+        if first is not None:
+            span = float(last.get("end", last["start"] + 1)) - float(first["start"])
+            if reads_minutes(span) and minutes_cover(self.folder, first, last):
+                minute_notes = Notes()
+                measured = self._measure_intervals(read_minutes(self.folder, minute_notes, decode=decode), wanted)
+                if not minute_notes:
+                    self.scopes, self.open_counts, self.span = measured
+                    self.source = MINUTES_FILE
+                    return
+        self.scopes, self.open_counts, self.span = self._measure_intervals(
+            read_intervals(self.folder, self.notes, decode=decode), wanted)
+
+    def _measure_intervals(self, intervals, wanted: set[str | None]):
+        """(scopes, open-model counts, (first start, last end) or None) of (line number, interval)s."""
         from loadkit.hdr import add_span, empty_counts
 
+        scopes: dict[str | None, _Scope] = {}
+        open_counts: dict[str, int] = {}
         spans = {}  # (scope, failed) -> counts: spans add as arrays, one histogram per scope at the end
         phases = {s[len("phase."):] for s in wanted if s and s.startswith("phase.")}
         names = {s for s in wanted if s and not s.startswith("phase.")}
         first = last = None
-        for _number, interval in read_intervals(self.folder, self.notes, decode=SpanDecoder().decode):
+        for _number, interval in intervals:
             start = float(interval["start"])
             end = float(interval.get("end", start + 1))
             first = start if first is None else min(first, start)
@@ -417,9 +450,9 @@ class _Measurements:
             for series in interval.get("series", ()):
                 if series.get("kind") == "open":
                     name = series.get("name", "")
-                    self.open_counts[name] = self.open_counts.get(name, 0) + series.get("ok", 0)
+                    open_counts[name] = open_counts.get(name, 0) + series.get("ok", 0)
                 for scope in self._scopes_of(series, wanted, names, phases):
-                    measured = self.scopes.setdefault(scope, _Scope())
+                    measured = scopes.setdefault(scope, _Scope())
                     measured.ok += series.get("ok", 0)
                     measured.failed += series.get("failed", 0)
                     measured.series += 1
@@ -430,9 +463,8 @@ class _Measurements:
                                 counts = spans[(scope, failed)] = empty_counts()
                             add_span(counts, series[key])
         for (scope, failed), counts in spans.items():
-            self.scopes[scope].add_histogram(histogram_from_counts(counts), failed)
-        if first is not None:
-            self.span = (first, last)
+            scopes[scope].add_histogram(histogram_from_counts(counts), failed)
+        return scopes, open_counts, None if first is None else (first, last)
 
     def _fall_back_to_locust_csv(self) -> None:
         try:

@@ -177,7 +177,8 @@ def read_step(folder: Path, duration: float, cpu: float, saturated_cpu: float = 
     """A StepResult from one step's results folder (metrics.jsonl, events.jsonl, probes, run.json).
 
     `cpu` is the step's processes' CPU over their whole life, start-up included;
-    a local run's own measure over the test (run.json) replaces it."""
+    a local run's own measure over the test (run.json) replaces it. A step lasts
+    minutes: metrics.jsonl is read whole, its minutes would save nothing."""
     from loadkit.hdr import decode, merge_into, new_histogram, percentiles_ms
     from loadkit.results import (
         Notes,

@@ -10,6 +10,12 @@ A master adds workers' series as they came, JSON (`IntervalStore.add_json`):
 their histograms are added into counts arrays and encoded once, when the
 interval is written (`MergedSeries`). What the master has merged so far, run
 wide and per key, is `IntervalStore.merged()`.
+
+Each written interval is also added into its minute (`MinuteRollup`), which
+is written to metrics-minute.jsonl once the next minute starts, and at the
+end: long runs are read from there (the format: `loadkit.results._minutes`).
+The run's merged series then grow a minute at a time, from the minute's
+counts: each second is still added once.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from loadkit.metrics._series import REQUEST, MergedSeries, Series
-from loadkit.results import flush_lines, write_interval
+from loadkit.results import MINUTE_SECONDS, flush_lines, write_interval
 
 
 def tick_every_second(tick) -> None:
@@ -100,6 +106,65 @@ class Totals:
         return ok, failed
 
 
+class MinuteRollup:
+    """Written intervals summed per minute of the run, each minute written once, as one line.
+
+    Minutes are counted from the first interval's start. A minute's series are
+    counts (`MergedSeries`): adding an interval is a slice addition per key,
+    encoding happens once a minute, and so does adding the minute into `done`.
+    """
+
+    def __init__(self, out, done: dict):
+        self.out = out  # a text file: one JSON line per minute
+        self.done = done  # (kind, type, name) -> `MergedSeries`: the written minutes, merged
+        self.anchor: float | None = None  # the first interval's start
+        self.minute: int | None = None  # the open minute, counted from the anchor
+        self.start = self.end = 0.0
+        self.users: int | None = None
+        self.series: dict[tuple[str, str, str], MergedSeries] = {}
+
+    def add(self, interval: Interval) -> bool:
+        """Add a written interval; True when it closed the open minute, written now (flush the file)."""
+        if self.anchor is None:
+            self.anchor = interval.start
+        minute = int((interval.start - self.anchor) // MINUTE_SECONDS)
+        closed = False
+        if self.minute is not None and minute > self.minute:
+            closed = self.write()
+        if self.minute is None:
+            self.minute, self.start, self.end = minute, interval.start, interval.end
+        # An interval out of time order (late data) joins the open minute, as a reader's bucket takes it.
+        self.end = max(self.end, interval.end)
+        if interval.users is not None:
+            self.users = interval.users
+        series = self.series
+        for key, one in interval.series.items():
+            into = series.get(key)
+            if into is None:
+                into = series[key] = MergedSeries(*key)
+            into.merge(one)
+        return closed
+
+    def write(self) -> bool:
+        """Write the open minute (the last one may be partial); False when none is open."""
+        if self.minute is None:
+            return False
+        line = {"start": self.start, "end": self.end}
+        if self.users is not None:
+            line["users"] = self.users
+        line["series"] = [one.to_json() for one in self.series.values()]
+        done = self.done
+        for key, one in self.series.items():
+            into = done.get(key)
+            if into is None:
+                into = done[key] = MergedSeries(*key)
+            into.merge(one)
+            one.release()
+        self.minute, self.users, self.series = None, None, {}
+        write_interval(self.out, line)
+        return True
+
+
 @dataclass
 class MergedState:
     """What a master (or a local runner) has merged so far, for a live view; a copy, safe to keep.
@@ -122,16 +187,20 @@ class MergedState:
 
 
 class IntervalStore:
-    """Open intervals by start; `flush(now)` writes those older than `settle` seconds to `out`."""
+    """Open intervals by start; `flush(now)` writes those older than `settle` seconds to `out`,
+    and each minute of them to `minutes_out` (when given) once it is over."""
 
-    def __init__(self, out, settle: float = 0.0):
+    def __init__(self, out, settle: float = 0.0, minutes_out=None):
         self.out = out  # a text file: one JSON line per interval
         self.settle = settle
         self.open: dict[float, Interval] = {}
         self.written_until = float("-inf")  # end of the last written interval
         self.totals = Totals()
         self.late = 0  # series that arrived after their interval was written
-        self.written: dict[tuple[str, str, str], MergedSeries] = {}  # the written intervals' series, merged
+        # The written intervals' series, merged; with minutes, those of the written minutes (the open
+        # minute's are in `minutes.series`).
+        self.written: dict[tuple[str, str, str], MergedSeries] = {}
+        self.minutes = MinuteRollup(minutes_out, self.written) if minutes_out is not None else None
         self.last_written: Interval | None = None
 
     def _interval(self, start: float, end: float) -> Interval:
@@ -176,7 +245,8 @@ class IntervalStore:
     def merged(self) -> dict[tuple[str, str, str], MergedSeries]:
         """Every series of the run so far, written or still open, merged per key (new objects)."""
         merged: dict[tuple[str, str, str], MergedSeries] = {}
-        for source in [self.written, *(interval.series for interval in self.open.values())]:
+        minute = [self.minutes.series] if self.minutes is not None else []
+        for source in [self.written, *minute, *(interval.series for interval in self.open.values())]:
             for key, series in source.items():
                 into = merged.get(key)
                 if into is None:
@@ -189,9 +259,12 @@ class IntervalStore:
             self._interval(start, end).users = users
 
     def flush(self, now: float | None = None) -> int:
-        """Write settled intervals (all of them when `now` is None); returns how many."""
+        """Write settled intervals (all of them, and the last minute, when `now` is None: the run's end);
+        returns how many."""
         starts = sorted(self.open)
         written = 0
+        minutes = self.minutes
+        minute_written = False
         for start in starts:
             interval = self.open[start]
             if now is not None and interval.end > now - self.settle:
@@ -200,9 +273,16 @@ class IntervalStore:
             self.written_until = max(self.written_until, interval.end)
             del self.open[start]
             written += 1
+            if minutes is not None and minutes.add(interval):
+                minute_written = True
             self._keep(interval)
         if written:
             flush_lines(self.out)  # ResultsError on a full disk: the lines before stay readable
+        if minutes is not None:
+            if now is None and minutes.write():
+                minute_written = True
+            if minute_written:
+                flush_lines(minutes.out)
         return written
 
     def state(self, worker_shares: dict | None = None) -> MergedState:
@@ -217,12 +297,15 @@ class IntervalStore:
         )
 
     def _keep(self, interval: Interval) -> None:
-        """A written interval's series into the run's merged ones (what `merged()` starts from)."""
+        """A written interval's series into the run's merged ones (what `merged()` starts from), unless
+        its minute took them."""
         if self.last_written is not None:
             for series in self.last_written.series.values():
                 if isinstance(series, MergedSeries):
                     series.release()
         self.last_written = interval
+        if self.minutes is not None:
+            return
         for key, series in interval.series.items():
             into = self.written.get(key)
             if into is None:

@@ -1,4 +1,4 @@
-"""One run into one results folder: metrics.jsonl, events.jsonl and errors.csv.
+"""One run into one results folder: metrics.jsonl (and its minutes), events.jsonl and errors.csv.
 
 `RunRecorder` works where the numbers end up: on a local runner (with a
 `RequestRecorder` on the request event) or on a master (fed by workers'
@@ -25,7 +25,7 @@ import gevent
 from loadkit.metrics._integrity import IntegrityLog, WorkerWatch
 from loadkit.metrics._intervals import IntervalStore, tick_every_second
 from loadkit.metrics._recorder import PHASE_SUFFIX, ErrorExample, RequestRecorder
-from loadkit.results import ResultsError, close_quietly, open_events, open_metrics, write_errors
+from loadkit.results import ResultsError, close_quietly, open_events, open_metrics, open_minutes, write_errors
 from loadkit.results._events import COUNT_MISMATCH, GENERATOR_CPU_HIGH, LATE_DATA, RUN_STARTED, RUN_STOPPED
 
 # A master hears from each worker every WORKER_REPORT_INTERVAL (3 s): an interval
@@ -46,12 +46,16 @@ class RunRecorder:
         self.on_write_failure = on_write_failure
         self.write_failure: ResultsError | None = None  # the first write that failed; nothing written since
         self._metrics_out = open_metrics(self.folder)
+        opened = [self._metrics_out]
         try:
+            self._minutes_out = open_minutes(self.folder)
+            opened.append(self._minutes_out)
             self._events_out = open_events(self.folder)
         except ResultsError:
-            close_quietly(self._metrics_out)
+            for out in opened:
+                close_quietly(out)
             raise
-        self.store = IntervalStore(self._metrics_out, settle=settle)
+        self.store = IntervalStore(self._metrics_out, settle=settle, minutes_out=self._minutes_out)
         self.events = IntegrityLog(self._events_out)
         self.watch = WorkerWatch(self.events)
         self.examples: dict[tuple[str, str, str], ErrorExample] = {}
@@ -106,6 +110,7 @@ class RunRecorder:
         self.write_failure = error
         self.events.stop_writing()
         close_quietly(self._metrics_out)
+        close_quietly(self._minutes_out)
         close_quietly(self._events_out)
         if self.on_write_failure is not None:
             self.on_write_failure(error)
@@ -200,6 +205,7 @@ class RunRecorder:
                                    f"Locust {requests} ({failures} failed)")
         self.events.record(RUN_STOPPED, None, f"{ok + failed} requests, {failed} failed", at=self.stopped_at)
         self._metrics_out.close()
+        self._minutes_out.close()
         self._events_out.close()
 
     def _locust_requests(self, locust_total) -> tuple[int, int]:

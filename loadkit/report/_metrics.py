@@ -7,6 +7,12 @@ with its number of requests. Intervals are grouped into time buckets of a
 whole number of seconds, at most ``MAX_POINTS`` per run, for the charts; a
 bucket's percentiles come from the merge of its intervals' histograms, so
 they stay exact however long the run. The summary merges every interval.
+
+A run longer than ten hours has buckets of whole minutes, and is read from
+metrics-minute.jsonl (each line the exact merge of a minute's intervals,
+written by the run) when that covers the same span and reads without
+damage: the same totals, percentiles and chart points from sixty times fewer
+histograms. Otherwise metrics.jsonl is read, as for a shorter run.
 """
 
 from __future__ import annotations
@@ -23,7 +29,18 @@ import pandas as pd
 from loadkit.hdr import Distribution, add_span, decode_span, empty_counts, percentiles_of_counts
 from loadkit.report._open_model import COUNTS as OPEN_COUNTS
 from loadkit.report._open_model import OpenModelFacts
-from loadkit.results import Notes, SpanDecoder, first_and_last_intervals, read_intervals
+from loadkit.results import (
+    METRICS_FILE,
+    MINUTE_SECONDS,
+    MINUTES_FILE,
+    Notes,
+    SpanDecoder,
+    first_and_last_intervals,
+    minutes_cover,
+    read_intervals,
+    read_minutes,
+    reads_minutes,
+)
 
 MAX_POINTS = 600  # time buckets per chart: enough for a 9-inch chart, cheap to draw
 OVER_TIME_PERCENTILES = (50.0, 95.0, 99.0)
@@ -71,7 +88,7 @@ class MetricsData:
     origin: float  # epoch seconds of the first interval's start
     end: float  # epoch seconds of the last interval's end
     bucket_seconds: int
-    intervals: int
+    intervals: int  # lines read: minutes when read from MINUTES_FILE
     series: dict[tuple[str, str, str], SeriesTotals]  # (kind, type, name) -> totals
     timeline: pd.DataFrame  # elapsed, seconds, ok_per_s, failed_per_s, users
     percentiles_over_time: dict[tuple[str, str], pd.DataFrame]  # (type, name) -> elapsed, p50, p95, p99
@@ -79,6 +96,7 @@ class MetricsData:
     reply_codes: pd.DataFrame  # elapsed + one column per code: failures per second
     problems: list[str] = field(default_factory=list)
     open_model: OpenModelFacts | None = None  # arrivals of a run with --rate, per time bucket
+    source: str = METRICS_FILE  # the file read: METRICS_FILE, or MINUTES_FILE for a long run
 
     @property
     def duration(self) -> float:
@@ -205,8 +223,12 @@ def _p99_ms(counts: np.ndarray) -> float | None:
 
 
 def bucket_width(span: float) -> int:
-    """Whole seconds per time bucket so that a run has at most MAX_POINTS of them."""
-    return max(1, math.ceil(span / MAX_POINTS))
+    """Whole seconds per time bucket so that a run has at most MAX_POINTS of them; whole minutes
+    for a run read from its minutes (`loadkit.results.reads_minutes`), so none is split."""
+    width = max(1, math.ceil(span / MAX_POINTS))
+    if reads_minutes(span):
+        width = MINUTE_SECONDS * math.ceil(width / MINUTE_SECONDS)
+    return width
 
 
 def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) -> MetricsData | None:
@@ -214,6 +236,7 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
 
     Damaged lines are skipped and said in `notes` (see `loadkit.results`).
     ``progress(fraction)`` is called now and then with the share of the file read.
+    A long run may be read from its minutes instead (`MetricsData.source` says which).
     """
     path = Path(path)
     folder = path.parent
@@ -226,13 +249,25 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
     origin = float(first["start"])
     end = max(float(last.get("end", last["start"] + 1)), origin)
     width = bucket_width(end - origin)
+    decode = SpanDecoder().decode
+    if reads_minutes(end - origin) and minutes_cover(folder, first, last):
+        minute_notes = Notes()
+        data = _read(read_minutes(folder, minute_notes, decode=decode, progress=progress), origin, end, width, notes)
+        if data is not None and not minute_notes:
+            data.source = MINUTES_FILE
+            return data
+        # A damaged line of minutes: every second is in metrics.jsonl, read as for any run.
+    return _read(read_intervals(folder, notes, decode=decode, progress=progress), origin, end, width, notes)
+
+
+def _read(records, origin: float, end: float, width: int, notes: Notes) -> MetricsData | None:
+    """Totals and time buckets of `records` ((line number, interval) in file order)."""
     series: dict[tuple[str, str, str], SeriesTotals] = {}
     buckets = _Buckets(origin, width, end, series)
     intervals = 0
-    decode = SpanDecoder().decode
     codes_of: dict[str, str] = {}  # error key -> reply code: the same few keys, line after line
     # The loop runs for every series of every interval: its adds are written out, not called.
-    for _number, record in read_intervals(folder, notes, decode=decode, progress=progress):
+    for _number, record in records:
         intervals += 1
         start = float(record["start"])
         end = max(end, float(record.get("end", start + 1)))

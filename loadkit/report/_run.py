@@ -264,6 +264,8 @@ def _from_metrics(folder: Path, run: Run, progress, notes: Notes) -> bool:
         run.percentiles_over_time[TOTAL_LABEL] = metrics.total_over_time[["elapsed", "p50", "p95", "p99"]]
     seconds = f"{metrics.bucket_seconds} s" if metrics.bucket_seconds > 1 else "second"
     run.percentiles_note = f"Percentiles of each {seconds}, from the merge of its histograms."
+    if metrics.source != METRICS_FILE:
+        run.percentiles_note += f" Read from {metrics.source}, the run's intervals merged per minute as it wrote them."
     run.knee = metrics.total_over_time.dropna(subset=["p95"])[["elapsed", "rate", "p95", "p99"]]
     run.reply_codes = metrics.reply_codes if metrics.reply_codes.shape[1] > 1 else None
     errors = []

@@ -4,6 +4,7 @@ A run writes one folder (``reports/<YYYYmmdd-HHMMSS>-<label>/``)::
 
     run.json            what ran, against what, when; written LAST        _folder
     metrics.jsonl       one interval a line: counts and HdrHistograms     _metrics
+    metrics-minute.jsonl  each minute of it merged: long runs read it   _minutes
     events.jsonl        integrity events as they happen                   _events
     errors.csv          failures per (type, name, error key)              _errors
     locust_*.csv        Locust's own CSV (prefix ``locust``)              _locust
@@ -73,6 +74,7 @@ from loadkit.results._locust import (
     results_folder_of,
 )
 from loadkit.results._metrics import first_and_last_intervals, open_metrics, read_intervals, write_interval
+from loadkit.results._minutes import MINUTE_SECONDS, minutes_cover, open_minutes, read_minutes, reads_minutes
 from loadkit.results._names import (
     CSV_PREFIX,
     E2E_FILE,
@@ -85,6 +87,7 @@ from loadkit.results._names import (
     JUNIT_FILE,
     LOCUST_STATS_FILE,
     METRICS_FILE,
+    MINUTES_FILE,
     POSTFIX_LOG_FILE,
     PROBES_FILE,
     REPORT_FILE,
@@ -119,14 +122,15 @@ from loadkit.results._verdicts import read_verdicts_json, verdict_paths, write_j
 __all__ = [
     "CSV_PREFIX", "E2E_FILE", "ERRORS_COLUMNS", "ERRORS_FILE", "EVENTS_FILE", "EXCEPTIONS_SUFFIX",
     "FAILURES_SUFFIX", "HISTORY_SUFFIX", "INSTANCE_FILE", "JUNIT_FILE", "LOCUST_STATS_FILE", "METRICS_FILE",
-    "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
+    "MINUTE_SECONDS", "MINUTES_FILE", "POSTFIX_LOG_FILE", "PROBES_FILE", "REPORT_FILE", "RUN_FILE", "RUN_INCOMPLETE", "SINK_LOG_FILE",
     "SINK_STATS_FILE", "STATS_SUFFIX", "TRACE_LOG_FILE", "VERDICTS_FILE",
     "Notes", "ResultsError", "SpanDecoder",
     "cannot_write", "close_quietly", "csv_path", "histogram_from_counts", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
     "is_count", "is_loadkit_run", "is_number", "json_lines", "locate", "looks_like_locust_json",
-    "new_results_folder", "open_events", "open_metrics", "open_probes", "probes_path", "read_e2e",
+    "minutes_cover", "new_results_folder", "open_events", "open_metrics", "open_minutes", "open_probes",
+    "probes_path", "read_e2e",
     "read_errors", "read_events", "read_instance", "read_intervals", "read_locust_csv", "read_locust_json",
-    "read_postfix_log", "read_probes", "read_run_json", "read_sink_stats", "read_verdicts_json",
+    "read_minutes", "reads_minutes", "read_postfix_log", "read_probes", "read_run_json", "read_sink_stats", "read_verdicts_json",
     "results_folder_of", "sink_files", "verdict_paths", "write_e2e", "write_errors", "write_event",
     "write_instance", "write_interval", "write_json_atomically", "write_junit", "write_postfix_log",
     "write_probe_row", "write_run_json", "write_sink_stats", "write_verdicts_json",

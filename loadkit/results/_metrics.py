@@ -108,7 +108,11 @@ def read_intervals(folder: Path, notes: Notes, decode=None, progress=None):
 def first_and_last_intervals(folder: Path, decode=None) -> tuple[dict | None, dict | None]:
     """The first and last sound intervals, reading only the file's two ends (damage is said
     by the full read that follows)."""
-    path = Path(folder) / METRICS_FILE
+    return first_and_last_lines(Path(folder) / METRICS_FILE, decode)
+
+
+def first_and_last_lines(path: Path, decode=None) -> tuple[dict | None, dict | None]:
+    """`first_and_last_intervals` of any file in metrics.jsonl's format."""
     valid = interval_checker(decode)
 
     def parse(line: bytes):

@@ -5,6 +5,7 @@ from __future__ import annotations
 # A run's results folder
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
+MINUTES_FILE = "metrics-minute.jsonl"
 EVENTS_FILE = "events.jsonl"
 ERRORS_FILE = "errors.csv"
 VERDICTS_FILE = "verdicts.json"

@@ -5,6 +5,11 @@ writer: the charts get one point per 12-second time bucket (at most
 ``MAX_POINTS``), and every total, the whole-run percentiles and the open
 model's arrivals are those of every interval, checked against an exact merge
 made here, histogram by histogram.
+
+Ten hours and five minutes, written by the run's own store (`IntervalStore`:
+metrics.jsonl and its minutes): the report and the check read the minutes,
+and print what they print from every second of the same folder, byte for
+byte, with the totals of every interval written.
 """
 
 from __future__ import annotations
@@ -15,10 +20,23 @@ import numpy as np
 import pytest
 
 from loadkit.hdr import decode_counts, encode, new_histogram, percentiles_of_counts, record_ms
+from loadkit.metrics._intervals import IntervalStore
+from loadkit.metrics._series import MergedCounts, MergedSeries
 from loadkit.report import TOTAL_LABEL, load_run, read_metrics
+from loadkit.report._html import render_page
 from loadkit.report._metrics import MAX_POINTS
 from loadkit.report._open_model import open_model_line
-from loadkit.results import METRICS_FILE, open_metrics, write_interval
+from loadkit.results import (
+    METRICS_FILE,
+    MINUTES_FILE,
+    open_events,
+    open_metrics,
+    open_minutes,
+    write_event,
+    write_interval,
+    write_run_json,
+)
+from loadkit.thresholds import evaluate_with_notes, format_table
 
 START = 1_795_652_195.0
 SECONDS = 7_200
@@ -127,3 +145,135 @@ def test_whole_run_percentiles_are_those_of_the_exact_merge(soak, run):
     assert run.open_model.corrected_p99 == p99
     assert run.open_model.service_p99 == percentiles_of_counts(written["service"], [99.0])[0] / 1000.0
     assert TOTAL_LABEL in run.percentiles_over_time
+
+
+# -- longer than ten hours: read from the minutes -------------------------------------------------------
+
+DAY_SECONDS = 10 * 3600 + 300
+DAY_CHECKS = ("p99<20ms", "send:p95<10ms", "phase.service:p99<5ms", "fail_ratio<1%",
+              "requests>=1000", "rps>10", "dropped<10", "max<1s", "mean<8")
+
+
+class PooledSeries(MergedSeries):
+    """A series drawn from a pool: its counts decoded once and shared, its text written as it is,
+    so ten hours of seconds go through the store in seconds (each minute is still merged and encoded)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, kind, type_, name, pooled, ok, failed, errors):
+        super().__init__(kind, type_, name)
+        self.histogram, self.text = pooled
+        self.ok, self.failed, self.errors = ok, failed, errors
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind, "type": self.type, "name": self.name, "ok": self.ok, "failed": self.failed,
+                "bytes": self.bytes, "errors": self.errors, "histogram": self.text}
+
+    def release(self) -> None:
+        pass  # the pool's
+
+
+def _pooled(text: str) -> tuple[MergedCounts, str]:
+    counts = MergedCounts()
+    counts.add_encoded(text)
+    return counts, text
+
+
+@pytest.fixture(scope="module")
+def day(tmp_path_factory):
+    """(the folder, what was written to it summed here, the report and check read from the minutes, the same
+    read from every second: the same folder with its minutes put aside)."""
+    rng = random.Random(6)
+    pool = {(name, variant): _pooled(encode(_histogram(rng, rng.randint(1, 60)))) for name in NAMES for variant in range(POOL)}
+    service = _pooled(encode(_histogram(rng, 30)))
+    empty = _pooled(encode(new_histogram()))
+    written = {"ok": 0, "failed": 0, "offered": 0, "dropped": 0, "counts": np.zeros_like(decode_counts(service[1]))}
+    folder = tmp_path_factory.mktemp("day") / "run"
+    folder.mkdir()
+    events = open_events(folder)
+    write_event(events, "run_started", at=START)
+    out, minutes_out = open_metrics(folder), open_minutes(folder)
+    store = IntervalStore(out, minutes_out=minutes_out)
+    for second in range(DAY_SECONDS):
+        series = []
+        for name in NAMES:
+            variant = (second * 5 + len(name)) % POOL
+            ok, failed = rng.randint(0, 40), rng.randint(0, 1)
+            written["ok"] += ok
+            written["failed"] += failed
+            written["counts"] += pool[(name, variant)][0].counts
+            errors = {("451 4.3.0 at RCPT" if second % 3 else "550 5.1.1 at RCPT"): failed} if failed else {}
+            series.append(PooledSeries("request", "SMTP", name, pool[(name, variant)], ok, failed, errors))
+        series.append(PooledSeries("phase", "SMTP", "service", service, 30, 0, {}))
+        offered = rng.randint(30, 45)
+        dropped = int(rng.random() < 0.0001)
+        written["offered"] += offered
+        written["dropped"] += dropped
+        for name, count in (("offered", offered), ("sent", offered - dropped), ("dropped", dropped)):
+            series.append(PooledSeries("open", "open", name, empty, count, 0, {}))
+        start = START + second
+        end = start + (0.25 if second == DAY_SECONDS - 1 else 1.0)
+        store.add(start, end, series)
+        store.set_users(start, end, 20 + second // 3600)
+        store.flush(end)
+    store.flush()
+    out.close()
+    minutes_out.close()
+    write_event(events, "run_stopped", at=START + DAY_SECONDS)
+    events.close()
+    write_run_json(folder, command="test", target="smtp://127.0.0.1:2525", users=30, duration=DAY_SECONDS,
+                   started_at=START, stopped_at=START + DAY_SECONDS)
+
+    def read():
+        run = load_run(folder)
+        return read_metrics(folder / METRICS_FILE), run, render_page(run, {}), evaluate_with_notes(folder, DAY_CHECKS)
+
+    from_minutes = read()
+    aside = folder.parent / "minutes-aside.jsonl"
+    (folder / MINUTES_FILE).rename(aside)
+    try:
+        every_second = read()
+    finally:
+        aside.rename(folder / MINUTES_FILE)
+    return folder, written, from_minutes, every_second
+
+
+def test_a_run_of_more_than_ten_hours_is_read_from_its_minutes_in_buckets_of_whole_minutes(day):
+    _folder, _written, (minutes, run, _page, (verdicts, _notes)), (seconds, full_run, _, (full_verdicts, _)) = day
+    assert (minutes.source, seconds.source) == (MINUTES_FILE, METRICS_FILE)
+    assert (minutes.intervals, seconds.intervals) == (DAY_SECONDS // 60, DAY_SECONDS)  # 605 whole minutes
+    # 36,300 s over 600 points is 61 s a point: two whole minutes, 303 points
+    assert minutes.bucket_seconds == seconds.bucket_seconds == 120
+    assert len(minutes.timeline) == len(seconds.timeline) == 303
+    assert run.percentiles_note.endswith(f"Read from {MINUTES_FILE}, the run's intervals merged per minute as it wrote them.")
+    assert full_run.percentiles_note == "Percentiles of each 120 s, from the merge of its histograms."
+    assert {v.source for v in verdicts if v.source} == {MINUTES_FILE}
+    assert {v.source for v in full_verdicts if v.source} == {METRICS_FILE}
+
+
+def test_a_run_read_from_its_minutes_prints_what_every_second_prints(day):
+    _folder, _written, (minutes, run, page, (verdicts, notes)), (seconds, full_run, full_page, (full_verdicts, full_notes)) = day
+    assert page == full_page  # every table and number of the report, byte for byte
+    assert format_table(verdicts, notes) == format_table(full_verdicts, full_notes)  # what `loadkit check` prints
+    assert [(v.expression, v.measured, v.passed, v.error) for v in verdicts] == \
+        [(v.expression, v.measured, v.passed, v.error) for v in full_verdicts]
+    assert all(v.measured is not None and v.error is None for v in verdicts)
+    for frame, full in ((minutes.timeline, seconds.timeline), (minutes.total_over_time, seconds.total_over_time),
+                        (minutes.reply_codes, seconds.reply_codes)):
+        assert frame.equals(full)
+    for key, frame in seconds.percentiles_over_time.items():
+        assert minutes.percentiles_over_time[key].equals(frame)
+    assert minutes.open_model.per_second == seconds.open_model.per_second
+    assert minutes.open_model.totals == seconds.open_model.totals
+
+
+def test_a_run_read_from_its_minutes_keeps_the_totals_of_every_interval(day):
+    _folder, written, (minutes, run, _page, _checks), _every_second = day
+    requests = [totals for key, totals in minutes.series.items() if key[0] == "request"]
+    assert sum(t.ok for t in requests) == written["ok"] and sum(t.failed for t in requests) == written["failed"]
+    assert np.array_equal(sum(t.counts for t in requests), written["counts"])
+    assert run.total.count == written["ok"] + written["failed"]
+    p50, p99 = (value / 1000.0 for value in percentiles_of_counts(written["counts"], [50.0, 99.0]))
+    assert (run.total.latency["p50"], run.total.latency["p99"]) == (p50, p99)
+    assert minutes.open_model.totals["offered"] == written["offered"]
+    assert minutes.open_model.totals["dropped"] == written["dropped"]
