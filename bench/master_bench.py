@@ -76,7 +76,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadkit.metrics._recorder import RequestRecorder  # noqa: E402
 from loadkit.metrics._run import MASTER_SETTLE, RunRecorder  # noqa: E402
-from loadkit.metrics._worker import PAYLOAD_KEY  # noqa: E402
+from loadkit.metrics._worker import PAYLOAD_KEY, wire_series  # noqa: E402
 from loadkit.metrics.plugin import ResultsController  # noqa: E402
 
 REPORT_INTERVAL = 3  # seconds: locust.runners.WORKER_REPORT_INTERVAL
@@ -128,7 +128,7 @@ def record_slots(rate: int, seed: int) -> list[list[dict]]:
             _traffic(recorder, max(1, round(rate * (end - begin))), rng)
             series = RequestRecorder.fold(recorder.take())
             intervals.append({"start": float(second), "end": second + (1.0 if end == 1.0 else end),
-                              "series": [one.to_json() for one in series]})
+                              "series": wire_series(series)})
         variants.append(intervals)
     return variants
 

@@ -11,12 +11,17 @@ to the master, which merges series with the same key by adding them.
 A master merges thousands of series a second (every worker's, every
 second): `MergedSeries` adds each one's JSON straight into counts arrays,
 with no hdrh object per series, and encodes once, when its interval is
-written; its JSON is the very text merging `Series` objects gives.
+written; its JSON holds the very counts merging `Series` objects gives, at
+zlib level `WRITE_LEVEL` (see `loadkit.hdr`, "zlib levels"). Workers send
+their series at `WIRE_LEVEL` (`Series.to_json(level)`), which a master
+inflates with a copy.
 """
 
 from __future__ import annotations
 
 from loadkit.hdr import (
+    HDRH_LEVEL,
+    WRITE_LEVEL,
     add_encoded,
     decode,
     empty_counts,
@@ -62,14 +67,15 @@ class Series:
         for error, count in other.errors.items():
             self.errors[error] = self.errors.get(error, 0) + count
 
-    def to_json(self) -> dict:
+    def to_json(self, level: int = HDRH_LEVEL) -> dict:
+        """The series as JSON; its histograms compressed at zlib `level` (hdrh's by default)."""
         line = {
             "kind": self.kind, "type": self.type, "name": self.name,
             "ok": self.ok, "failed": self.failed, "bytes": self.bytes,
-            "errors": self.errors, "histogram": encode(self.histogram),
+            "errors": self.errors, "histogram": encode(self.histogram, level),
         }
         if self.failed_histogram is not None and self.failed_histogram.total_count:
-            line["failed_histogram"] = encode(self.failed_histogram)
+            line["failed_histogram"] = encode(self.failed_histogram, level)
         return line
 
     @classmethod
@@ -135,7 +141,8 @@ class MergedCounts:
         self.last = max(self.last, last)
 
     def encode(self) -> str:
-        return encode_counts(self.counts, self.last) if self.total else encode_counts(None, -1)
+        """What a master writes: compressed at `WRITE_LEVEL`, twice as fast as hdrh's level."""
+        return encode_counts(self.counts, self.last if self.total else -1, WRITE_LEVEL)
 
     def percentiles_ms(self, wanted) -> dict[float, float]:
         """{percentile: ms} by the nearest-rank rule (`loadkit.hdr`); {} when empty."""
