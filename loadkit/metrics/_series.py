@@ -110,10 +110,16 @@ class MergedCounts:
         self.last = -1
 
     def add_encoded(self, encoded: str) -> None:
-        if self.counts is None:
-            self.counts = _zero_counts()
-        total, first, last = add_encoded(self.counts, encoded)
-        self._grew(total, first, last)
+        counts = self.counts
+        if counts is None:
+            counts = self.counts = _zero_counts()
+        total, first, last = add_encoded(counts, encoded)
+        if total:  # `_grew`, written out: a master runs this for every histogram of every worker
+            self.total += total
+            if self.first < 0 or first < self.first:
+                self.first = first
+            if last > self.last:
+                self.last = last
 
     def add_counts(self, counts) -> None:
         """Another standard-layout counts array (a local `Series`' histogram)."""
@@ -195,8 +201,13 @@ class MergedSeries:
             if self.failed_histogram is None:
                 self.failed_histogram = MergedCounts()
             self.failed_histogram.add_encoded(failed)
-        self._add_counts(int(data.get("ok", 0)), int(data.get("failed", 0)), int(data.get("bytes", 0)),
-                         data.get("errors"))
+        get = data.get  # `_add_counts`, written out: once per series of every worker report
+        self.ok += int(get("ok", 0))
+        self.failed += int(get("failed", 0))
+        self.bytes += int(get("bytes", 0))
+        errors = get("errors")
+        if errors:
+            self._add_errors(errors)
 
     def merge(self, other) -> None:
         """Add a `Series` or another `MergedSeries`."""
@@ -227,9 +238,12 @@ class MergedSeries:
         self.failed += failed
         self.bytes += bytes_
         if errors:
-            mine = self.errors
-            for error, count in errors.items():
-                mine[error] = mine.get(error, 0) + count
+            self._add_errors(errors)
+
+    def _add_errors(self, errors: dict) -> None:
+        mine = self.errors
+        for error, count in errors.items():
+            mine[error] = mine.get(error, 0) + count
 
     def to_json(self) -> dict:
         line = {
