@@ -260,7 +260,7 @@ def encode(histogram: HdrHistogram, level: int = HDRH_LEVEL) -> str:
     """hdrh's V2 encoding (compressed, base64) as text, for JSON; at another zlib level, the
     same counts in another zlib stream (histograms of the standard layout; hdrh's own otherwise)."""
     layout = (histogram.lowest_trackable_value, histogram.highest_trackable_value, histogram.significant_figures)
-    if level == HDRH_LEVEL or layout != (LOWEST_US, HIGHEST_US, SIGNIFICANT_FIGURES):
+    if level == HDRH_LEVEL or layout != STANDARD:
         return histogram.encode().decode("ascii")
     last = histogram.get_counts_array_index(histogram.max_value) if histogram.total_count else -1
     return encode_counts(_counts(histogram), last, level)
