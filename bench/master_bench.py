@@ -6,8 +6,9 @@ What a report holds is built by the workers' own code from synthetic
 traffic: `RequestRecorder.on_request` takes --rate messages a second per
 worker (two request names, eight SMTP phases each, 0.5% failures at RCPT
 with their phase times and error keys, log-normal latencies), its `fold`
-makes the series of each whole second and `Series.to_json` their JSON, laid
-out as `WorkerReporter.payload` sends it: a report every 3 s (Locust's
+makes the series of each whole second and `wire_series` their JSON
+(histograms in zlib's stored blocks), laid out as `WorkerReporter.payload`
+sends it: a report every 3 s (Locust's
 WORKER_REPORT_INTERVAL) with the rest of the interval the previous report
 cut, the whole seconds since, and the part of the current second so far.
 Sixteen different workers' traffic is recorded, per 3-second slot, and each
@@ -31,26 +32,30 @@ Printed per worker count: reports replayed, CPU per report (ms, all of it),
 reports a core can take per second, the part of a report's CPU spent merging
 it (merge ms) and the CPU spent writing each second's interval (write ms/s,
 whatever the number of workers: with few workers it weighs on each report),
-and memory: the process's resident set (VmRSS)
+a report's size as Locust sends it (loadkit's part, msgpack: KiB), and
+memory: the process's resident set (VmRSS)
 before the replay and its highest value at any simulated second, the growth
 being what the master holds (open intervals, merged series; the reports
 themselves were built before). Each count runs in a fresh process.
 `--profile N` prints cProfile's top functions of one replay with N workers
 instead.
 
-Where the time went (cProfile, 100 workers at 200 msgs/s, 2-core machine
-shared with other jobs): a report carries about 40 encoded histograms (two
-names and their phases, per second, three or four seconds). The master used
-to decode each into an hdrh object, about 210 µs (a zeroed ctypes array of
-23,552 counters alone 66 µs; zlib 15 µs; hdrh's C decoder 8 µs), then add it
-into its interval's with a numpy add over all 23,552 counters (73 µs), and
-hdrh's encoder allocated a 212 KB buffer for each histogram written. Now it
+Where the time went (2-core machine shared with other jobs, 1,000 msgs/s per
+worker): a report carries about 45 encoded histograms (two names and their
+phases, per second, three or four seconds). The master used to decode each
+into an hdrh object, about 210 µs, and add all 23,552 counters; now it
 decodes into one reused scratch array and adds only the counters between the
-first and last non-zero one (about 2,000): 9-15 µs a histogram, most of it
-zlib; each key of each second is encoded once, when written, from its counts
-(60-110 µs, mostly zlib at its default level, which the same bytes require).
-With few workers that per-second writing weighs on each report: 8 workers
-send 2.7 reports a second.
+first and last non-zero one (about 2,000). Per histogram that took, when
+workers sent hdrh's level 6: base64 0.8 µs, zlib inflating 5.2 µs, hdrh's C
+decoder 3.2 µs, the add and zeroing the scratch again 3.2 µs, about 12-14 µs
+in all. Workers now send zlib's stored blocks (level 0, twice the bytes):
+inflating is a copy, 0.4 µs, and base64 1.5 µs, about 8-9 µs in all. Each
+second written costs the same whatever the number of workers: 12 keys, 0.83
+ms at 8 workers when each merged key was compressed at level 6 (about 70 µs
+of zlib and 13 µs of varints for the larger ones), JSON 0.08 ms, adding the
+second into the run's totals 0.09 ms; at level 1 zlib takes half, 0.34 ms of
+a second's 0.72 ms. With few workers that writing weighs on each report: 8
+workers send 2.7 reports a second.
 """
 
 from __future__ import annotations
@@ -74,9 +79,11 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from locust.rpc.protocol import Message  # noqa: E402
+
 from loadkit.metrics._recorder import RequestRecorder  # noqa: E402
 from loadkit.metrics._run import MASTER_SETTLE, RunRecorder  # noqa: E402
-from loadkit.metrics._worker import PAYLOAD_KEY  # noqa: E402
+from loadkit.metrics._worker import PAYLOAD_KEY, wire_series  # noqa: E402
 from loadkit.metrics.plugin import ResultsController  # noqa: E402
 
 REPORT_INTERVAL = 3  # seconds: locust.runners.WORKER_REPORT_INTERVAL
@@ -128,7 +135,7 @@ def record_slots(rate: int, seed: int) -> list[list[dict]]:
             _traffic(recorder, max(1, round(rate * (end - begin))), rng)
             series = RequestRecorder.fold(recorder.take())
             intervals.append({"start": float(second), "end": second + (1.0 if end == 1.0 else end),
-                              "series": [one.to_json() for one in series]})
+                              "series": wire_series(series)})
         variants.append(intervals)
     return variants
 
@@ -208,6 +215,8 @@ def measure(workers: int, seconds: int, rate: int, seed: int) -> dict:
         lines = sum(1 for _ in open(folder / "metrics.jsonl"))
     sent = sum(sum(series["ok"] + series["failed"] for series in interval["series"] if series["kind"] == "request")
                for _at, _worker, data in arrivals for interval in data[PAYLOAD_KEY]["intervals"])
+    sample = arrivals[len(arrivals) // 2 : len(arrivals) // 2 + 32]  # whole reports, not the run's first
+    wire_bytes = sum(len(Message("stats", data, worker).serialize()) for _at, worker, data in sample) / len(sample)
     if ok + failed != sent or run.store.late:
         raise SystemExit(f"{workers} workers: merged {ok + failed} requests of {sent} sent, {run.store.late} late")
     return {
@@ -215,6 +224,7 @@ def measure(workers: int, seconds: int, rate: int, seed: int) -> dict:
         "ms_per_report": 1000.0 * cpu / len(arrivals), "reports_per_core_second": len(arrivals) / cpu,
         "merging_ms_per_report": 1000.0 * merging / len(arrivals), "writing_ms_per_second": 1000.0 * writing / lines,
         "rss_before_mib": rss_before, "rss_growth_mib": max(memory, default=rss_before) - rss_before,
+        "report_kib": wire_bytes / 1024.0,
     }
 
 
@@ -252,7 +262,7 @@ def main(argv=None) -> int:
     figures = []
     print(f"{args.rate} msgs/s per worker, {args.seconds} simulated seconds, a report every {REPORT_INTERVAL} s")
     print(f"{'workers':>8} {'reports':>8} {'ms/report':>10} {'reports/s/core':>15} {'merge ms':>9} "
-          f"{'write ms/s':>11} {'RSS MiB':>8} {'+MiB':>6}")
+          f"{'write ms/s':>11} {'KiB':>5} {'RSS MiB':>8} {'+MiB':>6}")
     for workers in (int(count) for count in args.workers.split(",")):
         child = subprocess.run(
             [sys.executable, __file__, "--one", str(workers), "--seconds", str(args.seconds),
@@ -266,7 +276,8 @@ def main(argv=None) -> int:
         figures.append(one)
         print(f"{workers:>8} {one['reports']:>8} {one['ms_per_report']:>10.3f} "
               f"{one['reports_per_core_second']:>15,.0f} {one['merging_ms_per_report']:>9.3f} "
-              f"{one['writing_ms_per_second']:>11.2f} {one['rss_before_mib']:>8.0f} {one['rss_growth_mib']:>6.1f}")
+              f"{one['writing_ms_per_second']:>11.2f} {one['report_kib']:>5.1f} {one['rss_before_mib']:>8.0f} "
+              f"{one['rss_growth_mib']:>6.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

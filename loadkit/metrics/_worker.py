@@ -19,6 +19,11 @@ and from loadkit's alike. So when a test stops, the master asks every worker
 that owes a final report to stop its users and send it
 (`FINAL_REPORT_MESSAGE`), and waits for all of them (`FinalReports`); one
 that never comes is an integrity event, ``final_report_missing``.
+
+A worker's histograms travel in zlib's stored blocks (`WIRE_LEVEL`, see
+`loadkit.hdr`): twice the bytes of hdrh's level, but the master, which
+inflates every histogram of every worker, copies them out instead of
+decompressing them (0.4 µs a histogram instead of 5).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import time
 
 import gevent
 
+from loadkit.hdr import WIRE_LEVEL
 from loadkit.metrics._intervals import tick_every_second
 from loadkit.metrics._open_model import OpenModelRecorder
 from loadkit.results._events import FINAL_REPORT_MISSING, GENERATOR_CPU_HIGH
@@ -38,6 +44,11 @@ log = logging.getLogger(__name__)
 PAYLOAD_KEY = "loadkit"
 FINAL_REPORT_MESSAGE = "loadkit_final_report"  # master -> worker: stop your users, send your final report
 WAIT_STEP = 0.05  # seconds between looks while the master waits for final reports
+
+
+def wire_series(series: list) -> list[dict]:
+    """`Series` as a worker sends them to its master."""
+    return [one.to_json(WIRE_LEVEL) for one in series]
 
 
 class WorkerReporter:
@@ -85,7 +96,7 @@ class WorkerReporter:
             return None
         payload = {
             "intervals": [
-                {"start": start, "end": end, "series": [one.to_json() for one in series]}
+                {"start": start, "end": end, "series": wire_series(series)}
                 for start, end, series in self.pending
             ],
             "examples": examples,
