@@ -1,8 +1,8 @@
 """loadkit's web path against Apache's `ab`, on the same real Apache, in one run.
 
-    python bench/apache_bench.py [--quick] [--concurrency N] [--seconds S] [--path /1k.bin]
-                                 [--modes keepalive,close] [--clients ab,plain,locust]
-                                 [--runs N] [--json PATH]
+    python bench/apache_bench.py [--quick] [--concurrency N] [--seconds S] [--requests N]
+                                 [--path /1k.bin] [--modes keepalive,close]
+                                 [--clients ab,plain,locust] [--runs N] [--json PATH]
 
 The benchmark starts a loopback Apache (`loadkit.instances.Apache`, in a
 temporary folder) and drives it in turn with
@@ -17,16 +17,26 @@ temporary folder) and drives it in turn with
            loadkit's metrics, results folder and all.
 
 locust against plain is what loadkit's metrics cost on the HTTP path (the
-goal: within 5%, per core and in requests/s).
+goal: within 5%, per core and in requests/s). It is judged on each client's
+best run (the highest requests/s and requests per CPU second of its runs):
+on a shared machine a run is only ever slowed by the others' load, so the
+best of several interleaved runs is the least disturbed.
 
 Both are single processes with N concurrent connections. Start-up is left
 out: once Apache's counter moves, the benchmark waits a warm-up second, then
 reads Apache's ``Total Accesses`` (mod_status) and the client's CPU time
-(utime + stime from /proc) at the start and the end of a window. So both
-sides are measured by the same server, the same way:
+(utime + stime from /proc) at the start and the end of a window, which lasts
+``--seconds`` and until Apache has served ``--requests`` in it (50,000 by
+default: a few thousand requests weigh a once-a-second cost of either
+client too little or too much). So both sides are measured by the same
+server, the same way:
 
   requests/s            Apache's requests in the window / its wall seconds
   requests/s per core   the same requests / the client's CPU seconds in it
+
+Each client runs until the window closes, then is stopped as a user would
+stop it: Locust with SIGTERM (it stops its users, which finish their
+request, and writes its statistics), ab with SIGINT (it prints its counts).
 
 Counts are checked after each run: every request Apache logged must be one
 the client counted (ab's "Complete requests", Locust's CSV), give or take
@@ -44,6 +54,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -63,8 +74,11 @@ CLIENTS = ("ab", "plain", "locust")
 HTTP_GOAL = 0.95  # loadkit's user over the plain one: its metrics cost at most 5%
 MODES = ("keepalive", "close")
 LOCUST_USER = {"keepalive": "KeepAliveWebUser", "close": "NewConnectionWebUser"}
-AB_MAX_REQUESTS = 10_000_000  # ab stops at -n or -t, whichever first: let -t decide
+AB_MAX_REQUESTS = 100_000_000  # ab stops at -n, -t or SIGINT, whichever first: the window decides
 WARM_UP = 1.0  # seconds after the first requests before the window opens
+WINDOW_REQUESTS = 50_000  # least requests in a window (--requests)
+POLL = 0.1  # seconds between reads of Apache's counter while a window is open
+STOP_SIGNAL = {"ab": signal.SIGINT, "plain": signal.SIGTERM, "locust": signal.SIGTERM}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ONE_PATH_LOCUSTFILE = """\
@@ -104,6 +118,7 @@ class Measure:
     mode: str
     rates: list[float] = field(default_factory=list)  # requests/s in the window
     per_core: list[float] = field(default_factory=list)  # requests per client CPU second in the window
+    requests: list[int] = field(default_factory=list)  # requests in the window
 
     @property
     def rate(self) -> float:
@@ -112,6 +127,14 @@ class Measure:
     @property
     def rate_per_core(self) -> float:
         return statistics.median(self.per_core)
+
+    @property
+    def best_rate(self) -> float:
+        return max(self.rates)
+
+    @property
+    def best_per_core(self) -> float:
+        return max(self.per_core)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -133,7 +156,7 @@ def logged_requests(apache: Apache, path: str) -> int:
 
 
 def client_command(client: str, mode: str, apache: Apache, args, workdir: Path) -> tuple[list[str], dict]:
-    seconds = str(math.ceil(args.seconds + WARM_UP + 2))  # the window fits inside the run; whole seconds for both
+    seconds = str(math.ceil(args.timeout))  # an upper bound: the client is stopped once its window closes
     if client == "ab":
         keep_alive = ["-k"] if mode == "keepalive" else []
         return [shutil.which("ab") or "/usr/bin/ab", *keep_alive, "-c", str(args.concurrency), "-t", seconds,
@@ -193,16 +216,21 @@ def measure(client: str, mode: str, apache: Apache, args, workdir: Path) -> tupl
         time.sleep(WARM_UP)
         accesses_0, cpu_0, wall_0 = total_accesses(apache), cpu_seconds(process.pid), time.perf_counter()
         time.sleep(args.seconds)
+        while total_accesses(apache) < accesses_0 + args.requests:
+            if process.poll() is not None or time.monotonic() > deadline:
+                break
+            time.sleep(POLL)
         accesses_1, cpu_1, wall_1 = total_accesses(apache), cpu_seconds(process.pid), time.perf_counter()
         if process.poll() is not None:
             output = process.communicate()[0].strip()[-300:]
             raise BenchError(f"{client} ({mode}) ended inside the window (exit {process.returncode}): {output!r}")
+        process.send_signal(STOP_SIGNAL[client])
         output, _ = process.communicate(timeout=args.timeout)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(10)
-    if process.returncode != 0:
+    if process.returncode != (1 if client == "ab" else 0):  # ab says 1 when interrupted, after its counts
         raise BenchError(f"{client} ({mode}) exited with status {process.returncode}: {output.strip()[-300:]!r}")
     completed, failed = client_count(client, mode, output, workdir)
     time.sleep(0.3)  # Apache writes a log line after the response has gone out
@@ -210,9 +238,12 @@ def measure(client: str, mode: str, apache: Apache, args, workdir: Path) -> tupl
     if failed or not completed <= logged <= completed + args.concurrency:
         raise BenchError(f"{client} ({mode}): {completed} completed, {failed} failed, Apache logged {logged}")
     requests = accesses_1 - accesses_0 - 1  # the status request that opened the window is counted in it
+    if requests < args.requests:
+        raise BenchError(f"{client} ({mode}): {requests} requests in the window, fewer than --requests "
+                         f"{args.requests} before --timeout {args.timeout:g} s")
     rate = requests / (wall_1 - wall_0)
     per_core = requests / (cpu_1 - cpu_0) if cpu_1 > cpu_0 else float("inf")
-    return rate, per_core
+    return rate, per_core, requests
 
 
 def run(args) -> dict:
@@ -226,17 +257,20 @@ def run(args) -> dict:
             if args.path not in apache.static_files:
                 raise BenchError(f"--path {args.path}: Apache serves {', '.join(apache.static_files)}")
             print(f"apache {apache.version} at {apache.base_url}{args.path}, {args.concurrency} connections, "
-                  f"{args.seconds:g} s windows, {args.runs} run(s), {os.cpu_count()} CPUs", flush=True)
+                  f"windows of {args.seconds:g} s and {args.requests:,} requests at least, {args.runs} run(s), "
+                  f"{os.cpu_count()} CPUs", flush=True)
             for run_index in range(args.runs):
                 # Interleaved, and the order turned every run: noise on the machine hits all clients alike.
                 shift = run_index % len(args.clients)
                 clients = args.clients[shift:] + args.clients[:shift]
                 for mode in args.modes:
                     for client in clients:
-                        rate, per_core = measure(client, mode, apache, args, root)
+                        rate, per_core, requests = measure(client, mode, apache, args, root)
                         measures[(client, mode)].rates.append(rate)
                         measures[(client, mode)].per_core.append(per_core)
-                        print(f"  {client:<7} {mode:<10} {rate:9.0f} req/s {per_core:9.0f} req/s per core", flush=True)
+                        measures[(client, mode)].requests.append(requests)
+                        print(f"  {client:<7} {mode:<10} {rate:9.0f} req/s {per_core:9.0f} req/s per core "
+                              f"({1e6 / per_core:6.1f} us CPU per request, {requests:,} requests)", flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return report(measures, args)
@@ -258,41 +292,49 @@ def report(measures: dict, args) -> dict:
                             f"ratio_per_core_to_{base_client}": round(ratio_per_core, 3)})
     overhead = metrics_overhead(measures, args)
     for row in overhead:
-        print(f"{row['mode']:<10} loadkit's metrics over a plain FastHttpUser: {row['ratio']:.3f}x req/s, "
-              f"{row['ratio_per_core']:.3f}x per core ({row['cpu_overhead_percent']:+.1f}% CPU per request; "
-              f"goal >= {HTTP_GOAL:.2f}: {'ok' if row['met'] else 'MISSED'})")
-    return {"path": args.path, "concurrency": args.concurrency, "seconds": args.seconds, "runs": args.runs,
-            "cpus": os.cpu_count(), "results": results, "metrics_overhead": overhead}
+        print(f"{row['mode']:<10} loadkit's metrics over a plain FastHttpUser, best runs: {row['ratio']:.3f}x req/s, "
+              f"{row['ratio_per_core']:.3f}x per core ({row['cpu_us_per_request']:.1f} against "
+              f"{row['plain_cpu_us_per_request']:.1f} us CPU per request, {row['cpu_overhead_percent']:+.1f}%; "
+              f"goal >= {HTTP_GOAL:.2f}: {'ok' if row['met'] else 'MISSED'}); medians {row['median_ratio']:.3f}x, "
+              f"{row['median_ratio_per_core']:.3f}x per core")
+    return {"path": args.path, "concurrency": args.concurrency, "seconds": args.seconds, "requests": args.requests,
+            "runs": args.runs, "cpus": os.cpu_count(), "results": results, "metrics_overhead": overhead}
 
 
 def metrics_overhead(measures: dict, args) -> list[dict]:
-    """loadkit's user against the plain one, per mode: what loadkit's metrics cost."""
+    """loadkit's user against the plain one, per mode, best run against best run: what loadkit's metrics cost."""
     rows = []
     for mode in args.modes:
         plain, loadkit = measures.get(("plain", mode)), measures.get(("locust", mode))
         if plain is None or loadkit is None:
             continue
-        ratio, per_core = loadkit.rate / plain.rate, loadkit.rate_per_core / plain.rate_per_core
+        ratio, per_core = loadkit.best_rate / plain.best_rate, loadkit.best_per_core / plain.best_per_core
         rows.append({"mode": mode, "ratio": round(ratio, 3), "ratio_per_core": round(per_core, 3),
                      "cpu_overhead_percent": round((1 / per_core - 1) * 100, 1),
+                     "cpu_us_per_request": round(1e6 / loadkit.best_per_core, 1),
+                     "plain_cpu_us_per_request": round(1e6 / plain.best_per_core, 1),
+                     "median_ratio": round(loadkit.rate / plain.rate, 3),
+                     "median_ratio_per_core": round(loadkit.rate_per_core / plain.rate_per_core, 3),
                      "goal": HTTP_GOAL, "met": min(ratio, per_core) >= HTTP_GOAL})
     return rows
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="2 s windows, keep-alive only, one run")
+    parser.add_argument("--quick", action="store_true", help="2 s and 2,000-request windows, keep-alive only, one run")
     parser.add_argument("--concurrency", "-c", type=int, default=10, help="connections of each client (default 10)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured window per run (default 5)")
+    parser.add_argument("--seconds", type=float, default=5.0, help="least measured window per run (default 5)")
+    parser.add_argument("--requests", type=int, default=WINDOW_REQUESTS,
+                        help=f"least requests in a measured window (default {WINDOW_REQUESTS:,})")
     parser.add_argument("--path", default="/1k.bin", help="the file both clients ask for (default /1k.bin)")
     parser.add_argument("--modes", default="keepalive,close", help="keepalive,close (default both)")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="ab,plain,locust (default all)")
     parser.add_argument("--runs", type=int, default=1, help="runs per pairing, median reported (default 1)")
-    parser.add_argument("--timeout", type=float, default=60.0, help="per client process (default 60 s)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per client process (default 120 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
-        args.seconds, args.modes, args.runs = 2.0, "keepalive", 1
+        args.seconds, args.requests, args.modes, args.runs = 2.0, 2000, "keepalive", 1
     args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
     for mode in args.modes:
         if mode not in MODES:
@@ -300,8 +342,8 @@ def parse_args(argv=None):
     args.clients = list(dict.fromkeys(client.strip() for client in args.clients.split(",") if client.strip()))
     if not args.clients or any(client not in CLIENTS for client in args.clients):
         parser.error(f"--clients: use one or more of {', '.join(CLIENTS)}, comma-separated")
-    if args.concurrency < 1 or args.seconds <= 0 or args.runs < 1:
-        parser.error("--concurrency, --seconds and --runs must be positive")
+    if args.concurrency < 1 or args.seconds <= 0 or args.runs < 1 or args.requests < 1:
+        parser.error("--concurrency, --seconds, --requests and --runs must be positive")
     return args
 
 

@@ -152,7 +152,27 @@ def test_http_overhead_is_loadkits_user_over_the_plain_one():
     args = SimpleNamespace(modes=["keepalive"])
     (row,) = web.metrics_overhead({("plain", "keepalive"): plain, ("locust", "keepalive"): loadkit}, args)
     assert row == {"mode": "keepalive", "ratio": 0.96, "ratio_per_core": 0.8, "cpu_overhead_percent": 25.0,
-                   "goal": 0.95, "met": False}
+                   "cpu_us_per_request": 250.0, "plain_cpu_us_per_request": 200.0,
+                   "median_ratio": 0.96, "median_ratio_per_core": 0.8, "goal": 0.95, "met": False}
+
+
+def test_http_overhead_is_judged_on_each_clients_best_run():
+    """A busy machine only ever slows a run: the least disturbed of each client's runs are compared."""
+    plain, loadkit = web.Measure("plain", "keepalive"), web.Measure("locust", "keepalive")
+    plain.rates, plain.per_core = [900.0, 1000.0, 700.0], [5000.0, 4000.0, 4500.0]
+    loadkit.rates, loadkit.per_core = [980.0, 600.0, 800.0], [3000.0, 4900.0, 4000.0]
+    args = SimpleNamespace(modes=["keepalive"])
+    (row,) = web.metrics_overhead({("plain", "keepalive"): plain, ("locust", "keepalive"): loadkit}, args)
+    assert (row["ratio"], row["ratio_per_core"], row["met"]) == (0.98, 0.98, True)
+    assert (row["cpu_us_per_request"], row["plain_cpu_us_per_request"]) == (204.1, 200.0)
+    assert (row["median_ratio"], row["median_ratio_per_core"]) == (0.889, 0.889)
+
+
+def test_apache_bench_windows_hold_a_least_number_of_requests():
+    assert web.parse_args([]).requests == 50_000
+    assert web.parse_args(["--quick"]).requests == 2000
+    with pytest.raises(SystemExit):
+        web.parse_args(["--requests", "0"])
 
 
 def test_apache_bench_takes_only_known_clients():
