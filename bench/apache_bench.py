@@ -17,10 +17,17 @@ temporary folder) and drives it in turn with
            loadkit's metrics, results folder and all.
 
 locust against plain is what loadkit's metrics cost on the HTTP path (the
-goal: within 5%, per core and in requests/s). It is judged on each client's
-best run (the highest requests/s and requests per CPU second of its runs):
-on a shared machine a run is only ever slowed by the others' load, so the
-best of several interleaved runs is the least disturbed.
+goal: within 5%, per core and in requests/s). On a shared machine the
+requests/s of runs made one after the other say more about the others' load
+than about the clients (a client that gets half a core serves half the
+requests), so the goal is judged on paired rounds: plain and locust run at
+the same time, side by side under the same load, each asking for its own
+copy of the file (/plain/1k.bin, /locust/1k.bin) so that Apache's access log
+counts each one's requests in the common window; the ratio of a round is
+locust's figure over plain's, and the goal takes the median of the rounds
+(--runs of them). The interleaved runs' best (the highest requests/s and
+requests per CPU second of each client's runs, the least disturbed) and
+medians are printed beside it.
 
 Both are single processes with N concurrent connections. Start-up is left
 out: once Apache's counter moves, the benchmark waits a warm-up second, then
@@ -79,6 +86,7 @@ WARM_UP = 1.0  # seconds after the first requests before the window opens
 WINDOW_REQUESTS = 50_000  # least requests in a window (--requests)
 POLL = 0.1  # seconds between reads of Apache's counter while a window is open
 STOP_SIGNAL = {"ab": signal.SIGINT, "plain": signal.SIGTERM, "locust": signal.SIGTERM}
+PAIRED = ("plain", "locust")  # run side by side for the metrics' overhead
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 ONE_PATH_LOCUSTFILE = """\
@@ -155,21 +163,60 @@ def logged_requests(apache: Apache, path: str) -> int:
         return sum(marker in line for line in log)
 
 
-def client_command(client: str, mode: str, apache: Apache, args, workdir: Path) -> tuple[list[str], dict]:
+def paired_path(client: str, path: str) -> str:
+    """The copy of `path` that `client` asks for in a paired round, so that Apache's log tells the two apart."""
+    return f"/{client}{path}"
+
+
+def copy_for_pairs(apache: Apache, path: str) -> None:
+    """One copy of the file per paired client, the same bytes and type (their folder sets the name apart)."""
+    for client in PAIRED:
+        copy = apache.docroot / paired_path(client, path).lstrip("/")
+        copy.parent.mkdir(exist_ok=True)
+        copy.parent.chmod(0o755)
+        shutil.copyfile(apache.docroot / path.lstrip("/"), copy)
+        copy.chmod(0o644)
+
+
+class LogCounter:
+    """GETs of each path in Apache's access log from the end it had when opened, read as the log grows."""
+
+    def __init__(self, apache: Apache, paths):
+        self.handle = open(apache.access_log_path, "rb")
+        self.handle.seek(0, os.SEEK_END)
+        self.markers = {path: f'"GET {path} '.encode() for path in paths}
+        self.counts = dict.fromkeys(self.markers, 0)
+        self._partial = b""  # a line Apache has not finished writing
+
+    def read(self) -> dict[str, int]:
+        data = self._partial + self.handle.read()
+        whole = data.rfind(b"\n") + 1
+        lines, self._partial = data[:whole], data[whole:]
+        for path, marker in self.markers.items():
+            self.counts[path] += lines.count(marker)
+        return dict(self.counts)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def client_command(client: str, mode: str, apache: Apache, args, workdir: Path,
+                   path: str | None = None) -> tuple[list[str], dict]:
     seconds = str(math.ceil(args.timeout))  # an upper bound: the client is stopped once its window closes
+    path = path or args.path
     if client == "ab":
         keep_alive = ["-k"] if mode == "keepalive" else []
         return [shutil.which("ab") or "/usr/bin/ab", *keep_alive, "-c", str(args.concurrency), "-t", seconds,
-                "-n", str(AB_MAX_REQUESTS), apache.base_url + args.path], dict(os.environ)
+                "-n", str(AB_MAX_REQUESTS), apache.base_url + path], dict(os.environ)
     common = ["-H", apache.base_url, "--headless", "-u", str(args.concurrency), "-r", str(args.concurrency),
               "-t", f"{seconds}s", "--only-summary"]
     if client == "plain":
         locustfile = workdir / f"plain_{mode}.py"
-        locustfile.write_text(PLAIN_LOCUSTFILE.format(mode=mode.title(), close=mode == "close", path=args.path))
+        locustfile.write_text(PLAIN_LOCUSTFILE.format(mode=mode.title(), close=mode == "close", path=path))
         return [sys.executable, "-m", "locust", "-f", str(locustfile), *common, "--stop-timeout", STOP_TIMEOUT,
                 "--json-file", str(plain_stats_prefix(workdir, mode))], dict(os.environ)
     locustfile = workdir / f"one_path_{mode}.py"
-    locustfile.write_text(ONE_PATH_LOCUSTFILE.format(mode=mode.title(), user=LOCUST_USER[mode], path=args.path))
+    locustfile.write_text(ONE_PATH_LOCUSTFILE.format(mode=mode.title(), user=LOCUST_USER[mode], path=path))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(LOCUSTFILES), str(REPO), os.environ.get("PYTHONPATH", "")])}
     return [sys.executable, "-m", "locust", "-f", str(locustfile), *common,
             "--results", str(results_parent(workdir, mode))], env
@@ -246,12 +293,78 @@ def measure(client: str, mode: str, apache: Apache, args, workdir: Path) -> tupl
     return rate, per_core, requests
 
 
+def measure_paired(mode: str, apache: Apache, args, workdir: Path) -> dict[str, tuple[float, float, int]]:
+    """plain and locust at the same time, each on its own copy of the file: {client: (rate, per_core, requests)}."""
+    paths = {client: paired_path(client, args.path) for client in PAIRED}
+    logged_before = {client: logged_requests(apache, path) for client, path in paths.items()}
+    processes: dict[str, subprocess.Popen] = {}
+    log = LogCounter(apache, paths.values())
+    outputs = {}
+
+    def ended() -> str | None:
+        return next((client for client, process in processes.items() if process.poll() is not None), None)
+
+    def in_window(counts: dict, since: dict) -> int:
+        return min(counts[path] - since[path] for path in paths.values())
+
+    try:
+        for client in PAIRED:
+            command, env = client_command(client, mode, apache, args, workdir, paths[client])
+            processes[client] = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                                 env=env, cwd=workdir)
+        deadline = time.monotonic() + args.timeout
+        zero = dict.fromkeys(paths.values(), 0)
+        while in_window(log.read(), zero) < 10:  # neither client's start-up is measured
+            if ended() or time.monotonic() > deadline:
+                raise BenchError(f"paired ({mode}): {ended() or 'a client'} sent no requests")
+            time.sleep(0.05)
+        time.sleep(WARM_UP)
+        counts_0, wall_0 = log.read(), time.perf_counter()
+        cpu_0 = {client: cpu_seconds(process.pid) for client, process in processes.items()}
+        time.sleep(args.seconds)
+        while in_window(log.read(), counts_0) < args.requests and not ended() and time.monotonic() < deadline:
+            time.sleep(POLL)
+        counts_1, wall_1 = log.read(), time.perf_counter()
+        cpu_1 = {client: cpu_seconds(process.pid) for client, process in processes.items()}
+        if ended():
+            raise BenchError(f"paired ({mode}): {ended()} ended inside the window (exit {processes[ended()].returncode})")
+        for client, process in processes.items():
+            process.send_signal(STOP_SIGNAL[client])
+        for client, process in processes.items():
+            outputs[client] = process.communicate(timeout=args.timeout)[0]
+    finally:
+        log.close()
+        for process in processes.values():
+            if process.poll() is None:
+                process.kill()
+                process.wait(10)
+    time.sleep(0.3)  # Apache writes a log line after the response has gone out
+    figures = {}
+    for client, process in processes.items():
+        if process.returncode != 0:
+            raise BenchError(f"paired {client} ({mode}) exited with status {process.returncode}: "
+                             f"{outputs[client].strip()[-300:]!r}")
+        completed, failed = client_count(client, mode, outputs[client], workdir)
+        logged = logged_requests(apache, paths[client]) - logged_before[client]
+        if failed or not completed <= logged <= completed + args.concurrency:
+            raise BenchError(f"paired {client} ({mode}): {completed} completed, {failed} failed, Apache logged {logged}")
+        requests = counts_1[paths[client]] - counts_0[paths[client]]
+        if requests < args.requests:
+            raise BenchError(f"paired {client} ({mode}): {requests} requests in the window, fewer than --requests "
+                             f"{args.requests} before --timeout {args.timeout:g} s")
+        cpu = cpu_1[client] - cpu_0[client]
+        figures[client] = (requests / (wall_1 - wall_0), requests / cpu if cpu > 0 else float("inf"), requests)
+    return figures
+
+
 def run(args) -> dict:
     if not (shutil.which("ab") or os.path.exists("/usr/bin/ab")):
         raise BenchError("ab is not installed (apt-get install apache2-utils)")
     root = Path(tempfile.mkdtemp(prefix="loadkit-apache-bench-"))
     root.chmod(0o755)  # Apache's workers (www-data when run as root) must enter it
     measures = {(client, mode): Measure(client, mode) for mode in args.modes for client in args.clients}
+    pairs = {(client, mode): Measure(client, mode) for mode in args.modes for client in PAIRED} \
+        if all(client in args.clients for client in PAIRED) else {}
     try:
         with Apache(root / "apache") as apache:
             if args.path not in apache.static_files:
@@ -271,12 +384,24 @@ def run(args) -> dict:
                         measures[(client, mode)].requests.append(requests)
                         print(f"  {client:<7} {mode:<10} {rate:9.0f} req/s {per_core:9.0f} req/s per core "
                               f"({1e6 / per_core:6.1f} us CPU per request, {requests:,} requests)", flush=True)
+            if pairs:
+                copy_for_pairs(apache, args.path)
+                for _round in range(args.runs):
+                    for mode in args.modes:
+                        figures = measure_paired(mode, apache, args, root)
+                        for client, (rate, per_core, requests) in figures.items():
+                            pairs[(client, mode)].rates.append(rate)
+                            pairs[(client, mode)].per_core.append(per_core)
+                            pairs[(client, mode)].requests.append(requests)
+                        print(f"  paired  {mode:<10} " + "; ".join(
+                            f"{client} {rate:.0f} req/s, {1e6 / per_core:.1f} us CPU per request ({requests:,})"
+                            for client, (rate, per_core, requests) in figures.items()), flush=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return report(measures, args)
+    return report(measures, args, pairs)
 
 
-def report(measures: dict, args) -> dict:
+def report(measures: dict, args, pairs: dict | None = None) -> dict:
     base_client = "ab" if "ab" in args.clients else args.clients[0]
     print(f"\n{'mode':<10} {'client':<7} {'req/s':>9} {'per core':>9} {'ratio':>7} {'ratio/core':>10}  (to {base_client})")
     results = []
@@ -290,29 +415,40 @@ def report(measures: dict, args) -> dict:
                             "requests_per_cpu_second": round(one.rate_per_core, 1),
                             f"ratio_to_{base_client}": round(ratio, 3),
                             f"ratio_per_core_to_{base_client}": round(ratio_per_core, 3)})
-    overhead = metrics_overhead(measures, args)
+    overhead = metrics_overhead(measures, args, pairs)
     for row in overhead:
-        print(f"{row['mode']:<10} loadkit's metrics over a plain FastHttpUser, best runs: {row['ratio']:.3f}x req/s, "
-              f"{row['ratio_per_core']:.3f}x per core ({row['cpu_us_per_request']:.1f} against "
-              f"{row['plain_cpu_us_per_request']:.1f} us CPU per request, {row['cpu_overhead_percent']:+.1f}%; "
-              f"goal >= {HTTP_GOAL:.2f}: {'ok' if row['met'] else 'MISSED'}); medians {row['median_ratio']:.3f}x, "
-              f"{row['median_ratio_per_core']:.3f}x per core")
+        print(f"{row['mode']:<10} loadkit's metrics over a plain FastHttpUser, side by side (median of "
+              f"{len(row['paired_ratios'])} rounds): {row['ratio']:.3f}x req/s, {row['ratio_per_core']:.3f}x per core "
+              f"({row['cpu_us_per_request']:.1f} against {row['plain_cpu_us_per_request']:.1f} us CPU per request, "
+              f"{row['cpu_overhead_percent']:+.1f}%; goal >= {HTTP_GOAL:.2f}: {'ok' if row['met'] else 'MISSED'}); "
+              f"one after the other: best {row['best_ratio']:.3f}x req/s, {row['best_ratio_per_core']:.3f}x per core, "
+              f"medians {row['median_ratio']:.3f}x, {row['median_ratio_per_core']:.3f}x")
     return {"path": args.path, "concurrency": args.concurrency, "seconds": args.seconds, "requests": args.requests,
             "runs": args.runs, "cpus": os.cpu_count(), "results": results, "metrics_overhead": overhead}
 
 
-def metrics_overhead(measures: dict, args) -> list[dict]:
-    """loadkit's user against the plain one, per mode, best run against best run: what loadkit's metrics cost."""
+def metrics_overhead(measures: dict, args, pairs: dict | None = None) -> list[dict]:
+    """loadkit's user against the plain one, per mode: what loadkit's metrics cost.
+
+    Judged on the paired rounds (`pairs`: both clients at once, round i of one against round i of
+    the other, median of the rounds); the runs made one after the other (`measures`) are given beside."""
     rows = []
     for mode in args.modes:
         plain, loadkit = measures.get(("plain", mode)), measures.get(("locust", mode))
-        if plain is None or loadkit is None:
+        paired_plain, paired_loadkit = (pairs or {}).get(("plain", mode)), (pairs or {}).get(("locust", mode))
+        if plain is None or loadkit is None or paired_plain is None or paired_loadkit is None:
             continue
-        ratio, per_core = loadkit.best_rate / plain.best_rate, loadkit.best_per_core / plain.best_per_core
+        rounds = [(lk_rate / rate, lk_core / core) for rate, core, lk_rate, lk_core in zip(
+            paired_plain.rates, paired_plain.per_core, paired_loadkit.rates, paired_loadkit.per_core)]
+        ratio = statistics.median(r for r, _ in rounds)
+        per_core = statistics.median(c for _, c in rounds)
         rows.append({"mode": mode, "ratio": round(ratio, 3), "ratio_per_core": round(per_core, 3),
                      "cpu_overhead_percent": round((1 / per_core - 1) * 100, 1),
-                     "cpu_us_per_request": round(1e6 / loadkit.best_per_core, 1),
-                     "plain_cpu_us_per_request": round(1e6 / plain.best_per_core, 1),
+                     "cpu_us_per_request": round(1e6 / paired_loadkit.rate_per_core, 1),
+                     "plain_cpu_us_per_request": round(1e6 / paired_plain.rate_per_core, 1),
+                     "paired_ratios": [[round(r, 3), round(c, 3)] for r, c in rounds],
+                     "best_ratio": round(loadkit.best_rate / plain.best_rate, 3),
+                     "best_ratio_per_core": round(loadkit.best_per_core / plain.best_per_core, 3),
                      "median_ratio": round(loadkit.rate / plain.rate, 3),
                      "median_ratio_per_core": round(loadkit.rate_per_core / plain.rate_per_core, 3),
                      "goal": HTTP_GOAL, "met": min(ratio, per_core) >= HTTP_GOAL})
