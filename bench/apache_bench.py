@@ -466,7 +466,7 @@ def parse_args(argv=None):
     parser.add_argument("--modes", default="keepalive,close", help="keepalive,close (default both)")
     parser.add_argument("--clients", default=",".join(CLIENTS), help="ab,plain,locust (default all)")
     parser.add_argument("--runs", type=int, default=1, help="runs per pairing, median reported (default 1)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="per client process (default 120 s)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="per client process (default 300 s)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     args = parser.parse_args(argv)
     if args.quick:
