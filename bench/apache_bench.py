@@ -34,9 +34,9 @@ out: once Apache's counter moves, the benchmark waits a warm-up second, then
 reads Apache's ``Total Accesses`` (mod_status) and the client's CPU time
 (utime + stime from /proc) at the start and the end of a window, which lasts
 ``--seconds`` and until Apache has served ``--requests`` in it (50,000 by
-default: a few thousand requests weigh a once-a-second cost of either
-client too little or too much). So both sides are measured by the same
-server, the same way:
+default: over a few seconds, CPU per request moves with the machine's load
+and with where the clients' once-a-second work falls). So both sides are
+measured by the same server, the same way:
 
   requests/s            Apache's requests in the window / its wall seconds
   requests/s per core   the same requests / the client's CPU seconds in it
