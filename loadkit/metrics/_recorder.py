@@ -63,6 +63,10 @@ class RequestRecorder:
     """Listens to `events.request`; `take()` + `fold()` turn a tick's buffers into Series."""
 
     def __init__(self):
+        # The fold's numpy, loaded now, before the load starts: loaded at the first tick, its import
+        # (60-200 ms) stalled every user of the process once, inside the run's first second.
+        import numpy  # noqa: F401
+
         self._requests: dict[tuple[str, str], _Requests] = {}
         self._phases: dict[str, dict[str, array]] = {}  # request type -> phase -> times
         self._phase_failures: dict[tuple[str, str], _PhaseFailures] = {}

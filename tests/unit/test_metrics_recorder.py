@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 from loadkit.metrics._intervals import IntervalStore
@@ -20,6 +23,7 @@ from loadkit.smtp import Reply, SMTPReplyError, SMTPTimeoutError
 
 SESSION = {"connect": 0.2, "banner": 0.3, "helo": 0.25, "mail": 0.4, "rcpt": 0.3, "data": 0.2, "end-of-data": 1.5, "quit": 0.1}
 REUSED = {"mail": 0.4, "rcpt": 0.3, "data": 0.2, "end-of-data": 1.5}
+REPO = Path(__file__).resolve().parents[2]
 
 
 class RequestEvent:
@@ -211,3 +215,16 @@ def test_a_worker_cpu_warning_reaches_events_jsonl_with_the_worker(tmp_path):
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     (cpu,) = [e for e in events if e["kind"] == "generator_cpu_high"]
     assert cpu["worker"] == "w1" and "97%" in cpu["detail"]
+
+
+def test_a_recorder_loads_numpy_before_the_load_not_at_its_first_tick():
+    """Imported by the first fold, numpy (60-200 ms) stalled every user of the process inside the run's
+    first second; importing the recorder alone still leaves it out (`loadkit source` folds no histogram)."""
+    code = ("import sys\n"
+            "from loadkit.metrics._recorder import RequestRecorder\n"
+            "print('numpy' in sys.modules)\n"
+            "RequestRecorder()\n"
+            "print('numpy' in sys.modules)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]
