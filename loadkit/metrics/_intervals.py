@@ -106,6 +106,14 @@ class Totals:
         return ok, failed
 
 
+def merge_series(into: dict, series: dict) -> None:
+    """Add each of `series` ((kind, type, name) -> a series) into `into`'s `MergedSeries` of its key."""
+    for key, one in series.items():
+        merged = into.get(key)
+        if merged is None:
+            merged = into[key] = MergedSeries(*key)
+        merged.merge(one)
+
 class MinuteRollup:
     """Written intervals summed per minute of the run, each minute written once, as one line.
 
@@ -137,12 +145,7 @@ class MinuteRollup:
         self.end = max(self.end, interval.end)
         if interval.users is not None:
             self.users = interval.users
-        series = self.series
-        for key, one in interval.series.items():
-            into = series.get(key)
-            if into is None:
-                into = series[key] = MergedSeries(*key)
-            into.merge(one)
+        merge_series(self.series, interval.series)
         return closed
 
     def write(self) -> bool:
@@ -153,12 +156,8 @@ class MinuteRollup:
         if self.users is not None:
             line["users"] = self.users
         line["series"] = [one.to_json() for one in self.series.values()]
-        done = self.done
-        for key, one in self.series.items():
-            into = done.get(key)
-            if into is None:
-                into = done[key] = MergedSeries(*key)
-            into.merge(one)
+        merge_series(self.done, self.series)
+        for one in self.series.values():
             one.release()
         self.minute, self.users, self.series = None, None, {}
         write_interval(self.out, line)
@@ -247,11 +246,7 @@ class IntervalStore:
         merged: dict[tuple[str, str, str], MergedSeries] = {}
         minute = [self.minutes.series] if self.minutes is not None else []
         for source in [self.written, *minute, *(interval.series for interval in self.open.values())]:
-            for key, series in source.items():
-                into = merged.get(key)
-                if into is None:
-                    into = merged[key] = MergedSeries(*key)
-                into.merge(series)
+            merge_series(merged, source)
         return merged
 
     def set_users(self, start: float, end: float, users: int) -> None:
@@ -306,8 +301,4 @@ class IntervalStore:
         self.last_written = interval
         if self.minutes is not None:
             return
-        for key, series in interval.series.items():
-            into = self.written.get(key)
-            if into is None:
-                into = self.written[key] = MergedSeries(*key)
-            into.merge(series)
+        merge_series(self.written, interval.series)
