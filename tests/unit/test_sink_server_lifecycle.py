@@ -1,0 +1,67 @@
+"""The sink server's life: listening, stopping from where it serves or from a loop callback, what stopping ends."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import gevent
+import gevent.socket
+import pytest
+
+from loadkit.sink import SinkError, SinkServer
+
+
+def test_stop_in_the_callers_hub_has_closed_everything_when_it_returns():
+    """A sink serving in this thread's hub (as next to Locust users) stops without a thread to wake."""
+    server = SinkServer("127.0.0.1:0").start(in_thread=False)
+    try:
+        client = gevent.socket.create_connection(server.address, timeout=5)
+        assert client.recv(100).startswith(b"220 ")
+        server.stop()
+        # No switch to the hub since stop() returned: what it closed, it closed itself.
+        assert server.stats.stopped is not None
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(server.address, timeout=5).close()
+        assert client.recv(100) == b""  # the session is closed too
+        client.close()
+        assert server.wait(0)
+    finally:
+        server.stop()
+
+
+def test_stop_from_a_loop_callback_stops_the_sink_soon_after():
+    """A signal handler runs in the hub, which cannot block: stop() hands the shutdown to a greenlet."""
+    server = SinkServer("127.0.0.1:0").start(in_thread=False)
+    try:
+        gevent.get_hub().loop.run_callback(server.stop)
+        assert server.wait(5)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(server.address, timeout=5).close()
+    finally:
+        server.stop()
+
+
+def test_stop_before_start_changes_nothing():
+    server = SinkServer("127.0.0.1:0")
+    server.stop()
+    assert server.stats.stopped is None and server.address is None
+    with server:  # it still starts, and serves
+        with socket.create_connection(server.address, timeout=5) as client:
+            assert client.recv(100).startswith(b"220 ")
+
+
+def test_the_duration_ends_when_the_sink_stops():
+    with SinkServer("127.0.0.1:0") as server:
+        pass
+    duration = server.stats.duration
+    time.sleep(0.05)
+    assert server.stats.duration == duration
+    assert server.stats.as_dict()["duration"] == round(duration, 6)
+
+
+def test_a_unix_socket_path_too_long_is_said_in_one_line(tmp_path):
+    path = tmp_path / ("s" * 120 + ".sock")  # longer than sun_path (108 bytes)
+    with pytest.raises(SinkError) as caught:
+        SinkServer(f"unix:{path}").start()
+    assert str(caught.value) == f"cannot listen on unix:{path}: AF_UNIX path too long"
