@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import time
 
 import gevent
@@ -65,3 +67,29 @@ def test_a_unix_socket_path_too_long_is_said_in_one_line(tmp_path):
     with pytest.raises(SinkError) as caught:
         SinkServer(f"unix:{path}").start()
     assert str(caught.value) == f"cannot listen on unix:{path}: AF_UNIX path too long"
+
+
+PATCHED = """
+import sys
+from gevent import monkey
+getattr(monkey, sys.argv[1])()
+from loadkit.sink import SinkError, SinkServer
+server = SinkServer("127.0.0.1:0").start()
+print(server.in_thread)
+server.stop()
+try:
+    SinkServer("127.0.0.1:0").start(in_thread=True)
+except SinkError as error:
+    print(error)
+"""
+
+
+@pytest.mark.parametrize("patch", ["patch_socket", "patch_thread"])
+def test_a_thread_of_its_own_unless_the_socket_or_threading_module_is_patched(patch):
+    for server in (SinkServer("127.0.0.1:0").start(), SinkServer("127.0.0.1:0").start(in_thread=True)):
+        with server:
+            assert server.in_thread
+    # Either module patched alone is enough to serve in the caller's hub, and to refuse a thread.
+    result = subprocess.run([sys.executable, "-c", PATCHED, patch], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["False", "no thread of its own under gevent monkey-patching: start(in_thread=False)"]
