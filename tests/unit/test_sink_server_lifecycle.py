@@ -93,3 +93,15 @@ def test_a_thread_of_its_own_unless_the_socket_or_threading_module_is_patched(pa
     result = subprocess.run([sys.executable, "-c", PATCHED, patch], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["False", "no thread of its own under gevent monkey-patching: start(in_thread=False)"]
+
+
+def test_a_thread_that_fails_to_start_is_a_one_line_error(monkeypatch):
+    server = SinkServer("127.0.0.1:0")
+
+    def no_watcher_left():
+        raise OSError("no watcher left")
+
+    monkeypatch.setattr(server, "_start_workers", no_watcher_left)  # what the thread does first
+    with pytest.raises(SinkError) as caught:
+        server.start(in_thread=True)
+    assert str(caught.value) == "the sink's thread failed to start: no watcher left"
