@@ -1,4 +1,4 @@
-"""The sink server's life: listening, stopping from where it serves or from a loop callback, what stopping ends."""
+"""The sink server's life: where it serves, listening, stopping, and a sweep that must never block the others."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import gevent.socket
 import pytest
 
 from loadkit.sink import SinkError, SinkServer
+from loadkit.sink._server import RECV_SIZE
 
 
 def test_stop_in_the_callers_hub_has_closed_everything_when_it_returns():
@@ -74,6 +75,7 @@ import sys
 from gevent import monkey
 getattr(monkey, sys.argv[1])()
 from loadkit.sink import SinkError, SinkServer
+from loadkit.sink._server import RECV_SIZE
 server = SinkServer("127.0.0.1:0").start()
 print(server.in_thread)
 server.stop()
@@ -105,3 +107,24 @@ def test_a_thread_that_fails_to_start_is_a_one_line_error(monkeypatch):
     with pytest.raises(SinkError) as caught:
         server.start(in_thread=True)
     assert str(caught.value) == "the sink's thread failed to start: no watcher left"
+
+
+def test_timing_out_a_client_that_does_not_read_holds_up_no_other_session(tmp_path):
+    """The sweeper's 421 meets a full socket buffer: it must not wait for room, the whole sink would wait."""
+    path = str(tmp_path / "sink.sock")
+    with SinkServer(f"unix:{path}", timeout=0.3) as server:
+        with socket.socket(socket.AF_UNIX) as stuck:
+            stuck.settimeout(5)
+            stuck.connect(path)
+            assert stuck.recv(100).startswith(b"220 ")
+            stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))  # about 1 MB of replies, never read
+            deadline = time.monotonic() + 10
+            while not server.stats.timeouts and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.stats.timeouts == 1
+            with socket.socket(socket.AF_UNIX) as other:
+                other.settimeout(5)
+                other.connect(path)
+                assert other.recv(100).startswith(b"220 ")
+                other.sendall(b"QUIT\r\n")
+                assert other.recv(100) == b"221 2.0.0 Bye\r\n"
