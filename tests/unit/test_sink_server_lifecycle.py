@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import socket
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import gevent
 import gevent.socket
 import pytest
 
-from loadkit.sink import SinkError, SinkServer
+from loadkit.sink import SinkError, SinkServer, SinkSettings
 from loadkit.sink._server import RECV_SIZE
 
 
@@ -74,7 +76,7 @@ PATCHED = """
 import sys
 from gevent import monkey
 getattr(monkey, sys.argv[1])()
-from loadkit.sink import SinkError, SinkServer
+from loadkit.sink import SinkError, SinkServer, SinkSettings
 from loadkit.sink._server import RECV_SIZE
 server = SinkServer("127.0.0.1:0").start()
 print(server.in_thread)
@@ -128,3 +130,63 @@ def test_timing_out_a_client_that_does_not_read_holds_up_no_other_session(tmp_pa
                 assert other.recv(100).startswith(b"220 ")
                 other.sendall(b"QUIT\r\n")
                 assert other.recv(100) == b"221 2.0.0 Bye\r\n"
+
+
+def test_settings_and_keywords_together_are_refused():
+    with pytest.raises(TypeError) as caught:
+        SinkServer(SinkSettings("127.0.0.1:0"), lmtp=True)
+    assert str(caught.value) == "SinkServer takes SinkSettings or keywords, not both"
+
+
+def test_a_parked_greenlet_greylists_its_new_client_by_the_clients_address():
+    """The second session is served by the first one's greenlet, handed the new client's address."""
+    with SinkServer("127.0.0.1:0", greylist=0.0) as server:
+        address = server.address
+        for expected in (b"450", b"250"):  # one client address: the retry passes
+            with socket.create_connection(address, timeout=5) as client:
+                assert client.recv(100).startswith(b"220 ")
+                client.sendall(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nQUIT\r\n")
+                replies = b""
+                while chunk := client.recv(1000):
+                    replies += chunk
+            assert replies.split(b"\r\n")[2][:3] == expected
+    assert server.stats.sessions == 2
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_the_trace_log_is_closed_when_the_sink_stops(tmp_path):
+    before = open_descriptors()
+    server = SinkServer("127.0.0.1:0", trace_log=str(tmp_path / "traces.log")).start()
+    server.stop()
+    assert server.wait(0)
+    assert open_descriptors() == before
+
+
+def test_out_of_descriptors_the_sink_waits_and_then_accepts_the_waiting_client():
+    """accept() failing with EMFILE ends neither the accept loop nor the listener."""
+    with SinkServer("127.0.0.1:0") as server:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        hoard = []
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_descriptors() + 32, hard))
+        try:
+            while True:
+                try:
+                    hoard.append(os.open(os.devnull, os.O_RDONLY))
+                except OSError:
+                    break
+            os.close(hoard.pop())  # one left: the client's, so the sink's accept() has none
+            client = socket.socket()
+            client.settimeout(5)
+            client.connect(server.address)  # the kernel completes it; the sink cannot take it yet
+            time.sleep(0.3)
+            assert server.stats.sessions == 0
+        finally:
+            for fd in hoard:
+                os.close(fd)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        with client:
+            assert client.recv(100).startswith(b"220 ")
+        assert server.stats.sessions == 1
