@@ -1,0 +1,59 @@
+"""What the server's settings wire into the sessions, as smtplib meets them: AUTH, traces and their log, rules, the store."""
+
+from __future__ import annotations
+
+import smtplib
+import time
+
+import pytest
+
+from loadkit.sink import SinkServer
+
+TRACED = "Subject: s\r\nX-Loadkit-Trace: run=r1; src=s1; seq=0000000001; t=%017.6f\r\n\r\nhello\r\n"
+
+
+@pytest.mark.parametrize("given", ["mapping", "file"])
+def test_auth_takes_the_users_and_the_mechanisms_it_was_given(given, tmp_path):
+    users = {"alice": "s3cret"}
+    if given == "file":
+        (tmp_path / "users").write_text("alice:s3cret\n")
+        users = str(tmp_path / "users")
+    with SinkServer("127.0.0.1:0", auth_users=users, auth_mechanisms=("PLAIN",)) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.ehlo("c")
+            assert client.esmtp_features["auth"].split() == ["PLAIN"]
+            with pytest.raises(smtplib.SMTPAuthenticationError):
+                client.login("alice", "wrong")
+            client.login("alice", "s3cret")
+    assert (server.stats.auth_ok, server.stats.auth_failed) == (1, 1)
+
+
+def test_a_traced_message_is_counted_and_logged(tmp_path):
+    log = tmp_path / "traces.log"
+    with SinkServer("127.0.0.1:0", trace_log=str(log)) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            sent_at = time.time()
+            client.sendmail("a@b", ["c@d"], TRACED % sent_at)
+    assert server.stats.trace.messages == 1
+    assert log.read_text().split()[:4] == ["r1", "s1", "1", f"{sent_at:.6f}"]
+
+
+def test_the_rules_answer_and_their_counts_are_in_the_record(tmp_path):
+    (tmp_path / "rules").write_text("permfail@* bounce\n")
+    with SinkServer("127.0.0.1:0", rules=str(tmp_path / "rules")) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            refused = client.sendmail("a@b", ["permfail@d", "c@d"], "x\r\n")
+        record = server.stats_record()
+    assert list(refused) == ["permfail@d"] and refused["permfail@d"][0] == 550
+    assert record["rules"] == {"permfail@* bounce": {"refused": 1, "passed": 0}}
+
+
+def test_the_store_keeps_up_to_its_limit(tmp_path):
+    maildir = tmp_path / "maildir"
+    with SinkServer("127.0.0.1:0", store=str(maildir), store_max=1) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.sendmail("a@b", ["c@d"], "Subject: one\r\n\r\n1\r\n")
+            client.sendmail("a@b", ["c@d"], "Subject: two\r\n\r\n2\r\n")
+    stored = list((maildir / "new").iterdir())
+    assert len(stored) == 1 and stored[0].read_bytes().endswith(b"Subject: one\r\n\r\n1\r\n")
+    assert (server.stats.messages, server.stats.stored, server.stats.store_skipped) == (2, 1, 1)
