@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from loadkit.sink import SinkServer
+from loadkit.sink import SinkError, SinkServer
 
 TRACED = "Subject: s\r\nX-Loadkit-Trace: run=r1; src=s1; seq=0000000001; t=%017.6f\r\n\r\nhello\r\n"
 
@@ -57,3 +57,16 @@ def test_the_store_keeps_up_to_its_limit(tmp_path):
     stored = list((maildir / "new").iterdir())
     assert len(stored) == 1 and stored[0].read_bytes().endswith(b"Subject: one\r\n\r\n1\r\n")
     assert (server.stats.messages, server.stats.stored, server.stats.store_skipped) == (2, 1, 1)
+
+
+def test_users_or_a_store_the_server_cannot_use_are_one_line_errors(tmp_path):
+    (tmp_path / "users").write_text("no colon here\n")
+    (tmp_path / "file").write_text("")
+    for keywords, expected in [
+        ({"auth_users": str(tmp_path / "missing")}, f"cannot read --auth-users {tmp_path}/missing: No such file or directory"),
+        ({"auth_users": str(tmp_path / "users")}, f"{tmp_path}/users:1: expected user:password"),
+        ({"store": str(tmp_path / "file")}, f"cannot use --store {tmp_path}/file: Not a directory"),
+    ]:
+        with pytest.raises(SinkError) as caught:
+            SinkServer("127.0.0.1:0", **keywords)
+        assert str(caught.value) == expected
