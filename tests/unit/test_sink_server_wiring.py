@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import smtplib
+import ssl
 import time
 
 import pytest
 
-from loadkit.sink import SinkError, SinkServer
+import loadkit.sink._server as sink_server
+from loadkit.sink import FaultPlan, SinkError, SinkServer
+from loadkit.sink._tls import self_signed
 
 TRACED = "Subject: s\r\nX-Loadkit-Trace: run=r1; src=s1; seq=0000000001; t=%017.6f\r\n\r\nhello\r\n"
 
@@ -70,3 +73,44 @@ def test_users_or_a_store_the_server_cannot_use_are_one_line_errors(tmp_path):
         with pytest.raises(SinkError) as caught:
             SinkServer("127.0.0.1:0", **keywords)
         assert str(caught.value) == expected
+
+
+def test_the_greeting_size_limit_and_esmtp_reach_the_client():
+    with SinkServer("127.0.0.1:0", hostname="sink.test", greeting="ready", max_size=1000) as server:
+        client = smtplib.SMTP(timeout=5)
+        with client:
+            assert client.connect(*server.address) == (220, b"sink.test ready")
+            client.ehlo("c")
+            assert client.esmtp_features["size"] == "1000"
+    with SinkServer("127.0.0.1:0", esmtp=False) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            assert client.ehlo("c")[0] == 500
+            assert client.helo("c")[0] == 250
+
+
+def test_faults_given_with_a_control_port_apply_from_the_start():
+    with SinkServer("127.0.0.1:0", control="127.0.0.1:0", faults=FaultPlan().hard_reject("rcpt")) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("a@b", ["c@d"], "x\r\n")
+    assert server.stats.fault_count("reject", "rcpt") == 1
+
+
+def test_without_a_way_to_make_a_certificate_starttls_is_not_offered_and_the_sink_says_why(monkeypatch):
+    monkeypatch.setattr(sink_server, "self_signing_problem", lambda: "no openssl here")
+    with SinkServer("127.0.0.1:0") as server:
+        assert server.tls_problem == "no openssl here"
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.ehlo("c")
+            assert not client.has_extn("starttls")
+
+
+def test_a_certificate_and_its_key_in_files_of_their_own(tmp_path):
+    certificate, key = self_signed("sink.test")
+    (tmp_path / "cert.pem").write_bytes(certificate)
+    (tmp_path / "key.pem").write_bytes(key)
+    with SinkServer("127.0.0.1:0", tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem")) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.starttls(context=ssl._create_unverified_context())
+            client.sendmail("a@b", ["c@d"], "x\r\n")
+    assert (server.stats.tls_sessions, server.stats.messages) == (1, 1)
