@@ -7,6 +7,7 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import gevent
@@ -90,9 +91,11 @@ except SinkError as error:
 
 @pytest.mark.parametrize("patch", ["patch_socket", "patch_thread"])
 def test_a_thread_of_its_own_unless_the_socket_or_threading_module_is_patched(patch):
-    for server in (SinkServer("127.0.0.1:0").start(), SinkServer("127.0.0.1:0").start(in_thread=True)):
-        with server:
+    for asked in (None, True):
+        with SinkServer("127.0.0.1:0").start(in_thread=asked) as server:
             assert server.in_thread
+            # a daemon: a sink left running does not keep the process from exiting
+            assert [thread.daemon for thread in threading.enumerate() if thread.name == "loadkit-sink"] == [True]
     # Either module patched alone is enough to serve in the caller's hub, and to refuse a thread.
     result = subprocess.run([sys.executable, "-c", PATCHED, patch], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

@@ -110,6 +110,7 @@ def test_a_certificate_and_its_key_in_files_of_their_own(tmp_path):
     (tmp_path / "cert.pem").write_bytes(certificate)
     (tmp_path / "key.pem").write_bytes(key)
     with SinkServer("127.0.0.1:0", tls_cert=str(tmp_path / "cert.pem"), tls_key=str(tmp_path / "key.pem")) as server:
+        assert server.tls_problem is None
         with smtplib.SMTP(*server.address, timeout=5) as client:
             client.starttls(context=ssl._create_unverified_context())
             client.sendmail("a@b", ["c@d"], "x\r\n")
