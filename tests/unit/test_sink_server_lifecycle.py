@@ -143,19 +143,18 @@ def test_settings_and_keywords_together_are_refused():
     assert str(caught.value) == "SinkServer takes SinkSettings or keywords, not both"
 
 
-def test_a_parked_greenlet_greylists_its_new_client_by_the_clients_address():
-    """The second session is served by the first one's greenlet, handed the new client's address."""
+def test_every_session_greylists_by_its_own_clients_address():
+    """Parked greenlets serve the next clients: each session is handed its new client's address."""
     with SinkServer("127.0.0.1:0", greylist=0.0) as server:
-        address = server.address
-        for expected in (b"450", b"250"):  # one client address: the retry passes
-            with socket.create_connection(address, timeout=5) as client:
+        for source, expected in (("127.0.0.1", b"450"), ("127.0.0.1", b"250"), ("127.0.0.2", b"450")):
+            with socket.create_connection(server.address, timeout=5, source_address=(source, 0)) as client:
                 assert client.recv(100).startswith(b"220 ")
                 client.sendall(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nQUIT\r\n")
                 replies = b""
                 while chunk := client.recv(1000):
                     replies += chunk
-            assert replies.split(b"\r\n")[2][:3] == expected
-    assert server.stats.sessions == 2
+            assert replies.split(b"\r\n")[2][:3] == expected, source
+    assert server.stats.sessions == 3
 
 
 def open_descriptors() -> int:

@@ -115,3 +115,16 @@ def test_a_certificate_and_its_key_in_files_of_their_own(tmp_path):
             client.starttls(context=ssl._create_unverified_context())
             client.sendmail("a@b", ["c@d"], "x\r\n")
     assert (server.stats.tls_sessions, server.stats.messages) == (1, 1)
+
+
+def test_the_record_carries_the_dkim_outcomes(tmp_path):
+    pytest.importorskip("dkim")
+    from loadkit.dkim import DkimSigner
+
+    signer = DkimSigner.generate("s1", "signed.test", bits=1024)
+    (tmp_path / "s1._domainkey.signed.test.txt").write_bytes(signer.dns_txt_record() + b"\n")
+    with SinkServer("127.0.0.1:0", dkim_verify=str(tmp_path)) as server:
+        with smtplib.SMTP(*server.address, timeout=5) as client:
+            client.sendmail("a@b", ["c@d"], "Subject: unsigned\r\n\r\nx\r\n")
+        record = server.stats_record()
+    assert record["dkim"] == {"pass": {}, "fail": {}, "none": 1}
