@@ -194,3 +194,21 @@ def test_out_of_descriptors_the_sink_waits_and_then_accepts_the_waiting_client()
         with client:
             assert client.recv(100).startswith(b"220 ")
         assert server.stats.sessions == 1
+
+
+def test_a_failed_handshake_ends_its_session_quietly(capfd):
+    """No error out of the session: its greenlet is parked for the next client, who is served."""
+    with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
+        for _ in range(2):
+            with socket.create_connection(server.address, timeout=5) as plain:
+                plain.sendall(b"EHLO this is not a TLS client hello\r\n")
+                try:
+                    while plain.recv(100):  # at most a TLS alert, then the sink closes
+                        pass
+                except ConnectionResetError:
+                    pass
+        deadline = time.monotonic() + 5
+        while server.stats.tls_failures < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert (server.stats.sessions, server.stats.tls_failures) == (2, 2)
+    assert "Traceback" not in capfd.readouterr().err
