@@ -211,6 +211,8 @@ class SinkServer:
         self._thread.start()
         ready.wait()
         if failure:
+            self._thread = None
+            self._close_listener()  # nothing serves it: a client must not be left waiting on it
             raise SinkError(f"the sink's thread failed to start: {failure[0]}")
         return self
 
@@ -324,6 +326,21 @@ class SinkServer:
         if self.timeout:
             self._workers.append(gevent.spawn(self._sweep_loop))
 
+    def _close_listener(self) -> None:
+        """Close the listening socket no accept loop took over, its path and control port too."""
+        self._listener.close()
+        self._listener = None
+        if self.control is not None:
+            self.control.stop()
+        self._remove_socket_path()
+
+    def _remove_socket_path(self) -> None:
+        if self.target.is_unix and self._address:
+            try:
+                os.unlink(self._address)
+            except OSError:
+                pass
+
     def _thread_main(self, ready: threading.Event, failure: list) -> None:
         try:
             hub = gevent.get_hub()
@@ -351,11 +368,7 @@ class SinkServer:
         if self.control is not None:
             self.control.stop()
         gevent.killall(self._workers + list(self._session_greenlets), block=True, timeout=5)
-        if self.target.is_unix and self._address:
-            try:
-                os.unlink(self._address)
-            except OSError:
-                pass
+        self._remove_socket_path()
         if self._trace_log is not None:
             self.stats.trace.log = None
             os.close(self._trace_log)
@@ -637,10 +650,13 @@ class SinkServer:
                 elif now - connection.seen_at >= timeout:
                     self._connections.discard(connection)
                     self.stats.timeouts += 1
-                    try:  # the session wakes up to end of file (or a failed send) and ends
+                    try:  # no room for it in a client's full buffer: it is not waited for
                         if not connection.tls and connection.sock.send(S421_TIMEOUT, _DONTWAIT):
                             replies = self.stats.replies
                             replies[S421_TIMEOUT] = replies.get(S421_TIMEOUT, 0) + 1
+                    except OSError:
+                        pass
+                    try:  # the session wakes up to end of file (or a failed send) and ends, 421 or not
                         connection.sock.shutdown(_socket.SHUT_RDWR)
                     except OSError:
                         pass

@@ -15,7 +15,7 @@ import gevent.socket
 import pytest
 
 from loadkit.sink import SinkError, SinkServer, SinkSettings
-from loadkit.sink._server import RECV_SIZE
+from loadkit.sink._server import RECV_SIZE, S421_TIMEOUT
 
 
 def test_stop_in_the_callers_hub_has_closed_everything_when_it_returns():
@@ -114,6 +114,8 @@ def test_a_thread_that_fails_to_start_is_a_one_line_error(monkeypatch):
     with pytest.raises(SinkError) as caught:
         server.start(in_thread=True)
     assert str(caught.value) == "the sink's thread failed to start: no watcher left"
+    with pytest.raises(ConnectionRefusedError):  # nothing would ever accept there
+        socket.create_connection(server.address, timeout=5).close()
 
 
 def test_timing_out_a_client_that_does_not_read_holds_up_no_other_session(tmp_path):
@@ -135,6 +137,25 @@ def test_timing_out_a_client_that_does_not_read_holds_up_no_other_session(tmp_pa
                 assert other.recv(100).startswith(b"220 ")
                 other.sendall(b"QUIT\r\n")
                 assert other.recv(100) == b"221 2.0.0 Bye\r\n"
+
+
+def test_a_timed_out_client_that_does_not_read_is_closed_all_the_same(tmp_path):
+    """No room for the 421 in its full buffer: the session is still shut down, so the client reads to an end."""
+    path = str(tmp_path / "sink.sock")
+    with SinkServer(f"unix:{path}", timeout=0.3) as server:
+        with socket.socket(socket.AF_UNIX) as stuck:
+            stuck.settimeout(5)
+            stuck.connect(path)
+            assert stuck.recv(100).startswith(b"220 ")
+            stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))  # about 1 MB of replies, not read yet
+            deadline = time.monotonic() + 10
+            while not server.stats.timeouts and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.stats.timeouts == 1
+            received = 0
+            while chunk := stuck.recv(1 << 16):  # socket.timeout here: the session was left open
+                received += len(chunk)
+    assert received > 0 and server.stats.replies.get(S421_TIMEOUT, 0) == 0  # the 421 had no room
 
 
 def test_settings_and_keywords_together_are_refused():
