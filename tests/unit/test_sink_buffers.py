@@ -47,10 +47,11 @@ def test_all_sessions_past_the_total_get_451_and_the_others_are_stored(tmp_path)
             first.sendall(LINE * 90)
             wait_until(lambda: budget.used >= 89_000)
             second.sendall(LINE * 90)  # 180 KB together: past the total
-            first.sendall(b".\r\n")
+            # The second ends while the first still holds its 90 KB (ending the first before would free them)
             second.sendall(b".\r\n")
-            assert read_replies(first, 1) == [b"250 2.0.0 Ok: queued"]
             assert read_replies(second, 1) == [b"451 4.3.1 Error: the sink's buffers are full, try again later"]
+            first.sendall(b".\r\n")
+            assert read_replies(first, 1) == [b"250 2.0.0 Ok: queued"]
         wait_until(lambda: budget.used == 0)
     stats = server.stats
     assert (stats.messages, stats.stored, stats.over_buffer, stats.buffers_full) == (1, 1, 0, 1)
