@@ -19,16 +19,19 @@ trip: a machine whose load changes between runs (other processes starting)
 once gave a quiet first run and a busy faulted one, and with the greylist
 (nothing injected) nothing else absorbs that. While the faulted run runs, a
 thread of the test sleeps DELAY over and over and records how late it wakes
-(`Lateness`): a delay costs two such wakeups, the sink's from its timer and
+(`Lateness`). A delay costs two such wakeups, the sink's from its timer and
 the client's from its read, each allowed as late as the sleeper's p90 (the
 sink and the client are busier than the sleeper: with two CPU burners on a
-2-core machine their median extra was seen at 1.5 times the sleeper's p90,
-and never above twice it), plus TIMER_SLACK. A round trip's p99 is no
-margin for a p50: under a burner it reached 30 ms and let a doubled delay
-pass. DELAY stays above that margin on a busy machine (the sleeper's p90
-reached 23 ms under the burners), so a sink that waits twice the delay it
-is told fails both tests. A reply held by Nagle's algorithm until the
-client's delayed ACK shows as 40 ms.
+2-core machine their median extra reached 1.5 times the sleeper's p90),
+plus TIMER_SLACK; for the p99, each as late as the sleeper's latest wakeup
+(a faulted run lasts seconds, and under the burners a stall then reached
+160 ms, beyond the sleeper's p99 of 28 ms). A
+round trip's p99 is no margin for a p50: under the burners it reached 30 ms
+and let a doubled delay pass. DELAY stays above the p50's margin on a busy
+machine (the sleeper's p90 reached 23 ms under the burners), so a sink that
+waits twice the delay it is told fails both tests. A reply held by Nagle's
+algorithm until the client's delayed ACK shows as 40 ms in the p99 on a
+quiet machine; under the burners the tail hides it.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from loadkit.sink._protocol import S250_SENDER_OK
 from loadkit.sink._server import DRIP_TICK
 from tests.integration.test_sink_cli import sink_process
 
-MESSAGES = 40
+MESSAGES = 100
 LENGTH = 500
 DELAY = 0.050  # seconds: above the margin a busy machine needs, so twice DELAY shows
 TIMER_SLACK = 0.001  # seconds: a timer's own lateness on a quiet machine, with room
@@ -99,9 +102,9 @@ class Lateness:
         late = sorted(self.late)
         return late[min(len(late) - 1, int(fraction * len(late)))]
 
-    def margin(self) -> float:
-        """What the wakeups around a delay may add on this machine now: each as late as the sleeper's p90."""
-        return WAKEUPS * self.quantile(0.9) + TIMER_SLACK
+    def margin(self, fraction: float = 0.9) -> float:
+        """What the wakeups around a delay may add on this machine now: each as late as this quantile of the sleeper's."""
+        return WAKEUPS * self.quantile(fraction) + TIMER_SLACK
 
 
 
@@ -148,11 +151,12 @@ def test_loadkit_source_sees_the_injected_delay_and_little_more(fault, pipelinin
             f"without it p50 {before_p50 * 1000:.2f} / {after_p50 * 1000:.2f} ms " \
             f"p99 {before_p99 * 1000:.2f} / {after_p99 * 1000:.2f} ms (before / after), " \
             f"timers late by {lateness.quantile(0.5) * 1000:.2f} ms (p50) {lateness.quantile(0.9) * 1000:.2f} ms (p90) " \
-            f"{lateness.quantile(0.99) * 1000:.2f} ms (p99), margin {lateness.margin() * 1000:.2f} ms"
+            f"{lateness.quantile(0.99) * 1000:.2f} ms (p99) {lateness.quantile(1.0) * 1000:.2f} ms (max), " \
+            f"margin {lateness.margin() * 1000:.2f} ms"
     assert p50 >= injected, shown
     assert p50 <= injected + base_p50 + lateness.margin(), shown
     # a stall behind a delayed ACK is 40 ms
-    assert p99 <= injected + 2 * base_p99 + lateness.quantile(0.99) + DELAYED_ACK / 2, shown
+    assert p99 <= injected + 2 * base_p99 + lateness.margin(1.0) + DELAYED_ACK / 2, shown
 
 
 @pytest.mark.peer("smtp-source")
