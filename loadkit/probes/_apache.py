@@ -35,12 +35,14 @@ class ApacheStatusProbe:
     def sample(self) -> dict:
         from loadkit.instances import parse_server_status
 
+        # The page counts when it is asked for, as the row's time says; reading the answer can
+        # wait behind a busy event loop, and rates timed by it drift from the row's times.
+        now = time.monotonic()
         try:
             with urllib.request.urlopen(self.url, timeout=TIMEOUT) as response:
                 text = response.read().decode("latin-1")
         except (urllib.error.URLError, OSError, ValueError) as error:
             raise ProbeError(f"{self.url}: {getattr(error, 'reason', None) or error}") from None
-        now = time.monotonic()
         status = parse_server_status(text)
         if "BusyWorkers" not in status:
             raise ProbeError(f"{self.url}: not a mod_status ?auto page")

@@ -83,7 +83,10 @@ def test_rate_is_held_within_two_percent(tmp_path):
     steady = sent[2:-2]  # whole seconds away from the start and the stop
     assert len(steady) >= seconds - 5
     achieved = sum(steady) / len(steady)
-    assert abs(achieved - rate) <= 0.02 * rate, (achieved, steady)
+    # Messages meant for the first seconds but sent in the window: a busy machine that stalled the
+    # generator before it catches up there (sent by their own second, offered by their intended one).
+    caught_up = max(0, sum(offered[:2]) - sum(sent[:2]))
+    assert -0.02 * rate <= achieved - rate <= 0.02 * rate + caught_up / len(steady), (achieved, caught_up, steady)
     run = json.loads((folder / "run.json").read_text())
     assert run["open_model"]["sent"] == sum(sent) and run["open_model"]["offered"] == sum(offered)
     assert run["open_model"]["dropped"] == 0

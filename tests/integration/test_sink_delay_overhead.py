@@ -12,19 +12,26 @@ two real clients, one session reusing its connection:
   injected delay plus about the round trips of a run without the fault.
 
 Margins are measured, not guessed. Each faulted run follows a run without
-the fault (its round trip: p99 for loadkit source, the mean per message for
-smtp-source, counted twice: the round trip, and the sink's wakeup from its
-timer); for loadkit source, whose p50 is judged alone, a second run without
+the fault: its round trip (the p50 for loadkit source, the mean per message
+for smtp-source) is allowed once. For loadkit source a second run without
 the fault follows it too, and the slower of the two stands for the round
 trip: a machine whose load changes between runs (other processes starting)
 once gave a quiet first run and a busy faulted one, and with the greylist
-(nothing injected) nothing else absorbs that. While the faulted run runs,
-a thread of the test sleeps DELAY over and over and records how late it
-wakes (`Lateness`): on a busy machine the sink's timer is late too, so that
-is added, with TIMER_SLACK. The sink is busier
-than that sleeper, and waits longer for a core once woken: against a mean
-(smtp-source's), the sleeper's p90 stands for the sink's average. A reply
-held by Nagle's algorithm until the client's delayed ACK shows as 40 ms.
+(nothing injected) nothing else absorbs that. While the faulted run runs, a
+thread of the test sleeps DELAY over and over and records how late it wakes
+(`Lateness`). A delay costs two such wakeups, the sink's from its timer and
+the client's from its read, each allowed as late as the sleeper's p90 (the
+sink and the client are busier than the sleeper: with two CPU burners on a
+2-core machine their median extra reached 1.5 times the sleeper's p90),
+plus TIMER_SLACK; for the p99, each as late as the sleeper's latest wakeup
+(a faulted run lasts seconds, and under the burners a stall then reached
+160 ms, beyond the sleeper's p99 of 28 ms). A
+round trip's p99 is no margin for a p50: under the burners it reached 30 ms
+and let a doubled delay pass. DELAY stays above the p50's margin on a busy
+machine (the sleeper's p90 reached 23 ms under the burners), so a sink that
+waits twice the delay it is told fails both tests. A reply held by Nagle's
+algorithm until the client's delayed ACK shows as 40 ms in the p99 on a
+quiet machine; under the burners the tail hides it.
 """
 
 from __future__ import annotations
@@ -45,11 +52,12 @@ from tests.integration.test_sink_cli import sink_process
 
 MESSAGES = 100
 LENGTH = 500
-DELAY = 0.005  # seconds
+DELAY = 0.050  # seconds: above the margin a busy machine needs, so twice DELAY shows
 TIMER_SLACK = 0.001  # seconds: a timer's own lateness on a quiet machine, with room
 DELAYED_ACK = 0.040  # Linux's delayed ACK: what a reply held by Nagle waits
 LATENCY_LINE = re.compile(r"latency ms: p50 ([0-9.]+)\s+p95 [0-9.]+\s+p99 ([0-9.]+)")
 DRIP_RATE = 1000  # bytes a second: MAIL's reply in two pieces, 10 ms apart
+WAKEUPS = 2  # what a delay costs besides itself: the sink wakes from its timer, the client from its read
 
 
 def drip_seconds(reply: bytes, rate: int) -> float:
@@ -94,6 +102,10 @@ class Lateness:
         late = sorted(self.late)
         return late[min(len(late) - 1, int(fraction * len(late)))]
 
+    def margin(self, fraction: float = 0.9) -> float:
+        """What the wakeups around a delay may add on this machine now: each as late as this quantile of the sleeper's."""
+        return WAKEUPS * self.quantile(fraction) + TIMER_SLACK
+
 
 
 def loadkit_source(sink_options: list[str]) -> tuple[float, float]:
@@ -134,15 +146,17 @@ def test_loadkit_source_sees_the_injected_delay_and_little_more(fault, pipelinin
     with Lateness() as lateness:
         p50, p99 = loadkit_source(options + switch)
     after_p50, after_p99 = loadkit_source(switch)
-    base_p99 = max(before_p99, after_p99)
+    base_p50, base_p99 = max(before_p50, after_p50), max(before_p99, after_p99)
     shown = f"{fault}: p50 {p50 * 1000:.2f} ms p99 {p99 * 1000:.2f} ms, injected {injected * 1000:.2f} ms, " \
             f"without it p50 {before_p50 * 1000:.2f} / {after_p50 * 1000:.2f} ms " \
             f"p99 {before_p99 * 1000:.2f} / {after_p99 * 1000:.2f} ms (before / after), " \
-            f"timers late by {lateness.quantile(0.5) * 1000:.2f} ms (p50) {lateness.quantile(0.99) * 1000:.2f} ms (p99)"
+            f"timers late by {lateness.quantile(0.5) * 1000:.2f} ms (p50) {lateness.quantile(0.9) * 1000:.2f} ms (p90) " \
+            f"{lateness.quantile(0.99) * 1000:.2f} ms (p99) {lateness.quantile(1.0) * 1000:.2f} ms (max), " \
+            f"margin {lateness.margin() * 1000:.2f} ms"
     assert p50 >= injected, shown
-    assert p50 <= injected + 2 * base_p99 + lateness.quantile(0.5) + TIMER_SLACK, shown
+    assert p50 <= injected + base_p50 + lateness.margin(), shown
     # a stall behind a delayed ACK is 40 ms
-    assert p99 <= injected + 2 * base_p99 + lateness.quantile(0.99) + DELAYED_ACK / 2, shown
+    assert p99 <= injected + 2 * base_p99 + lateness.margin(1.0) + DELAYED_ACK / 2, shown
 
 
 @pytest.mark.peer("smtp-source")
@@ -159,6 +173,6 @@ def test_smtp_source_sees_the_injected_delay_and_little_more(peer, fault, tmp_pa
     added = (elapsed - base_elapsed) / MESSAGES  # per message, the start-up cancelled out
     shown = f"{fault}: {elapsed:.3f} s for {MESSAGES} messages, {base_elapsed:.3f} s without it, " \
             f"{added * 1000:.2f} ms added per message for {injected * 1000:.2f} ms injected, " \
-            f"timers late by {lateness.quantile(0.9) * 1000:.2f} ms (p90)"
+            f"timers late by {lateness.quantile(0.9) * 1000:.2f} ms (p90), margin {lateness.margin() * 1000:.2f} ms"
     assert added >= injected - base, shown
-    assert added <= injected + 2 * base + lateness.quantile(0.9) + TIMER_SLACK, shown
+    assert added <= injected + base + lateness.margin(), shown
