@@ -14,6 +14,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -186,6 +187,13 @@ _skipped: list[tuple[str, str]] = []
 def _skip_reason(report) -> str:
     longrepr = report.longrepr
     return longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+
+
+def pytest_configure(config):
+    # A suite started in the background (`nohup`, `&` in a script) ignores SIGINT, and its children
+    # would inherit that: the tests that interrupt a command mid-run need them to start with the default.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_runtest_logreport(report):
