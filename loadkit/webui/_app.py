@@ -40,7 +40,7 @@ REPORT_TIMEOUT = 600.0  # seconds a report build may take
 # workers' final reports and the end-to-end drain first. The report waits that long at most.
 FOLDER_WAIT = 300.0
 STATE_FRESH_FOR = 1.0  # seconds a computed state is served again
-FINAL_WRITE_WAIT = 15.0  # seconds a stopped run's stats request waits for the folder's last lines
+FINAL_WRITE_WAIT = 15.0  # seconds a stopped run's stats request waits for the folder's last lines, beyond the stop timeout
 SINK_COUNTERS = ("sessions", "messages", "recipients", "bytes", "replies")  # of the sink's /stats, shown
 LINKS = (
     "<div id=\"loadkit-links\" style=\"position:fixed;right:12px;bottom:8px;z-index:2000;font:13px system-ui;"
@@ -261,8 +261,9 @@ class MailConsole:
     def _final_state(self) -> dict:
         """Locust's page stops asking for its stats once the run is stopping or stopped. The state
         turns to stopped before the test_stop listeners write the last second (a master's, after its
-        workers' final reports): wait for the folder, then read it, so the tab ends on the final counts."""
-        deadline = time.monotonic() + FINAL_WRITE_WAIT
+        workers' final reports): wait for the folder, then read it, so the tab ends on the final counts.
+        A request made as the run starts stopping waits for the users too: up to the stop timeout."""
+        deadline = time.monotonic() + (self.environment.stop_timeout or 0.0) + FINAL_WRITE_WAIT
         while self._stopped_but_not_written() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         with self._computing:
