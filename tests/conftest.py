@@ -17,6 +17,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -218,6 +219,22 @@ def pytest_sessionfinish(session):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+_patched_by: list[str] = []  # the test that left this process monkey-patched, said once
+
+
+@pytest.fixture(autouse=True)
+def _the_process_stays_unpatched(request):
+    """Importing Locust (or gevent's monkey.patch_all) inside a test patches the pytest process too:
+    every later test that uses threads or Popen then fails, far from the cause. Name the test that did it."""
+    yield
+    monkey = sys.modules.get("gevent.monkey")
+    if monkey is not None and not _patched_by and (monkey.is_module_patched("socket")
+                                                    or monkey.is_module_patched("threading")):
+        _patched_by.append(request.node.nodeid)
+        pytest.fail(f"{request.node.nodeid} monkey-patched the test process (gevent, e.g. by importing Locust): "
+                    "run what needs it in a subprocess", pytrace=False)
+
+
 def pytest_collection_finish(session):
     """No test module may import Locust when it is collected: importing it monkey-patches the
     whole process (gevent), and every later test that starts a real peer through the standard
@@ -226,5 +243,5 @@ def pytest_collection_finish(session):
 
     if "locust" in sys.modules:
         raise pytest.UsageError(
-            "a test module imported Locust at collection; import it inside the test or run it in a subprocess"
+            "a test module imported Locust at collection; run what needs it in a subprocess"
         )
