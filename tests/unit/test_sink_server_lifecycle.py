@@ -118,19 +118,24 @@ def test_a_thread_that_fails_to_start_is_a_one_line_error(monkeypatch):
         socket.create_connection(server.address, timeout=5).close()
 
 
+def fill_its_buffer_until_timed_out(server, stuck, path) -> None:
+    """A client that asks for about 1 MB of replies, reads none, and is timed out by the sink."""
+    stuck.settimeout(5)
+    stuck.connect(path)
+    assert stuck.recv(100).startswith(b"220 ")
+    stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))
+    deadline = time.monotonic() + 10
+    while not server.stats.timeouts and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.stats.timeouts == 1
+
+
 def test_timing_out_a_client_that_does_not_read_holds_up_no_other_session(tmp_path):
     """The sweeper's 421 meets a full socket buffer: it must not wait for room, the whole sink would wait."""
     path = str(tmp_path / "sink.sock")
     with SinkServer(f"unix:{path}", timeout=0.3) as server:
         with socket.socket(socket.AF_UNIX) as stuck:
-            stuck.settimeout(5)
-            stuck.connect(path)
-            assert stuck.recv(100).startswith(b"220 ")
-            stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))  # about 1 MB of replies, never read
-            deadline = time.monotonic() + 10
-            while not server.stats.timeouts and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert server.stats.timeouts == 1
+            fill_its_buffer_until_timed_out(server, stuck, path)
             with socket.socket(socket.AF_UNIX) as other:
                 other.settimeout(5)
                 other.connect(path)
@@ -144,14 +149,7 @@ def test_a_timed_out_client_that_does_not_read_is_closed_all_the_same(tmp_path):
     path = str(tmp_path / "sink.sock")
     with SinkServer(f"unix:{path}", timeout=0.3) as server:
         with socket.socket(socket.AF_UNIX) as stuck:
-            stuck.settimeout(5)
-            stuck.connect(path)
-            assert stuck.recv(100).startswith(b"220 ")
-            stuck.sendall(b"EHLO c\r\n" * (RECV_SIZE // 8))  # about 1 MB of replies, not read yet
-            deadline = time.monotonic() + 10
-            while not server.stats.timeouts and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert server.stats.timeouts == 1
+            fill_its_buffer_until_timed_out(server, stuck, path)
             received = 0
             while chunk := stuck.recv(1 << 16):  # socket.timeout here: the session was left open
                 received += len(chunk)
