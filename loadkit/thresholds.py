@@ -70,17 +70,15 @@ from loadkit.results import (
     histogram_from_counts,
     incomplete_run,
     locate,
-    minutes_cover,
+    measure_minutes,
     read_e2e,
     read_events,
     read_intervals,
     read_locust_csv,
     read_locust_json,
-    read_minutes,
     read_probes,
     read_run_json,
     read_verdicts_json,
-    reads_minutes,
     results_folder_of,
     verdict_paths,
     write_verdicts_json,
@@ -420,15 +418,12 @@ class _Measurements:
             first, last = first_and_last_intervals(self.folder, decode_span)
         except OSError:
             first = last = None  # the full read says why
-        if first is not None:
-            span = float(last.get("end", last["start"] + 1)) - float(first["start"])
-            if reads_minutes(span) and minutes_cover(self.folder, first, last):
-                minute_notes = Notes()
-                measured = self._measure_intervals(read_minutes(self.folder, minute_notes, decode=decode), wanted)
-                if not minute_notes:
-                    self.scopes, self.open_counts, self.span = measured
-                    self.source = MINUTES_FILE
-                    return
+        measured = measure_minutes(self.folder, first, last, lambda records: self._measure_intervals(records, wanted),
+                                   decode)
+        if measured is not None:
+            self.scopes, self.open_counts, self.span = measured
+            self.source = MINUTES_FILE
+            return
         self.scopes, self.open_counts, self.span = self._measure_intervals(
             read_intervals(self.folder, self.notes, decode=decode), wanted)
 

@@ -114,6 +114,7 @@ def merge_series(into: dict, series: dict) -> None:
             merged = into[key] = MergedSeries(*key)
         merged.merge(one)
 
+
 class MinuteRollup:
     """Written intervals summed per minute of the run, each minute written once, as one line.
 

@@ -36,9 +36,8 @@ from loadkit.results import (
     Notes,
     SpanDecoder,
     first_and_last_intervals,
-    minutes_cover,
+    measure_minutes,
     read_intervals,
-    read_minutes,
     reads_minutes,
 )
 
@@ -250,13 +249,11 @@ def read_metrics(path: str | Path, progress=None, notes: Notes | None = None) ->
     end = max(float(last.get("end", last["start"] + 1)), origin)
     width = bucket_width(end - origin)
     decode = SpanDecoder().decode
-    if reads_minutes(end - origin) and minutes_cover(folder, first, last):
-        minute_notes = Notes()
-        data = _read(read_minutes(folder, minute_notes, decode=decode, progress=progress), origin, end, width, notes)
-        if data is not None and not minute_notes:
-            data.source = MINUTES_FILE
-            return data
-        # A damaged line of minutes: every second is in metrics.jsonl, read as for any run.
+    data = measure_minutes(folder, first, last, lambda records: _read(records, origin, end, width, notes),
+                           decode, progress)
+    if data is not None:
+        data.source = MINUTES_FILE
+        return data
     return _read(read_intervals(folder, notes, decode=decode, progress=progress), origin, end, width, notes)
 
 

@@ -74,7 +74,14 @@ from loadkit.results._locust import (
     results_folder_of,
 )
 from loadkit.results._metrics import first_and_last_intervals, open_metrics, read_intervals, write_interval
-from loadkit.results._minutes import MINUTE_SECONDS, minutes_cover, open_minutes, read_minutes, reads_minutes
+from loadkit.results._minutes import (
+    MINUTE_SECONDS,
+    measure_minutes,
+    minutes_cover,
+    open_minutes,
+    read_minutes,
+    reads_minutes,
+)
 from loadkit.results._names import (
     CSV_PREFIX,
     E2E_FILE,
@@ -127,7 +134,7 @@ __all__ = [
     "Notes", "ResultsError", "SpanDecoder",
     "cannot_write", "close_quietly", "csv_path", "histogram_from_counts", "find_prefix", "flush_lines", "first_and_last_intervals", "incomplete_run", "instance_path", "instance_sink",
     "is_count", "is_loadkit_run", "is_number", "json_lines", "locate", "looks_like_locust_json",
-    "minutes_cover", "new_results_folder", "open_events", "open_metrics", "open_minutes", "open_probes",
+    "measure_minutes", "minutes_cover", "new_results_folder", "open_events", "open_metrics", "open_minutes", "open_probes",
     "probes_path", "read_e2e",
     "read_errors", "read_events", "read_instance", "read_intervals", "read_locust_csv", "read_locust_json",
     "read_minutes", "reads_minutes", "read_postfix_log", "read_probes", "read_run_json", "read_sink_stats", "read_verdicts_json",

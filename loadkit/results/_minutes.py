@@ -71,6 +71,17 @@ def minutes_cover(folder: Path, first: dict, last: dict) -> bool:
     return float(minute_first["start"]) == float(first["start"]) and _end(minute_last) == _end(last)
 
 
+def measure_minutes(folder: Path, first: dict | None, last: dict | None, measure, decode=None, progress=None):
+    """``measure(records)`` of metrics-minute.jsonl ((line number, minute) in file order) when the run
+    whose metrics.jsonl begins with `first` and ends with `last` is read from its minutes: longer than
+    ten hours, covered, and every line sound. None otherwise: then read metrics.jsonl."""
+    if first is None or not reads_minutes(_end(last) - float(first["start"])) or not minutes_cover(folder, first, last):
+        return None
+    damage = Notes()
+    measured = measure(read_minutes(folder, damage, decode, progress))
+    return None if damage else measured
+
+
 def read_minutes(folder: Path, notes: Notes, decode=None, progress=None):
     """(line number, minute) for every sound line of metrics-minute.jsonl, in file order; damaged
     lines are said in `notes`, as `read_intervals` does."""
