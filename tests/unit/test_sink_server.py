@@ -40,6 +40,23 @@ def read_replies(sock: socket.socket, count: int) -> list[bytes]:
     return [line for line in data.split(b"\r\n") if line]
 
 
+def fail_a_handshake(server: SinkServer) -> None:
+    """Plain text to an implicit-TLS sink, read until it closes: one failed handshake."""
+    with connect(server) as plain:
+        plain.sendall(b"EHLO this is not a TLS client hello\r\n")
+        try:
+            while plain.recv(100):  # at most a TLS alert, then the sink closes
+                pass
+        except ConnectionResetError:
+            pass
+
+
+def wait_for_tls_failures(server: SinkServer, count: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while server.stats.tls_failures < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
 def client_context() -> ssl.SSLContext:
     context = ssl.create_default_context()
     context.check_hostname = False

@@ -10,7 +10,14 @@ import pytest
 from loadkit.sink import FaultPlan, SinkError, SinkServer
 from loadkit.sink import _server as sink_server
 from loadkit.sink._tls import TlsSetupError
-from tests.unit.test_sink_server import HandDrivenTls, client_context, connect, read_replies
+from tests.unit.test_sink_server import (
+    HandDrivenTls,
+    client_context,
+    connect,
+    fail_a_handshake,
+    read_replies,
+    wait_for_tls_failures,
+)
 
 
 def final_codes(replies: list[bytes]) -> list[bytes]:
@@ -225,16 +232,8 @@ def test_tls_sessions_and_failed_handshakes_add_up():
                 with client_context().wrap_socket(raw) as tls:
                     tls.sendall(b"QUIT\r\n")
                     assert read_replies(tls, 2) == [b"220 loadkit-sink ESMTP loadkit", b"221 2.0.0 Bye"]
-            with connect(server) as plain:
-                plain.sendall(b"EHLO this is not a TLS client hello\r\n")
-                try:
-                    while plain.recv(100):
-                        pass
-                except ConnectionResetError:
-                    pass
-        deadline = time.monotonic() + 5
-        while server.stats.tls_failures < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+            fail_a_handshake(server)
+        wait_for_tls_failures(server, 2)
     assert (server.stats.tls_sessions, server.stats.tls_failures) == (2, 2)
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from loadkit.sink import SinkError, SinkServer, SinkSettings
 from loadkit.sink._server import RECV_SIZE, S421_TIMEOUT
+from tests.unit.test_sink_server import fail_a_handshake, wait_for_tls_failures
 
 
 def test_stop_in_the_callers_hub_has_closed_everything_when_it_returns():
@@ -219,15 +220,7 @@ def test_a_failed_handshake_ends_its_session_quietly(capfd):
     """No error out of the session: its greenlet is parked for the next client, who is served."""
     with SinkServer("127.0.0.1:0", implicit_tls=True) as server:
         for _ in range(2):
-            with socket.create_connection(server.address, timeout=5) as plain:
-                plain.sendall(b"EHLO this is not a TLS client hello\r\n")
-                try:
-                    while plain.recv(100):  # at most a TLS alert, then the sink closes
-                        pass
-                except ConnectionResetError:
-                    pass
-        deadline = time.monotonic() + 5
-        while server.stats.tls_failures < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+            fail_a_handshake(server)
+        wait_for_tls_failures(server, 2)
     assert (server.stats.sessions, server.stats.tls_failures) == (2, 2)
     assert "Traceback" not in capfd.readouterr().err
