@@ -50,16 +50,8 @@ def test_implicit_tls_and_a_failed_handshake():
                 assert read_replies(tls, 1) == [b"220 loadkit-sink ESMTP loadkit"]
                 tls.sendall(b"EHLO c\r\nQUIT\r\n")
                 assert b"250-STARTTLS" not in read_replies(tls, 2)
-        with connect(server) as plain:
-            plain.sendall(b"EHLO this is not a TLS client hello\r\n")
-            try:
-                while plain.recv(100):  # at most a TLS alert, then the sink closes
-                    pass
-            except ConnectionResetError:
-                pass  # closed with our bytes unread
-        deadline = time.monotonic() + 5
-        while server.stats.tls_failures < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        fail_a_handshake(server)
+        wait_for_tls_failures(server, 1)
     assert (server.stats.tls_sessions, server.stats.tls_failures) == (1, 1)
 
 
