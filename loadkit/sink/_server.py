@@ -602,9 +602,11 @@ class SinkServer:
         if not self.profile.enhanced_codes:
             reply = strip_enhanced_codes(reply)
         piece = max(1, int(rate * DRIP_TICK))
+        began = time.perf_counter()
         for start in range(0, len(reply), piece):
             if start:
-                gevent.sleep(piece / rate)
+                # on the rate's schedule, not a pause after each send: a late wakeup is not added to the next
+                gevent.sleep(max(0.0, began + start / rate - time.perf_counter()))
             channel.send(reply[start:start + piece])
 
     def _start_tls(self, sock, session, connection):
