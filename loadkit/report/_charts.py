@@ -495,9 +495,8 @@ def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFr
     """Failures per second by reply code (HTTP: by status; or error, when it has none), stacked."""
     if codes is None or codes.shape[1] <= 1:
         return None
-    columns = [c for c in codes.columns if c != "elapsed"]
-    totals = codes[columns].sum().sort_values(ascending=False)
-    shown = list(totals.index[: len(CODE_COLORS) - 1])
+    columns = codes_by_total(codes)
+    shown = columns[: len(CODE_COLORS) - 1]
     rest = [c for c in columns if c not in shown]
     title = "Failed replies by code" if noun == "msgs" else "Failed requests by status"
     figure, axes, scale = _time_axes(title, f"{noun}/s", codes, timeline)
@@ -510,6 +509,13 @@ def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFr
     axes.set_ylim(bottom=0)
     _legend(axes, 5)
     return _render(figure)
+
+
+def codes_by_total(codes: pd.DataFrame) -> list[str]:
+    """The code columns, most failures first; ties by name, so a run read by seconds or by minutes
+    (whose columns may come in another order) draws the same legend."""
+    totals = codes.drop(columns="elapsed").sum().sort_index()
+    return list(totals.sort_values(ascending=False, kind="stable").index)
 
 
 def _short(text: str, limit: int = 28) -> str:

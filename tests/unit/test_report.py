@@ -13,6 +13,7 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from loadkit.report import (
@@ -23,6 +24,7 @@ from loadkit.report import (
     load_history,
     load_stats,
 )
+from loadkit.report._charts import codes_by_total
 
 STATS_HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"
@@ -390,3 +392,9 @@ def test_the_output_can_go_elsewhere_and_an_unwritable_one_is_a_clear_error(tmp_
     assert (tmp_path / "elsewhere.html").stat().st_size > 0
     with pytest.raises(ReportError, match=r"cannot write .*missing-dir.*No such file"):
         build_report(folder, tmp_path / "missing-dir" / "report.html")
+
+
+def test_reply_codes_with_equal_totals_keep_one_legend_order_whatever_the_columns_order():
+    by_seconds = pd.DataFrame({"elapsed": [0, 1], "550": [1, 1], "421": [2, 0], "451": [0, 2], "554": [5, 0]})
+    by_minutes = by_seconds[["elapsed", "451", "554", "421", "550"]]
+    assert codes_by_total(by_seconds) == codes_by_total(by_minutes) == ["554", "421", "451", "550"]
