@@ -46,6 +46,7 @@ from gevent.event import AsyncResult, Event
 from gevent.queue import Queue
 
 from loadkit.arrivals import ARRIVALS, ArrivalError, WorkerArrivals, parse_rate_plan
+from loadkit.loop_clock import call_later
 from loadkit.open_model import POLICIES, RATE_REACHED_BOUND, OpenModelError
 from loadkit.open_model_runner import OpenModelRunner
 
@@ -348,7 +349,7 @@ class _OpenModelListeners:
             return
         origin = time.time() + START_AHEAD
         if settings.plan.duration < float("inf"):
-            self._plan_end = gevent.spawn_later(origin + settings.plan.duration - time.time(), _end_test, environment)
+            self._plan_end = call_later(origin + settings.plan.duration - time.time(), _end_test, environment)
         if isinstance(runner, MasterRunner):
             self.splits = {}
             options = environment.parsed_options

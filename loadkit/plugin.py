@@ -34,7 +34,7 @@ Importing it does two things and nothing else:
    verdicts are written once the folder is.
 
 Before them, an init listener refreshes gevent's cached clock (see
-`_refresh_loop_clock`), so ``--run-time`` is counted from now.
+`loadkit.loop_clock`), so ``--run-time`` is counted from now.
 
 `loadkit.users` imports this module, so locustfiles on loadkit's users get
 it either way; a locustfile without them (a web one) imports it itself.
@@ -45,12 +45,12 @@ from __future__ import annotations
 
 import weakref
 
-import gevent
 from locust import events
 
 from loadkit import check, open_model_locust
 from loadkit import options as run_options
 from loadkit.e2e import plugin as e2e_plugin
+from loadkit.loop_clock import refresh_loop_clock
 from loadkit.metrics import plugin as metrics_plugin
 from loadkit.probes import plugin as probes_plugin
 from loadkit.webui import plugin as webui_plugin
@@ -69,19 +69,14 @@ def _add_options(parser, **_kwargs):
     run_options.add_options(parser)
 
 
-def _refresh_loop_clock(**_kwargs) -> None:
-    """gevent's loop reads the clock only when it runs, and it has not run while Locust started up:
-    `--run-time`'s timer, set from that stale clock, fired early (a 3 s run on a busy machine that
-    took 3 s to start stopped after 0.2 s). Locust sets the timer right after its init event."""
-    gevent.get_hub().loop.update_now()
-
-
 def register(events_) -> None:
     """Add loadkit's listeners to Locust's `events_` in the order above, once."""
     if events_ in _registered:
         return
     _registered.add(events_)
-    events_.init.add_listener(_refresh_loop_clock)
+    # Locust sets `--run-time`'s timer right after its init event, from a clock stale by its start-up
+    # (a 3 s run on a busy machine that took 3 s to start stopped after 0.2 s)
+    events_.init.add_listener(refresh_loop_clock)
     results = metrics_plugin.register_results(events_)
     e2e_plugin.register_e2e(events_, results)
     probes_plugin.register_probes(events_, results)

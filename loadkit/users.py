@@ -37,6 +37,7 @@ from locust.stats import CSV_STATS_INTERVAL_SEC
 import loadkit.plugin  # noqa: F401  (loadkit's options and listeners on the locust command)
 from loadkit.e2e.plugin import remember_accepted
 from loadkit.errors import LoadkitError
+from loadkit.loop_clock import refresh_loop_clock
 from loadkit.messages import MessageFactory
 from loadkit.open_model_locust import OpenModelSession
 from loadkit.phases import PHASE_SUFFIX
@@ -370,7 +371,7 @@ def _check_hosts_at_startup(environment, **_kwargs):
     if problem:
         print(f"loadkit: {problem}", file=sys.stderr)
         sys.exit(2)
-    gevent.get_hub().loop.update_now()  # building the messages took a while: see loadkit.plugin._refresh_loop_clock
+    refresh_loop_clock()  # building the messages took a while: --run-time's timer comes next
 
 
 @events.test_start.add_listener

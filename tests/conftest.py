@@ -219,6 +219,16 @@ def pytest_sessionfinish(session):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+@pytest.fixture(autouse=True)
+def _gevent_clock_is_fresh():
+    """A test's first gevent timer counts from when the test starts, not from the last test's last turn
+    of the loop (see loadkit.loop_clock)."""
+    if "gevent" in sys.modules:
+        from loadkit.loop_clock import refresh_loop_clock
+
+        refresh_loop_clock()
+
+
 _patched_by: list[str] = []  # the test that left this process monkey-patched, said once
 
 

@@ -41,6 +41,7 @@ import gevent
 from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
 
 from loadkit import thresholds
+from loadkit.loop_clock import call_later
 from loadkit.results import CSV_PREFIX, RUN_FILE, ResultsError, new_results_folder, write_run_json
 from loadkit.results._events import CPU_HIGH, GENERATOR_CPU_HIGH
 
@@ -274,7 +275,7 @@ class ResultsController:
             return
         self._wait_for_final_reports()
         if self._pending_finish is None:
-            self._pending_finish = gevent.spawn_later(MASTER_STOP_WAIT, self.finish)
+            self._pending_finish = call_later(MASTER_STOP_WAIT, self.finish)
 
     def quitting(self) -> None:
         if self.run is None:

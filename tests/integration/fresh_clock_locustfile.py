@@ -6,10 +6,8 @@ locustfile ended before its first message. loadkit's own runs refresh the
 clock (loadkit.plugin); a plain run gets this listener and nothing else.
 """
 
-import gevent
 from locust import events
 
+from loadkit.loop_clock import refresh_loop_clock  # gevent alone, none of loadkit's listeners
 
-@events.init.add_listener
-def _refresh_loop_clock(**_kwargs):
-    gevent.get_hub().loop.update_now()
+events.init.add_listener(refresh_loop_clock)

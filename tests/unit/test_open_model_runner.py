@@ -10,6 +10,7 @@ import pytest
 from gevent.event import Event
 
 from loadkit.arrivals import WorkerArrivals, parse_rate_plan
+from loadkit.loop_clock import call_later
 from loadkit.open_model_runner import OpenModelRunner, run
 
 
@@ -159,7 +160,7 @@ def test_the_stop_event_ends_the_run_and_in_flight_messages_finish():
         fired.append(time.perf_counter())  # the runner's clock
         stop.set()
 
-    gevent.spawn_later(0.5, stop_now)
+    call_later(0.5, stop_now)
     outcomes = []
     runner = OpenModelRunner(sleeper(0.2), WorkerArrivals(parse_rate_plan("100")), on_outcome=outcomes.append)
     started = time.perf_counter()
@@ -184,7 +185,7 @@ def test_a_staged_plan_ends_by_itself():
 def test_a_resplit_takes_the_lost_workers_share_at_once():
     plan = parse_rate_plan("200")
     runner = OpenModelRunner(sleeper(0.001), WorkerArrivals(plan, index=0, count=2))
-    gevent.spawn_later(1.0, runner.resplit, 0, 1, 1.0)
+    call_later(1.0, runner.resplit, 0, 1, 1.0)
     summary = runner.run(duration=3.0)
     rows = summary.counts.rows()
     assert rows[0].offered == 100  # half of 200/s

@@ -22,12 +22,12 @@ DELIVERIES_PER_USER = 30
 
 LOCUSTFILE = textwrap.dedent(
     f"""
-    import gevent
     from locust import User, constant, events, task
 
-    @events.init.add_listener
-    def _fresh_clock(**_kwargs):  # -t 3s counted from the start: gevent's clock stood still while Locust started
-        gevent.get_hub().loop.update_now()
+    from loadkit.loop_clock import refresh_loop_clock
+
+    # -t 3s counted from the start: gevent's clock stood still while Locust started
+    events.init.add_listener(refresh_loop_clock)
 
     class FixedBurstUser(User):
         wait_time = constant(600)  # one burst per user, then idle until the run ends
