@@ -32,6 +32,9 @@ Importing it does two things and nothing else:
    test_stop listener is added at init after the end-to-end drain's and the
    probes', so ``--check`` reads e2e.json and the queue's last sample; the
    verdicts are written once the folder is.
+8. the last test_stop listener (`loadkit.metrics.plugin.register_last`):
+   tells the results that every listener above has run, so the web UI's
+   last answer after Stop waits for the whole folder, e2e.json included.
 
 Before them, an init listener refreshes gevent's cached clock (see
 `loadkit.loop_clock`), so ``--run-time`` is counted from now.
@@ -84,6 +87,7 @@ def register(events_) -> None:
     run_options.register_run_options(events_)
     webui_plugin.register_webui(events_, results)
     check.register_checks(events_, results)
+    metrics_plugin.register_last(events_, results)
 
 
 register(events)

@@ -58,6 +58,34 @@ MIN_VERSION = (3, 4)  # maillog_file and postlogd
 QUEUES = ("maildrop", "incoming", "active", "deferred", "hold")
 _SETTING_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
+
+def count_queue_listing(output: str) -> dict[str, int]:
+    """Messages per queue from ``postqueue -j``'s lines, each message once.
+
+    showq reads the queue folders one after the other while the queue
+    manager renames files between them: a message moved from a folder
+    read earlier to one read later (incoming to active, active to deferred)
+    is listed twice, under one queue id; counted here once, in the later
+    queue. One moved the other way (deferred back to active for a retry)
+    can be missed by a listing: read an empty queue twice before trusting it.
+    """
+    where: dict[str, str] = {}
+    unnamed = 0
+    for line in output.splitlines():
+        if line.strip():
+            record = json.loads(line)
+            queue_id = record.get("queue_id")
+            if queue_id:
+                where[queue_id] = record.get("queue_name", "unknown")
+            else:
+                unnamed += 1
+    counts = dict.fromkeys(QUEUES, 0)
+    for name in where.values():
+        counts[name] = counts.get(name, 0) + 1
+    if unnamed:
+        counts["unknown"] = counts.get("unknown", 0) + unnamed
+    return counts
+
 # Every service runs unchrooted: a chroot would need copies of system files
 # in the queue folder, which Debian's init script makes and `postfix start`
 # does not. "-" process limits take default_process_limit.
@@ -229,19 +257,22 @@ class Postfix(Instance):
     def queue_counts(self) -> dict[str, int]:
         """Messages per queue (maildrop, incoming, active, deferred, hold), from ``postqueue -j``."""
         output = run_command([self._program("postqueue"), "-c", str(self.config_dir), "-j"], "postqueue")
-        counts = dict.fromkeys(QUEUES, 0)
-        for line in output.splitlines():
-            if line.strip():
-                name = json.loads(line).get("queue_name", "unknown")
-                counts[name] = counts.get(name, 0) + 1
-        return counts
+        return count_queue_listing(output)
 
     def queue_size(self) -> int:
         return sum(self.queue_counts().values())
 
     def wait_for_empty_queue(self, timeout: float, interval: float = 0.1) -> bool:
-        """Wait until every queue is empty; False if mail is still queued after `timeout` seconds."""
-        return wait_until(lambda: self.queue_size() == 0, timeout, interval)
+        """Wait until every queue is empty; False if mail is still queued after `timeout` seconds.
+        Empty is read twice in a row (`count_queue_listing`: one listing can miss a message on the move)."""
+        empty_reads = 0
+
+        def empty_twice() -> bool:
+            nonlocal empty_reads
+            empty_reads = empty_reads + 1 if self.queue_size() == 0 else 0
+            return empty_reads == 2
+
+        return wait_until(empty_twice, timeout, interval)
 
     def sink_stats(self) -> dict | None:
         """The sink's counters, written when it stops (None before, or with no sink)."""

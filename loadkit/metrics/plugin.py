@@ -103,6 +103,22 @@ class Results:
         controller = self._of(environment)
         return list(controller.finishers) if controller is not None else []
 
+    def settled(self, environment) -> bool:
+        """Whether `environment`'s last test is all in its folder: the folder written, every test_stop
+        listener of loadkit run (a local runner's drain runs in one), every finisher done. True when
+        no test has a folder."""
+        controller = self._of(environment)
+        if controller is None or controller.folder is None:
+            return True
+        return (controller.written == controller.folder and controller.stop_listeners_done
+                and all(finisher.ready() for finisher in controller.finishers))
+
+    def on_last_test_stop(self, environment, **_kwargs) -> None:
+        """The last of loadkit's test_stop listeners (`register_last`) has been reached."""
+        controller = self._of(environment)
+        if controller is not None:
+            controller.stop_listeners_done = True
+
     def wait_for_finishers(self, environment) -> None:
         """Wait until every finisher of `environment`'s last test is done."""
         controller = self._of(environment)
@@ -175,6 +191,16 @@ def register_results(events) -> Results:
     return results
 
 
+def register_last(events, results: Results) -> None:
+    """Register after every other loadkit listener: at init it adds the last of loadkit's test_stop
+    listeners, which tells `results` (`settled`) that the others, a local drain included, have run."""
+
+    def on_init(environment, **_kwargs):
+        environment.events.test_stop.add_listener(results.on_last_test_stop)
+
+    events.init.add_listener(on_init)
+
+
 def results_folder(environment) -> Path | None:
     """The results folder of `environment`'s current or last run (None before one, or on a worker)."""
     results = _registered.get(environment.events)
@@ -219,6 +245,7 @@ class ResultsController:
         self.written: Path | None = None  # the folder of the last test, once finished
         self._on_finished: list = []  # callbacks waiting for it
         self.finishers: list = []  # greenlets still adding to the last test's folder (a master's e2e drain)
+        self.stop_listeners_done = False  # loadkit's test_stop listeners of the last test all ran
 
     def install(self) -> None:
         events_ = self.environment.events
@@ -238,6 +265,7 @@ class ResultsController:
             self.finish()  # the web UI started a new test: close the previous folder first
         self.written = None
         self.finishers = []
+        self.stop_listeners_done = False
         try:
             self.folder = new_results_folder(self.parent, self.label)
         except ResultsError as error:

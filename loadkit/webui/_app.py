@@ -209,7 +209,11 @@ class MailConsole:
 
     def _report_when_written(self, folder: Path) -> None:
         deadline = time.monotonic() + FOLDER_WAIT
-        while not (folder / RUN_FILE).exists() and time.monotonic() < deadline:
+        def written() -> bool:  # a newer test closed this folder before it began
+            return (folder / RUN_FILE).exists() and (
+                self.results.folder(self.environment) != folder or self.results.settled(self.environment))
+
+        while not written() and time.monotonic() < deadline:
             gevent.sleep(0.2)
         path, problem = self.build_report(folder)
         if path is not None:
@@ -253,17 +257,21 @@ class MailConsole:
             return [{"section": "ALERT", "item": "the Mail tab's numbers", "detail": str(error)}]
 
     def _stopped_but_not_written(self) -> bool:
-        controller = self._controller()
         runner = self.environment.runner
-        return (runner is not None and runner.state in ("stopping", "stopped") and controller is not None
-                and controller.folder is not None and controller.written != controller.folder)
+        return (runner is not None and runner.state in ("stopping", "stopped") and self._controller() is not None
+                and not self.results.settled(self.environment))
 
     def _final_state(self) -> dict:
         """Locust's page stops asking for its stats once the run is stopping or stopped. The state
         turns to stopped before the test_stop listeners write the last second (a master's, after its
-        workers' final reports): wait for the folder, then read it, so the tab ends on the final counts.
-        A request made as the run starts stopping waits for the users too: up to the stop timeout."""
-        deadline = time.monotonic() + (self.environment.stop_timeout or 0.0) + FINAL_WRITE_WAIT
+        workers' final reports) and before the end-to-end drain writes e2e.json: wait for the whole
+        folder, then read it, so the tab ends on the final counts. A request made as the run starts
+        stopping waits for the users too (the stop timeout), and for the drain (its timeout)."""
+        from loadkit.e2e import plugin as e2e_plugin
+
+        options = self.environment.parsed_options
+        drain = getattr(options, "e2e_drain_timeout", 0.0) if e2e_plugin.traced(self.environment) else 0.0
+        deadline = time.monotonic() + (self.environment.stop_timeout or 0.0) + (drain or 0.0) + FINAL_WRITE_WAIT
         while self._stopped_but_not_written() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         with self._computing:

@@ -5,11 +5,18 @@ web UI with `locustfiles/postfix_e2e.py`, and Chromium. While the run goes on
 the tab counts what Postfix accepted and says the rest is counted at the end;
 after Stop and the drain it shows accepted, delivered, lost and duplicated,
 equal to e2e.json and to what the sink received, and the delivery p99 of e2e.json.
+
+Postfix holds the mail (``defer_transports``) until a few seconds after the
+results folder has its run.json: Locust's page asks for its stats once more
+after Stop and then no more, so that one answer must wait for the drain.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
+import threading
+import time
 
 import pytest
 
@@ -27,6 +34,21 @@ from tests.integration.test_webui_chromium import (  # noqa: F401  (chromium: fi
 pytestmark = [pytest.mark.peer("postfix"), pytest.mark.slow]
 
 
+HELD_AFTER_RUN_JSON = 4.0  # seconds Postfix still holds the mail once run.json is written
+
+
+def release_after_the_folder(postfix: Postfix, results, timeout: float = 180.0) -> None:
+    """Let Postfix relay the held mail HELD_AFTER_RUN_JSON seconds after run.json is written."""
+    deadline = time.monotonic() + timeout
+    while not list(results.glob("*/run.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(HELD_AFTER_RUN_JSON)
+    config = ["-c", str(postfix.config_dir)]
+    for command in (["postconf", *config, "-e", "defer_transports ="], ["postfix", *config, "reload"],
+                    ["postqueue", *config, "-f"]):
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
 def e2e_row(rows, item: str) -> dict:
     (row,) = [row for row in rows if row["Section"] == "e2e" and row["What"] == item]
     return row
@@ -35,7 +57,9 @@ def e2e_row(rows, item: str) -> dict:
 def test_the_end_to_end_rows_count_while_running_and_end_equal_to_e2e_json_and_the_sink(
         chromium, postfix_peer, instance_root):
     results = instance_root / "results"
-    with Postfix(instance_root / "postfix") as postfix:
+    with Postfix(instance_root / "postfix", settings={"defer_transports": "smtp"}) as postfix:
+        releaser = threading.Thread(target=release_after_the_folder, args=(postfix, results), daemon=True)
+        releaser.start()
         with locust_web_ui(results, postfix.smtp_url, ["--e2e-postfix-state", str(postfix.state_dir),
                                                        "--e2e-drain-timeout", "60"], locustfile=str(LOCUSTFILE)) as url:
             page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
