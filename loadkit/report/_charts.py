@@ -497,7 +497,7 @@ def reply_codes_chart(codes: pd.DataFrame | None, noun: str, timeline: pd.DataFr
         return None
     columns = codes_by_total(codes)
     shown = columns[: len(CODE_COLORS) - 1]
-    rest = [c for c in columns if c not in shown]
+    rest = columns[len(shown):]
     title = "Failed replies by code" if noun == "msgs" else "Failed requests by status"
     figure, axes, scale = _time_axes(title, f"{noun}/s", codes, timeline)
     stacks = [codes[c].to_numpy() for c in shown]
