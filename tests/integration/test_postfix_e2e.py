@@ -43,6 +43,14 @@ def run_e2e(postfix: Postfix, results: Path, *extra: str, seconds: int = 4) -> s
     return result
 
 
+def release_held_mail(postfix: Postfix) -> None:
+    """Let a Postfix started with ``defer_transports: smtp`` relay the mail it holds, now."""
+    config = ["-c", str(postfix.config_dir)]
+    for command in (["postconf", *config, "-e", "defer_transports ="], ["postfix", *config, "reload"],
+                    ["postqueue", *config, "-f"]):
+        subprocess.run(command, check=True, capture_output=True, timeout=30)
+
+
 def only_folder(results: Path) -> Path:
     (folder,) = results.iterdir()
     return folder

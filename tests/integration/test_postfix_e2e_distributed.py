@@ -9,7 +9,6 @@ sink (one host here, so near 0) is measured and applied.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
@@ -22,7 +21,12 @@ from loadkit.report import build_report
 from loadkit.urls import parse_url
 from tests.integration.peers import PostfixSink, loadkit_sink, master_and_workers, run_master_and_workers
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
-from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, trace_lines  # noqa: F401  (fixture)
+from tests.integration.test_postfix_e2e import (  # noqa: F401  (postfix_peer: fixture)
+    LOCUSTFILE,
+    postfix_peer,
+    release_held_mail,
+    trace_lines,
+)
 
 # The sink reads its clock between our send and our receive, so on one host (true offset 0) the
 # measured offset is off by at most half the round trip it was measured with, however busy the machine.
@@ -108,10 +112,7 @@ def test_a_masters_checks_and_probes_wait_for_a_drain_that_outlasts_its_folder(p
             released["at"] = time.time()  # the sink's trace log stamps arrivals with this clock
             released["sink_before"] = postfix.sink.trace_log_path.read_text().count("\n")
             released["verdicts_before"] = (folder / "verdicts.json").exists()
-            config = ["-c", str(postfix.config_dir)]
-            for command in (["postconf", *config, "-e", "defer_transports ="], ["postfix", *config, "reload"],
-                            ["postqueue", *config, "-f"]):
-                subprocess.run(command, check=True, capture_output=True, timeout=30)
+            release_held_mail(postfix)
 
         releaser = threading.Thread(target=release_when_the_folder_is_written, daemon=True)
         releaser.start()

@@ -14,7 +14,6 @@ after Stop and then no more, so that one answer must wait for the drain.
 from __future__ import annotations
 
 import json
-import subprocess
 import threading
 import time
 
@@ -22,7 +21,7 @@ import pytest
 
 from loadkit.instances import Postfix
 from tests.integration.test_instance_cli import instance_root  # noqa: F401  (fixture)
-from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer  # noqa: F401  (fixture)
+from tests.integration.test_postfix_e2e import LOCUSTFILE, postfix_peer, release_held_mail  # noqa: F401  (fixture)
 from tests.integration.test_webui_chromium import (  # noqa: F401  (chromium: fixture)
     chromium,
     count_of,
@@ -43,10 +42,7 @@ def release_after_the_folder(postfix: Postfix, results, timeout: float = 180.0) 
     while not list(results.glob("*/run.json")) and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(HELD_AFTER_RUN_JSON)
-    config = ["-c", str(postfix.config_dir)]
-    for command in (["postconf", *config, "-e", "defer_transports ="], ["postfix", *config, "reload"],
-                    ["postqueue", *config, "-f"]):
-        subprocess.run(command, check=True, capture_output=True, timeout=30)
+    release_held_mail(postfix)
 
 
 def e2e_row(rows, item: str) -> dict:
