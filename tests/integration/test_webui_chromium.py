@@ -94,10 +94,11 @@ def locust_web_ui(results: Path, host: str, options: list[str], workers: int = 0
 
 
 def wait_for_state(url: str, state: str, timeout: float = WAIT) -> None:
-    """Until Locust's state is `state` (a quit while users are still stopping makes Locust log a traceback)."""
+    """Until Locust's state is `state` (a quit while users are still stopping makes Locust log a traceback).
+    After Stop the stats answer waits for the results folder, the end-to-end drain included."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with urllib.request.urlopen(f"{url}/stats/requests", timeout=10) as response:
+        with urllib.request.urlopen(f"{url}/stats/requests", timeout=max(deadline - time.monotonic(), 1)) as response:
             if json.loads(response.read())["state"] == state:
                 return
         time.sleep(0.2)
