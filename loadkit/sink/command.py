@@ -299,11 +299,12 @@ def run(args) -> int:
     if server.tls_problem:
         print(f"loadkit sink: STARTTLS not offered: {server.tls_problem}", file=sys.stderr, flush=True)
     server.start(in_thread=False)
+    # Before the line that says it is ready: a supervisor may stop it the moment it reads that line.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        gevent.signal_handler(signum, server.stop)
     print(f"loadkit sink: listening on {server.url}", flush=True)
     if server.control is not None:
         print(f"loadkit sink: control on {server.control.url}", flush=True)
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        gevent.signal_handler(signum, server.stop)
     counters = gevent.spawn(_show_counters, server) if args.counters else None
     try:
         server.serve_forever()
