@@ -263,25 +263,6 @@ def postfix_queue_size(state_dir: Path) -> int:
     return postfix.queue_size()
 
 
-def drain(queue_size, timeout: float, interval: float = DRAIN_INTERVAL, sleep=time.sleep) -> dict:
-    """Wait until ``queue_size()`` is 0, at most `timeout` seconds: {drained, seconds, left}.
-
-    Empty counts once read twice in a row, `interval` apart: one listing of a
-    Postfix queue can miss a message the queue manager is moving (see
-    `loadkit.instances.count_queue_listing`), and the count would then find it lost.
-    """
-    started = time.monotonic()
-    empty_reads = 0
-    while True:
-        left = queue_size()
-        empty_reads = empty_reads + 1 if left == 0 else 0
-        waited = time.monotonic() - started
-        if empty_reads == 2 or waited >= timeout:
-            drained = left == 0
-            return {"drained": drained, "seconds": round(waited, 3), "timeout": timeout, "left": left}
-        sleep(interval)
-
-
 def sink_trace_log(postfix_state: Path) -> Path | None:
     """The trace log of the sink a Postfix instance relays to (from its instance.json)."""
     trace_log = instance_sink(Path(postfix_state)).get("trace_log")

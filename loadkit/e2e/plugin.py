@@ -42,9 +42,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from loadkit.e2e._clock import METHOD as CLOCK_METHOD
 from loadkit.e2e._clock import ClockError, measure_sink_clock_offset
 from loadkit.e2e._delivery import (
+    DRAIN_INTERVAL,
     AcceptedMessages,
     delivery_summary,
-    drain,
     postfix_queue_size,
     sink_trace_log,
     write_e2e,
@@ -281,8 +281,9 @@ def write_results(environment, results, clock: dict | None) -> None:
         return
     drained = None
     if instance_path(state).exists():
+        from loadkit.instances import drain_queue  # only here: its import is not for every Locust start
         try:
-            drained = drain(lambda: postfix_queue_size(state), options.e2e_drain_timeout)
+            drained = drain_queue(lambda: postfix_queue_size(state), options.e2e_drain_timeout, DRAIN_INTERVAL)
         except Exception as error:  # noqa: BLE001 - a broken drain still leaves the counts
             log.error("loadkit e2e: cannot read the queue of %s: %s", state, error)
             drained = {"drained": False, "error": str(error)}

@@ -24,7 +24,7 @@ people); `MissingPackages` says which apt packages to install.
 from loadkit.instances._apache import DYNAMIC_PATH, STATIC_FILES, Apache, parse_server_status
 from loadkit.instances._base import Instance
 from loadkit.instances._dovecot import Dovecot
-from loadkit.instances._postfix import Postfix, count_queue_listing, parse_relay
+from loadkit.instances._postfix import Postfix, count_queue_listing, drain_queue, parse_relay
 from loadkit.instances._sink import SinkProcess
 from loadkit.instances._system import InstanceError, MissingPackages
 
@@ -42,6 +42,7 @@ __all__ = [
     "Postfix",
     "SinkProcess",
     "count_queue_listing",
+    "drain_queue",
     "parse_relay",
     "parse_server_status",
 ]

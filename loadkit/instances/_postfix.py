@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 from loadkit.instances._amavis import AmavisFilter
@@ -67,24 +68,36 @@ def count_queue_listing(output: str) -> dict[str, int]:
     read earlier to one read later (incoming to active, active to deferred)
     is listed twice, under one queue id; counted here once, in the later
     queue. One moved the other way (deferred back to active for a retry)
-    can be missed by a listing: read an empty queue twice before trusting it.
+    can be missed by a listing: `drain_queue` reads an empty queue twice.
     """
     where: dict[str, str] = {}
-    unnamed = 0
-    for line in output.splitlines():
+    for number, line in enumerate(output.splitlines()):
         if line.strip():
             record = json.loads(line)
-            queue_id = record.get("queue_id")
-            if queue_id:
-                where[queue_id] = record.get("queue_name", "unknown")
-            else:
-                unnamed += 1
+            where[record.get("queue_id") or f"line {number}"] = record.get("queue_name", "unknown")
     counts = dict.fromkeys(QUEUES, 0)
     for name in where.values():
         counts[name] = counts.get(name, 0) + 1
-    if unnamed:
-        counts["unknown"] = counts.get("unknown", 0) + unnamed
     return counts
+
+
+def drain_queue(queue_size, timeout: float, interval: float, sleep=time.sleep) -> dict:
+    """Wait until ``queue_size()`` is 0, at most `timeout` seconds: {drained, seconds, timeout, left}.
+
+    Empty counts once read twice in a row, `interval` apart: one listing can
+    miss a message the queue manager is moving (`count_queue_listing`), and a
+    count made then would find it lost.
+    """
+    started = time.monotonic()
+    empty_reads = 0
+    while True:
+        left = queue_size()
+        empty_reads = empty_reads + 1 if left == 0 else 0
+        waited = time.monotonic() - started
+        if empty_reads == 2 or waited >= timeout:
+            return {"drained": left == 0, "seconds": round(waited, 3), "timeout": timeout, "left": left}
+        sleep(interval)
+
 
 # Every service runs unchrooted: a chroot would need copies of system files
 # in the queue folder, which Debian's init script makes and `postfix start`
@@ -263,16 +276,9 @@ class Postfix(Instance):
         return sum(self.queue_counts().values())
 
     def wait_for_empty_queue(self, timeout: float, interval: float = 0.1) -> bool:
-        """Wait until every queue is empty; False if mail is still queued after `timeout` seconds.
-        Empty is read twice in a row (`count_queue_listing`: one listing can miss a message on the move)."""
-        empty_reads = 0
-
-        def empty_twice() -> bool:
-            nonlocal empty_reads
-            empty_reads = empty_reads + 1 if self.queue_size() == 0 else 0
-            return empty_reads == 2
-
-        return wait_until(empty_twice, timeout, interval)
+        """Wait until every queue is empty (read so twice, see `drain_queue`); False if mail is still
+        queued after `timeout` seconds."""
+        return drain_queue(self.queue_size, timeout, interval)["drained"]
 
     def sink_stats(self) -> dict | None:
         """The sink's counters, written when it stops (None before, or with no sink)."""

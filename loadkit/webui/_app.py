@@ -209,6 +209,7 @@ class MailConsole:
 
     def _report_when_written(self, folder: Path) -> None:
         deadline = time.monotonic() + FOLDER_WAIT
+
         def written() -> bool:  # a newer test closed this folder before it began
             return (folder / RUN_FILE).exists() and (
                 self.results.folder(self.environment) != folder or self.results.settled(self.environment))
@@ -270,8 +271,8 @@ class MailConsole:
         from loadkit.e2e import plugin as e2e_plugin
 
         options = self.environment.parsed_options
-        drain = getattr(options, "e2e_drain_timeout", 0.0) if e2e_plugin.traced(self.environment) else 0.0
-        deadline = time.monotonic() + (self.environment.stop_timeout or 0.0) + (drain or 0.0) + FINAL_WRITE_WAIT
+        drain = (getattr(options, "e2e_drain_timeout", None) or 0.0) if e2e_plugin.traced(self.environment) else 0.0
+        deadline = time.monotonic() + (self.environment.stop_timeout or 0.0) + drain + FINAL_WRITE_WAIT
         while self._stopped_but_not_written() and time.monotonic() < deadline:
             gevent.sleep(0.05)
         with self._computing:

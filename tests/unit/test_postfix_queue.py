@@ -2,8 +2,7 @@
 
 import json
 
-from loadkit.e2e import drain
-from loadkit.instances import count_queue_listing
+from loadkit.instances import count_queue_listing, drain_queue
 
 
 def listing(*rows: tuple[str, str]) -> str:
@@ -32,7 +31,7 @@ def test_the_drain_trusts_an_empty_queue_only_when_it_reads_empty_twice_in_a_row
         read_count.append(1)
         return next(reads)
 
-    result = drain(queue_size, timeout=60, sleep=lambda _seconds: None)
+    result = drain_queue(queue_size, timeout=60, interval=0.2, sleep=lambda _seconds: None)
 
     assert result["drained"] is True and result["left"] == 0
     assert len(read_count) == 5  # stopped at the second 0 in a row, not at the first
@@ -40,6 +39,6 @@ def test_the_drain_trusts_an_empty_queue_only_when_it_reads_empty_twice_in_a_row
 
 def test_a_drain_that_times_out_says_how_many_are_left():
     clock = iter(range(100))
-    result = drain(lambda: 3, timeout=0.0, sleep=lambda _seconds: next(clock))
+    result = drain_queue(lambda: 3, timeout=0.0, interval=0.2, sleep=lambda _seconds: next(clock))
 
     assert result == {"drained": False, "seconds": result["seconds"], "timeout": 0.0, "left": 3}
